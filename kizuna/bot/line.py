@@ -1,0 +1,291 @@
+"""The one way to talk to LINE: a wrapper over line-bot-sdk's AsyncMessagingApi.
+
+Every part of Kizuna sends through `LineClient`; nothing else imports the SDK's API
+classes. It honours LINE_FACTS.md:
+- push and multicast always carry an X-Line-Retry-Key; 409 means "already sent";
+- 429 (rate limit, not the monthly quota), 5xx and timeouts are retried with backoff
+  and the same key; other 4xx fail with LINE's reason;
+- a reply that surely failed falls back to push; a reply whose outcome is unknown
+  (timed out, then refused) is reported as undetermined, never pushed again;
+- every response's x-line-request-id is logged with endpoint and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+from linebot.v3.messaging import (
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    AsyncMessagingApiBlob,
+    Configuration,
+    MulticastRequest,
+    PushMessageRequest,
+    ReplyMessageRequest,
+    ShowLoadingAnimationRequest,
+)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
+
+from kizuna.storage.customers import Profile
+
+log = logging.getLogger("kizuna.line")
+T = TypeVar("T")
+
+# Requests per second LINE allows per channel (LINE_FACTS.md). Kept per process here;
+# campaign senders on several workers share a Redis bucket instead.
+RATE_LIMITS = {"reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10}
+
+
+class LineError(Exception):
+    """LINE refused a request (4xx other than 429) or stayed unavailable."""
+
+    def __init__(self, status: int | None, message: str, *, details: list | None = None, request_id: str | None = None):
+        super().__init__(f"LINE {status}: {message}")
+        self.status = status
+        self.message = message
+        self.details = details or []
+        self.request_id = request_id
+
+
+class LineUnavailable(LineError):
+    """429, 5xx or timeouts outlasted the retries: try again later with the same key."""
+
+
+class _Retryable(Exception):
+    def __init__(self, error: LineError):
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class SendResult:
+    method: str  # reply | push
+    status: str  # sent | undetermined
+    request_id: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    max_seconds: float = 30.0
+    initial_wait: float = 0.2
+    max_wait: float = 5.0
+
+
+class LineClient:
+    def __init__(
+        self,
+        *,
+        access_token: str,
+        api_base_url: str,
+        data_api_base_url: str,
+        timeout: float = 10.0,
+        pool_size: int = 64,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        # One client per host for the app's lifetime. The pool is sized for ~200 req/s
+        # at ~100 ms latency plus headroom (the SDK's default is cpu_count*5).
+        api_config = Configuration(host=api_base_url, access_token=access_token)
+        api_config.connection_pool_maxsize = pool_size
+        data_config = Configuration(host=data_api_base_url, access_token=access_token)
+        self._api_client = AsyncApiClient(api_config)
+        self._data_client = AsyncApiClient(data_config)
+        self.api = AsyncMessagingApi(self._api_client)
+        self.blob = AsyncMessagingApiBlob(self._data_client)
+        self.timeout = timeout
+        self.retry = retry
+        self._limiters = {name: AsyncLimiter(rate, 1) for name, rate in RATE_LIMITS.items()}
+
+    async def close(self) -> None:
+        await self._api_client.close()
+        await self._data_client.close()
+
+    # -- sending -------------------------------------------------------------
+
+    async def reply(self, reply_token: str, messages: list[dict]) -> str | None:
+        request = ReplyMessageRequest.from_dict({"replyToken": reply_token, "messages": messages})
+        response = await self._call("reply", lambda: self.api.reply_message_with_http_info(request, _request_timeout=self.timeout))
+        return _request_id(response.headers)
+
+    async def push(self, to: str, messages: list[dict], *, retry_key: str) -> str | None:
+        request = PushMessageRequest.from_dict({"to": to, "messages": messages})
+        try:
+            response = await self._call(
+                "push",
+                lambda: self.api.push_message_with_http_info(request, x_line_retry_key=retry_key, _request_timeout=self.timeout),
+            )
+        except LineError as error:
+            if error.status == 409:  # the key was accepted before: already sent
+                return error.request_id
+            raise
+        return _request_id(response.headers)
+
+    async def multicast(self, to: list[str], messages: list[dict], *, retry_key: str) -> str | None:
+        request = MulticastRequest.from_dict({"to": to, "messages": messages})
+        try:
+            response = await self._call(
+                "multicast",
+                lambda: self.api.multicast_with_http_info(request, x_line_retry_key=retry_key, _request_timeout=self.timeout),
+            )
+        except LineError as error:
+            if error.status == 409:
+                return error.request_id
+            raise
+        return _request_id(response.headers)
+
+    async def send(
+        self, to: str, messages: list[dict], *, retry_key: str, reply_token: str | None, reply_tried_before: bool
+    ) -> SendResult:
+        """Reply if the token may still work, push if the reply surely failed.
+
+        `reply_tried_before` says a previous attempt (before a crash or a timeout)
+        may have used the token: then a refused token means "maybe delivered", and
+        pushing could show the customer the same message twice.
+        """
+        if reply_token:
+            try:
+                request_id = await self.reply(reply_token, messages)
+                return SendResult("reply", "sent", request_id)
+            except _ReplyOutcomeUnknown as unknown:
+                return SendResult("reply", "undetermined", unknown.request_id, note="reply token refused after an attempt whose outcome is unknown")
+            except LineError as error:
+                if not _is_invalid_reply_token(error):
+                    raise
+                if reply_tried_before:
+                    return SendResult("reply", "undetermined", error.request_id, note="reply token refused after an earlier attempt")
+                log.info("reply token spent or expired; pushing instead to %s", to)
+        request_id = await self.push(to, messages, retry_key=retry_key)
+        return SendResult("push", "sent", request_id)
+
+    # -- other endpoints -----------------------------------------------------
+
+    async def get_profile(self, user_id: str) -> Profile | None:
+        """The LINE profile, or None when LINE has none for us (blocked, unknown)."""
+        try:
+            response = await self._call("profile", lambda: self.api.get_profile_with_http_info(user_id, _request_timeout=self.timeout))
+        except LineError as error:
+            if error.status == 404:
+                return None
+            raise
+        data = response.data
+        return Profile(
+            display_name=data.display_name,
+            picture_url=data.picture_url,
+            status_message=data.status_message,
+            language=data.language,
+        )
+
+    async def show_loading(self, user_id: str, seconds: int = 20) -> None:
+        """Best effort: a missing animation must never delay or fail a reply."""
+        request = ShowLoadingAnimationRequest(chatId=user_id, loadingSeconds=seconds)
+        try:
+            await self._call(
+                "loading",
+                lambda: self.api.show_loading_animation_with_http_info(request, _request_timeout=min(self.timeout, 3.0)),
+                retry=False,
+            )
+        except LineError as error:
+            log.info("loading animation not shown: %s", error)
+
+    async def get_quota(self) -> dict:
+        response = await self._call("quota", lambda: self.api.get_message_quota_with_http_info(_request_timeout=self.timeout))
+        return response.data.to_dict()
+
+    # -- the retry loop ------------------------------------------------------
+
+    async def _call(self, endpoint: str, make_request: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            async with self._limiters[endpoint]:
+                try:
+                    response = await make_request()
+                except ApiException as exc:
+                    error = _error_from(exc)
+                    log.info("LINE %s -> %s request_id=%s", endpoint, error.status, error.request_id)
+                    if endpoint == "reply" and attempts > 1 and _is_invalid_reply_token(error):
+                        raise _ReplyOutcomeUnknown(error.request_id) from None
+                    if _retryable_status(error):
+                        raise _Retryable(error) from None
+                    raise error from None
+                except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                    log.info("LINE %s -> %s", endpoint, type(exc).__name__)
+                    raise _Retryable(LineUnavailable(None, f"{type(exc).__name__}: {exc}")) from None
+            log.debug("LINE %s -> %s request_id=%s", endpoint, response.status_code, _request_id(response.headers))
+            return response
+
+        if not retry:
+            try:
+                return await attempt()
+            except _Retryable as exc:
+                raise _as_unavailable(exc.error) from None
+        policy = self.retry
+        try:
+            async for try_ in AsyncRetrying(
+                retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+                stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_seconds),
+                wait=wait_exponential_jitter(multiplier=policy.initial_wait, max=policy.max_wait),
+                reraise=True,
+            ):
+                with try_:
+                    return await attempt()
+        except _Retryable as exc:
+            raise _as_unavailable(exc.error) from None
+        raise AssertionError("unreachable")
+
+
+class _ReplyOutcomeUnknown(Exception):
+    """A retried reply was refused: the first attempt may have been delivered."""
+
+    def __init__(self, request_id: str | None):
+        super().__init__("reply outcome unknown")
+        self.request_id = request_id
+
+
+def _as_unavailable(error: LineError) -> LineUnavailable:
+    if isinstance(error, LineUnavailable):
+        return error
+    return LineUnavailable(error.status, error.message, details=error.details, request_id=error.request_id)
+
+
+def _retryable_status(error: LineError) -> bool:
+    if error.status == 429:
+        # Over the monthly quota stays over until next month: retrying only burns time.
+        return "monthly limit" not in error.message
+    return error.status is not None and error.status >= 500
+
+
+def _is_invalid_reply_token(error: LineError) -> bool:
+    return error.status == 400 and "reply token" in error.message.lower()
+
+
+def _error_from(exc: ApiException) -> LineError:
+    body: Any = exc.body
+    message, details = str(exc.reason or ""), []
+    if body:
+        try:
+            parsed = json.loads(body)
+            message = parsed.get("message", message)
+            details = parsed.get("details", [])
+        except (ValueError, AttributeError):
+            message = str(body)[:500]
+    return LineError(exc.status, message, details=details, request_id=_request_id(exc.headers))
+
+
+def _request_id(headers: Any) -> str | None:
+    if not headers:
+        return None
+    for name, value in dict(headers).items():
+        if name.lower() == "x-line-request-id":
+            return value
+    return None

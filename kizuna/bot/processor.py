@@ -1,0 +1,200 @@
+"""The event processor: stored webhook events -> customer, timeline, handlers, replies.
+
+One source (a LINE user, else a group or room) is drained by one task at a time,
+oldest event first (the queue's `hold` guarantees it across workers). Everything an
+event changes - customer, timeline rows, handler effects, the outbound delivery and
+the event's `done` mark - commits in one transaction, so a crash at any point
+leaves the event pending and re-running it starts from a clean slate. Replies are
+sent after the commit from the delivery (outbox) row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta, timezone
+
+from linebot.v3.webhooks import Event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kizuna.handlers import HandlerContext, Router
+from kizuna.storage import customers, deliveries, events, interactions
+from kizuna.storage.db import transaction
+from kizuna.storage.models import InboundEvent, Interaction
+from kizuna.storage.types import utcnow
+
+from .line import LineClient, LineError
+from .sender import DeliverySender
+
+log = logging.getLogger("kizuna.processor")
+
+MAX_MESSAGES_PER_REQUEST = 5
+REPLY_TOKEN_LIFETIME = timedelta(seconds=60)
+REDELIVERED_REPLY_TOKEN_LIFETIME = timedelta(minutes=20)
+
+
+class EventProcessor:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        line: LineClient,
+        router: Router,
+        sender: DeliverySender,
+        max_attempts: int = 3,
+        loading_delay: float = 0.5,
+        retry_backoff: float = 0.2,
+    ) -> None:
+        self.sessions = sessions
+        self.line = line
+        self.router = router
+        self.sender = sender
+        self.max_attempts = max_attempts
+        self.loading_delay = loading_delay
+        self.retry_backoff = retry_backoff
+
+    async def drain(self, source_key: str, keep_alive: Callable[[], Awaitable[None]] | None = None) -> int:
+        """Process the source's pending events in order until none is left."""
+        processed = 0
+        while True:
+            async with self.sessions() as session:
+                row = await events.next_pending(session, source_key)
+            if row is None:
+                return processed
+            await self.process(row)
+            processed += 1
+            if keep_alive is not None:
+                await keep_alive()
+
+    async def process(self, row: InboundEvent) -> None:
+        async with transaction(self.sessions) as session:
+            attempts = await events.claim_attempt(session, row.id)
+        if attempts == 0:
+            return  # processed or parked meanwhile
+        if attempts > self.max_attempts:
+            # Earlier attempts died with their worker (no error was recorded).
+            async with transaction(self.sessions) as session:
+                await events.record_failure(session, row.id, f"gave up after {attempts - 1} attempts that did not finish", park=True)
+            log.error("event %s parked: its attempts never finished", row.webhook_event_id)
+            return
+        try:
+            delivery_ids = await self._handle(row)
+        except Exception as exc:  # a handler bug must not block the customer's later events
+            park = attempts >= self.max_attempts
+            log.exception("event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempts, self.max_attempts, ", parked" if park else "")
+            async with transaction(self.sessions) as session:
+                await events.record_failure(session, row.id, f"{type(exc).__name__}: {exc}", park=park)
+            if not park:
+                await asyncio.sleep(self.retry_backoff * 2 ** (attempts - 1))
+            return
+        for delivery_id in delivery_ids:
+            await self.sender.send(delivery_id)
+
+    async def _handle(self, row: InboundEvent) -> list[int]:
+        payload = row.payload
+        user_id = row.line_user_id
+        profile = await self._profile_if_needed(row) if user_id else None
+        event_time = datetime.fromtimestamp(row.event_timestamp / 1000, tz=timezone.utc) if row.event_timestamp else utcnow()
+
+        async with transaction(self.sessions) as session:
+            customer = None
+            if user_id:
+                customer, created = await customers.get_or_create(session, user_id, profile)
+                customer.last_interaction_at = utcnow()
+                kind, text = describe_inbound(payload)
+                await interactions.append(
+                    session,
+                    Interaction(
+                        customer_id=customer.id, direction="in", kind=kind, text=text, payload=payload,
+                        sender_type="customer", sender_id=user_id, inbound_event_id=row.id,
+                    ),
+                )
+
+            async def refresh_profile() -> None:
+                if customer is not None and profile is not None:
+                    customers.apply_profile(customer, profile)
+
+            ctx = HandlerContext(
+                session=session, customer=customer, event_type=row.event_type, payload=payload,
+                event_time=event_time, refresh_profile=refresh_profile,
+            )
+            await self._dispatch(parse_event(payload), ctx, user_id)
+            delivery_ids = []
+            # Standby events (another channel is active) are recorded, never answered.
+            if ctx.replies and customer is not None and payload.get("mode") != "standby":
+                delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
+            await events.mark_done(session, row.id)
+        return delivery_ids
+
+    async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
+        if not (user_id and ctx.event_type == "message"):
+            await self.router.dispatch(event, ctx)
+            return
+        # Show LINE's loading animation only when the bot is slow to answer: it is
+        # limited to 100 requests/s, so it is not spent on instant replies.
+        loading = asyncio.create_task(self._loading_after(user_id))
+        try:
+            await self.router.dispatch(event, ctx)
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+
+    async def _loading_after(self, user_id: str) -> None:
+        await asyncio.sleep(self.loading_delay)
+        await self.line.show_loading(user_id)
+
+    async def _profile_if_needed(self, row: InboundEvent) -> customers.Profile | None:
+        """Fetch the profile on first contact and on every follow; never in a transaction."""
+        if row.event_type == "unfollow":
+            return None  # LINE answers 404 for people who blocked the account
+        if row.event_type != "follow":
+            async with self.sessions() as session:
+                if await customers.get_by_line_user_id(session, row.line_user_id) is not None:
+                    return None
+        try:
+            return await self.line.get_profile(row.line_user_id)
+        except LineError as error:
+            # The profile is refreshed on the next follow; the event must not wait for it.
+            log.warning("profile of %s not fetched: %s", row.line_user_id, error)
+            return None
+
+    async def _create_deliveries(
+        self, session: AsyncSession, row: InboundEvent, customer_id: int, messages: list[dict], event_time: datetime
+    ) -> list[int]:
+        reply_token = row.payload.get("replyToken")
+        lifetime = REDELIVERED_REPLY_TOKEN_LIFETIME if row.is_redelivery else REPLY_TOKEN_LIFETIME
+        ids = []
+        for index in range(0, len(messages), MAX_MESSAGES_PER_REQUEST):
+            first = index == 0
+            delivery = await deliveries.create(
+                session,
+                customer_id=customer_id,
+                messages=messages[index : index + MAX_MESSAGES_PER_REQUEST],
+                sender_type="bot",
+                retry_key=deliveries.retry_key_for("event", row.webhook_event_id, index),
+                inbound_event_id=row.id,
+                reply_token=reply_token if first else None,
+                reply_deadline=event_time + lifetime if first and reply_token else None,
+            )
+            ids.append(delivery.id)
+        return ids
+
+
+def parse_event(payload: dict) -> Event | None:
+    """The SDK's typed event, or None for types it does not know (recorded only)."""
+    try:
+        return Event.from_dict(payload)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def describe_inbound(payload: dict) -> tuple[str, str | None]:
+    """Timeline kind and text of an inbound event."""
+    event_type = str(payload.get("type", "unknown"))
+    if event_type == "message":
+        message = payload.get("message") or {}
+        return f"message.{message.get('type', 'unknown')}"[:40], message.get("text")
+    if event_type == "postback":
+        return "postback", (payload.get("postback") or {}).get("data")
+    return event_type[:40], None

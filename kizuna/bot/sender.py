@@ -1,0 +1,71 @@
+"""Sends deliveries (the outbox) to LINE and records the outcome.
+
+A delivery is claimed with one conditional UPDATE before any request, so two
+senders never both send it; its retry key was fixed when it was created, so a push
+retried after a crash or a 5xx is executed by LINE once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kizuna.storage import customers, deliveries
+from kizuna.storage.db import transaction
+from kizuna.storage.types import utcnow
+
+from .line import LineClient, LineError, LineUnavailable
+
+log = logging.getLogger("kizuna.sender")
+
+# LINE forgets a retry key after 24 h; past this age a retry could send twice, so
+# the delivery is marked undetermined instead (LINE_FACTS.md).
+RETRY_KEY_SAFE_AGE = timedelta(hours=23)
+
+
+class DeliverySender:
+    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient) -> None:
+        self.sessions = sessions
+        self.line = line
+
+    async def send(self, delivery_id: int) -> str | None:
+        """Send one delivery; returns its new status (None if someone else has it)."""
+        async with transaction(self.sessions) as session:
+            delivery = await deliveries.claim(session, delivery_id)
+            if delivery is None:
+                return None
+            customer = await customers.get(session, delivery.customer_id)
+        assert customer is not None
+
+        if utcnow() - delivery.created_at > RETRY_KEY_SAFE_AGE:
+            return await self._finish(delivery_id, "undetermined", None, error="retry key older than 23 h")
+        reply_usable = delivery.reply_token is not None and delivery.reply_deadline is not None and utcnow() < delivery.reply_deadline
+        if customer.blocked and not reply_usable:
+            return await self._finish(delivery_id, "failed", None, error="the customer has blocked the account")
+        try:
+            result = await self.line.send(
+                customer.line_user_id,
+                delivery.messages,
+                retry_key=delivery.retry_key,
+                reply_token=delivery.reply_token if reply_usable else None,
+                # attempts counts this claim: more than one means an earlier try may have used the token
+                reply_tried_before=delivery.attempts > 1,
+            )
+        except LineUnavailable as error:
+            log.warning("delivery %s not sent yet (%s); will retry with the same key", delivery_id, error)
+            async with transaction(self.sessions) as session:
+                await deliveries.release(session, delivery_id, str(error))
+            return "pending"
+        except LineError as error:
+            log.error("delivery %s refused by LINE: %s %s", delivery_id, error, error.details)
+            return await self._finish(delivery_id, "failed", None, error=f"{error} {error.details or ''}".strip(), request_id=error.request_id)
+        if result.status == "undetermined":
+            log.warning("delivery %s undetermined: %s", delivery_id, result.note)
+        return await self._finish(delivery_id, result.status, result.method, error=result.note, request_id=result.request_id)
+
+    async def _finish(self, delivery_id: int, status: str, method: str | None, *, error: str | None = None, request_id: str | None = None) -> str:
+        async with transaction(self.sessions) as session:
+            await deliveries.finish(session, delivery_id, status=status, method=method, line_request_id=request_id, error=error)
+        return status

@@ -1,0 +1,149 @@
+"""Settings from the environment (and `.env`), validated once at start-up.
+
+A missing or malformed setting stops start-up with one line naming the variable
+(`SettingsError`); the CLI prints that line and exits non-zero.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LINE_API = "https://api.line.me"
+LINE_DATA_API = "https://api-data.line.me"
+
+# Used only when no LINE credentials are configured: `kizuna serve` then mounts the
+# emulator and both sides share these values. They are never valid on the real LINE.
+EMULATOR_CHANNEL_SECRET = "emulator-channel-secret-0000000000"
+EMULATOR_ACCESS_TOKEN = "emulator-access-token"
+
+
+class SettingsError(Exception):
+    """One clear line naming the variable that is missing or malformed."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    line_channel_secret: str | None = Field(default=None, validation_alias="LINE_CHANNEL_SECRET")
+    line_channel_access_token: str | None = Field(
+        default=None, validation_alias="LINE_CHANNEL_ACCESS_TOKEN"
+    )
+    line_api_base_url: str = Field(default=LINE_API, validation_alias="LINE_API_BASE_URL")
+    line_data_api_base_url: str = Field(
+        default=LINE_DATA_API, validation_alias="LINE_DATA_API_BASE_URL"
+    )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./data/kizuna.db", validation_alias="DATABASE_URL"
+    )
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    host: str = Field(default="127.0.0.1", validation_alias="HOST")
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias="PORT")
+    secret_key: str = Field(validation_alias="KIZUNA_SECRET_KEY", min_length=32)
+    # Public base URL of this server (QR images, tracked links); defaults to http://host:port.
+    public_url: str | None = Field(default=None, validation_alias="KIZUNA_PUBLIC_URL")
+    # Mount the LINE emulator at /emulator: on by default when no LINE credentials are set.
+    emulator: bool | None = Field(default=None, validation_alias="KIZUNA_EMULATOR")
+    # Prefix for every Redis key, so several installations (or test runs) can share a server.
+    redis_prefix: str = Field(default="kizuna", validation_alias="KIZUNA_REDIS_PREFIX")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, validation_alias="KIZUNA_MAX_BODY_BYTES")
+    # Event processing: concurrent users handled per process, attempts before parking.
+    worker_concurrency: int = Field(default=16, ge=1, le=1000, validation_alias="KIZUNA_WORKER_CONCURRENCY")
+    max_event_attempts: int = Field(default=3, ge=1, le=20, validation_alias="KIZUNA_MAX_EVENT_ATTEMPTS")
+    sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
+    line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
+    log_level: str = Field(default="INFO", validation_alias="KIZUNA_LOG_LEVEL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://", "sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://...")
+        # Accept the plain forms people paste and use the async drivers we ship.
+        if value.startswith("sqlite://"):
+            value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        elif value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("line_api_base_url", "line_data_api_base_url", "public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials_together(self) -> "Settings":
+        if bool(self.line_channel_secret) != bool(self.line_channel_access_token):
+            missing = "LINE_CHANNEL_SECRET" if not self.line_channel_secret else "LINE_CHANNEL_ACCESS_TOKEN"
+            raise ValueError(f"{missing}: is required when the other LINE credential is set")
+        if self.emulator is None:
+            self.emulator = not self.line_channel_secret
+        if not self.line_channel_secret:
+            self.line_channel_secret = EMULATOR_CHANNEL_SECRET
+            self.line_channel_access_token = EMULATOR_ACCESS_TOKEN
+        if self.emulator:
+            # The mounted emulator answers on this server unless told otherwise.
+            local = f"http://{self.host}:{self.port}/emulator"
+            if "line_api_base_url" not in self.model_fields_set:
+                self.line_api_base_url = local
+            if "line_data_api_base_url" not in self.model_fields_set:
+                self.line_data_api_base_url = local
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """One process, in-process queues: the default when REDIS_URL is unset."""
+        return self.redis_url is None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.database_url.startswith("sqlite"):
+            return None
+        path = self.database_url.split(":///", 1)[1]
+        return None if path in ("", ":memory:") else Path(path)
+
+
+def load_settings(**overrides) -> Settings:
+    """Build settings, turning validation errors into one line per bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    fields = Settings.model_fields
+    lines = []
+    for error in exc.errors():
+        loc = error["loc"][0] if error["loc"] else ""
+        field = fields.get(str(loc))
+        name = field.validation_alias if field is not None else str(loc)
+        message = error["msg"].removeprefix("Value error, ")
+        if not loc and ":" in message:  # model-level errors name their variable first
+            lines.append(f"setting {message}")
+            continue
+        if error["type"] == "missing":
+            message = "is required but not set"
+        lines.append(f"setting {name}: {message}")
+    return "; ".join(lines)

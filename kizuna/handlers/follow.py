@@ -1,0 +1,27 @@
+"""follow / unfollow: keep the customer's follow state and greet new friends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kizuna.storage import customers
+
+from .context import HandlerContext
+from .router import Router
+
+router = Router("follow")
+
+
+@router.on("follow")
+async def on_follow(event: Any, ctx: HandlerContext) -> None:
+    assert ctx.customer is not None
+    returning = bool(ctx.payload.get("follow", {}).get("isUnblocked"))
+    customers.mark_followed(ctx.customer, ctx.event_time)
+    await ctx.refresh_profile()  # display name and picture may have changed while blocked
+    await ctx.reply_text("greeting_again" if returning else "greeting")
+
+
+@router.on("unfollow")
+async def on_unfollow(event: Any, ctx: HandlerContext) -> None:
+    assert ctx.customer is not None
+    customers.mark_unfollowed(ctx.customer, ctx.event_time)

@@ -1,0 +1,87 @@
+"""Customers: one row per person on LINE, keyed by their LINE user id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Customer
+from .types import utcnow
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What LINE tells us about a person; any field may be missing (their consent governs it)."""
+
+    display_name: str | None = None
+    picture_url: str | None = None
+    status_message: str | None = None
+    language: str | None = None
+
+
+async def get_by_line_user_id(session: AsyncSession, line_user_id: str) -> Customer | None:
+    statement = sa.select(Customer).where(Customer.line_user_id == line_user_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def get(session: AsyncSession, customer_id: int) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profile | None) -> tuple[Customer, bool]:
+    """The customer for a LINE user id, created on first contact.
+
+    Per-source ordering means one source is handled by one worker at a time, but
+    the API or a campaign may create the same customer concurrently: the unique
+    line_user_id decides, and the loser reads the winner's row.
+    """
+    customer = await get_by_line_user_id(session, line_user_id)
+    if customer is not None:
+        return customer, False
+    customer = Customer(line_user_id=line_user_id)
+    if profile is not None:
+        apply_profile(customer, profile)
+    try:
+        async with session.begin_nested():
+            session.add(customer)
+            await session.flush()
+    except sa.exc.IntegrityError:
+        existing = await get_by_line_user_id(session, line_user_id)
+        assert existing is not None
+        return existing, False
+    return customer, True
+
+
+def apply_profile(customer: Customer, profile: Profile) -> None:
+    customer.display_name = profile.display_name
+    customer.picture_url = profile.picture_url
+    customer.status_message = profile.status_message
+    customer.language = profile.language
+    customer.profile_refreshed_at = utcnow()
+
+
+def mark_followed(customer: Customer, at: datetime) -> None:
+    customer.followed = True
+    customer.blocked = False
+    customer.followed_at = at
+
+
+def mark_unfollowed(customer: Customer, at: datetime) -> None:
+    # Unfollow is LINE's only signal that the customer blocked the account.
+    customer.followed = False
+    customer.blocked = True
+    customer.unfollowed_at = at
+
+
+async def list_page(
+    session: AsyncSession, *, line_user_id: str | None, limit: int, after_id: int | None
+) -> list[Customer]:
+    statement = sa.select(Customer).order_by(Customer.id).limit(limit)
+    if line_user_id is not None:
+        statement = statement.where(Customer.line_user_id == line_user_id)
+    if after_id is not None:
+        statement = statement.where(Customer.id > after_id)
+    return list((await session.execute(statement)).scalars())

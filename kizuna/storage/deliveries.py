@@ -1,0 +1,129 @@
+"""Deliveries: the outbox of messages to LINE.
+
+A delivery is written in the same transaction as the decision to send it, then
+claimed and sent. Claiming is one conditional UPDATE, so two workers (or a worker
+and the sweeper) never both send the same delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Delivery, Interaction
+from .types import utcnow
+
+# Namespace for retry keys derived from what is sent (LINE_FACTS: derive, store, reuse).
+RETRY_KEY_NAMESPACE = uuid.UUID("6f1c1e54-0b7e-4c3f-9a53-3d1f2a9b7c11")
+
+# A delivery claimed longer ago than this belongs to a worker that died mid-send.
+CLAIM_TIMEOUT = timedelta(seconds=60)
+
+
+def retry_key_for(*parts: object) -> str:
+    return str(uuid.uuid5(RETRY_KEY_NAMESPACE, ":".join(str(part) for part in parts)))
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    customer_id: int,
+    messages: list[dict],
+    sender_type: str,
+    retry_key: str,
+    sender_id: str | None = None,
+    inbound_event_id: int | None = None,
+    reply_token: str | None = None,
+    reply_deadline: datetime | None = None,
+) -> Delivery:
+    """The delivery and one outbound interaction per message, on the timeline at once."""
+    delivery = Delivery(
+        customer_id=customer_id,
+        sender_type=sender_type,
+        sender_id=sender_id,
+        inbound_event_id=inbound_event_id,
+        reply_token=reply_token,
+        reply_deadline=reply_deadline,
+        messages=messages,
+        retry_key=retry_key,
+    )
+    session.add(delivery)
+    await session.flush()
+    for message in messages:
+        session.add(
+            Interaction(
+                customer_id=customer_id,
+                direction="out",
+                kind=f"message.{message.get('type', 'unknown')}",
+                text=message.get("text") if message.get("type") == "text" else message.get("altText"),
+                payload=message,
+                sender_type=sender_type,
+                sender_id=sender_id,
+                inbound_event_id=inbound_event_id,
+                delivery_id=delivery.id,
+            )
+        )
+    await session.flush()
+    return delivery
+
+
+async def claim(session: AsyncSession, delivery_id: int) -> Delivery | None:
+    """Take a delivery for sending; None if it is done or another sender holds it."""
+    now = utcnow()
+    statement = (
+        sa.update(Delivery)
+        .where(
+            Delivery.id == delivery_id,
+            sa.or_(
+                Delivery.status == "pending",
+                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - CLAIM_TIMEOUT),
+            ),
+        )
+        .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now)
+        .returning(Delivery.id)
+    )
+    if (await session.execute(statement)).scalar_one_or_none() is None:
+        return None
+    delivery = await session.get(Delivery, delivery_id, populate_existing=True)
+    return delivery
+
+
+async def finish(
+    session: AsyncSession,
+    delivery_id: int,
+    *,
+    status: str,
+    method: str | None,
+    line_request_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    values: dict = {"status": status, "method": method, "line_request_id": line_request_id, "last_error": error}
+    if status == "sent":
+        values["sent_at"] = utcnow()
+    await session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+async def release(session: AsyncSession, delivery_id: int, error: str) -> None:
+    """Give a claimed delivery back for a later try (LINE was down or busy)."""
+    await session.execute(
+        sa.update(Delivery).where(Delivery.id == delivery_id).values(status="pending", last_error=error[:4000])
+    )
+
+
+async def due_for_retry(session: AsyncSession, *, older_than: timedelta, limit: int = 500) -> list[int]:
+    now = utcnow()
+    statement = (
+        sa.select(Delivery.id)
+        .where(
+            sa.or_(
+                sa.and_(Delivery.status == "pending", Delivery.created_at < now - older_than),
+                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - CLAIM_TIMEOUT),
+            )
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())

@@ -1,0 +1,135 @@
+"""Inbound webhook events: stored once, processed in order per source."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import InboundEvent
+from .types import utcnow
+
+_table = InboundEvent.__table__
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    source_key: str
+
+
+def event_row(event: dict, received_at: datetime) -> dict:
+    """The `inbound_events` row for one webhook event dict (as LINE sent it)."""
+    source = event.get("source") if isinstance(event.get("source"), dict) else {}
+    user_id = source.get("userId")
+    webhook_event_id = event.get("webhookEventId")
+    if not isinstance(webhook_event_id, str) or not webhook_event_id:
+        # Not sent by today's LINE; a digest keeps a duplicate of such an event a duplicate.
+        digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
+        webhook_event_id = f"sha256:{digest[:48]}"
+    source_key = user_id or source.get("groupId") or source.get("roomId") or f"event:{webhook_event_id}"
+    timestamp = event.get("timestamp")
+    delivery = event.get("deliveryContext") if isinstance(event.get("deliveryContext"), dict) else {}
+    return {
+        "webhook_event_id": webhook_event_id[:64],
+        "event_type": str(event.get("type", "unknown"))[:40],
+        "source_key": str(source_key)[:80],
+        "line_user_id": user_id if isinstance(user_id, str) else None,
+        "event_timestamp": timestamp if isinstance(timestamp, int) else 0,
+        "is_redelivery": bool(delivery.get("isRedelivery", False)),
+        "payload": event,
+        "status": "pending",
+        "attempts": 0,
+        "received_at": received_at,
+    }
+
+
+async def store_events(session: AsyncSession, rows: list[dict]) -> list[StoredEvent]:
+    """Insert events, skipping any whose webhookEventId is already stored.
+
+    The uniqueness is the database's own (ON CONFLICT DO NOTHING), so concurrent
+    duplicates on several processes are one row. Returns only the new rows.
+    """
+    if not rows:
+        return []
+    dialect = session.bind.dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(_table)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["webhook_event_id"])
+        .returning(_table.c.id, _table.c.source_key)
+    )
+    result = await session.execute(statement)
+    return [StoredEvent(id=row.id, source_key=row.source_key) for row in result]
+
+
+async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent | None:
+    """The oldest pending event of one source: LINE's timestamp first, then arrival."""
+    statement = (
+        sa.select(InboundEvent)
+        .where(InboundEvent.source_key == source_key, InboundEvent.status == "pending")
+        .order_by(InboundEvent.event_timestamp, InboundEvent.id)
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def claim_attempt(session: AsyncSession, event_id: int) -> int:
+    """Count an attempt before running handlers, so an event that crashes its
+    worker every time is parked instead of crashing workers forever."""
+    statement = (
+        sa.update(_table)
+        .where(_table.c.id == event_id, _table.c.status == "pending")
+        .values(attempts=_table.c.attempts + 1)
+        .returning(_table.c.attempts)
+    )
+    attempts = (await session.execute(statement)).scalar_one_or_none()
+    return attempts or 0
+
+
+async def mark_done(session: AsyncSession, event_id: int) -> None:
+    await session.execute(
+        sa.update(_table).where(_table.c.id == event_id).values(status="done", processed_at=utcnow(), last_error=None)
+    )
+
+
+async def record_failure(session: AsyncSession, event_id: int, error: str, *, park: bool) -> None:
+    values = {"last_error": error[:4000]}
+    if park:
+        values |= {"status": "parked", "processed_at": utcnow()}
+    await session.execute(sa.update(_table).where(_table.c.id == event_id).values(**values))
+
+
+async def pending_sources(session: AsyncSession, *, older_than: timedelta | None = None, limit: int = 10_000) -> list[str]:
+    """Sources with pending events (for start-up and the periodic sweep)."""
+    statement = sa.select(_table.c.source_key).where(_table.c.status == "pending")
+    if older_than is not None:
+        statement = statement.where(_table.c.received_at < utcnow() - older_than)
+    statement = statement.group_by(_table.c.source_key).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+async def list_events(session: AsyncSession, *, status: str | None, limit: int, before_id: int | None = None) -> list[InboundEvent]:
+    statement = sa.select(InboundEvent).order_by(InboundEvent.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(InboundEvent.status == status)
+    if before_id is not None:
+        statement = statement.where(InboundEvent.id < before_id)
+    return list((await session.execute(statement)).scalars())
+
+
+async def requeue_parked(session: AsyncSession, event_id: int) -> str | None:
+    """An admin's retry of a parked event: pending again with a fresh attempt count."""
+    statement = (
+        sa.update(_table)
+        .where(_table.c.id == event_id, _table.c.status == "parked")
+        .values(status="pending", attempts=0, processed_at=None)
+        .returning(_table.c.source_key)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()

@@ -1,0 +1,68 @@
+"""Bot texts: defaults in code (Japanese first, English available), operator edits in the database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import BotText
+from .types import utcnow
+
+DEFAULTS: dict[str, dict[str, str]] = {
+    "greeting": {
+        "ja": "友だち追加ありがとうございます!\nご質問はこのトークでいつでもお気軽にどうぞ。",
+        "en": "Thank you for adding us as a friend!\nFeel free to ask us anything in this chat.",
+    },
+    "greeting_again": {
+        "ja": "おかえりなさい!またご利用いただけてうれしいです。",
+        "en": "Welcome back! We're glad to see you again.",
+    },
+    "received": {
+        "ja": "メッセージを受け付けました。ありがとうございます。",
+        "en": "We've received your message. Thank you.",
+    },
+}
+
+LOCALES = ("ja", "en")
+
+
+def locale_for(language: str | None) -> str:
+    """LINE's profile language ("ja", "en", "zh-Hant", ...) to one of ours; Japanese first."""
+    if language and language.split("-")[0] in LOCALES:
+        return language.split("-")[0]
+    return "ja"
+
+
+async def get_text(session: AsyncSession, key: str, locale: str) -> str:
+    if key not in DEFAULTS:
+        raise KeyError(f"unknown bot text {key!r}")
+    edited = await session.get(BotText, (key, locale))
+    if edited is not None:
+        return edited.text
+    return DEFAULTS[key].get(locale) or DEFAULTS[key]["ja"]
+
+
+async def all_texts(session: AsyncSession) -> list[dict]:
+    edits = {(t.key, t.locale): t.text for t in (await session.execute(sa.select(BotText))).scalars()}
+    return [
+        {"key": key, "locale": locale, "text": edits.get((key, locale), DEFAULTS[key].get(locale, "")),
+         "default": DEFAULTS[key].get(locale, ""), "edited": (key, locale) in edits}
+        for key in DEFAULTS
+        for locale in LOCALES
+    ]
+
+
+async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> None:
+    if key not in DEFAULTS:
+        raise KeyError(f"unknown bot text {key!r}")
+    if locale not in LOCALES:
+        raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
+    if not text.strip() or len(text) > 5000:
+        raise ValueError("text must be 1 to 5000 characters")
+    edited = await session.get(BotText, (key, locale))
+    if edited is None:
+        session.add(BotText(key=key, locale=locale, text=text))
+    else:
+        edited.text = text
+        edited.updated_at = utcnow()
+    await session.flush()

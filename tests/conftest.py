@@ -1,0 +1,224 @@
+"""Fixtures shared by every suite.
+
+Backends: SQLite + in-process queues by default; PostgreSQL and Redis when
+KIZUNA_TEST_DATABASE_URL / KIZUNA_TEST_REDIS_URL are set (as `.ci/run` does). The
+same tests run on both. LINE is the project's emulator over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from kizuna.bot.app import create_app
+from kizuna.bot.keys import SESSIONS
+from kizuna.bot.settings import Settings
+from kizuna.emulator import Emulator
+from kizuna.storage import tokens
+from kizuna.storage.db import transaction
+from kizuna.storage.migrate import upgrade
+
+TEST_DATABASE_URL = os.environ.get("KIZUNA_TEST_DATABASE_URL") or None
+TEST_REDIS_URL = os.environ.get("KIZUNA_TEST_REDIS_URL") or None
+CHANNEL_SECRET = "test-channel-secret-0123456789abcdef"
+ACCESS_TOKEN = "test-access-token"
+SECRET_KEY = "test-secret-key-" + "x" * 32
+
+
+# -- databases -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory) -> Callable[[Path], str]:
+    """A function giving each test a fresh, migrated database URL.
+
+    SQLite: migrate one file once, copy it per test. PostgreSQL: one database per
+    test run, migrated once, truncated per test.
+    """
+    if TEST_DATABASE_URL is None:
+        template = tmp_path_factory.mktemp("db") / "template.db"
+        upgrade(f"sqlite+aiosqlite:///{template}")
+
+        def fresh_sqlite(directory: Path) -> str:
+            target = directory / "kizuna.db"
+            shutil.copyfile(template, target)
+            return f"sqlite+aiosqlite:///{target}"
+
+        yield fresh_sqlite
+        return
+
+    name = f"kizuna_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _postgres_admin(TEST_DATABASE_URL, f'CREATE DATABASE "{name}"')
+    url = TEST_DATABASE_URL.rsplit("/", 1)[0] + "/" + name
+    upgrade(url)
+
+    def fresh_postgres(_directory: Path) -> str:
+        _truncate_postgres(url)
+        return url
+
+    yield fresh_postgres
+    _postgres_admin(TEST_DATABASE_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_admin(base_url: str, statement: str) -> None:
+    """CREATE/DROP DATABASE on the server of `base_url`: each run gets a database of
+    its own, so runs never see each other's rows."""
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(base_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def _truncate_postgres(url: str) -> None:
+    import asyncpg
+
+    async def truncate() -> None:
+        connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            names = await connection.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ('alembic_version', 'shops')"
+            )
+            if names:
+                await connection.execute(
+                    "TRUNCATE " + ", ".join(f'"{row["tablename"]}"' for row in names) + " RESTART IDENTITY CASCADE"
+                )
+        finally:
+            await connection.close()
+
+    asyncio.run(truncate())
+
+
+@pytest.fixture
+def database_url(database_template, tmp_path) -> str:
+    return database_template(tmp_path)
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"kizuna-test-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def redis_cleanup(redis_prefix) -> AsyncIterator[None]:
+    yield
+    if TEST_REDIS_URL:
+        from redis.asyncio import Redis
+
+        client = Redis.from_url(TEST_REDIS_URL)
+        keys = [key async for key in client.scan_iter(match=f"{redis_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+# -- the LINE emulator and Kizuna ------------------------------------------------
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    emu = Emulator(channel_secret=CHANNEL_SECRET, access_token=ACCESS_TOKEN)
+    server = TestServer(emu.create_app(), host="127.0.0.1")
+    await server.start_server()
+    emu.base_url = str(server.make_url("")).rstrip("/")
+    yield emu
+    await server.close()
+
+
+def make_settings(database_url: str, emulator_url: str, **overrides) -> Settings:
+    values = dict(
+        line_channel_secret=CHANNEL_SECRET,
+        line_channel_access_token=ACCESS_TOKEN,
+        line_api_base_url=emulator_url,
+        line_data_api_base_url=emulator_url,
+        database_url=database_url,
+        redis_url=TEST_REDIS_URL,
+        secret_key=SECRET_KEY,
+        emulator=False,
+        sweep_interval_seconds=0.5,
+        line_timeout_seconds=2.0,
+    )
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings(database_url, emulator, redis_prefix, redis_cleanup) -> Settings:
+    return make_settings(database_url, emulator.base_url, redis_prefix=redis_prefix)
+
+
+@dataclass
+class Kizuna:
+    """A running Kizuna (web app + worker) with helpers for tests."""
+
+    server: TestServer
+    emulator: Emulator
+    settings: Settings
+    admin_token: str
+
+    @property
+    def url(self) -> str:
+        return str(self.server.make_url("")).rstrip("/")
+
+    @property
+    def sessions(self):
+        return self.server.app[SESSIONS]
+
+    async def api(self, method: str, path: str, *, token: str | None = None, **kwargs) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+        async with aiohttp.ClientSession() as client:
+            async with client.request(method, self.url + path, headers=headers, **kwargs) as response:
+                return response.status, await response.json()
+
+    async def customer_id(self, line_user_id: str) -> int:
+        status, body = await self.api("GET", f"/api/v1/customers?line_user_id={line_user_id}")
+        assert status == 200 and body["items"], body
+        return body["items"][0]["id"]
+
+    async def timeline(self, line_user_id: str) -> list[dict]:
+        """The customer's interactions, oldest first."""
+        status, body = await self.api("GET", f"/api/v1/customers/{await self.customer_id(line_user_id)}/interactions?limit=200")
+        assert status == 200, body
+        return list(reversed(body["items"]))
+
+
+async def start_kizuna(settings: Settings, emulator: Emulator, router=None) -> tuple[TestServer, str]:
+    server = TestServer(create_app(settings, run_worker=True, router=router), host="127.0.0.1")
+    await server.start_server()
+    emulator.webhook_url = str(server.make_url("/callback"))
+    async with transaction(server.app[SESSIONS]) as session:
+        _token, plain = await tokens.create(session, name="tests", role="admin")
+    return server, plain
+
+
+@pytest.fixture
+async def kizuna(settings, emulator) -> AsyncIterator[Kizuna]:
+    server, token = await start_kizuna(settings, emulator)
+    yield Kizuna(server=server, emulator=emulator, settings=settings, admin_token=token)
+    await server.close()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition") -> None:
+    """Wait until `check()` is true, polling briefly; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await check():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
