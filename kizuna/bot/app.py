@@ -13,12 +13,16 @@ import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
 
+from kizuna.flows import all_flows
+from kizuna.flows.engine import FlowEngine
+from kizuna.flows.services import Services
 from kizuna.handlers import Router, build_router
 from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.queue import InProcessQueue, RedisQueue
 
 from . import api, webhook
 from .keys import ENGINE, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
+from .effects import EffectRunner
 from .line import LineClient
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -108,10 +112,15 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def build_services(settings: Settings) -> Services:
+    return Services(flows=FlowEngine(all_flows()), public_url=settings.base_url)
+
+
 def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:
     sender = DeliverySender(sessions=sessions, line=line)
     processor = EventProcessor(
-        sessions=sessions, line=line, router=router or build_router(), sender=sender, max_attempts=settings.max_event_attempts
+        sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
+        sender=sender, effects=EffectRunner(line), max_attempts=settings.max_event_attempts,
     )
     return Worker(
         queue=queue, processor=processor, sender=sender, sessions=sessions,

@@ -18,12 +18,14 @@ from datetime import datetime, timedelta, timezone
 from linebot.v3.webhooks import Event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna.flows.services import Services
 from kizuna.handlers import HandlerContext, Router
 from kizuna.storage import customers, deliveries, events, interactions
 from kizuna.storage.db import transaction
 from kizuna.storage.models import InboundEvent, Interaction
 from kizuna.storage.types import utcnow
 
+from .effects import EffectRunner
 from .line import LineClient, LineError
 from .sender import DeliverySender
 
@@ -41,7 +43,9 @@ class EventProcessor:
         sessions: async_sessionmaker[AsyncSession],
         line: LineClient,
         router: Router,
+        services: Services,
         sender: DeliverySender,
+        effects: "EffectRunner",
         max_attempts: int = 3,
         loading_delay: float = 0.5,
         retry_backoff: float = 0.2,
@@ -49,7 +53,9 @@ class EventProcessor:
         self.sessions = sessions
         self.line = line
         self.router = router
+        self.services = services
         self.sender = sender
+        self.effects = effects
         self.max_attempts = max_attempts
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
@@ -79,7 +85,7 @@ class EventProcessor:
             log.error("event %s parked: its attempts never finished", row.webhook_event_id)
             return
         try:
-            delivery_ids = await self._handle(row)
+            delivery_ids, effects = await self._handle(row)
         except Exception as exc:  # a handler bug must not block the customer's later events
             park = attempts >= self.max_attempts
             log.exception("event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempts, self.max_attempts, ", parked" if park else "")
@@ -90,8 +96,10 @@ class EventProcessor:
             return
         for delivery_id in delivery_ids:
             await self.sender.send(delivery_id)
+        for effect in effects:
+            await self.effects.run(row.line_user_id, effect)
 
-    async def _handle(self, row: InboundEvent) -> list[int]:
+    async def _handle(self, row: InboundEvent) -> tuple[list[int], list[dict]]:
         payload = row.payload
         user_id = row.line_user_id
         profile = await self._profile_if_needed(row) if user_id else None
@@ -117,7 +125,7 @@ class EventProcessor:
 
             ctx = HandlerContext(
                 session=session, customer=customer, event_type=row.event_type, payload=payload,
-                event_time=event_time, refresh_profile=refresh_profile,
+                event_time=event_time, refresh_profile=refresh_profile, services=self.services,
             )
             await self._dispatch(parse_event(payload), ctx, user_id)
             delivery_ids = []
@@ -125,7 +133,7 @@ class EventProcessor:
             if ctx.replies and customer is not None and payload.get("mode") != "standby":
                 delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
             await events.mark_done(session, row.id)
-        return delivery_ids
+        return delivery_ids, ctx.effects
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
         if not (user_id and ctx.event_type == "message"):

@@ -1,0 +1,10 @@
+"""Conversations as explicit state machines (see engine.py)."""
+
+from __future__ import annotations
+
+from .engine import Flow
+
+
+def all_flows() -> list[Flow]:
+    """Every flow the bot runs; the engine checks their declarations when built."""
+    return []

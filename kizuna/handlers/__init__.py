@@ -4,14 +4,14 @@ Every event is recorded on the timeline by the processor before routing, so even
 kinds without a handler here (join, leave, beacon, unsend, ...) are recorded only.
 """
 
-from . import follow, message
+from . import follow, message, postback
 from .context import HandlerContext
 from .router import Router
 
 
 def build_router() -> Router:
     root = Router("root")
-    root.include(follow.router, message.router)
+    root.include(follow.router, message.router, postback.router)
     return root
 
 

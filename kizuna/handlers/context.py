@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kizuna.flows.engine import FlowContext
+from kizuna.flows.services import Services
 from kizuna.storage import texts
 from kizuna.storage.models import Customer
+from kizuna.storage.types import utcnow
 
 
 @dataclass
@@ -24,7 +27,9 @@ class HandlerContext:
     event_time: datetime
     # Set by the processor: fetches and stores a fresh LINE profile (on follow).
     refresh_profile: Callable[[], Awaitable[None]]
+    services: Services
     replies: list[dict] = field(default_factory=list)
+    effects: list[dict] = field(default_factory=list)
 
     @property
     def locale(self) -> str:
@@ -39,3 +44,10 @@ class HandlerContext:
 
     async def reply_text(self, key: str) -> None:
         self.reply({"type": "text", "text": await self.text(key)})
+
+    def flow_context(self) -> FlowContext:
+        """The same event seen by a flow: replies collected in the same list."""
+        assert self.customer is not None
+        return FlowContext(
+            session=self.session, customer=self.customer, now=utcnow(), replies=self.replies, services=self.services, effects=self.effects
+        )

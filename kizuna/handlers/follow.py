@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kizuna.flows.engine import Input
 from kizuna.storage import customers
 
 from .context import HandlerContext
@@ -19,6 +20,8 @@ async def on_follow(event: Any, ctx: HandlerContext) -> None:
     customers.mark_followed(ctx.customer, ctx.event_time)
     await ctx.refresh_profile()  # display name and picture may have changed while blocked
     await ctx.reply_text("greeting_again" if returning else "greeting")
+    # Flows may start on follow (their entry points say so).
+    await ctx.services.flows.handle(ctx.flow_context(), Input("follow"))
 
 
 @router.on("unfollow")

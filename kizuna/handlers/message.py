@@ -1,9 +1,11 @@
-"""Messages from a customer. Until the FAQ and flows exist, the bot confirms receipt
-(never echoing the customer's text back)."""
+"""Messages from a customer in a one-to-one chat: an active flow first, then the
+inquiry answerer (FAQ), else a receipt that never echoes the customer's text."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from kizuna.flows.engine import Input
 
 from .context import HandlerContext
 from .router import Router
@@ -11,10 +13,24 @@ from .router import Router
 router = Router("message")
 
 
-def _from_one_to_one_chat(event: Any, ctx: HandlerContext) -> bool:
+def one_to_one(event: Any, ctx: HandlerContext) -> bool:
     return ctx.payload.get("source", {}).get("type") == "user"
 
 
-@router.on("message", when=_from_one_to_one_chat)
-async def on_message(event: Any, ctx: HandlerContext) -> None:
+@router.on("message.text", when=one_to_one)
+async def on_text(event: Any, ctx: HandlerContext) -> None:
+    text = ctx.payload["message"].get("text", "")
+    flow_ctx = ctx.flow_context()
+    if await ctx.services.flows.handle(flow_ctx, Input("text", text=text)):
+        return
+    if ctx.services.inquiries is not None and await ctx.services.inquiries.answer(flow_ctx, text):
+        return
+    await ctx.reply_text("received")
+
+
+@router.on("message", when=one_to_one)
+async def on_other_message(event: Any, ctx: HandlerContext) -> None:
+    """Stickers, images, ...: a flow in progress asks its question again."""
+    if await ctx.services.flows.handle(ctx.flow_context(), Input("other")):
+        return
     await ctx.reply_text("received")

@@ -107,7 +107,7 @@ class CustomerRead(CustomerBase):
 
 class InteractionBase(SQLModel):
     customer_id: int = Field(foreign_key="customers.id")
-    direction: str = Field(max_length=3)  # in | out
+    direction: str = Field(max_length=3)  # in | out | sys (a system note: flow started, registered, ...)
     # "follow", "message.text", "postback", ...; outbound: "message.text", "message.flex", ...
     kind: str = Field(max_length=40)
     text: str | None = Field(default=None, sa_type=sa.Text)
@@ -174,3 +174,21 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = _created_at()
     last_used_at: datetime | None = _optional_time()
     revoked_at: datetime | None = _optional_time()
+
+
+class FlowState(SQLModel, table=True):
+    """Where a customer is in a conversation flow; at most one flow at a time.
+
+    `data` holds what the flow has collected so far (only after consent, for
+    flows that ask for it) and is deleted with the row when the flow ends.
+    """
+
+    __tablename__ = "flow_states"
+
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+    flow: str = Field(max_length=40)
+    state: str = Field(max_length=80)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+    started_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)

@@ -17,6 +17,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "ja": "おかえりなさい!またご利用いただけてうれしいです。",
         "en": "Welcome back! We're glad to see you again.",
     },
+    "flow_timed_out": {
+        "ja": "前回のお手続きは時間が経ったため終了しました。お手数ですが、もう一度はじめからお願いいたします。",
+        "en": "Your previous request timed out. Please start again from the beginning.",
+    },
+    "flow_cancelled": {
+        "ja": "お手続きを中止しました。またいつでもどうぞ。",
+        "en": "Cancelled. You can start again any time.",
+    },
+    "handoff_requested": {
+        "ja": "担当者におつなぎします。順番にご案内しますので、このままお待ちください。",
+        "en": "We'll connect you with a staff member. Please wait a moment.",
+    },
     "received": {
         "ja": "メッセージを受け付けました。ありがとうございます。",
         "en": "We've received your message. Thank you.",

@@ -1,0 +1,295 @@
+"""Conversations as declared state machines.
+
+A `Flow` names its entry points, its states and its timeout; the engine adds the
+fallbacks that work in every state (cancel, talk to a person, timeout) so a
+customer can never get stuck. State ids are stable strings ("registration.birthday"):
+they are stored data, so renaming one is a migration.
+
+The engine reads the customer's state from the database on every event, inside the
+event's transaction and under the per-customer ordering of the processor, so any
+worker can continue any conversation, including after a restart. (No cache: the
+read is one primary-key lookup in a transaction that runs anyway, and a cache could
+only make a resumed conversation stale.)
+
+A flow module declares itself at the top:
+
+    registration = Flow(
+        name="registration",
+        entry_points=(Postback("action=register"), Keyword("会員登録")),
+        states=(State("registration.consent", prompt=..., on_input=...), ...),
+        timeout=timedelta(minutes=30),
+    )
+
+A state's `prompt` sends its question; its `on_input` returns a transition:
+`Goto(state)`, `Retry(message)` (re-prompt with what was wrong), or `Done()`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, Protocol
+from urllib.parse import parse_qsl
+
+from kizuna.storage import flow_states, texts
+from kizuna.storage.models import Customer, Interaction
+
+# -- what the customer did -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Input:
+    kind: Literal["text", "postback", "follow", "other"]
+    text: str | None = None  # a message's text, or a postback's displayText
+    data: str | None = None  # a postback's data
+    params: dict | None = None  # a postback's datetime picker params
+
+    @property
+    def action(self) -> dict[str, str]:
+        """Postback data as key/value pairs ("action=edit&field=name")."""
+        return dict(parse_qsl(self.data or "", keep_blank_values=True))
+
+
+def normalize(text: str | None) -> str:
+    """What keyword matching compares: NFKC, lower case, no surrounding space."""
+    return unicodedata.normalize("NFKC", text or "").strip().lower()
+
+
+# -- what the flow can use -------------------------------------------------------------
+
+
+class SideAnswerer(Protocol):
+    """Answers a free-text question asked in the middle of a flow (the FAQ), or None."""
+
+    async def __call__(self, ctx: "FlowContext", text: str) -> list[dict] | None: ...
+
+
+@dataclass
+class FlowContext:
+    session: Any
+    customer: Customer
+    now: datetime
+    replies: list[dict]
+    services: Any = None  # process-wide services (coupons, FAQ, public URL) from bot/
+    # Work on LINE's side that follows from this event (e.g. switch the rich menu),
+    # run by the processor after the event's transaction commits.
+    effects: list[dict] = field(default_factory=list)
+
+    @property
+    def locale(self) -> str:
+        return texts.locale_for(self.customer.language)
+
+    async def text(self, key: str, **values: Any) -> str:
+        text = await texts.get_text(self.session, key, self.locale)
+        return text.format(**values) if values else text
+
+    def reply(self, *messages: dict) -> None:
+        self.replies.extend(messages)
+
+    async def reply_text(self, key: str, *, quick_reply: list[dict] | None = None, **values: Any) -> None:
+        message: dict = {"type": "text", "text": await self.text(key, **values)}
+        if quick_reply:
+            message["quickReply"] = {"items": quick_reply}
+        self.reply(message)
+
+    def after_commit(self, effect: dict) -> None:
+        self.effects.append(effect)
+
+    async def record(self, kind: str, payload: dict | None = None, text: str | None = None) -> None:
+        """A system row on the customer's timeline (flow started, registered, ...)."""
+        self.session.add(Interaction(customer_id=self.customer.id, direction="sys", kind=kind, text=text, payload=payload, sender_type="system"))
+
+
+# -- transitions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Goto:
+    state: str
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Stay in the state: say what was wrong, then ask again."""
+
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    pass
+
+
+Transition = Goto | Retry | Done
+Prompt = Callable[[FlowContext, dict], Awaitable[None]]
+OnInput = Callable[[FlowContext, Input, dict], Awaitable[Transition]]
+
+
+@dataclass(frozen=True)
+class State:
+    id: str
+    prompt: Prompt
+    on_input: OnInput
+
+
+# -- entry points ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Postback:
+    """A postback whose `action` parameter is this (buttons, rich menu taps)."""
+
+    action: str
+
+    def matches(self, event: Input) -> bool:
+        return event.kind == "postback" and event.action.get("action") == self.action
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A text message that is exactly one of the words (after normalisation)."""
+
+    words: tuple[str, ...]
+
+    def __init__(self, *words: str) -> None:
+        object.__setattr__(self, "words", tuple(normalize(word) for word in words))
+
+    def matches(self, event: Input) -> bool:
+        return event.kind == "text" and normalize(event.text) in self.words
+
+
+@dataclass(frozen=True)
+class Follow:
+    def matches(self, event: Input) -> bool:
+        return event.kind == "follow"
+
+
+EntryPoint = Postback | Keyword | Follow
+
+
+# -- the flow declaration --------------------------------------------------------------
+
+
+class FlowDeclarationError(Exception):
+    """A flow is declared wrongly; raised when the engine is built, not when a customer hits it."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    name: str
+    entry_points: tuple[EntryPoint, ...]
+    states: tuple[State, ...]
+    timeout: timedelta = timedelta(minutes=30)
+    # Called before the first state; returns False to refuse (it has replied why).
+    on_start: Callable[[FlowContext], Awaitable[bool]] | None = None
+    # Every transition target is checked against `states` at build time.
+    transitions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def first_state(self) -> str:
+        return self.states[0].id
+
+    def state(self, state_id: str) -> State | None:
+        return next((state for state in self.states if state.id == state_id), None)
+
+
+# Words that work in every state of every flow.
+CANCEL_WORDS = Keyword("やめる", "やめます", "キャンセル", "中止", "cancel", "stop", "quit")
+HANDOFF_WORDS = Keyword("担当者", "担当者と話したい", "オペレーター", "有人", "人と話したい", "スタッフと話したい", "agent", "human")
+
+
+class FlowEngine:
+    def __init__(self, flows: Iterable[Flow], *, side_answerer: SideAnswerer | None = None) -> None:
+        self.flows = {flow.name: flow for flow in flows}
+        self.side_answerer = side_answerer
+        _check(self.flows.values())
+
+    async def handle(self, ctx: FlowContext, event: Input) -> bool:
+        """Let a flow take the event; False if no flow wants it (the FAQ may)."""
+        current = await flow_states.get(ctx.session, ctx.customer.id)
+        if current is not None and current.expires_at <= ctx.now:
+            await flow_states.clear(ctx.session, ctx.customer.id)
+            await ctx.record("flow.timed_out", {"flow": current.flow, "state": current.state})
+            await ctx.reply_text("flow_timed_out")
+            current = None
+
+        for flow in self.flows.values():
+            if any(entry.matches(event) for entry in flow.entry_points):
+                await self._start(ctx, flow)
+                return True
+        if current is None:
+            return False
+
+        flow = self.flows.get(current.flow)
+        state = flow.state(current.state) if flow else None
+        if flow is None or state is None:  # a flow or state removed by a new release
+            await flow_states.clear(ctx.session, ctx.customer.id)
+            return False
+        if CANCEL_WORDS.matches(event) or event.action.get("action") == "cancel":
+            await flow_states.clear(ctx.session, ctx.customer.id)
+            await ctx.record("flow.cancelled", {"flow": flow.name, "state": state.id})
+            await ctx.reply_text("flow_cancelled")
+            return True
+        if HANDOFF_WORDS.matches(event) or event.action.get("action") == "handoff":
+            await flow_states.clear(ctx.session, ctx.customer.id)
+            await ctx.record("handoff.requested", {"flow": flow.name, "state": state.id})
+            await ctx.reply_text("handoff_requested")
+            return True
+
+        data = dict(current.data or {})
+        transition = await state.on_input(ctx, event, data)
+        await self._apply(ctx, flow, state, transition, data, event)
+        return True
+
+    async def _start(self, ctx: FlowContext, flow: Flow) -> None:
+        await flow_states.clear(ctx.session, ctx.customer.id)
+        if flow.on_start is not None and not await flow.on_start(ctx):
+            return
+        await ctx.record("flow.started", {"flow": flow.name})
+        await self._enter(ctx, flow, flow.first_state, {})
+
+    async def _enter(self, ctx: FlowContext, flow: Flow, state_id: str, data: dict) -> None:
+        await flow_states.save(ctx.session, ctx.customer.id, flow=flow.name, state=state_id, data=data, expires_at=ctx.now + flow.timeout)
+        state = flow.state(state_id)
+        assert state is not None
+        await state.prompt(ctx, data)
+
+    async def _apply(self, ctx: FlowContext, flow: Flow, state: State, transition: Transition, data: dict, event: Input) -> None:
+        if isinstance(transition, Goto):
+            if flow.state(transition.state) is None:
+                raise FlowDeclarationError(f"{state.id} went to unknown state {transition.state!r}")
+            await self._enter(ctx, flow, transition.state, data)
+        elif isinstance(transition, Done):
+            await flow_states.clear(ctx.session, ctx.customer.id)
+        else:
+            # A question asked mid-flow is answered, then the flow asks again.
+            answer = None
+            if event.kind == "text" and event.text and self.side_answerer is not None:
+                answer = await self.side_answerer(ctx, event.text)
+            if answer:
+                ctx.reply(*answer)
+            elif transition.message:
+                ctx.reply({"type": "text", "text": transition.message})
+            await self._enter(ctx, flow, state.id, data)
+
+
+def _check(flows: Iterable[Flow]) -> None:
+    seen: set[str] = set()
+    for flow in flows:
+        if not flow.states:
+            raise FlowDeclarationError(f"flow {flow.name!r} has no states")
+        if not flow.entry_points:
+            raise FlowDeclarationError(f"flow {flow.name!r} has no entry points")
+        for state in flow.states:
+            if not state.id.startswith(flow.name + "."):
+                raise FlowDeclarationError(f"state {state.id!r} must be named {flow.name}.<step>")
+            if state.id in seen:
+                raise FlowDeclarationError(f"state {state.id!r} is declared twice")
+            seen.add(state.id)
+        ids = {state.id for state in flow.states}
+        for source, targets in flow.transitions.items():
+            for target in (source, *targets):
+                if target not in ids:
+                    raise FlowDeclarationError(f"flow {flow.name!r}: transition names unknown state {target!r}")
