@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
 
-from kizuna.flows import all_flows
+from kizuna.flows import all_commands, all_flows
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.services import Services
 from kizuna.handlers import Router, build_router
@@ -113,7 +113,7 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_services(settings: Settings) -> Services:
-    return Services(flows=FlowEngine(all_flows()), public_url=settings.base_url)
+    return Services(flows=FlowEngine(all_flows(), commands=all_commands()), public_url=settings.base_url)
 
 
 def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:

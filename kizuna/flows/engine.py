@@ -195,16 +195,31 @@ class Flow:
         return next((state for state in self.states if state.id == state_id), None)
 
 
+@dataclass(frozen=True)
+class Command:
+    """A one-shot action with entry points and no states ("クーポン" lists coupons).
+
+    It runs without ending a flow in progress; the flow's question is asked again."""
+
+    name: str
+    entry_points: tuple[EntryPoint, ...]
+    run: Callable[[FlowContext, Input], Awaitable[None]]
+
+
 # Words that work in every state of every flow.
 CANCEL_WORDS = Keyword("やめる", "やめます", "キャンセル", "中止", "cancel", "stop", "quit")
 HANDOFF_WORDS = Keyword("担当者", "担当者と話したい", "オペレーター", "有人", "人と話したい", "スタッフと話したい", "agent", "human")
 
 
 class FlowEngine:
-    def __init__(self, flows: Iterable[Flow], *, side_answerer: SideAnswerer | None = None) -> None:
+    def __init__(self, flows: Iterable[Flow], *, commands: Iterable[Command] = (), side_answerer: SideAnswerer | None = None) -> None:
         self.flows = {flow.name: flow for flow in flows}
+        self.commands = list(commands)
         self.side_answerer = side_answerer
         _check(self.flows.values())
+        for command in self.commands:
+            if not command.entry_points:
+                raise FlowDeclarationError(f"command {command.name!r} has no entry points")
 
     async def handle(self, ctx: FlowContext, event: Input) -> bool:
         """Let a flow take the event; False if no flow wants it (the FAQ may)."""
@@ -218,6 +233,11 @@ class FlowEngine:
         for flow in self.flows.values():
             if any(entry.matches(event) for entry in flow.entry_points):
                 await self._start(ctx, flow)
+                return True
+        for command in self.commands:
+            if any(entry.matches(event) for entry in command.entry_points):
+                await command.run(ctx, event)
+                await self._ask_again(ctx, current)
                 return True
         if current is None:
             return False
@@ -242,6 +262,12 @@ class FlowEngine:
         transition = await state.on_input(ctx, event, data)
         await self._apply(ctx, flow, state, transition, data, event)
         return True
+
+    async def _ask_again(self, ctx: FlowContext, current) -> None:
+        flow = self.flows.get(current.flow) if current is not None else None
+        state = flow.state(current.state) if flow is not None else None
+        if state is not None:
+            await state.prompt(ctx, dict(current.data or {}))
 
     async def _start(self, ctx: FlowContext, flow: Flow) -> None:
         await flow_states.clear(ctx.session, ctx.customer.id)

@@ -7,7 +7,7 @@ request to LINE (reply or push) with its retry key.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -93,6 +93,19 @@ class CustomerBase(SQLModel):
     profile_refreshed_at: datetime | None = _optional_time()
     last_interaction_at: datetime | None = _optional_time()
     created_at: datetime = _created_at()
+    # Member registration (kept only after consent to the privacy policy).
+    registered: bool = False
+    registered_at: datetime | None = _optional_time()
+    privacy_consented_at: datetime | None = _optional_time()
+    full_name: str | None = Field(default=None, max_length=80)
+    birthday: date | None = None
+    gender: str | None = Field(default=None, max_length=16)  # female | male | other | unanswered
+    prefecture: str | None = Field(default=None, max_length=8)
+    phone: str | None = Field(default=None, max_length=20)  # E.164
+    email: str | None = Field(default=None, max_length=254)
+    # Marketing messages: the customer's choice, with when it was made.
+    marketing_opt_in: bool = False
+    marketing_consent_changed_at: datetime | None = _optional_time()
 
 
 class Customer(CustomerBase, table=True):

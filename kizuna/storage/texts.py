@@ -38,6 +38,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
 LOCALES = ("ja", "en")
 
 
+def register(defaults: dict[str, dict[str, str]]) -> None:
+    """Add a module's default texts (flows keep their texts beside their code).
+
+    Every text needs Japanese; a key registered twice with different texts is a bug."""
+    for key, by_locale in defaults.items():
+        if "ja" not in by_locale:
+            raise ValueError(f"bot text {key!r} has no Japanese default")
+        if key in DEFAULTS and DEFAULTS[key] != by_locale:
+            raise ValueError(f"bot text {key!r} is registered twice")
+        DEFAULTS[key] = by_locale
+
+
 def locale_for(language: str | None) -> str:
     """LINE's profile language ("ja", "en", "zh-Hant", ...) to one of ours; Japanese first."""
     if language and language.split("-")[0] in LOCALES:
