@@ -1,0 +1,55 @@
+"""Run the emulator on its own: ``python -m kizuna.emulator --port 8081 ...``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from aiohttp import web
+
+from .core import Emulator
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m kizuna.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--channel-secret", default=os.environ.get("LINE_CHANNEL_SECRET", "emulator-secret"))
+    parser.add_argument("--access-token", default=os.environ.get("LINE_CHANNEL_ACCESS_TOKEN", "emulator-token"))
+    parser.add_argument("--webhook-url", default=None, help="where to POST webhook events")
+    parser.add_argument("--bot-user-id", default=None)
+    parser.add_argument("--quota", type=int, default=None, help="monthly message quota (default: none)")
+    parser.add_argument("--reply-token-ttl", type=float, default=60.0)
+    parser.add_argument("--webhook-timeout", type=float, default=2.0, help="seconds the bot has to answer")
+    parser.add_argument(
+        "--request-log-limit", type=int, default=100_000,
+        help="keep at most this many API requests in memory (long benchmark runs)",
+    )
+    parser.add_argument("--log-level", default="WARNING")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper())
+    emu = Emulator(
+        channel_secret=args.channel_secret,
+        access_token=args.access_token,
+        webhook_url=args.webhook_url,
+        bot_user_id=args.bot_user_id,
+        reply_token_ttl=args.reply_token_ttl,
+        webhook_timeout=args.webhook_timeout,
+    )
+    emu.quota_limit = args.quota
+    emu.request_log_limit = args.request_log_limit
+
+    def ready(_message: str) -> None:
+        # Printed once the port is listening: scripts and tests wait for this line.
+        print(f"LINE emulator ready: http://{args.host}:{args.port}/ (Messaging API at /v2/bot/...)", flush=True)
+
+    web.run_app(emu.create_app(), host=args.host, port=args.port, print=ready, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
