@@ -179,8 +179,8 @@ class Kizuna:
     def sessions(self):
         return self.server.app[SESSIONS]
 
-    async def api(self, method: str, path: str, *, token: str | None = None, **kwargs) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {token or self.admin_token}"}
+    async def api(self, method: str, path: str, *, token: str | None = None, headers: dict | None = None, **kwargs) -> tuple[int, dict]:
+        headers = {"Authorization": f"Bearer {token or self.admin_token}", **(headers or {})}
         async with aiohttp.ClientSession() as client:
             async with client.request(method, self.url + path, headers=headers, **kwargs) as response:
                 return response.status, await response.json()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from linebot.v3.webhooks import Event
@@ -60,7 +59,7 @@ class EventProcessor:
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
 
-    async def drain(self, source_key: str, keep_alive: Callable[[], Awaitable[None]] | None = None) -> int:
+    async def drain(self, source_key: str) -> int:
         """Process the source's pending events in order until none is left."""
         processed = 0
         while True:
@@ -70,8 +69,6 @@ class EventProcessor:
                 return processed
             await self.process(row)
             processed += 1
-            if keep_alive is not None:
-                await keep_alive()
 
     async def process(self, row: InboundEvent) -> None:
         async with transaction(self.sessions) as session:

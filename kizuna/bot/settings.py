@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     # Event processing: concurrent users handled per process, attempts before parking.
     worker_concurrency: int = Field(default=16, ge=1, le=1000, validation_alias="KIZUNA_WORKER_CONCURRENCY")
     max_event_attempts: int = Field(default=3, ge=1, le=20, validation_alias="KIZUNA_MAX_EVENT_ATTEMPTS")
+    # A worker's hold on a customer's events; a killed worker's hold lapses after this.
+    source_lock_seconds: float = Field(default=10.0, ge=1, le=300, validation_alias="KIZUNA_SOURCE_LOCK_SECONDS")
     sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
     line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
     log_level: str = Field(default="INFO", validation_alias="KIZUNA_LOG_LEVEL")

@@ -55,7 +55,7 @@ class Worker:
             job = await self.queue.get()
             try:
                 async with self.queue.hold(job):
-                    await self.processor.drain(job.source_key, keep_alive=lambda: self.queue.extend(job))
+                    await self.processor.drain(job.source_key)
             except SourceBusy:
                 pass  # handed back to the queue by hold()
             except Exception:  # a database or Redis outage: the sweeper brings the source back

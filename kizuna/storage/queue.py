@@ -20,7 +20,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -34,7 +34,6 @@ class Job:
     source_key: str
     # The stream entry id in Redis mode; None in-process.
     entry_id: str | None = None
-    lock: object | None = field(default=None, repr=False)
 
 
 class SourceBusy(Exception):
@@ -47,8 +46,6 @@ class WorkQueue(Protocol):
     async def get(self) -> Job: ...
 
     def hold(self, job: Job) -> "asyncio.AbstractAsyncContextManager[None]": ...
-
-    async def extend(self, job: Job) -> None: ...
 
     async def done(self, job: Job) -> None: ...
 
@@ -82,9 +79,6 @@ class InProcessQueue:
     async def hold(self, job: Job) -> AsyncIterator[None]:
         yield  # exclusivity comes from _running
 
-    async def extend(self, job: Job) -> None:
-        """Nothing to keep alive in-process."""
-
     async def done(self, job: Job) -> None:
         self._running.discard(job.source_key)
         if job.source_key in self._dirty:
@@ -101,15 +95,19 @@ class RedisQueue:
     GROUP = "workers"
     # Entries read by a worker that died are claimed by another after this idle time.
     RECLAIM_IDLE_MS = 60_000
-    LOCK_TTL_SECONDS = 60.0
     LOCK_WAIT_SECONDS = 2.0
 
-    def __init__(self, redis: Redis, prefix: str, *, consumer: str | None = None, read_count: int = 32) -> None:
+    def __init__(
+        self, redis: Redis, prefix: str, *, consumer: str | None = None, read_count: int = 32, lock_ttl: float = 10.0
+    ) -> None:
         self.redis = redis
         self.stream = f"{prefix}:events"
         self.lock_prefix = f"{prefix}:lock:source:"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.read_count = read_count
+        # A held lock is refreshed every third of its TTL; a killed worker's lock
+        # lapses within one TTL and its sources move to another worker.
+        self.lock_ttl = lock_ttl
         self._buffer: asyncio.Queue[Job] = asyncio.Queue()
         self._group_ready = False
         self._reading = asyncio.Lock()
@@ -152,29 +150,32 @@ class RedisQueue:
     @asynccontextmanager
     async def hold(self, job: Job) -> AsyncIterator[None]:
         lock = self.redis.lock(
-            self.lock_prefix + job.source_key,
-            timeout=self.LOCK_TTL_SECONDS,
-            blocking_timeout=self.LOCK_WAIT_SECONDS,
+            self.lock_prefix + job.source_key, timeout=self.lock_ttl, blocking_timeout=self.LOCK_WAIT_SECONDS
         )
         if not await lock.acquire():
             # The holder drains this source; if it finished just before our event was
             # stored, the re-added entry (or the sweeper) brings the source back.
             await self.put([job.source_key])
             raise SourceBusy(job.source_key)
-        job.lock = lock
+        refresher = asyncio.create_task(self._keep(lock, job.source_key))
         try:
             yield
         finally:
-            job.lock = None
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
             try:
                 await lock.release()
             except LockError:
-                log.warning("source lock for %s expired while held", job.source_key)
+                log.warning("source lock for %s lapsed while held", job.source_key)
 
-    async def extend(self, job: Job) -> None:
-        """Keep the source lock while a long drain goes on."""
-        if job.lock is not None:
-            await job.lock.reacquire()
+    async def _keep(self, lock, source_key: str) -> None:
+        while True:
+            await asyncio.sleep(self.lock_ttl / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                log.error("source lock for %s was lost; another worker may take the source", source_key)
+                return
 
     async def done(self, job: Job) -> None:
         if job.entry_id is not None:
