@@ -334,5 +334,7 @@ async def openapi(request: web.Request) -> web.Response:
 def setup_api(app: web.Application) -> None:
     app.middlewares.append(api_middleware)
     app.router.add_get(PREFIX + "/openapi.json", openapi)
+    from . import api_coupons  # noqa: F401  (registers its endpoints)
+    from . import api_faq  # noqa: F401  (registers its endpoints)
     for item in ENDPOINTS:
         app.router.add_route(item.method, item.path, item.view)

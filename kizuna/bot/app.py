@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -15,12 +16,13 @@ from redis.asyncio import Redis
 
 from kizuna.flows import all_commands, all_flows
 from kizuna.flows.engine import FlowEngine
+from kizuna.flows.faq.inquiry import InquiryService
 from kizuna.flows.services import Services
 from kizuna.handlers import Router, build_router
 from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.queue import InProcessQueue, RedisQueue
 
-from . import api, webhook
+from . import api, api_coupons, webhook
 from .keys import ENGINE, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .effects import EffectRunner
 from .line import LineClient
@@ -45,6 +47,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
     api.setup_api(app)
+    api_coupons.setup_coupon_routes(app)
     if settings.emulator:
         _mount_emulator(app, settings)
     return app
@@ -97,7 +100,7 @@ def line_client_for(settings: Settings) -> LineClient:
 
 async def _queue(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[QUEUE] = RedisQueue(app[REDIS], settings.redis_prefix) if settings.redis_url else InProcessQueue()
+    app[QUEUE] = RedisQueue(app[REDIS], settings.redis_prefix, lock_ttl=settings.source_lock_seconds) if settings.redis_url else InProcessQueue()
     yield
 
 
@@ -108,16 +111,32 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="kizuna-worker")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop_worker(worker, task)
+
+
+async def stop_worker(worker: Worker, task: asyncio.Task, grace: float = 15.0) -> None:
+    """Let the worker finish the events in hand; cancel it if that takes too long."""
+    import asyncio
+
+    worker.stop()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), grace)
+    except TimeoutError:
+        log.warning("worker did not stop within %.0f s; cancelling it", grace)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def build_services(settings: Settings) -> Services:
-    return Services(flows=FlowEngine(all_flows(), commands=all_commands()), public_url=settings.base_url)
+    # One inquiry answerer per process: it holds the FAQ index, built on first use and
+    # rebuilt when the stored FAQ revision moves; it also answers questions mid-flow.
+    inquiries = InquiryService()
+    flows = FlowEngine(all_flows(), commands=all_commands(), side_answerer=inquiries.side_answer)
+    return Services(flows=flows, public_url=settings.base_url, inquiries=inquiries)
 
 
 def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:
-    sender = DeliverySender(sessions=sessions, line=line)
+    sender = DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
     processor = EventProcessor(
         sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
         sender=sender, effects=EffectRunner(line), max_attempts=settings.max_event_attempts,

@@ -1,4 +1,4 @@
-"""The `kizuna` command: serve, worker, migrate, token."""
+"""The `kizuna` command: serve, worker, migrate, token, richmenu, faq."""
 
 from __future__ import annotations
 
@@ -29,6 +29,27 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--name", required=True)
     create.add_argument("--role", default="admin", choices=("admin", "marketer", "staff", "pos"))
 
+    richmenu = commands.add_parser("richmenu", help="LINE rich menus")
+    richmenu_commands = richmenu.add_subparsers(dest="richmenu_command", required=True)
+    richmenu_setup = richmenu_commands.add_parser(
+        "setup", help="create (or reuse) the default and member rich menus, set the default, point the aliases; safe to re-run"
+    )
+    richmenu_setup.add_argument(
+        "--prune", action="store_true",
+        help="also delete superseded member menus (members linked to them then see the default menu)",
+    )
+
+    faq = commands.add_parser("faq", help="the FAQ the bot answers from (CSV UTF-8: id,question,answer,alternates)")
+    faq_commands = faq.add_subparsers(dest="faq_command", required=True)
+    faq_import = faq_commands.add_parser(
+        "import", help="create or update entries by id from a CSV file; all or nothing (bad rows are listed); "
+        "entries not in the file are kept unless --replace"
+    )
+    faq_import.add_argument("file", help="CSV UTF-8 (a BOM is fine); '-' reads standard input")
+    faq_import.add_argument("--replace", action="store_true", help="disable the entries that are not in the file")
+    faq_export = faq_commands.add_parser("export", help="write every entry as CSV (the import's format)")
+    faq_export.add_argument("-o", "--output", help="file to write (default: standard output)")
+
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (("port", getattr(args, "port", None)), ("host", getattr(args, "host", None))) if value is not None}
     try:
@@ -46,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(settings)
     if args.command == "token":
         return asyncio.run(_create_token(settings, args.name, args.role))
+    if args.command == "faq":
+        if args.faq_command == "import":
+            return asyncio.run(_faq_import(settings, args.file, replace=args.replace))
+        return asyncio.run(_faq_export(settings, args.output))
+    if args.command == "richmenu":
+        return asyncio.run(_richmenu_setup(settings, prune=args.prune))
     return 2
 
 
@@ -76,21 +103,23 @@ async def _run_worker(settings: Settings) -> None:
     from kizuna.storage.db import create_engine, session_factory
     from kizuna.storage.queue import RedisQueue
 
-    from .app import build_worker, line_client_for
+    from .app import build_worker, line_client_for, stop_worker
 
     engine = create_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url)
     line = line_client_for(settings)
-    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=RedisQueue(redis, settings.redis_prefix))
+    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=RedisQueue(redis, settings.redis_prefix, lock_ttl=settings.source_lock_seconds))
     task = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, task.cancel)
+        loop.add_signal_handler(signum, stopped.set)
     logging.getLogger("kizuna.worker").info("worker started")
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        waiter = asyncio.create_task(stopped.wait())
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        await stop_worker(worker, task)
     finally:
         await line.close()
         await redis.aclose()
@@ -117,6 +146,74 @@ async def _create_token(settings: Settings, name: str, role: str) -> int:
         await engine.dispose()
     print(f"created {token.role} token {token.name!r} (id {token.id}); it is shown only now:")
     print(plain)
+    return 0
+
+
+async def _richmenu_setup(settings: Settings, *, prune: bool) -> int:
+    from .app import line_client_for
+    from .line import LineError
+    from .richmenu import setup
+
+    line = line_client_for(settings)
+    try:
+        report = await setup(line, prune=prune)
+    except LineError as error:
+        print(f"kizuna: rich menu setup failed: {error}", file=sys.stderr)
+        if error.status is None and settings.emulator:
+            print(f"kizuna: is `kizuna serve` running? Its LINE emulator answers at {settings.line_api_base_url}", file=sys.stderr)
+        return 1
+    finally:
+        await line.close()
+    print("\n".join(report.lines()))
+    return 0
+
+
+async def _faq_import(settings: Settings, path: str, *, replace: bool) -> int:
+    from kizuna.storage import faq
+    from kizuna.storage.db import create_engine, session_factory, transaction
+
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
+    except OSError as error:
+        print(f"kizuna: cannot read {path}: {error.strerror}", file=sys.stderr)
+        return 1
+    try:
+        parsed = faq.parse_csv(data)
+    except faq.CsvError as error:
+        print(f"kizuna: {path}: nothing was imported; fix these rows (row 1 is the header):", file=sys.stderr)
+        for row in error.errors:
+            print(f"  {row}", file=sys.stderr)
+        if error.total > len(error.errors):
+            print(f"  ... and {error.total - len(error.errors)} more", file=sys.stderr)
+        return 1
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            report = await faq.import_entries(session, parsed, replace=replace)
+    finally:
+        await engine.dispose()
+    print(f"imported {path}:\n  " + "\n  ".join(report.lines()))
+    return 0
+
+
+async def _faq_export(settings: Settings, output: str | None) -> int:
+    from kizuna.storage import faq
+    from kizuna.storage.db import create_engine, session_factory
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with session_factory(engine)() as session:
+            entries = await faq.list_entries(session)
+    finally:
+        await engine.dispose()
+    text = faq.to_csv(entries)
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        with open(output, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        print(f"wrote {len(entries)} FAQ entries to {output}", file=sys.stderr)
     return 0
 
 

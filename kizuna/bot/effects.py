@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from . import richmenu
 from .line import LineClient, LineError
 
 log = logging.getLogger("kizuna.effects")
@@ -30,4 +31,8 @@ class EffectRunner:
 
     def _runners(self) -> dict:
         """Effect type -> coroutine(line_user_id, effect)."""
-        return {}
+        return {
+            # {"type": "rich_menu", "menu": "registered" | "default"}: link the member menu,
+            # or unlink so the default shows; nothing when no menu is set up.
+            "rich_menu": lambda line_user_id, effect: richmenu.switch_user_menu(self.line, line_user_id, effect.get("menu")),
+        }

@@ -31,6 +31,7 @@ from linebot.v3.messaging import (
     ReplyMessageRequest,
     ShowLoadingAnimationRequest,
 )
+from linebot.v3.messaging import CreateRichMenuAliasRequest, RichMenuRequest, UpdateRichMenuAliasRequest
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from kizuna.storage.customers import Profile
@@ -40,7 +41,10 @@ T = TypeVar("T")
 
 # Requests per second LINE allows per channel (LINE_FACTS.md). Kept per process here;
 # campaign senders on several workers share a Redis bucket instead.
-RATE_LIMITS = {"reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10}
+# Rich menus: "richmenu" (list is 10/s) paces the set-up calls; create and delete are 100
+# an HOUR, which a per-second limiter cannot express: `richmenu.setup` spends a handful a
+# run at most. Linking a menu to one user is one of the "other" endpoints (2,000/s).
+RATE_LIMITS = {"reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10, "richmenu_link": 2000}
 
 
 class LineError(Exception):
@@ -142,13 +146,23 @@ class LineClient:
         return _request_id(response.headers)
 
     async def send(
-        self, to: str, messages: list[dict], *, retry_key: str, reply_token: str | None, reply_tried_before: bool
+        self,
+        to: str,
+        messages: list[dict],
+        *,
+        retry_key: str,
+        reply_token: str | None,
+        reply_tried_before: bool,
+        before_push: Callable[[], Awaitable[None]] | None = None,
     ) -> SendResult:
         """Reply if the token may still work, push if the reply surely failed.
 
         `reply_tried_before` says a previous attempt (before a crash or a timeout)
         may have used the token: then a refused token means "maybe delivered", and
-        pushing could show the customer the same message twice.
+        pushing could show the customer the same message twice. `before_push` is
+        awaited before a fallback push, so the caller can record that the reply
+        surely failed: a retry after a crash then pushes again (same retry key)
+        instead of replying a second copy.
         """
         if reply_token:
             try:
@@ -162,6 +176,8 @@ class LineClient:
                 if reply_tried_before:
                     return SendResult("reply", "undetermined", error.request_id, note="reply token refused after an earlier attempt")
                 log.info("reply token spent or expired; pushing instead to %s", to)
+                if before_push is not None:
+                    await before_push()
         request_id = await self.push(to, messages, retry_key=retry_key)
         return SendResult("push", "sent", request_id)
 
@@ -242,6 +258,83 @@ class LineClient:
         except _Retryable as exc:
             raise _as_unavailable(exc.error) from None
         raise AssertionError("unreachable")
+
+    # -- rich menus (kizuna/bot/richmenu.py sets them up and switches users) -------
+
+    async def create_rich_menu(self, menu: dict) -> str:
+        """A new rich menu (no image yet); its id. Not idempotent: a retried request
+        whose first answer was lost makes a second menu (richmenu.setup finds it by name)."""
+        request = RichMenuRequest.from_dict(menu)
+        response = await self._call("richmenu", lambda: self.api.create_rich_menu_with_http_info(request, _request_timeout=self.timeout))
+        return response.data.rich_menu_id
+
+    async def upload_rich_menu_image(self, rich_menu_id: str, image: bytes, content_type: str = "image/png") -> None:
+        """On the data host; LINE takes one image per menu, never a replacement."""
+        await self._call(
+            "richmenu",
+            lambda: self.blob.set_rich_menu_image_with_http_info(
+                rich_menu_id, bytes(image), _headers={"Content-Type": content_type}, _request_timeout=self.timeout
+            ),
+        )
+
+    async def get_rich_menu_image(self, rich_menu_id: str) -> bytes | None:
+        """The menu's image, or None when it has none (or there is no such menu)."""
+        try:
+            response = await self._call(
+                "richmenu", lambda: self.blob.get_rich_menu_image_with_http_info(rich_menu_id, _request_timeout=self.timeout)
+            )
+        except LineError as error:
+            if error.status == 404:
+                return None
+            raise
+        return bytes(response.data) if response.data is not None else None
+
+    async def list_rich_menus(self) -> list[dict]:
+        """Every rich menu of the channel made through the API, as LINE's JSON (camelCase)."""
+        response = await self._call("richmenu", lambda: self.api.get_rich_menu_list_with_http_info(_request_timeout=self.timeout))
+        return [menu.to_dict() for menu in response.data.richmenus]
+
+    async def delete_rich_menu(self, rich_menu_id: str) -> None:
+        await self._call("richmenu", lambda: self.api.delete_rich_menu_with_http_info(rich_menu_id, _request_timeout=self.timeout))
+
+    async def set_default_rich_menu(self, rich_menu_id: str) -> None:
+        await self._call("richmenu", lambda: self.api.set_default_rich_menu_with_http_info(rich_menu_id, _request_timeout=self.timeout))
+
+    async def get_default_rich_menu_id(self) -> str | None:
+        try:
+            response = await self._call("richmenu", lambda: self.api.get_default_rich_menu_id_with_http_info(_request_timeout=self.timeout))
+        except LineError as error:
+            if error.status == 404:
+                return None
+            raise
+        return response.data.rich_menu_id
+
+    async def link_rich_menu(self, user_id: str, rich_menu_id: str) -> None:
+        await self._call(
+            "richmenu_link", lambda: self.api.link_rich_menu_id_to_user_with_http_info(user_id, rich_menu_id, _request_timeout=self.timeout)
+        )
+
+    async def unlink_rich_menu(self, user_id: str) -> None:
+        """The user sees the channel's default menu again."""
+        await self._call("richmenu_link", lambda: self.api.unlink_rich_menu_id_from_user_with_http_info(user_id, _request_timeout=self.timeout))
+
+    async def get_rich_menu_alias(self, alias: str) -> str | None:
+        """The rich menu id the alias points at, or None when there is no such alias."""
+        try:
+            response = await self._call("richmenu", lambda: self.api.get_rich_menu_alias_with_http_info(alias, _request_timeout=self.timeout))
+        except LineError as error:
+            if error.status == 404:
+                return None
+            raise
+        return response.data.rich_menu_id
+
+    async def create_rich_menu_alias(self, alias: str, rich_menu_id: str) -> None:
+        request = CreateRichMenuAliasRequest(richMenuAliasId=alias, richMenuId=rich_menu_id)
+        await self._call("richmenu", lambda: self.api.create_rich_menu_alias_with_http_info(request, _request_timeout=self.timeout))
+
+    async def update_rich_menu_alias(self, alias: str, rich_menu_id: str) -> None:
+        request = UpdateRichMenuAliasRequest(richMenuId=rich_menu_id)
+        await self._call("richmenu", lambda: self.api.update_rich_menu_alias_with_http_info(alias, request, _request_timeout=self.timeout))
 
 
 class _ReplyOutcomeUnknown(Exception):

@@ -59,16 +59,17 @@ class EventProcessor:
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
 
-    async def drain(self, source_key: str) -> int:
-        """Process the source's pending events in order until none is left."""
+    async def drain(self, source_key: str, stop: asyncio.Event | None = None) -> int:
+        """Process the source's pending events in order until none is left (or `stop`)."""
         processed = 0
-        while True:
+        while stop is None or not stop.is_set():
             async with self.sessions() as session:
                 row = await events.next_pending(session, source_key)
             if row is None:
                 return processed
             await self.process(row)
             processed += 1
+        return processed
 
     async def process(self, row: InboundEvent) -> None:
         async with transaction(self.sessions) as session:

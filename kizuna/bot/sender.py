@@ -26,14 +26,17 @@ RETRY_KEY_SAFE_AGE = timedelta(hours=23)
 
 
 class DeliverySender:
-    def __init__(self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient) -> None:
+    def __init__(
+        self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient, claim_timeout: timedelta = deliveries.CLAIM_TIMEOUT
+    ) -> None:
         self.sessions = sessions
         self.line = line
+        self.claim_timeout = claim_timeout
 
     async def send(self, delivery_id: int) -> str | None:
         """Send one delivery; returns its new status (None if someone else has it)."""
         async with transaction(self.sessions) as session:
-            delivery = await deliveries.claim(session, delivery_id)
+            delivery = await deliveries.claim(session, delivery_id, claim_timeout=self.claim_timeout)
             if delivery is None:
                 return None
             customer = await customers.get(session, delivery.customer_id)
@@ -52,6 +55,7 @@ class DeliverySender:
                 reply_token=delivery.reply_token if reply_usable else None,
                 # attempts counts this claim: more than one means an earlier try may have used the token
                 reply_tried_before=delivery.attempts > 1,
+                before_push=lambda: self._forget_reply_token(delivery_id),
             )
         except LineUnavailable as error:
             log.warning("delivery %s not sent yet (%s); will retry with the same key", delivery_id, error)
@@ -64,6 +68,10 @@ class DeliverySender:
         if result.status == "undetermined":
             log.warning("delivery %s undetermined: %s", delivery_id, result.note)
         return await self._finish(delivery_id, result.status, result.method, error=result.note, request_id=result.request_id)
+
+    async def _forget_reply_token(self, delivery_id: int) -> None:
+        async with transaction(self.sessions) as session:
+            await deliveries.forget_reply_token(session, delivery_id)
 
     async def _finish(self, delivery_id: int, status: str, method: str | None, *, error: str | None = None, request_id: str | None = None) -> str:
         async with transaction(self.sessions) as session:

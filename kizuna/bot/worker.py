@@ -41,21 +41,35 @@ class Worker:
         self.sessions = sessions
         self.concurrency = concurrency
         self.sweep_interval = sweep_interval
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Run until cancelled; cancellation stops every task it started."""
+        """Run until `stop()`; every task it started has ended when it returns."""
         await self.sweep(first=True)
         async with asyncio.TaskGroup() as group:
             for index in range(self.concurrency):
                 group.create_task(self._consume(), name=f"kizuna-consumer-{index}")
             group.create_task(self._sweep_forever(), name="kizuna-sweeper")
 
+    def stop(self) -> None:
+        """Finish the events in hand, then return from `run()` (a graceful stop: the
+        events not yet started stay pending in the database for the next start)."""
+        self._stopping.set()
+        self.queue.wake(self.concurrency)
+
     async def _consume(self) -> None:
-        while True:
-            job = await self.queue.get()
+        while not self._stopping.is_set():
+            try:
+                job = await self.queue.get()
+            except Exception:  # Redis down or slow: the sweeper re-queues from the database
+                log.exception("reading the work queue failed")
+                await asyncio.sleep(1)
+                continue
+            if job is None:
+                continue
             try:
                 async with self.queue.hold(job):
-                    await self.processor.drain(job.source_key)
+                    await self.processor.drain(job.source_key, stop=self._stopping)
             except SourceBusy:
                 pass  # handed back to the queue by hold()
             except Exception:  # a database or Redis outage: the sweeper brings the source back
@@ -64,8 +78,12 @@ class Worker:
                 await self.queue.done(job)
 
     async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
+                return
+            except TimeoutError:
+                pass
             try:
                 await self.sweep(first=False)
             except Exception:
@@ -77,7 +95,9 @@ class Worker:
         older_than = None if first else timedelta(seconds=self.sweep_interval)
         async with self.sessions() as session:
             sources = await events.pending_sources(session, older_than=older_than)
-            stuck = await deliveries.due_for_retry(session, older_than=timedelta(seconds=self.sweep_interval))
+            stuck = await deliveries.due_for_retry(
+                session, older_than=timedelta(seconds=self.sweep_interval), claim_timeout=self.sender.claim_timeout
+            )
         if sources:
             log.info("sweeper: %d source(s) with pending events re-queued", len(sources))
             await self.queue.put(sources)

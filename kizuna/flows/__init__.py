@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from . import coupons
 from .engine import Command, Flow
 
 
 def all_flows() -> list[Flow]:
     """Every flow the bot runs; the engine checks their declarations when built."""
-    return []
+    from .registration import FLOWS as registration_flows
+
+    return [*registration_flows]
 
 
 def all_commands() -> list[Command]:
     """Every one-shot command (keyword or rich-menu tap without a conversation)."""
-    return []
+    from .registration import COMMANDS as registration_commands
+
+    return [coupons.command, *registration_commands]

@@ -15,7 +15,7 @@ A flow module declares itself at the top:
 
     registration = Flow(
         name="registration",
-        entry_points=(Postback("action=register"), Keyword("会員登録")),
+        entry_points=(Postback("register"), Keyword("会員登録")),
         states=(State("registration.consent", prompt=..., on_input=...), ...),
         timeout=timedelta(minutes=30),
     )
@@ -26,6 +26,7 @@ A state's `prompt` sends its question; its `on_input` returns a transition:
 
 from __future__ import annotations
 
+import copy
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -213,13 +214,17 @@ HANDOFF_WORDS = Keyword("担当者", "担当者と話したい", "オペレー�
 
 class FlowEngine:
     def __init__(self, flows: Iterable[Flow], *, commands: Iterable[Command] = (), side_answerer: SideAnswerer | None = None) -> None:
+        flows = list(flows)
         self.flows = {flow.name: flow for flow in flows}
+        if len(self.flows) != len(flows):
+            raise FlowDeclarationError(f"flow names must be unique: {sorted(flow.name for flow in flows)}")
         self.commands = list(commands)
         self.side_answerer = side_answerer
         _check(self.flows.values())
         for command in self.commands:
             if not command.entry_points:
                 raise FlowDeclarationError(f"command {command.name!r} has no entry points")
+        _check_entry_points([*self.flows.values(), *self.commands])
 
     async def handle(self, ctx: FlowContext, event: Input) -> bool:
         """Let a flow take the event; False if no flow wants it (the FAQ may)."""
@@ -258,7 +263,9 @@ class FlowEngine:
             await ctx.reply_text("handoff_requested")
             return True
 
-        data = dict(current.data or {})
+        # A deep copy: the loaded row keeps its value, so nested changes are written too
+        # (a JSON column compares the new value with the old one).
+        data = copy.deepcopy(current.data or {})
         transition = await state.on_input(ctx, event, data)
         await self._apply(ctx, flow, state, transition, data, event)
         return True
@@ -267,7 +274,7 @@ class FlowEngine:
         flow = self.flows.get(current.flow) if current is not None else None
         state = flow.state(current.state) if flow is not None else None
         if state is not None:
-            await state.prompt(ctx, dict(current.data or {}))
+            await state.prompt(ctx, copy.deepcopy(current.data or {}))
 
     async def _start(self, ctx: FlowContext, flow: Flow) -> None:
         await flow_states.clear(ctx.session, ctx.customer.id)
@@ -319,3 +326,21 @@ def _check(flows: Iterable[Flow]) -> None:
             for target in (source, *targets):
                 if target not in ids:
                     raise FlowDeclarationError(f"flow {flow.name!r}: transition names unknown state {target!r}")
+
+
+def _check_entry_points(owners: list[Flow | Command]) -> None:
+    """The first flow or command whose entry point matches wins, so two claiming the same
+    postback action or keyword would silently disable one of them."""
+    claimed: dict[tuple[str, str], str] = {}
+    for owner in owners:
+        for entry in owner.entry_points:
+            if isinstance(entry, Postback):
+                keys = [("postback", entry.action)]
+            elif isinstance(entry, Keyword):
+                keys = [("keyword", word) for word in entry.words]
+            else:
+                keys = [("follow", "")]
+            for key in keys:
+                other = claimed.setdefault(key, owner.name)
+                if other != owner.name:
+                    raise FlowDeclarationError(f"{owner.name!r} and {other!r} both start on {key[0]} {key[1]!r}")

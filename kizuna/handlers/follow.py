@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kizuna.flows.engine import Input
+from kizuna.flows.registration import registration_offer
 from kizuna.storage import customers
 
 from .context import HandlerContext
@@ -19,7 +20,10 @@ async def on_follow(event: Any, ctx: HandlerContext) -> None:
     returning = bool(ctx.payload.get("follow", {}).get("isUnblocked"))
     customers.mark_followed(ctx.customer, ctx.event_time)
     await ctx.refresh_profile()  # display name and picture may have changed while blocked
-    await ctx.reply_text("greeting_again" if returning else "greeting")
+    greeting: dict = {"type": "text", "text": await ctx.text("greeting_again" if returning else "greeting")}
+    if not ctx.customer.registered:  # offer membership under the greeting
+        greeting["quickReply"] = {"items": [await registration_offer(ctx)]}
+    ctx.reply(greeting)
     # Flows may start on follow (their entry points say so).
     await ctx.services.flows.handle(ctx.flow_context(), Input("follow"))
 

@@ -1,4 +1,5 @@
-"""Postbacks: button and rich-menu taps, datetime pickers. Flows own them."""
+"""Postbacks: button and rich-menu taps, datetime pickers. Flows own them; the inquiry
+answerer takes the ones no flow wants (FAQ feedback and choices, handoff)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,9 @@ router = Router("postback")
 async def on_postback(event: Any, ctx: HandlerContext) -> None:
     postback = ctx.payload.get("postback") or {}
     tapped = Input("postback", data=postback.get("data", ""), params=postback.get("params"))
-    await ctx.services.flows.handle(ctx.flow_context(), tapped)
+    flow_ctx = ctx.flow_context()
+    if await ctx.services.flows.handle(flow_ctx, tapped):
+        return
+    # FAQ feedback, an FAQ chosen among several, "talk to a person", the inquiry menu.
+    if ctx.services.inquiries is not None:
+        await ctx.services.inquiries.postback(flow_ctx, tapped)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,3 +86,48 @@ async def list_page(
     if after_id is not None:
         statement = statement.where(Customer.id > after_id)
     return list((await session.execute(statement)).scalars())
+
+
+# -- member registration and the customer's own changes ------------------------------------
+
+# What registration collects, by column; everything else on the row is LINE's or ours.
+PROFILE_COLUMNS = ("full_name", "birthday", "gender", "prefecture", "phone", "email")
+
+
+def complete_registration(
+    customer: Customer, *, profile: dict[str, Any], marketing_opt_in: bool, consented_at: datetime, at: datetime
+) -> None:
+    """Store what the customer gave, all at once: nothing is kept before they confirm.
+
+    `profile` maps PROFILE_COLUMNS to values (a missing or None value stays empty)."""
+    unknown = set(profile) - set(PROFILE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not registration columns: {sorted(unknown)}")
+    for column in PROFILE_COLUMNS:
+        setattr(customer, column, profile.get(column))
+    customer.registered = True
+    customer.registered_at = at
+    customer.privacy_consented_at = consented_at
+    # The choice was made now, whichever it was.
+    customer.marketing_opt_in = marketing_opt_in
+    customer.marketing_consent_changed_at = at
+
+
+def update_profile(customer: Customer, column: str, value: Any) -> bool:
+    """Change one registered detail; True if it changed."""
+    if column not in PROFILE_COLUMNS:
+        raise ValueError(f"not a profile column: {column}")
+    if getattr(customer, column) == value:
+        return False
+    setattr(customer, column, value)
+    return True
+
+
+def set_marketing_opt_in(customer: Customer, opt_in: bool, at: datetime) -> bool:
+    """Record the customer's choice about marketing messages; True if it changed
+    (an unchanged choice keeps the time it was made)."""
+    if customer.marketing_opt_in == opt_in and customer.marketing_consent_changed_at is not None:
+        return False
+    customer.marketing_opt_in = opt_in
+    customer.marketing_consent_changed_at = at
+    return True

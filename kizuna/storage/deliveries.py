@@ -19,7 +19,8 @@ from .types import utcnow
 # Namespace for retry keys derived from what is sent (LINE_FACTS: derive, store, reuse).
 RETRY_KEY_NAMESPACE = uuid.UUID("6f1c1e54-0b7e-4c3f-9a53-3d1f2a9b7c11")
 
-# A delivery claimed longer ago than this belongs to a worker that died mid-send.
+# A delivery claimed longer ago than this belongs to a worker that died mid-send
+# (it must exceed the longest send: LINE timeout × attempts plus backoff).
 CLAIM_TIMEOUT = timedelta(seconds=60)
 
 
@@ -70,7 +71,7 @@ async def create(
     return delivery
 
 
-async def claim(session: AsyncSession, delivery_id: int) -> Delivery | None:
+async def claim(session: AsyncSession, delivery_id: int, *, claim_timeout: timedelta = CLAIM_TIMEOUT) -> Delivery | None:
     """Take a delivery for sending; None if it is done or another sender holds it."""
     now = utcnow()
     statement = (
@@ -79,7 +80,7 @@ async def claim(session: AsyncSession, delivery_id: int) -> Delivery | None:
             Delivery.id == delivery_id,
             sa.or_(
                 Delivery.status == "pending",
-                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - CLAIM_TIMEOUT),
+                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - claim_timeout),
             ),
         )
         .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now)
@@ -106,6 +107,11 @@ async def finish(
     await session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
+async def forget_reply_token(session: AsyncSession, delivery_id: int) -> None:
+    """The reply was refused: from now on this delivery goes out by push only."""
+    await session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(reply_token=None, reply_deadline=None))
+
+
 async def release(session: AsyncSession, delivery_id: int, error: str) -> None:
     """Give a claimed delivery back for a later try (LINE was down or busy)."""
     await session.execute(
@@ -113,14 +119,16 @@ async def release(session: AsyncSession, delivery_id: int, error: str) -> None:
     )
 
 
-async def due_for_retry(session: AsyncSession, *, older_than: timedelta, limit: int = 500) -> list[int]:
+async def due_for_retry(
+    session: AsyncSession, *, older_than: timedelta, claim_timeout: timedelta = CLAIM_TIMEOUT, limit: int = 500
+) -> list[int]:
     now = utcnow()
     statement = (
         sa.select(Delivery.id)
         .where(
             sa.or_(
                 sa.and_(Delivery.status == "pending", Delivery.created_at < now - older_than),
-                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - CLAIM_TIMEOUT),
+                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - claim_timeout),
             )
         )
         .order_by(Delivery.id)

@@ -205,3 +205,247 @@ class FlowState(SQLModel, table=True):
     started_at: datetime = _created_at()
     updated_at: datetime = _created_at()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+# -- coupons (issue 3) ---------------------------------------------------------------
+
+from typing import Literal  # noqa: E402  (kept with the coupon classes: this section is appended)
+
+from pydantic import AwareDatetime  # noqa: E402
+
+
+class CouponBase(SQLModel):
+    """What a marketer sets on a coupon. Cross-field rules (percent ≤ 100, a validity
+    given, ...) are checked by `storage.coupons.check_coupon` on every create and update."""
+
+    title: str = Field(min_length=1, max_length=40)
+    description: str | None = Field(default=None, max_length=500, sa_type=sa.Text)
+    discount_type: str = Field(max_length=8)  # amount (yen) | percent
+    discount_value: int  # yen, or percent 1-100
+    # Validity: `valid_days` counts from the day a grant is issued (through the end of
+    # that many days later, shop time); `valid_until` is a fixed end. With both, the
+    # earlier wins. `valid_from` is when issuing may start.
+    valid_days: int | None = None
+    valid_from: datetime | None = _optional_time()
+    valid_until: datetime | None = _optional_time()
+    stock: int | None = None  # None: unlimited
+    one_per_customer: bool = True
+    image_url: str | None = Field(default=None, max_length=2000, sa_type=sa.Text)
+    trigger: str | None = Field(default=None, max_length=20)  # None | "registration"
+    active: bool = True
+
+
+class Coupon(CouponBase, table=True):
+    """A coupon offer. `issued_count` only grows (revoking a grant does not give stock back);
+    it is changed only by the conditional UPDATE in `coupons.issue`, never read-modify-write."""
+
+    __tablename__ = "coupons"
+
+    id: int | None = Field(default=None, primary_key=True)
+    issued_count: int = 0
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class CouponCreate(CouponBase):
+    model_config = {"extra": "forbid"}  # a misspelt field is an error, not silently ignored
+
+    discount_type: Literal["amount", "percent"]
+    valid_from: AwareDatetime | None = None  # with a UTC offset, e.g. 2026-12-01T00:00:00+09:00
+    valid_until: AwareDatetime | None = None
+    trigger: Literal["registration"] | None = None
+
+
+class CouponUpdate(SQLModel):
+    """PATCH: every field optional; only the fields sent are changed (`exclude_unset`)."""
+
+    model_config = {"extra": "forbid"}
+
+    title: str | None = Field(default=None, min_length=1, max_length=40)
+    description: str | None = Field(default=None, max_length=500)
+    discount_type: Literal["amount", "percent"] | None = None
+    discount_value: int | None = None
+    valid_days: int | None = None
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+    stock: int | None = None
+    one_per_customer: bool | None = None
+    image_url: str | None = Field(default=None, max_length=2000)
+    trigger: Literal["registration"] | None = None
+    active: bool | None = None
+
+
+class CouponRead(CouponBase):
+    id: int
+    issued_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CouponGrant(SQLModel, table=True):
+    """One coupon given to one customer, with the code shown at the till.
+
+    `status` is issued | redeemed | revoked; "expired" is not stored but derived from
+    `expires_at` when read. The UNIQUE(coupon_id, customer_id, per_customer_key) guard
+    makes "one per customer" a database fact: the key is "once" for one-per-customer
+    coupons (a second grant conflicts) and the grant's own uuid otherwise (never conflicts).
+    """
+
+    __tablename__ = "coupon_grants"
+    __table_args__ = (
+        sa.UniqueConstraint("coupon_id", "customer_id", "per_customer_key", name="uq_coupon_grants_per_customer"),
+        # "the customer's coupons, newest first": the LINE command and the API.
+        sa.Index("ix_coupon_grants_customer_id_id", "customer_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    coupon_id: int = Field(foreign_key="coupons.id")
+    customer_id: int = Field(foreign_key="customers.id")
+    code: str = Field(max_length=24, unique=True)
+    per_customer_key: str = Field(max_length=36)
+    status: str = Field(default="issued", max_length=16)  # issued | redeemed | revoked
+    issued_at: datetime = _created_at()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    redeemed_at: datetime | None = _optional_time()
+    redeemed_by: str | None = Field(default=None, max_length=100)  # API token name or staff
+    redeemed_where: str | None = Field(default=None, max_length=100)  # store / till id
+    revoked_at: datetime | None = _optional_time()
+
+
+# -- inquiries: FAQ, keyword rules, business hours (issue 4) -----------------------------
+
+FAQ_ID_MAX = 64
+FAQ_QUESTION_MAX = 200
+FAQ_ANSWER_MAX = 5000  # LINE's limit for one text message
+FAQ_ALTERNATE_MAX = 200
+FAQ_ALTERNATES_MAX = 50  # phrasings per entry
+FAQ_CATEGORY_MAX = 64
+# A slug: it travels in postback data (action=faq&faq=<id>) and in URLs.
+FAQ_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class FaqEntry(SQLModel, table=True):
+    """One FAQ entry: the question, other phrasings of it, and the answer the bot sends
+    exactly as stored. `id` is the operator's slug (the CSV's id column). Entries are
+    disabled rather than deleted when a `--replace` import leaves them out, so feedback
+    on the timeline keeps pointing at something."""
+
+    __tablename__ = "faq_entries"
+
+    id: str = Field(primary_key=True, max_length=FAQ_ID_MAX)
+    question: str = Field(max_length=FAQ_QUESTION_MAX)
+    answer: str = Field(sa_type=sa.Text)
+    alternates: list = Field(default_factory=list, sa_type=JSONType)
+    category: str | None = Field(default=None, max_length=FAQ_CATEGORY_MAX)
+    enabled: bool = True
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class FaqEntryCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    id: str = Field(min_length=1, max_length=FAQ_ID_MAX, schema_extra={"pattern": FAQ_ID_PATTERN})
+    question: str = Field(min_length=1, max_length=FAQ_QUESTION_MAX)
+    answer: str = Field(min_length=1, max_length=FAQ_ANSWER_MAX)
+    alternates: list[str] = Field(default_factory=list, max_length=FAQ_ALTERNATES_MAX)
+    category: str | None = Field(default=None, max_length=FAQ_CATEGORY_MAX)
+    enabled: bool = True
+
+
+class FaqEntryUpdate(SQLModel):
+    """PUT: only the fields sent are changed (`exclude_unset`)."""
+
+    model_config = {"extra": "forbid"}
+
+    question: str | None = Field(default=None, min_length=1, max_length=FAQ_QUESTION_MAX)
+    answer: str | None = Field(default=None, min_length=1, max_length=FAQ_ANSWER_MAX)
+    alternates: list[str] | None = Field(default=None, max_length=FAQ_ALTERNATES_MAX)
+    category: str | None = Field(default=None, max_length=FAQ_CATEGORY_MAX)
+    enabled: bool | None = None
+
+
+class FaqEntryRead(SQLModel):
+    id: str
+    question: str
+    answer: str
+    alternates: list[str]
+    category: str | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class InquirySettings(SQLModel, table=True):
+    """One row (id 1): how the bot answers inquiries, and the revision counters.
+
+    `faq_revision` is bumped in the same transaction as any change to `faq_entries`;
+    `config_revision` with any change to keyword rules, business hours or thresholds.
+    Every worker process compares them with the revisions its FAQ index and rules were
+    built from (one primary-key read per inquiry) and rebuilds when they differ."""
+
+    __tablename__ = "inquiry_settings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    faq_revision: int = Field(default=0, sa_type=sa.BigInteger)
+    config_revision: int = Field(default=0, sa_type=sa.BigInteger)
+    # Business hours in the shop's time zone (`shops.timezone`): {"mon": [["10:00", "20:00"]], ...};
+    # a missing day is closed. None: not set, the bot never says "outside business hours".
+    weekly_hours: dict | None = Field(default=None, sa_type=JSONType)
+    holidays: list = Field(default_factory=list, sa_type=JSONType)  # ["2026-12-31", ...]
+    # Overrides of the FAQ matcher's decision thresholds ({"answer": 0.55, ...}).
+    thresholds: dict = Field(default_factory=dict, sa_type=JSONType)
+    updated_at: datetime = _created_at()
+
+
+KEYWORD_PATTERN_MAX = 200
+
+
+class KeywordRuleBase(SQLModel):
+    """A rule checked before the FAQ: when a message matches `pattern` (`match_type`
+    exact | contains | regex, on NFKC-normalised, case-folded text), reply `reply_text`
+    or start the flow whose postback action is `flow_action` (e.g. "register").
+    Higher `priority` is checked first; ties by id."""
+
+    name: str | None = Field(default=None, max_length=100)
+    match_type: str = Field(max_length=8)
+    pattern: str = Field(max_length=KEYWORD_PATTERN_MAX)
+    reply_text: str | None = Field(default=None, sa_type=sa.Text)
+    flow_action: str | None = Field(default=None, max_length=40)
+    priority: int = 0
+    enabled: bool = True
+
+
+class KeywordRule(KeywordRuleBase, table=True):
+    __tablename__ = "keyword_rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class KeywordRuleCreate(KeywordRuleBase):
+    model_config = {"extra": "forbid"}
+
+    match_type: Literal["exact", "contains", "regex"]
+    pattern: str = Field(min_length=1, max_length=KEYWORD_PATTERN_MAX)
+    reply_text: str | None = Field(default=None, min_length=1, max_length=FAQ_ANSWER_MAX)
+    priority: int = Field(default=0, ge=-1000, le=1000)
+
+
+class KeywordRuleUpdate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    name: str | None = Field(default=None, max_length=100)
+    match_type: Literal["exact", "contains", "regex"] | None = None
+    pattern: str | None = Field(default=None, min_length=1, max_length=KEYWORD_PATTERN_MAX)
+    reply_text: str | None = Field(default=None, min_length=1, max_length=FAQ_ANSWER_MAX)
+    flow_action: str | None = Field(default=None, max_length=40)
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    enabled: bool | None = None
+
+
+class KeywordRuleRead(KeywordRuleBase):
+    id: int
+    created_at: datetime
+    updated_at: datetime

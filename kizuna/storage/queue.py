@@ -43,7 +43,12 @@ class SourceBusy(Exception):
 class WorkQueue(Protocol):
     async def put(self, source_keys: Iterable[str]) -> None: ...
 
-    async def get(self) -> Job: ...
+    async def get(self) -> Job | None:
+        """The next job, or None when there is nothing right now (or `wake` was called):
+        consumers loop, so they can notice that they should stop."""
+        ...
+
+    def wake(self, consumers: int) -> None: ...
 
     def hold(self, job: Job) -> "asyncio.AbstractAsyncContextManager[None]": ...
 
@@ -56,7 +61,8 @@ class InProcessQueue:
     when the current job finishes."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        # None is a wake-up call for a consumer that should check whether to stop.
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._queued: set[str] = set()
         self._running: set[str] = set()
         self._dirty: set[str] = set()
@@ -69,11 +75,17 @@ class InProcessQueue:
                 self._queued.add(key)
                 self._queue.put_nowait(key)
 
-    async def get(self) -> Job:
+    async def get(self) -> Job | None:
         key = await self._queue.get()
+        if key is None:
+            return None
         self._queued.discard(key)
         self._running.add(key)
         return Job(source_key=key)
+
+    def wake(self, consumers: int) -> None:
+        for _ in range(consumers):
+            self._queue.put_nowait(None)
 
     @asynccontextmanager
     async def hold(self, job: Job) -> AsyncIterator[None]:
@@ -111,6 +123,7 @@ class RedisQueue:
         self._buffer: asyncio.Queue[Job] = asyncio.Queue()
         self._group_ready = False
         self._reading = asyncio.Lock()
+        self._closing = False
 
     async def ensure_group(self) -> None:
         if self._group_ready:
@@ -132,20 +145,28 @@ class RedisQueue:
                 pipe.xadd(self.stream, {"s": key}, maxlen=100_000, approximate=True)
             await pipe.execute()
 
-    async def get(self) -> Job:
-        """Next job; several consumer tasks share one reader (one XREADGROUP at a time)."""
-        while self._buffer.empty():
+    async def get(self) -> Job | None:
+        """Next job, or None after one blocking read of at most a second found nothing.
+        Consumer tasks share one reader (one XREADGROUP at a time)."""
+        if self._buffer.empty() and not self._closing:
             async with self._reading:
-                if not self._buffer.empty():
-                    break
-                await self.ensure_group()
-                response = await self.redis.xreadgroup(
-                    self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=1000
-                )
-                for _stream, entries in response or []:
-                    for entry_id, fields in entries:
-                        self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
-        return self._buffer.get_nowait()
+                if self._buffer.empty() and not self._closing:
+                    await self.ensure_group()
+                    # BLOCK 1000 should return within a second; the outer bound guards
+                    # against a read that never returns (seen under load with redis-py 8),
+                    # which would otherwise keep a stopping worker alive forever.
+                    response = await asyncio.wait_for(
+                        self.redis.xreadgroup(self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=1000),
+                        timeout=5,
+                    )
+                    for _stream, entries in response or []:
+                        for entry_id, fields in entries:
+                            self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
+        return None if self._buffer.empty() else self._buffer.get_nowait()
+
+    def wake(self, consumers: int) -> None:
+        """Consumers stop reading; the one blocked in XREADGROUP returns within a second."""
+        self._closing = True
 
     @asynccontextmanager
     async def hold(self, job: Job) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from kizuna.storage.db import create_engine
-from kizuna.storage.models import InboundEvent
+from kizuna.storage.models import Delivery, InboundEvent
 from tests.conftest import ACCESS_TOKEN, CHANNEL_SECRET, SECRET_KEY, TEST_REDIS_URL, eventually
 
 
@@ -31,7 +31,7 @@ def _env(database_url: str, emulator_url: str, port: int, redis_url: str | None,
     env |= {
         "KIZUNA_SECRET_KEY": SECRET_KEY, "LINE_CHANNEL_SECRET": CHANNEL_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": ACCESS_TOKEN,
         "LINE_API_BASE_URL": emulator_url, "LINE_DATA_API_BASE_URL": emulator_url, "KIZUNA_EMULATOR": "false",
-        "DATABASE_URL": database_url, "PORT": str(port), "KIZUNA_SWEEP_INTERVAL": "0.5", "KIZUNA_REDIS_PREFIX": redis_prefix, "KIZUNA_SOURCE_LOCK_SECONDS": "2",
+        "DATABASE_URL": database_url, "PORT": str(port), "KIZUNA_SWEEP_INTERVAL": "0.5", "KIZUNA_REDIS_PREFIX": redis_prefix, "KIZUNA_SOURCE_LOCK_SECONDS": "2", "KIZUNA_DELIVERY_CLAIM_SECONDS": "2",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url
@@ -126,3 +126,44 @@ async def test_worker_killed_mid_event_is_processed_by_the_next_worker(database_
 
 async def _attempt_started(database_url: str) -> bool:
     return await _event_attempts(database_url) >= 1
+
+
+async def test_killed_while_pushing_the_customer_gets_the_message_once(database_url, emulator, redis_prefix):
+    """The reply is refused, so the bot pushes; it is killed while the push is in
+    flight (LINE executes it anyway). After the restart the push is retried with the
+    same X-Line-Retry-Key: LINE answers 409 and nothing is sent twice."""
+    port = _free_port()
+    env = _env(database_url, emulator.base_url, port, None, redis_prefix)
+    emulator.webhook_url = f"http://127.0.0.1:{port}/callback"
+    user = emulator.add_user(display_name="鈴木")
+    emulator.fail_next("reply", status=400, body={"message": "Invalid reply token"})
+    emulator.delay_next("push", 3.0)  # executed by "LINE" after 3 s, whoever is still listening
+
+    async with _process("serve", env, health_port=port) as serve:
+        assert (await emulator.send_text(user.user_id, "クーポンありますか")).status == 200
+        await eventually(lambda: _push_sent(emulator), what="the push to be in flight")
+        _kill(serve)
+    async with _process("serve", env, health_port=port):
+        await eventually(lambda: _delivery_sent(database_url), timeout=20, what="the delivery to be sent after the restart")
+        await eventually(lambda: _both_pushes_answered(emulator), what="the first push to finish at LINE")
+    [message] = emulator.messages_to(user.user_id)
+    assert message.via == "push"
+    pushes = emulator.requests_to("push")
+    assert len({request.headers.get("X-Line-Retry-Key") for request in pushes}) == 1
+
+
+async def _push_sent(emulator) -> bool:
+    return any(request.status == 400 for request in emulator.requests_to("reply"))
+
+
+async def _both_pushes_answered(emulator) -> bool:
+    return sorted(request.status for request in emulator.requests_to("push")) == [200, 409]
+
+
+async def _delivery_sent(database_url: str) -> bool:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(sa.select(Delivery.status))).scalar_one_or_none() == "sent"
+    finally:
+        await engine.dispose()

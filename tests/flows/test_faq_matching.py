@@ -10,7 +10,18 @@ import pytest
 
 from kizuna.flows.faq import FaqDoc, FaqMatcher, MatchThresholds
 from kizuna.flows.faq.analysis import get_analyzer
-from kizuna.flows.faq.evaluation import evaluate, load_faq_csv, load_queries_csv
+from kizuna.flows.faq.evaluation import (
+    Costs,
+    choose_thresholds,
+    evaluate,
+    leave_one_domain_out,
+    load_faq_csv,
+    load_queries_csv,
+    rank_queries,
+    report_for,
+    threshold_grid,
+    utility,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -48,7 +59,7 @@ def cosmetics_with_answers(analyzer):
 @pytest.fixture(scope="module")
 def domain_matchers(analyzer):
     out = {name: FaqMatcher(load_faq_csv(DATA / f"{name}_faq.csv"), analyzer=analyzer)
-           for name in ("restaurant", "gym", "dental")}
+           for name in ("restaurant", "gym", "hotel", "dental", "salon")}
     if SHARED is not None:
         out["cosmetics"] = FaqMatcher(load_faq_csv(SHARED / "cosmetics_faq.csv"), analyzer=analyzer)
     return out
@@ -62,8 +73,8 @@ def domain_matchers(analyzer):
 def test_dev_set_questions_only(cosmetics):
     """Dev set, FAQ given as question + alternates only (no answer texts)."""
     r = evaluate(cosmetics, load_queries_csv(SHARED / "cosmetics_dev_queries.csv"))
-    assert r.top1_rate >= 0.9, r.summary()  # 33/35 at the time of writing (target was 0.95)
-    assert r.helpful_rate >= 0.9, r.summary()  # answered right or offered among choices
+    assert r.top1_rate >= 0.94, r.summary()  # 34/35 at the time of writing
+    assert r.answer_rate >= 0.82, r.summary()  # 30/35 answered directly and right
     assert r.answered_wrong <= 1, r.summary()
     assert r.reject_rate >= 0.95, r.summary()
     assert r.rej_answered == 0, r.summary()
@@ -71,34 +82,44 @@ def test_dev_set_questions_only(cosmetics):
 
 @needs_shared
 def test_dev_set_with_answer_texts(cosmetics_with_answers):
-    """With the (optional) answer texts as weak evidence ranking improves."""
+    """With the (optional) answer texts as weak evidence ranking improves.
+    The issue's bar: the right answer text for >= 95% of answerable messages
+    and no answer for >= 95% of unanswerable ones; 33/35 (94.3%) here with
+    the cross-validated thresholds -- the 2 others are offered first among
+    choices."""
     r = evaluate(cosmetics_with_answers, load_queries_csv(SHARED / "cosmetics_dev_queries.csv"))
-    assert r.top1_rate >= 0.9, r.summary()
-    assert r.helpful_rate >= 0.9, r.summary()
+    assert r.top1_rate >= 0.97, r.summary()
+    assert r.answer_rate >= 0.91, r.summary()
+    assert r.helpful_rate >= 0.97, r.summary()
     assert r.answered_wrong == 0, r.summary()
     assert r.reject_rate >= 0.95 and r.rej_answered == 0, r.summary()
 
 
-# Held-out phrasings written for these tests (tests/flows/data).  Floors are a
-# little under what the matcher achieves (see the report in the PR); the point
-# is: mostly right, rarely wrong, and unanswerable messages left to a person.
+# Other phrasings and other shops (tests/flows/data, see its README).  Floors
+# are a little under what the matcher achieves; the point is: mostly answered
+# and right, rarely wrong, unanswerable messages left to a person.  dental and
+# salon were never used to choose anything (salon was written before any
+# tuning); the others were used to choose the thresholds.
 @pytest.mark.parametrize(
-    "kb, queries, min_top1, min_helpful",
+    "kb, queries, min_top1, min_answered",
     [
-        ("restaurant", "restaurant_queries.csv", 0.80, 0.80),
-        ("gym", "gym_queries.csv", 0.80, 0.75),
-        ("dental", "dental_queries.csv", 0.78, 0.70),
-        pytest.param("cosmetics", "cosmetics_extra_queries.csv", 0.80, 0.75, marks=needs_shared),
+        ("restaurant", "restaurant_queries.csv", 0.88, 0.78),  # 93.5% / 82.3%
+        ("gym", "gym_queries.csv", 0.92, 0.80),  # 98.3% / 84.5%
+        ("hotel", "hotel_queries.csv", 0.80, 0.56),  # 84.3% / 60.8%
+        pytest.param("cosmetics", "cosmetics_extra_queries.csv", 0.88, 0.78, marks=needs_shared),  # 92% / 82%
+        ("dental", "dental_queries.csv", 0.80, 0.58),  # held out: 85.7% / 62.5%
+        ("salon", "salon_queries.csv", 0.78, 0.60),  # held out: 82.0% / 65.6%
     ],
 )
-def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_helpful):
+def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_answered):
     r = evaluate(domain_matchers[kb], load_queries_csv(DATA / queries))
     assert r.n_unanswerable >= 20 and r.n_answerable + r.n_unanswerable >= 60
     assert r.top1_rate >= min_top1, r.summary()
-    assert r.helpful_rate >= min_helpful, r.summary()
-    assert r.answered_wrong <= 1, r.summary()
+    assert r.answer_rate >= min_answered, r.summary()
+    assert r.answered_wrong <= 2, r.summary()
+    assert r.wrong_answer_rate <= 0.08, r.summary()  # salon: 3 of 43 answers
     assert r.reject_rate >= 0.95, r.summary()
-    assert r.rej_answered == 0, r.summary()
+    assert r.rej_answered <= 1, r.summary()
 
 
 # ---------------------------------------------------------------------------
@@ -118,6 +139,41 @@ def test_small_talk_is_never_answered(domain_matchers, text):
     for name, m in domain_matchers.items():
         r = m.match(text)
         assert r.outcome != "answer", (name, text, r)
+
+
+# Statements are not questions: matched to an FAQ that asks (休みの日はいつですか,
+# ペットを連れて行ってもいいですか) they are handed over, not answered or quizzed.
+@pytest.mark.parametrize("text", ["明日休みだー", "猫かわいい", "うちの犬かわいい", "昨日の料理に髪の毛が入っていました",
+                                  "予約してよかった！", "駐車場が広くて助かりました"])
+def test_statements_are_not_answered(domain_matchers, text):
+    r = domain_matchers["restaurant"].match(text)
+    assert r.outcome == "none", r
+
+
+def test_questions_and_problem_reports_are_answered(domain_matchers):
+    m = domain_matchers["restaurant"]
+    for text, expected in [("明日は休みかな", "holidays"), ("火曜日は休みですか", "holidays"),
+                           ("何時まであいてますか", "hours")]:  # あいてる: Sudachi reads 会う; it is 開く
+        r = m.match(text)
+        assert r.outcome == "answer" and r.best.faq_id == expected, (text, r)
+    # a report is answered by an FAQ that is itself a report
+    m = domain_matchers["gym"]
+    r = m.match("忘れ物しちゃいました")
+    assert r.outcome == "answer" and r.best.faq_id == "lost_item", r
+
+
+@pytest.mark.parametrize(
+    "text, asks",
+    [
+        ("送料はいくらですか", 1.0), ("駐車場ある？", 1.0), ("返品したい", 1.0), ("予約をお願いします", 1.0),
+        ("配信停止してください", 1.0), ("場所がわからないです", 1.0), ("カードで払えますか", 1.0),
+        ("駐車場ある", 0.5), ("営業時間", 0.5), ("まだ荷物が届かないんだけど", 0.5), ("退会します", 0.5),
+        ("猫かわいい", 0.25),
+        ("明日休みだー", 0.0), ("商品が割れて届きました", 0.0), ("楽しかったです！", 0.0), ("わかりました", 0.0),
+    ],
+)
+def test_asks_tells_questions_from_statements(analyzer, text, asks):
+    assert analyzer.analyze(text).asks == asks
 
 
 @pytest.mark.parametrize("text", ["ありがとう", "はい", "😊", "こんにちは", "了解です", ""])
@@ -175,6 +231,38 @@ def test_customer_spellings_other_shop(domain_matchers, text, expected):
 
 
 @needs_shared
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("セール品にクーポン使えますか", "coupon_combine"),  # セール ~ 割引
+        ("ボトルが割れていました", "damaged"),  # 割れる ~ 破損
+        ("ポイントの貯め方を教えて", "points"),  # 貯める ~ 貯まる
+        ("配達の日にちを指定したいです", "delivery_date"),
+    ],
+)
+def test_different_words_for_the_same_thing(cosmetics_with_answers, text, expected):
+    r = cosmetics_with_answers.match(text)
+    assert r.best is not None and r.best.faq_id == expected, r
+
+
+def test_customer_service_concepts_other_shops(domain_matchers):
+    for kb, text, expected in [("gym", "やめたいんですけど", "cancel_membership"),  # やめる ~ 退会
+                               ("gym", "月曜日ってお休みですか", "holidays"),  # お休み ~ 休館日
+                               ("restaurant", "赤ちゃん連れでも入れますか", "kids")]:  # 赤ちゃん ~ 子供
+        r = domain_matchers[kb].match(text)
+        assert r.outcome == "answer" and r.best.faq_id == expected, (text, r)
+
+
+def test_a_name_is_not_like_another_name(analyzer):
+    """PayPay ~ 何 (the kind of word that answers it), but PayPay is not Wi-Fi."""
+    m = FaqMatcher([FaqDoc("wifi", "Wi-Fiはありますか"), FaqDoc("payment", "支払い方法は何が使えますか"),
+                    FaqDoc("hours", "営業時間を教えてください")], analyzer=analyzer)
+    r = m.match("PayPay使えますか")
+    assert r.best.faq_id == "payment", r
+    assert all(c.faq_id != "wifi" for c in r.candidates), r
+
+
+@needs_shared
 def test_question_buried_in_a_long_message(cosmetics_with_answers):
     text = ("こんにちは。いつも愛用しています！先月も注文しました。"
             "母の誕生日にプレゼントしたいのですが、ラッピングはしてもらえますか？よろしくお願いします。")
@@ -205,7 +293,7 @@ def test_close_candidates_are_offered_not_guessed(analyzer):
 
 def test_result_invariants(domain_matchers):
     for m in domain_matchers.values():
-        for text in ("駐車場ありますか", "予約したい", "ありがとう", "カード使える？"):
+        for text in ("駐車場ありますか", "予約したい", "ありがとう", "カード使える？", "予約の変更", "キャンセルしたい"):
             r = m.match(text)
             assert 0.0 <= r.score <= 1.0
             if r.candidates:
@@ -215,6 +303,9 @@ def test_result_invariants(domain_matchers):
                 assert all(c.matched_text for c in r.candidates)
             if r.outcome == "answer":
                 assert r.candidates
+                th = m.thresholds
+                for c in r.candidates[1:]:  # quick-reply suggestions: close ones only
+                    assert c.score >= th.offer_floor and r.score - c.score <= th.offer_spread + 1e-9
             if r.outcome == "disambiguate":
                 assert 2 <= len(r.candidates) <= 3
                 assert len({c.faq_id for c in r.candidates}) == len(r.candidates)
@@ -225,8 +316,62 @@ def test_thresholds_are_configurable(analyzer):
     assert FaqMatcher(docs, analyzer=analyzer).match("駐車場ありますか").outcome == "answer"
     never = MatchThresholds(answer=1.01, answer_alone=1.01)
     assert FaqMatcher(docs, never, analyzer=analyzer).match("駐車場ありますか").outcome != "answer"
+    # a near tie is answered only when tie answering is switched on
+    tie_docs = [FaqDoc("point_expiry", "ポイントの有効期限はいつまでですか"),
+                FaqDoc("coupon_expiry", "クーポンの有効期限はいつまでですか")]
+    assert FaqMatcher(tie_docs, analyzer=analyzer).match("ポイントとクーポンの期限").outcome == "disambiguate"
+    ties = MatchThresholds(tie_answer=0.3, tie_margin=0.0)
+    r = FaqMatcher(tie_docs, ties, analyzer=analyzer).match("ポイントとクーポンの期限")
+    assert r.outcome == "answer" and len(r.candidates) == 2, r  # the other one rides along as a quick reply
     mute = MatchThresholds(answer=1.01, answer_alone=1.01, disambiguate=1.01)
     assert FaqMatcher(docs, mute, analyzer=analyzer).match("駐車場ありますか").outcome == "none"
+
+
+# ---------------------------------------------------------------------------
+# choosing thresholds
+
+
+@pytest.fixture(scope="module")
+def ranked_shops(domain_matchers):
+    return {name: rank_queries(domain_matchers[name], load_queries_csv(DATA / f"{name}_queries.csv"))
+            for name in ("restaurant", "gym", "hotel")}
+
+
+def test_report_for_replays_the_decision_of_match(domain_matchers, ranked_shops):
+    rs = ranked_shops["restaurant"]
+    direct = evaluate(domain_matchers["restaurant"], load_queries_csv(DATA / "restaurant_queries.csv"))
+    replay = report_for(rs, domain_matchers["restaurant"].thresholds)
+    assert (replay.answered_right, replay.answered_wrong, replay.offered_right, replay.rejected) == (
+        direct.answered_right, direct.answered_wrong, direct.offered_right, direct.rejected)
+
+
+def test_cost_model_and_cross_validation(ranked_shops):
+    never = MatchThresholds(answer=1.01)
+    reckless = MatchThresholds(answer=0.0, margin=0.0, disambiguate=0.0, min_evidence=0.0, statement_extra=0.0)
+    grid = [never, MatchThresholds(), reckless]
+    th, _ = choose_thresholds(ranked_shops, grid)
+    # never answering and answering everything are both worse than the defaults
+    assert th == MatchThresholds()
+    lodo = leave_one_domain_out(ranked_shops, grid)
+    assert set(lodo) == set(ranked_shops)
+    for name, (t, r) in lodo.items():
+        assert r.n_answerable + r.n_unanswerable == len(ranked_shops[name].items)
+        assert t == MatchThresholds()
+    assert len(threshold_grid(MatchThresholds(), answer=(0.2, 0.3), margin=(0.1, 0.2, 0.3))) == 6
+    # wrong answers cost 3x
+    r = report_for(ranked_shops["hotel"], reckless)
+    assert r.answered_wrong + r.rej_answered > 0
+    assert utility(r) == pytest.approx(r.answered_right - 3 * (r.answered_wrong + r.rej_answered)
+                                       + 0.25 * r.offered_right - 0.25 * r.rej_offered)
+    assert utility(r, Costs(wrong=1.0)) > utility(r)
+
+
+def test_defaults_beat_the_old_conservative_policy(ranked_shops):
+    old = MatchThresholds(answer=0.5, margin=0.12, disambiguate=0.27, answer_alone=0.42, min_evidence=0.55,
+                          statement_extra=0.0, statement_offer=0.0)
+    new_u = sum(utility(report_for(rs, MatchThresholds())) for rs in ranked_shops.values())
+    old_u = sum(utility(report_for(rs, old)) for rs in ranked_shops.values())
+    assert new_u > old_u + 20
 
 
 # ---------------------------------------------------------------------------

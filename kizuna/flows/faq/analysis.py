@@ -21,7 +21,11 @@ and ``誕生日`` matches ``誕生月`` in part.  Each unit carries
   ``いつまで`` ~ ``期限``, ``どう`` ~ ``方法``/``使い方``), the kind of value
   that answers it (``いつ`` ~ ``月曜``, ``どこ`` ~ a place name, ``何`` ~ a
   name such as ``PayPay``), possibility (``使えますか`` ~ ``できますか``) and
-  ``アメリカ`` ~ ``海外``;
+  ``アメリカ`` ~ ``海外``; and ~30 generic *customer-service concept*
+  groups (ids from ``SERVICE_BASE`` down): the verbs customers use and the
+  nouns FAQs use for one act or thing (``やめる`` ~ ``退会``/``解約``,
+  ``割れる`` ~ ``破損``, ``赤ちゃん`` ~ ``子供``, ``セール`` ~ ``割引``) --
+  the same for every kind of shop;
 * ``alt`` -- the verb a noun is made from (``支払い`` -> ``支払う``);
 * ``key`` -- the reading folded to hiragana (:func:`normalize.fold_kana`), for
   typo / hiragana-only matching;
@@ -29,6 +33,12 @@ and ``誕生日`` matches ``誕生月`` in part.  Each unit carries
   another, from its part of speech (a noun says more than ``できる``) and a
   short list of generic question-frame words (``教える``, ``方法``, ``大丈夫``);
 * ``neg`` -- whether it is negated (``届きません``, ``使えない``).
+
+The :class:`Analysis` also says whether the message *asks* anything
+(:attr:`Analysis.asks`: a question or request, a bare casual predicate, or a
+statement such as ``明日休みだー``), which the decision uses.  One frequent
+Sudachi slip is corrected: hiragana ``あいてる``/``あいてます`` is read as
+``会う`` although its te-form would be ``会って``; it is ``開く``.
 
 Particles, auxiliaries, symbols, prefixes, interjections (greetings, thanks,
 ``はい``), numbers and empty light verbs (``する``, ``いる``) are not content
@@ -42,7 +52,7 @@ from dataclasses import dataclass, field, replace
 
 from .normalize import SENTENCE_BREAK, fold_kana, is_hiragana, is_kanji, is_katakana, normalize
 
-__all__ = ["Unit", "Analysis", "Analyzer", "get_analyzer", "pos_prior", "QUESTION_TYPES"]
+__all__ = ["Unit", "Analysis", "Analyzer", "get_analyzer", "pos_prior", "QUESTION_TYPES", "SERVICE_BASE"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,13 @@ class Analysis:
     n_interjections: int = 0
     n_tokens: int = 0
     sentence_spans: tuple[tuple[int, int], ...] = field(default=())
+    # does the message ask or request something?  1.0: a question mark, a
+    # question particle (か, の?, かな, っけ), an interrogative (何, いつ,
+    # どこ, いくら ...) or a request/wish (〜たい, 欲しい, 〜てください,
+    # 教えて, お願い, できる/可能); 0.5: a bare casual predicate that may be
+    # a question typed without "?" (駐車場ある, カード使える); 0.0: a
+    # statement (明日休みだ, 気に入りました!).  Max over the sentences.
+    asks: float = 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -150,7 +167,7 @@ _FRAME_WORDS = {
     "願う": 0.15, "分かる": 0.25, "思う": 0.15, "考える": 0.25, "方法": 0.3, "やり方": 0.3,
     "仕方": 0.3, "可能": 0.2, "大丈夫": 0.3, "こと": 0.15, "物": 0.2, "もの": 0.15,
     "場合": 0.25, "件": 0.2, "質問": 0.25, "感じ": 0.15, "どう": 0.2, "何": 0.2,
-    "よろしい": 0.1, "良い": 0.1, "平気": 0.3, "お願い": 0.15,
+    "よろしい": 0.1, "良い": 0.1, "平気": 0.3, "お願い": 0.15, "対応": 0.35,
 }
 
 # What a question asks for, across wordings: an interrogative and the nouns
@@ -181,6 +198,51 @@ _CONCEPT_NOUNS = {
     "朝": TIME, "昼": TIME, "夜": TIME, "夕方": TIME, "午前": TIME, "午後": TIME, "午前中": TIME,
     "円": PRICE, "何": ENTITY,
 }
+# Near-synonyms of customer service, the same for every kind of shop: the
+# verbs customers use and the nouns FAQs use for one act or thing (やめたい ~
+# 退会, 割れて届いた ~ 破損, 赤ちゃん連れ ~ 子供連れ).  Generic Japanese, not
+# any shop's vocabulary; a word may sit in several groups.  Matched like a
+# Sudachi synonym group.  (Normalised forms, as Sudachi gives them.)
+_SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("退会", "解約", "脱退", "辞める", "止める", "やめる", "解除"),  # quit a membership/contract
+    ("停止", "中止", "止める", "やめる", "ストップ", "オフ", "止まる"),  # stop something
+    ("変更", "変える", "替える", "換える", "切り替える", "切り替え", "修正", "変わる"),
+    ("キャンセル", "取り消す", "取り消し", "取り止める", "取りやめ"),
+    ("入会", "加入", "申し込む", "申し込み", "登録", "入る"),
+    ("支払い", "支払う", "払う", "決済", "会計", "精算", "支払"),
+    ("破損", "割れる", "壊れる", "欠ける", "傷", "漏れる", "不良", "故障", "皹", "破れる", "汚れ"),
+    ("忘れ物", "忘れる", "落とし物", "落とす", "紛失", "無くす", "なくす", "置き忘れ"),
+    ("遅れる", "遅刻", "遅延", "間に合う"),
+    ("体験", "試す", "試し", "試用", "トライアル", "見学"),
+    ("割り引き", "値引き", "割", "セール", "特価", "値下げ", "安い", "オフ", "お得"),
+    ("子供", "赤ちゃん", "赤ん坊", "幼児", "乳児", "キッズ", "子連れ", "小学生", "未就学児"),
+    ("送る", "発送", "配送", "届ける", "配達", "送付", "出荷", "送料"),
+    ("届く", "到着", "着く"),
+    ("返品", "返す", "返却", "返金", "返送"),
+    ("交換", "取り替える", "取り換える", "取り替え"),
+    ("問い合わせ", "問い合わせる", "連絡", "電話", "相談"),
+    ("営業", "開く", "開店", "開ける", "オープン", "閉店", "閉まる"),
+    ("休み", "休む", "定休日", "休業", "休館", "休診", "定休", "休日", "休店"),
+    ("服装", "服", "格好", "ドレスコード", "身なり", "ドレス"),
+    ("家族", "夫婦", "親子", "兄弟", "姉妹", "夫", "妻"),
+    ("ペット", "犬", "猫", "動物"),
+    ("駐車場", "駐車", "パーキング", "車"),
+    ("喫煙", "タバコ", "吸う", "禁煙", "電子タバコ"),
+    ("領収書", "レシート", "領収証"),
+    ("電源", "充電", "コンセント"),
+    ("宴会", "飲み会", "忘年会", "新年会", "送別会", "歓迎会", "打ち上げ", "パーティー"),
+    ("ベジタリアン", "ヴィーガン", "菜食"),
+    ("持ち物", "持参", "持つ", "持っていく"),
+    ("初心者", "未経験", "初めて", "初回", "初めての方"),
+    ("店", "店舗", "店頭", "直営店"),
+    ("料金", "値段", "価格", "代金", "費用", "金額", "幾ら", "高い", "安い"),
+)
+SERVICE_BASE = -100
+_SERVICE_OF: dict[str, frozenset[int]] = {}
+for _i, _g in enumerate(_SERVICE_GROUPS):
+    for _w in _g:
+        _SERVICE_OF[_w] = _SERVICE_OF.get(_w, frozenset()) | {SERVICE_BASE - _i}
+
 # concepts that say what kind of answer a question wants
 QUESTION_TYPES = frozenset({PRICE, DEADLINE, TIME, PLACE, DURATION, AGE, HOW, CAN, WHEN})
 _U_ROW = set("うくぐすつぬぶむる")
@@ -300,22 +362,30 @@ class Analyzer:
         n_inter = 0
         n_tok = 0
         pending_neg_target: int | None = None  # index in units of last predicate
-        for m in morphemes:
+        asks = 0.0
+        sent_toks: list[tuple[str, str, str, str]] = []
+        n_morphemes = len(morphemes)
+        for mi, m in enumerate(morphemes):
             surface = m.surface()
             pos = m.part_of_speech()
             p0 = pos[0]
             if p0 == "空白":
                 continue
             if p0 == "補助記号" or p0 == "記号":
+                if surface == "?":
+                    sent_toks.append((p0, pos[1], "?", "?"))
                 if surface and surface[0] in SENTENCE_BREAK:
                     if tok_since_break:
                         spans.append((sent_start, m.end()))
                         sentence += 1
                         tok_since_break = 0
                     sent_start = m.end()
+                    asks = max(asks, _sentence_asks(sent_toks))
+                    sent_toks = []
                 pending_neg_target = None
                 continue
             tok_since_break += 1
+            sent_toks.append((p0, pos[1], m.normalized_form(), surface))
             if p0 == "助詞" and units and units[-1].end == m.begin():
                 last = units[-1]
                 if surface == "まで" and last.norm == "いつ":
@@ -339,7 +409,17 @@ class Analyzer:
                 # 借りられますか: possibility (or passive) of the preceding verb
                 units.append(_can_unit(m, sentence))
                 continue
+            opened = False
+            if p0 == "動詞" and (norm == "あく" or norm in ("会う", "合う", "あう") and surface == "あい"
+                                and mi + 1 < n_morphemes and morphemes[mi + 1].surface()[:1] == "て"):
+                # あいてる / あいてます: 会う's te-form is 会って, so this is
+                # 開いてる (open) or 空いてる (free), which Sudachi misreads
+                m = _Override(m, "開く")
+                norm = "開く"
+                opened = True
             weight, kind = pos_prior(pos)
+            if opened:
+                weight, kind = 0.75, "verb"
             if kind == "light" and norm in _EMPTY_VERBS:
                 continue
             if m.is_oov():
@@ -381,6 +461,9 @@ class Analyzer:
                 an = a.normalized_form()
                 aw = _FRAME_WORDS.get(an, aw)
                 concepts = {c for c in (_CONCEPT_NOUNS.get(an), _CONCEPT_NOUNS.get(comp)) if c is not None}
+                concepts |= _SERVICE_OF.get(an, frozenset())
+                if comp:
+                    concepts |= _SERVICE_OF.get(comp, frozenset())
                 if DEADLINE in concepts:
                     concepts.add(DURATION)  # 使用期限 answers "どのくらい使える"
                 if pos[1] == "固有名詞":
@@ -389,8 +472,8 @@ class Analyzer:
                             concepts.add(ABROAD)  # アメリカ, 韓国 ... ~ 海外
                         else:
                             concepts.add(PLACE)  # 大阪 ~ どこ
-                    elif pos[2] in ("一般", "組織"):
-                        concepts.add(ENTITY)  # PayPay ~ 何
+                    elif pos[2] in ("一般", "組織") or not any(is_kanji(c) or is_hiragana(c) for c in a.surface()):
+                        concepts.add(ENTITY)  # PayPay ~ 何; ペイペイ (tagged a person's name) too
                 units.append(
                     Unit(
                         norm=an,
@@ -412,6 +495,8 @@ class Analyzer:
                 units.append(_can_unit(m, sentence))
         if tok_since_break:
             spans.append((sent_start, len(t)))
+        if sent_toks:
+            asks = max(asks, _sentence_asks(sent_toks))
         units = self._remerge(units)
         units = [self._with_alt(u) for u in units]
         return Analysis(
@@ -421,7 +506,83 @@ class Analyzer:
             n_interjections=n_inter,
             n_tokens=n_tok,
             sentence_spans=tuple(spans),
+            asks=asks,
         )
+
+
+_Q_PARTICLES = {"か", "かな", "かしら", "け", "っけ", "の", "かね"}
+_INTERROG = {"何", "どこ", "何処", "いつ", "何時", "誰", "どれ", "どちら", "どっち", "幾ら", "どう", "如何", "何故",
+             "どの", "どんな", "何日", "何分", "何時間", "何歳", "何円", "何曜日", "何人", "幾つ", "どうして", "なぜ"}
+_REQUEST_VERBS = {"下さる", "頂く", "貰う", "教える", "願う", "頼む"}
+_WISH = {"たい", "欲しい"}
+_CAN = {"出来る", "可能"}
+# sentence-final material that does not decide statement vs question
+_TAIL_FILLERS = {"ね", "よ", "な", "わ", "ぞ", "さ", "ー"}
+
+
+def _sentence_asks(toks: list[tuple[str, str, str, str]]) -> float:
+    """``toks``: (pos0, pos1, normalized form, surface) of one sentence,
+    symbols excluded except ``?``.  See :attr:`Analysis.asks`."""
+    if not toks:
+        return 0.0
+    for k, (p0, p1, norm, surf) in enumerate(toks):
+        if surf == "?":
+            return 1.0
+        if norm == "分かる" and any(t[2] in ("ない", "ぬ", "ず") for t in toks[k + 1 : k + 4]):
+            return 1.0  # 使い方がわからない / 場所がわかりません: asking in effect
+        if norm in _INTERROG and p0 in ("代名詞", "副詞", "名詞", "連体詞"):
+            return 1.0
+        if p0 == "助動詞" and norm in _WISH or p0 == "形容詞" and norm in _WISH:
+            return 1.0
+        if p0 == "動詞" and norm in _REQUEST_VERBS:
+            return 1.0
+        if norm in _CAN:
+            return 1.0
+        if p0 == "助動詞" and norm in ("れる", "られる"):
+            return 1.0
+    body = [t for t in toks if t[2] not in _TAIL_FILLERS]
+    if not body:
+        return 0.0
+    p0, p1, norm, surf = body[-1]
+    if p0 == "助詞" and p1 == "終助詞" and norm in _Q_PARTICLES:
+        return 1.0
+    if p0 == "助動詞" and norm == "ます" and len(body) >= 2 and body[-2][0] == "動詞":
+        return 0.5  # 退会します / 予約します: a declared intent, a request in effect
+    if p0 == "助動詞" and norm in ("た", "だ", "です", "ます", "ない", "ず", "う", "よう", "まい"):
+        return 0.0  # 届きました / 休みだ / 楽しみです: a statement
+    if p0 == "助詞" and p1 == "接続助詞" and norm in ("けれど", "が", "けど", "のに", "て", "ので", "から"):
+        return 0.5  # 届かないんだけど / 予約したいのですが: trailing off = an implicit request
+    if p0 == "形容詞" and p1 != "非自立可能":
+        return 0.25  # 猫かわいい / 暑い: usually an opinion, sometimes a question (送料高い?)
+    if p0 in ("動詞", "形容詞") or p0 == "助詞" and p1 in ("副助詞", "係助詞"):
+        return 0.5  # 駐車場ある / 予約って? / 送料は
+    if p0 in ("名詞", "接尾辞") and not any(t[0] in ("動詞", "形容詞", "助動詞") for t in body):
+        return 0.5  # 営業時間 / 休会の手続き (a topic typed alone)
+    return 0.0
+
+
+class _Override:
+    """A morpheme with a corrected normalised form (everything else as is)."""
+
+    __slots__ = ("_m", "_norm")
+
+    def __init__(self, m, norm: str) -> None:
+        self._m, self._norm = m, norm
+
+    def normalized_form(self) -> str:
+        return self._norm
+
+    def dictionary_form(self) -> str:
+        return self._norm
+
+    def reading_form(self) -> str:
+        return self._m.reading_form()
+
+    def split(self, mode):
+        return [self]
+
+    def __getattr__(self, name):
+        return getattr(self._m, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,314 @@
+"""Coupons in the REST API (issue 3), and the public QR image of a coupon code.
+
+Errors keep the API's shape, `{"error": {"code", "message"}}`, with extra keys where they
+help the caller: `field` for invalid input, `redeemed_at` / `expires_at` / `revoked_at`
+when a redemption is refused.
+
+Redemption answers (POST /api/v1/coupons/redeem):
+  200 redeemed · 400 malformed or bad_check (a typo: ask the customer again) · 404 unknown ·
+  409 already_redeemed · 410 expired or revoked · 422 other_shop (another shop's coupon).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from kizuna.storage import coupons, customers
+from kizuna.storage.coupon_codes import InvalidCode, parse_code, qr_png
+from kizuna.storage.db import transaction
+from kizuna.storage.models import Coupon, CouponCreate, CouponGrant, CouponRead, CouponUpdate
+from kizuna.storage.types import utcnow
+
+from .api import PAGING, TOKEN, ApiError, _int_query, _json, _path_id, endpoint
+from .keys import SESSIONS
+
+MANAGE = ("admin", "marketer")
+READ = ("admin", "marketer", "staff")
+REDEEM = ("admin", "staff", "pos")
+QR_CACHE = "private, max-age=86400"
+_DATETIME = TypeAdapter(datetime)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+class CouponPage(BaseModel):
+    items: list[CouponRead]
+    next_before: int | None
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customer_id: int
+
+
+class RedeemRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=64, description="as scanned or typed; case, hyphens, spaces and full width are fine")
+    where: str | None = Field(default=None, max_length=100, description="store or till id")
+
+
+class CouponBrief(BaseModel):
+    id: int
+    title: str
+    discount_type: str
+    discount_value: int
+
+
+class CouponGrantRead(BaseModel):
+    id: int
+    coupon_id: int
+    customer_id: int
+    code: str
+    status: str  # issued | redeemed | revoked (stored)
+    state: str  # the status, or "expired" for an issued grant past expires_at
+    issued_at: datetime
+    expires_at: datetime
+    redeemed_at: datetime | None
+    redeemed_by: str | None
+    redeemed_where: str | None
+    revoked_at: datetime | None
+    coupon: CouponBrief
+
+
+class CouponGrantPage(BaseModel):
+    items: list[CouponGrantRead]
+    next_before: int | None
+
+
+def _grant_read(grant: CouponGrant, coupon: Coupon, now: datetime) -> CouponGrantRead:
+    return CouponGrantRead(
+        id=grant.id, coupon_id=grant.coupon_id, customer_id=grant.customer_id, code=grant.code, status=grant.status,
+        state=coupons.grant_state(grant, now), issued_at=grant.issued_at, expires_at=grant.expires_at,
+        redeemed_at=grant.redeemed_at, redeemed_by=grant.redeemed_by, redeemed_where=grant.redeemed_where,
+        revoked_at=grant.revoked_at,
+        coupon=CouponBrief(id=coupon.id, title=coupon.title, discount_type=coupon.discount_type, discount_value=coupon.discount_value),
+    )
+
+
+def _coupon_read(coupon: Coupon) -> CouponRead:
+    return CouponRead.model_validate(coupon, from_attributes=True)
+
+
+# -- errors and input -----------------------------------------------------------------------
+
+_HTTP: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict, 410: web.HTTPGone, 422: web.HTTPUnprocessableEntity,
+}
+
+
+def _fail(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
+    body = {"error": {"code": code, "message": message, **{k: _plain(v) for k, v in extra.items()}}}
+    return _HTTP[status](text=json.dumps(body, ensure_ascii=False), content_type="application/json")
+
+
+def _plain(value: Any) -> Any:
+    return _DATETIME.dump_python(value, mode="json") if isinstance(value, datetime) else value  # as in responses
+
+
+def _invalid(field: str, message: str) -> web.HTTPException:
+    return _fail(400, "invalid_field", f"{field}: {message}", field=field)
+
+
+async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = "is not a known field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise _invalid(field, message) from None
+
+
+def _bool_query(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+
+
+# -- coupons --------------------------------------------------------------------------------
+
+
+@endpoint("POST", "/coupons", "Create a coupon (201). 400 names the invalid field.",
+          roles=MANAGE, request=CouponCreate, response=CouponRead)
+async def create_coupon(request: web.Request) -> web.Response:
+    body = await _parse(request, CouponCreate)
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            coupon = await coupons.create_coupon(session, body.model_dump())
+    except coupons.CouponInvalid as error:
+        raise _invalid(error.field, error.message) from None
+    return _json(_coupon_read(coupon), status=201)
+
+
+@endpoint(
+    "GET", "/coupons", "List coupons, newest first (cursor paging with `before`)", roles=READ, response=CouponPage,
+    query=[{"name": "active", "in": "query", "schema": {"type": "boolean"}},
+           {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
+)
+async def list_coupons(request: web.Request) -> web.Response:
+    limit = _int_query(request, "limit", default=50, high=200)
+    async with request.app[SESSIONS]() as session:
+        rows = await coupons.list_coupons(session, active=_bool_query(request, "active"), limit=limit,
+                                          before_id=_int_query(request, "before", low=0))
+    return _json(CouponPage(items=[_coupon_read(row) for row in rows], next_before=rows[-1].id if len(rows) == limit else None))
+
+
+@endpoint("GET", "/coupons/{id}", "One coupon, with how many were issued", roles=READ, response=CouponRead)
+async def get_coupon(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        coupon = await coupons.get_coupon(session, _path_id(request))
+    if coupon is None:
+        raise ApiError(404, "not_found", "no such coupon")
+    return _json(_coupon_read(coupon))
+
+
+@endpoint("PATCH", "/coupons/{id}",
+          "Change a coupon: only the fields sent (null clears stock, valid_days, valid_until ...). "
+          "400 names the invalid field; nothing is changed then. Grants already issued keep their expiry.",
+          roles=MANAGE, request=CouponUpdate, response=CouponRead)
+async def update_coupon(request: web.Request) -> web.Response:
+    coupon_id = _path_id(request)
+    body = await _parse(request, CouponUpdate)
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            coupon = await coupons.update_coupon(session, coupon_id, body.model_dump(exclude_unset=True))
+            if coupon is None:
+                raise ApiError(404, "not_found", "no such coupon")
+    except coupons.CouponInvalid as error:
+        raise _invalid(error.field, error.message) from None
+    return _json(_coupon_read(coupon))
+
+
+# -- grants ---------------------------------------------------------------------------------
+
+_REFUSALS = {
+    "inactive": "the coupon is not active",
+    "out_of_stock": "the coupon's stock is used up",
+    "not_yet_valid": "the coupon cannot be issued before its valid_from",
+    "ended": "the coupon's valid_until has passed",
+}
+
+
+@endpoint("POST", "/coupons/{id}/grants",
+          "Give the coupon to a customer: 201 a new grant; 200 the grant the customer already has (one per customer); "
+          "409 refused (code inactive, out_of_stock, not_yet_valid or ended); 404 unknown coupon or customer",
+          roles=MANAGE, request=GrantRequest, response=CouponGrantRead)
+async def issue_coupon(request: web.Request) -> web.Response:
+    coupon_id = _path_id(request)
+    body = await _parse(request, GrantRequest)
+    now = utcnow()
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            if await customers.get(session, body.customer_id) is None:
+                raise LookupError("no such customer")
+            result = await coupons.issue(session, coupon_id=coupon_id, customer_id=body.customer_id, now=now, by=request[TOKEN].name)
+    except LookupError as error:
+        raise ApiError(404, "not_found", str(error)) from None
+    if result.refusal is not None:
+        raise _fail(409, result.refusal, _REFUSALS[result.refusal])
+    assert result.grant is not None and result.coupon is not None
+    return _json(_grant_read(result.grant, result.coupon, now), status=201 if result.created else 200)
+
+
+@endpoint(
+    "GET", "/customers/{id}/coupons",
+    "A customer's coupons, newest first; `valid_only=true`: only those usable now (cursor paging with `before`)",
+    roles=READ, response=CouponGrantPage,
+    query=[{"name": "valid_only", "in": "query", "schema": {"type": "boolean", "default": False}},
+           {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
+)
+async def customer_coupons(request: web.Request) -> web.Response:
+    customer_id = _path_id(request)
+    limit = _int_query(request, "limit", default=50, high=200)
+    valid_only = bool(_bool_query(request, "valid_only"))
+    now = utcnow()
+    async with request.app[SESSIONS]() as session:
+        if await customers.get(session, customer_id) is None:
+            raise ApiError(404, "not_found", "no such customer")
+        rows = await coupons.grants_of_customer(session, customer_id, valid_only=valid_only, now=now, limit=limit,
+                                                before_id=_int_query(request, "before", low=0))
+    return _json(CouponGrantPage(items=[_grant_read(grant, coupon, now) for grant, coupon in rows],
+                                 next_before=rows[-1][0].id if len(rows) == limit else None))
+
+
+_REDEEM_STATUS = {"malformed": 400, "bad_check": 400, "unknown": 404, "already_redeemed": 409,
+                  "expired": 410, "revoked": 410, "other_shop": 422}
+_REDEEM_DETAILS = {"already_redeemed": "redeemed_at", "expired": "expires_at", "revoked": "revoked_at"}
+
+
+@endpoint("POST", "/coupons/redeem",
+          "Redeem a coupon code at the till (the token's name is recorded as who). 200 redeemed; "
+          "400 malformed or bad_check (a typo: check the code); 404 unknown; 409 already_redeemed (with redeemed_at); "
+          "410 expired (with expires_at) or revoked; 422 other_shop (another shop's coupon)",
+          roles=REDEEM, request=RedeemRequest, response=CouponGrantRead)
+async def redeem_coupon(request: web.Request) -> web.Response:
+    body = await _parse(request, RedeemRequest)
+    now = utcnow()
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            grant = await coupons.redeem(session, code_text=body.code, by=request[TOKEN].name, where=body.where, now=now)
+            coupon = await coupons.get_coupon(session, grant.coupon_id)
+    except coupons.RedeemError as error:
+        detail = _REDEEM_DETAILS.get(error.code)
+        extra = {detail: error.details.get(detail)} if detail else {}
+        raise _fail(_REDEEM_STATUS[error.code], error.code, error.message, **extra) from None
+    assert coupon is not None
+    return _json(_grant_read(grant, coupon, now))
+
+
+@endpoint("POST", "/coupons/grants/{id}/revoke",
+          "Cancel an unused grant (200; revoking twice is fine). 409 already_redeemed. The stock is not given back.",
+          roles=("admin",), response=CouponGrantRead)
+async def revoke_grant(request: web.Request) -> web.Response:
+    grant_id = _path_id(request)
+    now = utcnow()
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            grant = await coupons.revoke(session, grant_id=grant_id, by=request[TOKEN].name, now=now)
+            coupon = await coupons.get_coupon(session, grant.coupon_id)
+    except LookupError:
+        raise ApiError(404, "not_found", "no such grant") from None
+    except coupons.CouponError as error:
+        raise _fail(409, error.code, error.message, redeemed_at=error.details.get("redeemed_at")) from None
+    assert coupon is not None
+    return _json(_grant_read(grant, coupon, now))
+
+
+# -- the QR image (public) --------------------------------------------------------------------
+
+
+async def coupon_qr(request: web.Request) -> web.Response:
+    """`GET /coupons/{code}/qr.png`: no login, the code is the secret (55 random bits).
+    Anything that is not an issued code of this shop is the same plain 404."""
+    async with request.app[SESSIONS]() as session:
+        shop = await coupons.get_shop(session)
+        try:
+            code = parse_code(request.match_info["code"], shop.code)
+        except InvalidCode:
+            raise web.HTTPNotFound() from None
+        grant = await coupons.find_grant_by_code(session, code)
+    if grant is None:
+        raise web.HTTPNotFound()
+    return web.Response(body=qr_png(code), content_type="image/png",
+                        headers={"Cache-Control": QR_CACHE, "X-Content-Type-Options": "nosniff"})
+
+
+def setup_coupon_routes(app: web.Application) -> None:
+    app.router.add_get("/coupons/{code}/qr.png", coupon_qr)

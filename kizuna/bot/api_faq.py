@@ -1,0 +1,463 @@
+"""Inquiries in the REST API (issue 4): FAQ entries, CSV import/export, the unanswered
+report, keyword rules, business hours and the matcher's thresholds.
+
+Every write bumps a revision counter in the same transaction (storage/faq.py), so each
+worker process picks the change up on its next inquiry, without a restart.
+
+Roles: admin and marketer edit; staff read. Thresholds: admin only.
+Errors keep the API's shape, `{"error": {"code", "message"}}`, plus `field` for an
+invalid field and, for a CSV import, `errors: [{"row", "line", "field", "message"}]`
+(row 1 is the header; nothing is imported when any row is bad).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import IntegrityError
+
+from kizuna.flows import all_commands, all_flows
+from kizuna.flows.engine import Postback
+from kizuna.flows.faq.hours import HoursInvalid, canonical, parse_schedule
+from kizuna.flows.faq.inquiry import thresholds_from
+from kizuna.flows.faq.matching import MatchThresholds
+from kizuna.flows.faq.rules import PatternRejected, check_pattern
+from kizuna.storage import faq as faq_store
+from kizuna.storage.db import transaction
+from kizuna.storage.models import (
+    FaqEntry,
+    FaqEntryCreate,
+    FaqEntryRead,
+    FaqEntryUpdate,
+    KeywordRule,
+    KeywordRuleCreate,
+    KeywordRuleRead,
+    KeywordRuleUpdate,
+)
+from kizuna.storage.types import utcnow
+
+from .api import ApiError, _int_query, _json, _path_id, endpoint
+from .keys import SESSIONS
+
+MANAGE = ("admin", "marketer")
+READ = ("admin", "marketer", "staff")
+MAX_RULES = 200
+# Postback actions of the inquiry answerer itself (kizuna/flows/faq/inquiry.py).
+INQUIRY_ACTIONS = ("handoff", "inquiry")
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+class FaqPage(BaseModel):
+    items: list[FaqEntryRead]
+    next_after: str | None
+
+
+class FaqDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class ImportResult(BaseModel):
+    created: list[str]
+    updated: list[str]
+    unchanged: list[str]
+    disabled: list[str] = Field(description="not in the file, disabled because of replace=true")
+    kept: list[str] = Field(description="not in the file, left as they were (replace=true disables them)")
+    warnings: list[str] = Field(description="rows read with a repair, e.g. an unquoted comma in 5,500")
+
+
+class UnansweredItem(BaseModel):
+    text: str
+    count: int
+    customers: int
+    last_asked_at: datetime
+
+
+class UnansweredPage(BaseModel):
+    since: datetime
+    items: list[UnansweredItem]
+
+
+class KeywordRuleList(BaseModel):
+    items: list[KeywordRuleRead]
+
+
+class KeywordRuleDeleted(BaseModel):
+    id: int
+    deleted: bool
+
+
+class BusinessHoursRead(BaseModel):
+    timezone: str
+    configured: bool
+    weekly: dict[str, list[list[str]]] | None = Field(
+        description='per day (mon ... sun) a list of ["HH:MM", "HH:MM"] intervals; null: never set (always open)')
+    holidays: list[str]
+    open_now: bool
+    next_opening: datetime | None
+
+
+class BusinessHoursUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weekly: dict[str, list[list[str]]] | None = Field(
+        description='{"mon": [["10:00", "20:00"]], ...}; a missing or empty day is closed; null clears the schedule')
+    holidays: list[str] = Field(default_factory=list, description="closed dates, YYYY-MM-DD")
+
+
+class InquirySettingsRead(BaseModel):
+    thresholds: dict[str, float] = Field(description="the values in use")
+    overrides: dict[str, float] = Field(description="the values set here (the rest are the defaults)")
+
+
+class InquirySettingsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thresholds: dict[str, float] = Field(description="overrides of the FAQ matcher's thresholds; {} restores the defaults")
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status, content_type="application/json")
+
+
+class _Invalid(Exception):
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.message = field, message
+
+
+async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        data = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_json", "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = "is not a known field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise _Invalid(field, message) from None
+
+
+def _bool_query(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+
+
+def _faq_id(request: web.Request) -> str:
+    return request.match_info["faq_id"]
+
+
+def _read(entry: FaqEntry) -> FaqEntryRead:
+    return FaqEntryRead.model_validate(entry, from_attributes=True)
+
+
+def _with_invalid(view):
+    """Turn _Invalid / FaqInvalid into 400 invalid_field with `field`."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await view(request)
+        except _Invalid as exc:
+            return _error(400, "invalid_field", f"{exc.field}: {exc.message}", field=exc.field)
+        except faq_store.FaqInvalid as exc:
+            return _error(400, "invalid_field", f"{exc.field}: {exc.message}", field=exc.field)
+
+    wrapped.__name__ = view.__name__
+    return wrapped
+
+
+# -- FAQ: fixed paths first (they would otherwise match /faq/{faq_id}) -------------------------
+
+
+@endpoint("GET", "/faq/export", "All FAQ entries as CSV (UTF-8; id,question,answer,alternates,category,enabled)",
+          roles=READ)
+async def export_faq(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        entries = await faq_store.list_entries(session)
+    return web.Response(
+        text=faq_store.to_csv(entries), content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="faq.csv"'},
+    )
+
+
+@endpoint(
+    "POST", "/faq/import",
+    "Import FAQ entries from a CSV body (text/csv, UTF-8, header id,question,answer,alternates[,category,enabled]); "
+    "all or nothing, 400 lists bad rows; entries not in the file are kept unless replace=true (then disabled)",
+    roles=MANAGE, response=ImportResult,
+    query=[{"name": "replace", "in": "query", "schema": {"type": "boolean", "default": False}}],
+)
+async def import_faq(request: web.Request) -> web.Response:
+    replace = bool(_bool_query(request, "replace"))
+    data = await request.read()
+    try:
+        parsed = faq_store.parse_csv(data)
+    except faq_store.CsvError as exc:
+        return _error(400, "invalid_csv", f"nothing was imported: {exc}",
+                      errors=[e.as_dict() for e in exc.errors], total=exc.total)
+    async with transaction(request.app[SESSIONS]) as session:
+        report = await faq_store.import_entries(session, parsed, replace=replace)
+    return _json(ImportResult(**dataclasses.asdict(report)))
+
+
+@endpoint(
+    "GET", "/faq/unanswered",
+    "Questions the bot could not answer, the same text grouped, most frequent first (candidates for new FAQ entries)",
+    roles=READ, response=UnansweredPage,
+    query=[{"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 365, "default": 30}},
+           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
+)
+async def unanswered_faq(request: web.Request) -> web.Response:
+    days = _int_query(request, "days", default=30, high=365)
+    limit = _int_query(request, "limit", default=50, high=200)
+    since = utcnow() - timedelta(days=days)
+    async with request.app[SESSIONS]() as session:
+        rows = await faq_store.unanswered(session, since=since, limit=limit)
+    return _json(UnansweredPage(since=since, items=[UnansweredItem(**dataclasses.asdict(row)) for row in rows]))
+
+
+@endpoint(
+    "GET", "/faq", "FAQ entries in id order (cursor paging with `after`)", roles=READ, response=FaqPage,
+    query=[{"name": "enabled", "in": "query", "schema": {"type": "boolean"}},
+           {"name": "category", "in": "query", "schema": {"type": "string"}},
+           {"name": "after", "in": "query", "schema": {"type": "string"}},
+           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}}],
+)
+async def list_faq(request: web.Request) -> web.Response:
+    limit = _int_query(request, "limit", default=200, high=1000)
+    async with request.app[SESSIONS]() as session:
+        rows = await faq_store.list_entries(session, enabled=_bool_query(request, "enabled"),
+                                            category=request.query.get("category"), after=request.query.get("after"),
+                                            limit=limit)
+    return _json(FaqPage(items=[_read(row) for row in rows], next_after=rows[-1].id if len(rows) == limit else None))
+
+
+@endpoint("POST", "/faq", "Create an FAQ entry (201); 409 if the id is taken", roles=MANAGE,
+          request=FaqEntryCreate, response=FaqEntryRead)
+@_with_invalid
+async def create_faq(request: web.Request) -> web.Response:
+    body = await _parse(request, FaqEntryCreate)
+    fields = faq_store.FaqFields(id=body.id, question=body.question, answer=body.answer,
+                                 alternates=tuple(body.alternates), category=body.category, enabled=body.enabled)
+    try:
+        async with transaction(request.app[SESSIONS]) as session:
+            entry = await faq_store.create_entry(session, fields)
+    except (faq_store.FaqExists, IntegrityError):
+        raise ApiError(409, "exists", f"an FAQ entry with id {body.id!r} exists") from None
+    return _json(_read(entry), status=201)
+
+
+@endpoint("GET", "/faq/{faq_id}", "One FAQ entry", roles=READ, response=FaqEntryRead)
+async def get_faq(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        entry = await faq_store.get_entry(session, _faq_id(request))
+    if entry is None:
+        raise ApiError(404, "not_found", "no such FAQ entry")
+    return _json(_read(entry))
+
+
+@endpoint("PUT", "/faq/{faq_id}", "Change an FAQ entry: the fields sent are changed; effective for the next inquiry",
+          roles=MANAGE, request=FaqEntryUpdate, response=FaqEntryRead)
+@_with_invalid
+async def update_faq(request: web.Request) -> web.Response:
+    body = await _parse(request, FaqEntryUpdate)
+    async with transaction(request.app[SESSIONS]) as session:
+        entry = await faq_store.update_entry(session, _faq_id(request), body.model_dump(exclude_unset=True))
+    if entry is None:
+        raise ApiError(404, "not_found", "no such FAQ entry")
+    return _json(_read(entry))
+
+
+@endpoint("DELETE", "/faq/{faq_id}", "Delete an FAQ entry (disable it instead to keep it for later)",
+          roles=MANAGE, response=FaqDeleted)
+async def delete_faq(request: web.Request) -> web.Response:
+    async with transaction(request.app[SESSIONS]) as session:
+        deleted = await faq_store.delete_entry(session, _faq_id(request))
+    if not deleted:
+        raise ApiError(404, "not_found", "no such FAQ entry")
+    return _json(FaqDeleted(id=_faq_id(request), deleted=True))
+
+
+# -- keyword rules --------------------------------------------------------------------------
+
+
+def known_actions() -> set[str]:
+    """Postback actions a rule may start: every flow's and command's, and the inquiry's own."""
+    actions = set(INQUIRY_ACTIONS)
+    for owner in (*all_flows(), *all_commands()):
+        actions.update(entry.action for entry in owner.entry_points if isinstance(entry, Postback))
+    return actions
+
+
+def _check_rule(values: dict) -> None:
+    try:
+        check_pattern(values["match_type"], values["pattern"])
+    except PatternRejected as exc:
+        raise _Invalid("pattern", str(exc)) from None
+    reply, action = values.get("reply_text"), values.get("flow_action")
+    if bool(reply) == bool(action):
+        raise _Invalid("reply_text", "give exactly one of reply_text (a fixed reply) and flow_action (a flow to start)")
+    if action and action not in known_actions():
+        raise _Invalid("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
+
+
+def _rule_read(rule: KeywordRule) -> KeywordRuleRead:
+    return KeywordRuleRead.model_validate(rule, from_attributes=True)
+
+
+@endpoint("GET", "/keyword-rules", "Keyword rules in the order they are checked (priority, high first)",
+          roles=READ, response=KeywordRuleList)
+async def list_keyword_rules(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        rules = await faq_store.list_rules(session)
+    return _json(KeywordRuleList(items=[_rule_read(rule) for rule in rules]))
+
+
+@endpoint(
+    "POST", "/keyword-rules",
+    "Create a keyword rule (201): exact / contains / regex, checked before the FAQ; reply_text or flow_action",
+    roles=MANAGE, request=KeywordRuleCreate, response=KeywordRuleRead,
+)
+@_with_invalid
+async def create_keyword_rule(request: web.Request) -> web.Response:
+    body = await _parse(request, KeywordRuleCreate)
+    values = body.model_dump()
+    _check_rule(values)
+    async with transaction(request.app[SESSIONS]) as session:
+        if len(await faq_store.list_rules(session)) >= MAX_RULES:
+            raise ApiError(409, "too_many_rules", f"at most {MAX_RULES} keyword rules")
+        rule = await faq_store.create_rule(session, values)
+    return _json(_rule_read(rule), status=201)
+
+
+@endpoint("GET", "/keyword-rules/{id}", "One keyword rule", roles=READ, response=KeywordRuleRead)
+async def get_keyword_rule(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        rule = await faq_store.get_rule(session, _path_id(request))
+    if rule is None:
+        raise ApiError(404, "not_found", "no such keyword rule")
+    return _json(_rule_read(rule))
+
+
+@endpoint("PUT", "/keyword-rules/{id}", "Change a keyword rule: the fields sent are changed",
+          roles=MANAGE, request=KeywordRuleUpdate, response=KeywordRuleRead)
+@_with_invalid
+async def update_keyword_rule(request: web.Request) -> web.Response:
+    body = await _parse(request, KeywordRuleUpdate)
+    changes = body.model_dump(exclude_unset=True)
+    for name in ("match_type", "pattern", "enabled", "priority"):
+        if name in changes and changes[name] is None:
+            raise _Invalid(name, "may not be null")
+    async with transaction(request.app[SESSIONS]) as session:
+        rule = await faq_store.get_rule(session, _path_id(request))
+        if rule is None:
+            raise ApiError(404, "not_found", "no such keyword rule")
+        merged = {**_rule_read(rule).model_dump(), **changes}
+        _check_rule(merged)
+        rule = await faq_store.update_rule(session, rule, changes)
+    return _json(_rule_read(rule))
+
+
+@endpoint("DELETE", "/keyword-rules/{id}", "Delete a keyword rule", roles=MANAGE, response=KeywordRuleDeleted)
+async def delete_keyword_rule(request: web.Request) -> web.Response:
+    rule_id = _path_id(request)
+    async with transaction(request.app[SESSIONS]) as session:
+        deleted = await faq_store.delete_rule(session, rule_id)
+    if not deleted:
+        raise ApiError(404, "not_found", "no such keyword rule")
+    return _json(KeywordRuleDeleted(id=rule_id, deleted=True))
+
+
+# -- business hours and thresholds ----------------------------------------------------------
+
+
+async def _hours_read(session) -> BusinessHoursRead:
+    settings = await faq_store.read_settings(session)
+    timezone = await faq_store.shop_timezone(session)
+    schedule = parse_schedule(settings.weekly_hours, settings.holidays, timezone)
+    now = utcnow()
+    return BusinessHoursRead(
+        timezone=timezone, configured=schedule is not None, weekly=settings.weekly_hours,
+        holidays=list(settings.holidays), open_now=schedule is None or schedule.is_open(now),
+        next_opening=schedule.next_opening(now) if schedule is not None else None,
+    )
+
+
+@endpoint("GET", "/business-hours", "Business hours (weekly schedule and holidays, shop time zone)",
+          roles=READ, response=BusinessHoursRead)
+async def get_business_hours(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        return _json(await _hours_read(session))
+
+
+@endpoint("PUT", "/business-hours",
+          "Set business hours; outside them, offers to talk to a person say when someone will reply",
+          roles=MANAGE, request=BusinessHoursUpdate, response=BusinessHoursRead)
+@_with_invalid
+async def put_business_hours(request: web.Request) -> web.Response:
+    body = await _parse(request, BusinessHoursUpdate)
+    try:
+        parse_schedule(body.weekly, body.holidays)
+    except HoursInvalid as exc:
+        raise _Invalid("weekly" if not str(exc).startswith("holidays") else "holidays", str(exc)) from None
+    async with transaction(request.app[SESSIONS]) as session:
+        await faq_store.set_business_hours(session, canonical(body.weekly), sorted(set(body.holidays)))
+        return _json(await _hours_read(session))
+
+
+def _thresholds_read(overrides: dict) -> InquirySettingsRead:
+    effective = dataclasses.asdict(thresholds_from(overrides))
+    return InquirySettingsRead(thresholds={k: float(v) for k, v in effective.items()},
+                               overrides={k: float(v) for k, v in overrides.items()})
+
+
+@endpoint("GET", "/inquiry-settings", "The FAQ matcher's decision thresholds", roles=("admin",),
+          response=InquirySettingsRead)
+async def get_inquiry_settings(request: web.Request) -> web.Response:
+    async with request.app[SESSIONS]() as session:
+        settings = await faq_store.read_settings(session)
+    return _json(_thresholds_read(settings.thresholds))
+
+
+@endpoint(
+    "PUT", "/inquiry-settings",
+    "Override the FAQ matcher's thresholds (answer, margin, disambiguate, ... in 0..1; max_offers 2 or 3)",
+    roles=("admin",), request=InquirySettingsUpdate, response=InquirySettingsRead,
+)
+@_with_invalid
+async def put_inquiry_settings(request: web.Request) -> web.Response:
+    body = await _parse(request, InquirySettingsUpdate)
+    known = {f.name: f.type for f in dataclasses.fields(MatchThresholds)}
+    overrides: dict[str, float] = {}
+    for name, value in body.thresholds.items():
+        if name not in known:
+            raise _Invalid(f"thresholds.{name}", f"unknown threshold; known: {', '.join(known)}")
+        if name == "max_offers":
+            if value not in (2, 3):
+                raise _Invalid("thresholds.max_offers", "must be 2 or 3")
+            overrides[name] = int(value)
+        elif not 0.0 <= value <= 1.0:
+            raise _Invalid(f"thresholds.{name}", "must be between 0 and 1")
+        else:
+            overrides[name] = float(value)
+    async with transaction(request.app[SESSIONS]) as session:
+        await faq_store.set_thresholds(session, overrides)
+    return _json(_thresholds_read(overrides))
