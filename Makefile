@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP) .env
 	$(BIN)/kizuna migrate
+	$(BIN)/kizuna demo
 	$(BIN)/kizuna serve
 
 lint: $(STAMP)

@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="overrides HOST")
     commands.add_parser("worker", help="process events and deliveries (production mode: REDIS_URL set)")
     commands.add_parser("migrate", help="bring the database schema up to date")
+    commands.add_parser("demo", help="with the emulator only: a registration coupon to try the bot with (if none exists)")
 
     token = commands.add_parser("token", help="REST API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if args.command == "worker":
         return _worker(settings)
+    if args.command == "demo":
+        return asyncio.run(_demo(settings))
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "token":
@@ -124,6 +127,32 @@ async def _run_worker(settings: Settings) -> None:
         await line.close()
         await redis.aclose()
         await engine.dispose()
+
+
+async def _demo(settings: Settings) -> int:
+    """What `make run` needs for a first try in the emulator: registering gives a coupon."""
+    if not settings.emulator:
+        print("kizuna demo: skipped (real LINE credentials are set; create coupons through the API)")
+        return 0
+    from kizuna.storage import coupons
+    from kizuna.storage.db import create_engine, session_factory, transaction
+    from kizuna.storage.models import CouponCreate
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            existing = await coupons.registration_coupon(session)
+            if existing is None:
+                existing = await coupons.create_coupon(session, CouponCreate(
+                    title="会員登録特典 500円OFF", description="お会計から500円引きになります(1回限り)。",
+                    discount_type="amount", discount_value=500, valid_days=30, trigger="registration",
+                ))
+                print(f"kizuna demo: created the registration coupon {existing.title!r} (id {existing.id})")
+            else:
+                print(f"kizuna demo: registration coupon {existing.title!r} (id {existing.id}) already exists")
+    finally:
+        await engine.dispose()
+    return 0
 
 
 def _migrate(settings: Settings) -> int:
