@@ -6,6 +6,7 @@ client, queue, then (embedded mode) the worker. Tests call this same factory.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -23,7 +24,8 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.queue import InProcessQueue, RedisQueue
 
 from . import api, api_coupons, webhook
-from .keys import ENGINE, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
+from .ingest import EventIngest
+from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .effects import EffectRunner
 from .line import LineClient
 from .processor import EventProcessor
@@ -40,7 +42,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ROUTER] = router or build_router()
-    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue])
+    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _ingest])
     if settings.embedded if run_worker is None else run_worker:
         app.cleanup_ctx.append(_worker)
     app.add_routes(webhook.routes)
@@ -104,9 +106,16 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _worker(app: web.Application) -> AsyncIterator[None]:
-    import asyncio
+async def _ingest(app: web.Application) -> AsyncIterator[None]:
+    ingest = EventIngest(app[ENGINE], app[QUEUE])
+    app[INGEST] = ingest
+    task = asyncio.create_task(ingest.run(), name="kizuna-ingest")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
+
+async def _worker(app: web.Application) -> AsyncIterator[None]:
     worker = build_worker(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], router=app[ROUTER])
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="kizuna-worker")
@@ -116,8 +125,6 @@ async def _worker(app: web.Application) -> AsyncIterator[None]:
 
 async def stop_worker(worker: Worker, task: asyncio.Task, grace: float = 15.0) -> None:
     """Let the worker finish the events in hand; cancel it if that takes too long."""
-    import asyncio
-
     worker.stop()
     try:
         await asyncio.wait_for(asyncio.shield(task), grace)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from kizuna.handlers import Router
 from kizuna.storage.queue import WorkQueue
 
+from .ingest import EventIngest
 from .line import LineClient
 from .settings import Settings
 from .worker import Worker
@@ -21,3 +22,4 @@ QUEUE = web.AppKey("queue", WorkQueue)
 LINE = web.AppKey("line", LineClient)
 WORKER = web.AppKey("worker", Worker)
 ROUTER = web.AppKey("router", Router)
+INGEST = web.AppKey("ingest", EventIngest)

@@ -16,10 +16,9 @@ import logging
 from aiohttp import web
 
 from kizuna.storage import events
-from kizuna.storage.db import transaction
 from kizuna.storage.types import utcnow
 
-from .keys import QUEUE, SESSIONS, SETTINGS
+from .keys import INGEST, SETTINGS
 
 log = logging.getLogger("kizuna.webhook")
 
@@ -68,12 +67,6 @@ async def callback(request: web.Request) -> web.Response:
     received_at = utcnow()
     rows = [events.event_row(event, received_at) for event in document["events"]]
     if rows:
-        async with transaction(request.app[SESSIONS]) as session:
-            stored = await events.store_events(session, rows)
-        if stored:
-            try:
-                await request.app[QUEUE].put(dict.fromkeys(event.source_key for event in stored))
-            except Exception:
-                # Stored is what counts: the sweeper queues these from the database.
-                log.exception("queueing %d stored event(s) failed", len(stored))
+        # Committed (with other requests' rows, in one transaction) and queued before 200.
+        await request.app[INGEST].store(rows)
     return web.json_response({})

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from .models import InboundEvent
 from .types import utcnow
@@ -21,6 +21,7 @@ _table = InboundEvent.__table__
 class StoredEvent:
     id: int
     source_key: str
+    webhook_event_id: str
 
 
 def event_row(event: dict, received_at: datetime) -> dict:
@@ -49,24 +50,25 @@ def event_row(event: dict, received_at: datetime) -> dict:
     }
 
 
-async def store_events(session: AsyncSession, rows: list[dict]) -> list[StoredEvent]:
+async def store_events(connection: AsyncConnection, rows: list[dict]) -> list[StoredEvent]:
     """Insert events, skipping any whose webhookEventId is already stored.
 
     The uniqueness is the database's own (ON CONFLICT DO NOTHING), so concurrent
-    duplicates on several processes are one row. Returns only the new rows.
+    duplicates on several processes are one row. Returns only the new rows. Takes a
+    Core connection: this is the webhook's hot path, no ORM needed.
     """
     if not rows:
         return []
-    dialect = session.bind.dialect.name
+    dialect = connection.dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
         insert(_table)
         .values(rows)
         .on_conflict_do_nothing(index_elements=["webhook_event_id"])
-        .returning(_table.c.id, _table.c.source_key)
+        .returning(_table.c.id, _table.c.source_key, _table.c.webhook_event_id)
     )
-    result = await session.execute(statement)
-    return [StoredEvent(id=row.id, source_key=row.source_key) for row in result]
+    result = await connection.execute(statement)
+    return [StoredEvent(id=row.id, source_key=row.source_key, webhook_event_id=row.webhook_event_id) for row in result]
 
 
 async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent | None:

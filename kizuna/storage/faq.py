@@ -619,9 +619,5 @@ async def unanswered(session: AsyncSession, *, since: datetime, limit: int) -> l
         .order_by(count.desc(), last.desc())
         .limit(limit)
     )).all()
-    from .types import UTCDateTime
-
-    def aware(value):  # max() over a TypeDecorator column comes back raw on SQLite
-        return UTCDateTime().process_result_value(value if not isinstance(value, str) else datetime.fromisoformat(value), None)
-
-    return [UnansweredQuestion(text, int(n), int(people), aware(at)) for text, n, people, at in rows]
+    # max() keeps the column's type, so `at` comes back an aware UTC datetime on both backends.
+    return [UnansweredQuestion(text, int(n), int(people), at) for text, n, people, at in rows]

@@ -172,7 +172,6 @@ class InquiryService:
         self._faq_revision: int | None = None
         self._config_revision: int | None = None
         self._rules: list[CompiledRule] = []
-        self._thresholds: dict = {}
         # what the last rebuild cost (logged; read by benchmarks)
         self.rebuilds = 0
         self.last_rebuild_seconds = 0.0
@@ -181,8 +180,7 @@ class InquiryService:
 
     async def _refresh(self, session) -> faq_store.Settings:
         settings = await faq_store.read_settings(session)
-        if (settings.faq_revision == self._faq_revision and settings.config_revision == self._config_revision
-                and self._matcher is not None):
+        if settings.faq_revision == self._faq_revision and settings.config_revision == self._config_revision:
             return settings
         async with self._lock:
             # Read again under the lock: another task may have caught up meanwhile, and on
@@ -193,21 +191,22 @@ class InquiryService:
                 self._rules = [rule for rule in map(compile_rule, rules) if rule is not None]
                 self._config_revision = settings.config_revision
             thresholds = thresholds_from(settings.thresholds)
-            if settings.faq_revision != self._faq_revision or self._matcher is None:
+            if settings.faq_revision != self._faq_revision:
                 entries = await faq_store.list_entries(session, enabled=True)
                 docs = [FaqDoc(e.id, e.question, tuple(e.alternates or ()), e.category, e.answer) for e in entries]
-                started = time.perf_counter()
-                if self._matcher is None:
-                    self._matcher = await self._run(self.matcher_factory, docs, thresholds)
-                else:
-                    await self._run(self._matcher.replace_all, docs)
-                self.last_rebuild_seconds = time.perf_counter() - started
-                self.rebuilds += 1
+                if docs:  # (no FAQ: nothing to build, not even the dictionary to load)
+                    started = time.perf_counter()
+                    if self._matcher is None:
+                        self._matcher = await self._run(self.matcher_factory, docs, thresholds)
+                    else:
+                        await self._run(self._matcher.replace_all, docs)
+                    self.last_rebuild_seconds = time.perf_counter() - started
+                    self.rebuilds += 1
+                    log.info("FAQ index built: %d entries, revision %d, %.0f ms",
+                             len(docs), settings.faq_revision, self.last_rebuild_seconds * 1000)
                 self._entries = {e.id: _Entry(e.id, e.question, e.answer) for e in entries}
                 self._faq_revision = settings.faq_revision
-                log.info("FAQ index built: %d entries, revision %d, %.0f ms",
-                         len(docs), settings.faq_revision, self.last_rebuild_seconds * 1000)
-            if self._matcher.thresholds != thresholds:
+            if self._matcher is not None and self._matcher.thresholds != thresholds:
                 self._matcher.thresholds = thresholds
         return settings
 
@@ -218,7 +217,8 @@ class InquiryService:
 
     async def _match(self, text: str) -> tuple[MatchResult, dict[str, _Entry], int | None]:
         async with self._lock:  # never while a rebuild swaps the index
-            assert self._matcher is not None
+            if self._matcher is None or not self._entries:
+                return MatchResult("none", (), 0.0), {}, self._faq_revision
             return self._matcher.match(text), self._entries, self._faq_revision
 
     async def match(self, session, text: str) -> MatchResult:
@@ -240,10 +240,11 @@ class InquiryService:
             return False  # no FAQ set up: the handler's plain receipt
         result, entries, revision = await self._match(text)
         payload = _payload(result, revision)
+        best = entries.get(result.best.faq_id) if result.best is not None else None
         chosen = [entries[c.faq_id] for c in result.candidates if c.faq_id in entries]
-        if result.outcome == "answer" and chosen:
+        if result.outcome == "answer" and best is not None:
             await ctx.record("inquiry.answered", {**payload, "via": "faq"}, text=text)
-            await self._reply_answer(ctx, chosen[0])
+            await self._reply_answer(ctx, best)
         elif result.outcome == "disambiguate" and chosen:
             await ctx.record("inquiry.disambiguated", {**payload, "via": "faq"}, text=text)
             await self._reply_choices(ctx, chosen[:MAX_CHOICES])

@@ -1,0 +1,52 @@
+"""`kizuna faq import FILE.csv [--replace]` and `kizuna faq export [-o FILE]`."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from kizuna.bot.cli import main
+from tests.conftest import SECRET_KEY
+
+
+@pytest.fixture
+def env(database_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("KIZUNA_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("KIZUNA_LOG_LEVEL", "WARNING")
+    for name in ("REDIS_URL", "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no .env from the work tree
+
+
+def test_import_export_and_errors(env, tmp_path, capsys):
+    good = tmp_path / "faq.csv"
+    good.write_text("id,question,answer,alternates\nfee,送料は?,550円です。,送料いくら\nhours,営業時間は?,10時からです。,\n",
+                    encoding="utf-8-sig")
+    assert main(["faq", "import", str(good)]) == 0
+    assert "2 created, 0 updated, 0 unchanged" in capsys.readouterr().out
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,question,answer,alternates\nfee,送料は?,,\nfee,q,a,\n", encoding="utf-8")
+    assert main(["faq", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was imported" in err
+    assert "row 2: answer is missing" in err and "row 3: id 'fee' is already used in row 2" in err
+
+    one = tmp_path / "one.csv"
+    one.write_text("id,question,answer,alternates\nfee,送料は?,600円です。,\n", encoding="utf-8")
+    assert main(["faq", "import", str(one)]) == 0
+    out = capsys.readouterr().out
+    assert "0 created, 1 updated" in out and "1 not in the file were kept as they are (use --replace to disable them): hours" in out
+    assert main(["faq", "import", str(one), "--replace"]) == 0
+    assert "1 not in the file were disabled: hours" in capsys.readouterr().out
+
+    assert main(["faq", "export"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["id"], r["answer"], r["enabled"]) for r in rows] == [("fee", "600円です。", "true"), ("hours", "10時からです。", "false")]
+    target = tmp_path / "out.csv"
+    assert main(["faq", "export", "-o", str(target)]) == 0
+    assert target.read_bytes().startswith(b"id,question,answer,alternates,category,enabled\r\nfee,")
+    assert main(["faq", "import", str(tmp_path / "missing.csv")]) == 1
