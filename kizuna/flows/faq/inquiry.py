@@ -244,7 +244,7 @@ class InquiryService:
         chosen = [entries[c.faq_id] for c in result.candidates if c.faq_id in entries]
         if result.outcome == "answer" and best is not None:
             await ctx.record("inquiry.answered", {**payload, "via": "faq"}, text=text)
-            await self._reply_answer(ctx, best)
+            await self._reply_answer(ctx, best, runner_ups=chosen[1:])
         elif result.outcome == "disambiguate" and chosen:
             await ctx.record("inquiry.disambiguated", {**payload, "via": "faq"}, text=text)
             await self._reply_choices(ctx, chosen[:MAX_CHOICES])
@@ -336,12 +336,15 @@ class InquiryService:
 
     # -- replies ------------------------------------------------------------------------------
 
-    async def _reply_answer(self, ctx: FlowContext, entry: _Entry) -> None:
+    async def _reply_answer(self, ctx: FlowContext, entry: _Entry, runner_ups: list[_Entry] = ()) -> None:
+        """The answer, then 解決しましたか? — with the close runner-up questions (a near
+        tie the matcher answered) one tap away, so a wrong guess is cheap to fix."""
         ctx.reply({"type": "text", "text": entry.answer})  # exactly as stored
         yes, no = await ctx.text("inquiry_feedback_yes"), await ctx.text("inquiry_feedback_no")
         await ctx.reply_text("inquiry_feedback_question", quick_reply=[
             _postback(yes, {"action": "faq_feedback", "faq": entry.id, "value": "yes"}, yes),
             _postback(no, {"action": "faq_feedback", "faq": entry.id, "value": "no"}, no),
+            *(_postback(other.question, {"action": "faq", "faq": other.id}, other.question) for other in runner_ups[: MAX_CHOICES - 1]),
         ])
 
     async def _reply_choices(self, ctx: FlowContext, entries: list[_Entry]) -> None:
