@@ -6,12 +6,14 @@ so the document at /api/v1/openapi.json cannot drift from the routes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from kizuna.storage import customers, events, interactions, texts, tokens
 from kizuna.storage.db import transaction
@@ -28,9 +30,16 @@ TOKEN = web.RequestKey("api_token", ApiToken)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
+    """An API error: rendered as {"error": {"code", "message", **extra}} with `status`."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def invalid_field(field: str, message: str) -> ApiError:
+    """400 naming the field that is wrong (nothing was changed)."""
+    return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
 
 
 @dataclass
@@ -98,7 +107,18 @@ def endpoint(method: str, path: str, summary: str, *, roles: tuple[str, ...], **
     return register
 
 
-def _int_query(request: web.Request, name: str, *, default: int | None = None, low: int = 1, high: int = 10**12) -> int | None:
+def bool_query(request: web.Request, name: str) -> bool | None:
+    raw = request.query.get(name)
+    if raw in (None, ""):
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+
+
+def int_query(request: web.Request, name: str, *, default: int | None = None, low: int = 1, high: int = 10**12) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -111,7 +131,7 @@ def _int_query(request: web.Request, name: str, *, default: int | None = None, l
     return value
 
 
-def _path_id(request: web.Request, name: str = "id") -> int:
+def path_id(request: web.Request, name: str = "id") -> int:
     try:
         return int(request.match_info[name])
     except ValueError:
@@ -130,8 +150,8 @@ PAGING = [
            {"name": "after", "in": "query", "schema": {"type": "integer"}}, *PAGING],
 )
 async def list_customers(request: web.Request) -> web.Response:
-    limit = _int_query(request, "limit", default=50, high=200)
-    after = _int_query(request, "after", low=0)
+    limit = int_query(request, "limit", default=50, high=200)
+    after = int_query(request, "after", low=0)
     async with request.app[SESSIONS]() as session:
         rows = await customers.list_page(session, line_user_id=request.query.get("line_user_id"), limit=limit, after_id=after)
     page = CustomerPage(items=[CustomerRead.model_validate(row, from_attributes=True) for row in rows],
@@ -142,7 +162,7 @@ async def list_customers(request: web.Request) -> web.Response:
 @endpoint("GET", "/customers/{id}", "One customer", roles=READ_CUSTOMERS, response=CustomerRead)
 async def get_customer(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        customer = await customers.get(session, _path_id(request))
+        customer = await customers.get(session, path_id(request))
     if customer is None:
         raise ApiError(404, "not_found", "no such customer")
     return _json(CustomerRead.model_validate(customer, from_attributes=True))
@@ -154,9 +174,9 @@ async def get_customer(request: web.Request) -> web.Response:
     query=[{"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
 )
 async def list_interactions(request: web.Request) -> web.Response:
-    customer_id = _path_id(request)
-    limit = _int_query(request, "limit", default=50, high=200)
-    before = _int_query(request, "before", low=0)
+    customer_id = path_id(request)
+    limit = int_query(request, "limit", default=50, high=200)
+    before = int_query(request, "before", low=0)
     async with request.app[SESSIONS]() as session:
         if await customers.get(session, customer_id) is None:
             raise ApiError(404, "not_found", "no such customer")
@@ -176,9 +196,9 @@ async def list_events(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status not in (None, "pending", "done", "parked"):
         raise ApiError(400, "invalid_parameter", "status must be pending, done or parked")
-    limit = _int_query(request, "limit", default=50, high=200)
+    limit = int_query(request, "limit", default=50, high=200)
     async with request.app[SESSIONS]() as session:
-        rows = await events.list_events(session, status=status, limit=limit, before_id=_int_query(request, "before", low=0))
+        rows = await events.list_events(session, status=status, limit=limit, before_id=int_query(request, "before", low=0))
     page = InboundEventPage(items=[InboundEventRead.model_validate(row, from_attributes=True) for row in rows],
                             next_before=rows[-1].id if len(rows) == limit else None)
     return _json(page)
@@ -186,7 +206,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 @endpoint("POST", "/events/{id}/retry", "Process a parked event again", roles=("admin",), response=InboundEventRead)
 async def retry_event(request: web.Request) -> web.Response:
-    event_id = _path_id(request)
+    event_id = path_id(request)
     async with transaction(request.app[SESSIONS]) as session:
         source_key = await events.requeue_parked(session, event_id)
     if source_key is None:
@@ -206,7 +226,7 @@ async def list_texts(request: web.Request) -> web.Response:
 
 @endpoint("PUT", "/texts/{key}/{locale}", "Edit one bot text", roles=("admin",), request=BotTextUpdate, response=BotTextRead)
 async def put_text(request: web.Request) -> web.Response:
-    update = await _body(request, BotTextUpdate)
+    update = await parse_body(request, BotTextUpdate)
     key, locale = request.match_info["key"], request.match_info["locale"]
     try:
         async with transaction(request.app[SESSIONS]) as session:
@@ -220,15 +240,25 @@ async def put_text(request: web.Request) -> web.Response:
     return _json(BotTextRead(**item))
 
 
-async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The JSON body as `model`; a clear 400 naming the first bad field otherwise."""
     try:
         data = await request.json()
     except ValueError:
         raise ApiError(400, "invalid_json", "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", "body must be a JSON object")
     try:
         return model.model_validate(data)
-    except Exception as exc:
-        raise ApiError(400, "invalid_body", str(exc).splitlines()[0] if str(exc) else "invalid body") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "body"
+        message = "is not a known field" if first["type"] == "extra_forbidden" else first["msg"]
+        raise invalid_field(field, message) from None
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -256,7 +286,8 @@ async def api_middleware(request: web.Request, handler: View) -> web.StreamRespo
             await _authenticate(request, roles)
         return await handler(request)
     except ApiError as error:
-        return web.json_response({"error": {"code": error.code, "message": error.message}}, status=error.status)
+        body = {"error": {"code": error.code, "message": error.message, **to_jsonable_python(error.extra)}}
+        return web.json_response(body, status=error.status, dumps=_dumps)
 
 
 async def _authenticate(request: web.Request, roles: tuple[str, ...]) -> None:

@@ -11,12 +11,10 @@ Redemption answers (POST /api/v1/coupons/redeem):
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kizuna.storage import coupons, customers
 from kizuna.storage.coupon_codes import InvalidCode, parse_code, qr_png
@@ -24,14 +22,13 @@ from kizuna.storage.db import transaction
 from kizuna.storage.models import Coupon, CouponCreate, CouponGrant, CouponRead, CouponUpdate
 from kizuna.storage.types import utcnow
 
-from .api import PAGING, TOKEN, ApiError, _int_query, _json, _path_id, endpoint
+from .api import PAGING, TOKEN, ApiError, bool_query, endpoint, int_query, invalid_field, parse_body, path_id, _json
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
 READ = ("admin", "marketer", "staff")
 REDEEM = ("admin", "staff", "pos")
 QR_CACHE = "private, max-age=86400"
-_DATETIME = TypeAdapter(datetime)
 
 
 # -- models ---------------------------------------------------------------------------------
@@ -95,65 +92,18 @@ def _coupon_read(coupon: Coupon) -> CouponRead:
     return CouponRead.model_validate(coupon, from_attributes=True)
 
 
-# -- errors and input -----------------------------------------------------------------------
-
-_HTTP: dict[int, type[web.HTTPException]] = {
-    400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict, 410: web.HTTPGone, 422: web.HTTPUnprocessableEntity,
-}
-
-
-def _fail(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
-    body = {"error": {"code": code, "message": message, **{k: _plain(v) for k, v in extra.items()}}}
-    return _HTTP[status](text=json.dumps(body, ensure_ascii=False), content_type="application/json")
-
-
-def _plain(value: Any) -> Any:
-    return _DATETIME.dump_python(value, mode="json") if isinstance(value, datetime) else value  # as in responses
-
-
-def _invalid(field: str, message: str) -> web.HTTPException:
-    return _fail(400, "invalid_field", f"{field}: {message}", field=field)
-
-
-async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        message = "is not a known field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise _invalid(field, message) from None
-
-
-def _bool_query(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
-
-
 # -- coupons --------------------------------------------------------------------------------
 
 
 @endpoint("POST", "/coupons", "Create a coupon (201). 400 names the invalid field.",
           roles=MANAGE, request=CouponCreate, response=CouponRead)
 async def create_coupon(request: web.Request) -> web.Response:
-    body = await _parse(request, CouponCreate)
+    body = await parse_body(request, CouponCreate)
     try:
         async with transaction(request.app[SESSIONS]) as session:
             coupon = await coupons.create_coupon(session, body.model_dump())
     except coupons.CouponInvalid as error:
-        raise _invalid(error.field, error.message) from None
+        raise invalid_field(error.field, error.message) from None
     return _json(_coupon_read(coupon), status=201)
 
 
@@ -163,17 +113,17 @@ async def create_coupon(request: web.Request) -> web.Response:
            {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
 )
 async def list_coupons(request: web.Request) -> web.Response:
-    limit = _int_query(request, "limit", default=50, high=200)
+    limit = int_query(request, "limit", default=50, high=200)
     async with request.app[SESSIONS]() as session:
-        rows = await coupons.list_coupons(session, active=_bool_query(request, "active"), limit=limit,
-                                          before_id=_int_query(request, "before", low=0))
+        rows = await coupons.list_coupons(session, active=bool_query(request, "active"), limit=limit,
+                                          before_id=int_query(request, "before", low=0))
     return _json(CouponPage(items=[_coupon_read(row) for row in rows], next_before=rows[-1].id if len(rows) == limit else None))
 
 
 @endpoint("GET", "/coupons/{id}", "One coupon, with how many were issued", roles=READ, response=CouponRead)
 async def get_coupon(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        coupon = await coupons.get_coupon(session, _path_id(request))
+        coupon = await coupons.get_coupon(session, path_id(request))
     if coupon is None:
         raise ApiError(404, "not_found", "no such coupon")
     return _json(_coupon_read(coupon))
@@ -184,15 +134,15 @@ async def get_coupon(request: web.Request) -> web.Response:
           "400 names the invalid field; nothing is changed then. Grants already issued keep their expiry.",
           roles=MANAGE, request=CouponUpdate, response=CouponRead)
 async def update_coupon(request: web.Request) -> web.Response:
-    coupon_id = _path_id(request)
-    body = await _parse(request, CouponUpdate)
+    coupon_id = path_id(request)
+    body = await parse_body(request, CouponUpdate)
     try:
         async with transaction(request.app[SESSIONS]) as session:
             coupon = await coupons.update_coupon(session, coupon_id, body.model_dump(exclude_unset=True))
             if coupon is None:
                 raise ApiError(404, "not_found", "no such coupon")
     except coupons.CouponInvalid as error:
-        raise _invalid(error.field, error.message) from None
+        raise invalid_field(error.field, error.message) from None
     return _json(_coupon_read(coupon))
 
 
@@ -211,8 +161,8 @@ _REFUSALS = {
           "409 refused (code inactive, out_of_stock, not_yet_valid or ended); 404 unknown coupon or customer",
           roles=MANAGE, request=GrantRequest, response=CouponGrantRead)
 async def issue_coupon(request: web.Request) -> web.Response:
-    coupon_id = _path_id(request)
-    body = await _parse(request, GrantRequest)
+    coupon_id = path_id(request)
+    body = await parse_body(request, GrantRequest)
     now = utcnow()
     try:
         async with transaction(request.app[SESSIONS]) as session:
@@ -222,7 +172,7 @@ async def issue_coupon(request: web.Request) -> web.Response:
     except LookupError as error:
         raise ApiError(404, "not_found", str(error)) from None
     if result.refusal is not None:
-        raise _fail(409, result.refusal, _REFUSALS[result.refusal])
+        raise ApiError(409, result.refusal, _REFUSALS[result.refusal])
     assert result.grant is not None and result.coupon is not None
     return _json(_grant_read(result.grant, result.coupon, now), status=201 if result.created else 200)
 
@@ -235,15 +185,15 @@ async def issue_coupon(request: web.Request) -> web.Response:
            {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
 )
 async def customer_coupons(request: web.Request) -> web.Response:
-    customer_id = _path_id(request)
-    limit = _int_query(request, "limit", default=50, high=200)
-    valid_only = bool(_bool_query(request, "valid_only"))
+    customer_id = path_id(request)
+    limit = int_query(request, "limit", default=50, high=200)
+    valid_only = bool(bool_query(request, "valid_only"))
     now = utcnow()
     async with request.app[SESSIONS]() as session:
         if await customers.get(session, customer_id) is None:
             raise ApiError(404, "not_found", "no such customer")
         rows = await coupons.grants_of_customer(session, customer_id, valid_only=valid_only, now=now, limit=limit,
-                                                before_id=_int_query(request, "before", low=0))
+                                                before_id=int_query(request, "before", low=0))
     return _json(CouponGrantPage(items=[_grant_read(grant, coupon, now) for grant, coupon in rows],
                                  next_before=rows[-1][0].id if len(rows) == limit else None))
 
@@ -259,7 +209,7 @@ _REDEEM_DETAILS = {"already_redeemed": "redeemed_at", "expired": "expires_at", "
           "410 expired (with expires_at) or revoked; 422 other_shop (another shop's coupon)",
           roles=REDEEM, request=RedeemRequest, response=CouponGrantRead)
 async def redeem_coupon(request: web.Request) -> web.Response:
-    body = await _parse(request, RedeemRequest)
+    body = await parse_body(request, RedeemRequest)
     now = utcnow()
     try:
         async with transaction(request.app[SESSIONS]) as session:
@@ -268,7 +218,7 @@ async def redeem_coupon(request: web.Request) -> web.Response:
     except coupons.RedeemError as error:
         detail = _REDEEM_DETAILS.get(error.code)
         extra = {detail: error.details.get(detail)} if detail else {}
-        raise _fail(_REDEEM_STATUS[error.code], error.code, error.message, **extra) from None
+        raise ApiError(_REDEEM_STATUS[error.code], error.code, error.message, **extra) from None
     assert coupon is not None
     return _json(_grant_read(grant, coupon, now))
 
@@ -277,7 +227,7 @@ async def redeem_coupon(request: web.Request) -> web.Response:
           "Cancel an unused grant (200; revoking twice is fine). 409 already_redeemed. The stock is not given back.",
           roles=("admin",), response=CouponGrantRead)
 async def revoke_grant(request: web.Request) -> web.Response:
-    grant_id = _path_id(request)
+    grant_id = path_id(request)
     now = utcnow()
     try:
         async with transaction(request.app[SESSIONS]) as session:
@@ -286,7 +236,7 @@ async def revoke_grant(request: web.Request) -> web.Response:
     except LookupError:
         raise ApiError(404, "not_found", "no such grant") from None
     except coupons.CouponError as error:
-        raise _fail(409, error.code, error.message, redeemed_at=error.details.get("redeemed_at")) from None
+        raise ApiError(409, error.code, error.message, redeemed_at=error.details.get("redeemed_at")) from None
     assert coupon is not None
     return _json(_grant_read(grant, coupon, now))
 

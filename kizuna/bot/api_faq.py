@@ -13,12 +13,10 @@ invalid field and, for a CSV import, `errors: [{"row", "line", "field", "message
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime, timedelta
-from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
 from kizuna.flows import all_commands, all_flows
@@ -41,7 +39,7 @@ from kizuna.storage.models import (
 )
 from kizuna.storage.types import utcnow
 
-from .api import ApiError, _int_query, _json, _path_id, endpoint
+from .api import ApiError, bool_query, endpoint, int_query, invalid_field, parse_body, path_id, _json
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
@@ -124,43 +122,6 @@ class InquirySettingsUpdate(BaseModel):
 # -- helpers --------------------------------------------------------------------------------
 
 
-def _error(status: int, code: str, message: str, **extra: Any) -> web.Response:
-    body = {"error": {"code": code, "message": message, **extra}}
-    return web.Response(text=json.dumps(body, ensure_ascii=False), status=status, content_type="application/json")
-
-
-class _Invalid(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        self.field, self.message = field, message
-
-
-async def _parse(request: web.Request, model: type[BaseModel]) -> Any:
-    try:
-        data = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_json", "body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", "body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "body"
-        message = "is not a known field" if first["type"] == "extra_forbidden" else first["msg"]
-        raise _Invalid(field, message) from None
-
-
-def _bool_query(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
-    if raw in (None, ""):
-        return None
-    if raw.lower() in ("true", "1", "yes"):
-        return True
-    if raw.lower() in ("false", "0", "no"):
-        return False
-    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
-
-
 def _faq_id(request: web.Request) -> str:
     return request.match_info["faq_id"]
 
@@ -170,15 +131,13 @@ def _read(entry: FaqEntry) -> FaqEntryRead:
 
 
 def _with_invalid(view):
-    """Turn _Invalid / FaqInvalid into 400 invalid_field with `field`."""
+    """Turn the store's FaqInvalid into 400 invalid_field with `field`."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await view(request)
-        except _Invalid as exc:
-            return _error(400, "invalid_field", f"{exc.field}: {exc.message}", field=exc.field)
         except faq_store.FaqInvalid as exc:
-            return _error(400, "invalid_field", f"{exc.field}: {exc.message}", field=exc.field)
+            raise invalid_field(exc.field, exc.message) from None
 
     wrapped.__name__ = view.__name__
     return wrapped
@@ -206,13 +165,13 @@ async def export_faq(request: web.Request) -> web.Response:
     query=[{"name": "replace", "in": "query", "schema": {"type": "boolean", "default": False}}],
 )
 async def import_faq(request: web.Request) -> web.Response:
-    replace = bool(_bool_query(request, "replace"))
+    replace = bool(bool_query(request, "replace"))
     data = await request.read()
     try:
         parsed = faq_store.parse_csv(data)
     except faq_store.CsvError as exc:
-        return _error(400, "invalid_csv", f"nothing was imported: {exc}",
-                      errors=[e.as_dict() for e in exc.errors], total=exc.total)
+        raise ApiError(400, "invalid_csv", f"nothing was imported: {exc}",
+                       errors=[e.as_dict() for e in exc.errors], total=exc.total) from None
     async with transaction(request.app[SESSIONS]) as session:
         report = await faq_store.import_entries(session, parsed, replace=replace)
     return _json(ImportResult(**dataclasses.asdict(report)))
@@ -226,8 +185,8 @@ async def import_faq(request: web.Request) -> web.Response:
            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
 )
 async def unanswered_faq(request: web.Request) -> web.Response:
-    days = _int_query(request, "days", default=30, high=365)
-    limit = _int_query(request, "limit", default=50, high=200)
+    days = int_query(request, "days", default=30, high=365)
+    limit = int_query(request, "limit", default=50, high=200)
     since = utcnow() - timedelta(days=days)
     async with request.app[SESSIONS]() as session:
         rows = await faq_store.unanswered(session, since=since, limit=limit)
@@ -242,9 +201,9 @@ async def unanswered_faq(request: web.Request) -> web.Response:
            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}}],
 )
 async def list_faq(request: web.Request) -> web.Response:
-    limit = _int_query(request, "limit", default=200, high=1000)
+    limit = int_query(request, "limit", default=200, high=1000)
     async with request.app[SESSIONS]() as session:
-        rows = await faq_store.list_entries(session, enabled=_bool_query(request, "enabled"),
+        rows = await faq_store.list_entries(session, enabled=bool_query(request, "enabled"),
                                             category=request.query.get("category"), after=request.query.get("after"),
                                             limit=limit)
     return _json(FaqPage(items=[_read(row) for row in rows], next_after=rows[-1].id if len(rows) == limit else None))
@@ -254,7 +213,7 @@ async def list_faq(request: web.Request) -> web.Response:
           request=FaqEntryCreate, response=FaqEntryRead)
 @_with_invalid
 async def create_faq(request: web.Request) -> web.Response:
-    body = await _parse(request, FaqEntryCreate)
+    body = await parse_body(request, FaqEntryCreate)
     fields = faq_store.FaqFields(id=body.id, question=body.question, answer=body.answer,
                                  alternates=tuple(body.alternates), category=body.category, enabled=body.enabled)
     try:
@@ -278,7 +237,7 @@ async def get_faq(request: web.Request) -> web.Response:
           roles=MANAGE, request=FaqEntryUpdate, response=FaqEntryRead)
 @_with_invalid
 async def update_faq(request: web.Request) -> web.Response:
-    body = await _parse(request, FaqEntryUpdate)
+    body = await parse_body(request, FaqEntryUpdate)
     async with transaction(request.app[SESSIONS]) as session:
         entry = await faq_store.update_entry(session, _faq_id(request), body.model_dump(exclude_unset=True))
     if entry is None:
@@ -311,12 +270,12 @@ def _check_rule(values: dict) -> None:
     try:
         check_pattern(values["match_type"], values["pattern"])
     except PatternRejected as exc:
-        raise _Invalid("pattern", str(exc)) from None
+        raise invalid_field("pattern", str(exc)) from None
     reply, action = values.get("reply_text"), values.get("flow_action")
     if bool(reply) == bool(action):
-        raise _Invalid("reply_text", "give exactly one of reply_text (a fixed reply) and flow_action (a flow to start)")
+        raise invalid_field("reply_text", "give exactly one of reply_text (a fixed reply) and flow_action (a flow to start)")
     if action and action not in known_actions():
-        raise _Invalid("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
+        raise invalid_field("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
 
 
 def _rule_read(rule: KeywordRule) -> KeywordRuleRead:
@@ -338,7 +297,7 @@ async def list_keyword_rules(request: web.Request) -> web.Response:
 )
 @_with_invalid
 async def create_keyword_rule(request: web.Request) -> web.Response:
-    body = await _parse(request, KeywordRuleCreate)
+    body = await parse_body(request, KeywordRuleCreate)
     values = body.model_dump()
     _check_rule(values)
     async with transaction(request.app[SESSIONS]) as session:
@@ -351,7 +310,7 @@ async def create_keyword_rule(request: web.Request) -> web.Response:
 @endpoint("GET", "/keyword-rules/{id}", "One keyword rule", roles=READ, response=KeywordRuleRead)
 async def get_keyword_rule(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
-        rule = await faq_store.get_rule(session, _path_id(request))
+        rule = await faq_store.get_rule(session, path_id(request))
     if rule is None:
         raise ApiError(404, "not_found", "no such keyword rule")
     return _json(_rule_read(rule))
@@ -361,13 +320,13 @@ async def get_keyword_rule(request: web.Request) -> web.Response:
           roles=MANAGE, request=KeywordRuleUpdate, response=KeywordRuleRead)
 @_with_invalid
 async def update_keyword_rule(request: web.Request) -> web.Response:
-    body = await _parse(request, KeywordRuleUpdate)
+    body = await parse_body(request, KeywordRuleUpdate)
     changes = body.model_dump(exclude_unset=True)
     for name in ("match_type", "pattern", "enabled", "priority"):
         if name in changes and changes[name] is None:
-            raise _Invalid(name, "may not be null")
+            raise invalid_field(name, "may not be null")
     async with transaction(request.app[SESSIONS]) as session:
-        rule = await faq_store.get_rule(session, _path_id(request))
+        rule = await faq_store.get_rule(session, path_id(request))
         if rule is None:
             raise ApiError(404, "not_found", "no such keyword rule")
         merged = {**_rule_read(rule).model_dump(), **changes}
@@ -378,7 +337,7 @@ async def update_keyword_rule(request: web.Request) -> web.Response:
 
 @endpoint("DELETE", "/keyword-rules/{id}", "Delete a keyword rule", roles=MANAGE, response=KeywordRuleDeleted)
 async def delete_keyword_rule(request: web.Request) -> web.Response:
-    rule_id = _path_id(request)
+    rule_id = path_id(request)
     async with transaction(request.app[SESSIONS]) as session:
         deleted = await faq_store.delete_rule(session, rule_id)
     if not deleted:
@@ -413,11 +372,11 @@ async def get_business_hours(request: web.Request) -> web.Response:
           roles=MANAGE, request=BusinessHoursUpdate, response=BusinessHoursRead)
 @_with_invalid
 async def put_business_hours(request: web.Request) -> web.Response:
-    body = await _parse(request, BusinessHoursUpdate)
+    body = await parse_body(request, BusinessHoursUpdate)
     try:
         parse_schedule(body.weekly, body.holidays)
     except HoursInvalid as exc:
-        raise _Invalid("weekly" if not str(exc).startswith("holidays") else "holidays", str(exc)) from None
+        raise invalid_field("weekly" if not str(exc).startswith("holidays") else "holidays", str(exc)) from None
     async with transaction(request.app[SESSIONS]) as session:
         await faq_store.set_business_hours(session, canonical(body.weekly), sorted(set(body.holidays)))
         return _json(await _hours_read(session))
@@ -444,18 +403,18 @@ async def get_inquiry_settings(request: web.Request) -> web.Response:
 )
 @_with_invalid
 async def put_inquiry_settings(request: web.Request) -> web.Response:
-    body = await _parse(request, InquirySettingsUpdate)
+    body = await parse_body(request, InquirySettingsUpdate)
     known = {f.name: f.type for f in dataclasses.fields(MatchThresholds)}
     overrides: dict[str, float] = {}
     for name, value in body.thresholds.items():
         if name not in known:
-            raise _Invalid(f"thresholds.{name}", f"unknown threshold; known: {', '.join(known)}")
+            raise invalid_field(f"thresholds.{name}", f"unknown threshold; known: {', '.join(known)}")
         if name == "max_offers":
             if value not in (2, 3):
-                raise _Invalid("thresholds.max_offers", "must be 2 or 3")
+                raise invalid_field("thresholds.max_offers", "must be 2 or 3")
             overrides[name] = int(value)
         elif not 0.0 <= value <= 1.0:
-            raise _Invalid(f"thresholds.{name}", "must be between 0 and 1")
+            raise invalid_field(f"thresholds.{name}", "must be between 0 and 1")
         else:
             overrides[name] = float(value)
     async with transaction(request.app[SESSIONS]) as session:

@@ -3,7 +3,6 @@ that was handling it, and is answered once after a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
