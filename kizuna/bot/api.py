@@ -17,7 +17,7 @@ from pydantic_core import to_jsonable_python
 
 from kizuna.storage import customers, events, interactions, texts, tokens
 from kizuna.storage.db import transaction
-from kizuna.storage.models import ApiToken, CustomerRead, InteractionRead
+from kizuna.storage.models import ApiToken, CustomerRead, InboundEvent, InteractionRead
 
 from .keys import QUEUE, SESSIONS
 
@@ -209,12 +209,12 @@ async def retry_event(request: web.Request) -> web.Response:
     event_id = path_id(request)
     async with transaction(request.app[SESSIONS]) as session:
         source_key = await events.requeue_parked(session, event_id)
-    if source_key is None:
-        raise ApiError(409, "not_parked", "only a parked event can be retried")
+        if source_key is None:
+            raise ApiError(409, "not_parked", "only a parked event can be retried")
+        # As committed (pending): a worker may take it the moment it is queued.
+        retried = InboundEventRead.model_validate(await session.get(InboundEvent, event_id, populate_existing=True), from_attributes=True)
     await request.app[QUEUE].put([source_key])
-    async with request.app[SESSIONS]() as session:
-        row = (await events.list_events(session, status=None, limit=1, before_id=event_id + 1))[0]
-    return _json(InboundEventRead.model_validate(row, from_attributes=True))
+    return _json(retried)
 
 
 @endpoint("GET", "/texts", "Bot texts (defaults and edits) in every locale", roles=("admin",), response=BotTextList)

@@ -97,9 +97,6 @@ class InProcessQueue:
             self._dirty.discard(job.source_key)
             await self.put([job.source_key])
 
-    def qsize(self) -> int:
-        return self._queue.qsize()
-
 
 class RedisQueue:
     """Production mode: stream `<prefix>:events` read by the consumer group `workers`."""
