@@ -25,7 +25,7 @@ rebuild-after-one-edit times, and the dev set through the pipeline inside that K
 (accuracy, latency, and the in-process rebuild after an API edit).
 
     .venv/bin/python bench/faq_eval.py                      # cosmetics FAQ + dev queries
-    .venv/bin/python bench/faq_eval.py --all                # + every held-out set in tests/flows/data
+    .venv/bin/python bench/faq_eval.py --all                # + every other labelled set in tests/flows/data
     .venv/bin/python bench/faq_eval.py --faq my_faq.csv --queries my_queries.csv
     .venv/bin/python bench/faq_eval.py --all --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
@@ -84,10 +84,13 @@ def datasets(all_sets: bool) -> list[tuple[str, Path, Path]]:
     sets = [("cosmetics dev", shared / "cosmetics_faq.csv", shared / "cosmetics_dev_queries.csv")]
     if all_sets:
         sets += [
-            ("cosmetics extra (held out)", shared / "cosmetics_faq.csv", DATA / "cosmetics_extra_queries.csv"),
-            ("restaurant (held out)", DATA / "restaurant_faq.csv", DATA / "restaurant_queries.csv"),
-            ("gym (held out)", DATA / "gym_faq.csv", DATA / "gym_queries.csv"),
-            ("dental (held out, never tuned on)", DATA / "dental_faq.csv", DATA / "dental_queries.csv"),
+            ("cosmetics extra (tuning)", shared / "cosmetics_faq.csv", DATA / "cosmetics_extra_queries.csv"),
+            *((f"{shop} (tuning)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
+              for shop in ("restaurant", "gym", "hotel")),
+            *((f"{shop} (held out)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
+              for shop in ("dental", "salon")),
+            *((f"{shop} (fresh)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
+              for shop in ("apparel", "school")),
         ]
     return sets
 
@@ -492,7 +495,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faq", help="FAQ CSV (id,question,answer,alternates); default the cosmetics FAQ")
     parser.add_argument("--queries", help="query CSV (query,expected_id); default the cosmetics dev set")
-    parser.add_argument("--all", action="store_true", help="also every held-out set in tests/flows/data")
+    parser.add_argument("--all", action="store_true", help="also every other labelled set in tests/flows/data")
     parser.add_argument("--database-url", help="PostgreSQL server to use instead of SQLite (a fresh database is created)")
     parser.add_argument("--entries", type=int, default=2000, help="KB size for the matching-time figures (0: skip)")
     parser.add_argument("--workload", type=int, default=400, help="queries timed at that size")

@@ -84,12 +84,12 @@ def test_dev_set_questions_only(cosmetics):
 def test_dev_set_with_answer_texts(cosmetics_with_answers):
     """With the (optional) answer texts as weak evidence ranking improves.
     The issue's bar: the right answer text for >= 95% of answerable messages
-    and no answer for >= 95% of unanswerable ones; 33/35 (94.3%) here with
-    the cross-validated thresholds -- the 2 others are offered first among
-    choices."""
+    and no answer for >= 95% of unanswerable ones; 34/35 (97.1%) here with
+    the cross-validated thresholds -- the other (会員をやめたいです: 退会 vs
+    会員登録) is offered first among choices."""
     r = evaluate(cosmetics_with_answers, load_queries_csv(SHARED / "cosmetics_dev_queries.csv"))
     assert r.top1_rate >= 0.97, r.summary()
-    assert r.answer_rate >= 0.91, r.summary()
+    assert r.answer_rate >= 0.95, r.summary()
     assert r.helpful_rate >= 0.97, r.summary()
     assert r.answered_wrong == 0, r.summary()
     assert r.reject_rate >= 0.95 and r.rej_answered == 0, r.summary()
@@ -103,12 +103,12 @@ def test_dev_set_with_answer_texts(cosmetics_with_answers):
 @pytest.mark.parametrize(
     "kb, queries, min_top1, min_answered",
     [
-        ("restaurant", "restaurant_queries.csv", 0.88, 0.78),  # 93.5% / 82.3%
-        ("gym", "gym_queries.csv", 0.92, 0.80),  # 98.3% / 84.5%
-        ("hotel", "hotel_queries.csv", 0.80, 0.56),  # 84.3% / 60.8%
-        pytest.param("cosmetics", "cosmetics_extra_queries.csv", 0.88, 0.78, marks=needs_shared),  # 92% / 82%
+        ("restaurant", "restaurant_queries.csv", 0.88, 0.78),  # 93.5% / 83.9%
+        ("gym", "gym_queries.csv", 0.92, 0.80),  # 98.3% / 86.2%
+        ("hotel", "hotel_queries.csv", 0.80, 0.60),  # 84.3% / 66.7%
+        pytest.param("cosmetics", "cosmetics_extra_queries.csv", 0.88, 0.78, marks=needs_shared),  # 94% / 84%
         ("dental", "dental_queries.csv", 0.80, 0.58),  # held out: 85.7% / 62.5%
-        ("salon", "salon_queries.csv", 0.78, 0.60),  # held out: 82.0% / 65.6%
+        ("salon", "salon_queries.csv", 0.78, 0.60),  # held out: 83.6% / 65.6%
     ],
 )
 def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_answered):
@@ -117,9 +117,30 @@ def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_answered):
     assert r.top1_rate >= min_top1, r.summary()
     assert r.answer_rate >= min_answered, r.summary()
     assert r.answered_wrong <= 2, r.summary()
-    assert r.wrong_answer_rate <= 0.08, r.summary()  # salon: 3 of 43 answers
+    assert r.wrong_answer_rate <= 0.08, r.summary()  # at most 1 of 35-52 answers at the time of writing
     assert r.reject_rate >= 0.95, r.summary()
     assert r.rej_answered <= 1, r.summary()
+
+
+# Two shops written on 2026-11-24 by a writer who never saw the matcher
+# (tests/flows/data/README.md).  apparel's failures were read afterwards and
+# it is now a tuning shop; school is still fresh (only its totals were read).
+# They show where the matcher stands on a shop it does not know: about half the
+# questions answered directly, a fifth more offered as a choice, wrong answers
+# rare.  The floors pin that level so a change that loses ground shows.
+@pytest.mark.parametrize(
+    "kb, min_top1, min_answered, max_wrong",
+    [("apparel", 0.75, 0.56, 2),  # 79.7% / 60.9%, 2 wrong
+     ("school", 0.64, 0.48, 1)],  # 68.8% / 51.6%, 0 wrong
+)
+def test_shops_written_by_someone_else(analyzer, kb, min_top1, min_answered, max_wrong):
+    m = FaqMatcher(load_faq_csv(DATA / f"{kb}_faq.csv"), analyzer=analyzer)
+    r = evaluate(m, load_queries_csv(DATA / f"{kb}_queries.csv"))
+    assert r.n_answerable >= 60 and r.n_unanswerable >= 20
+    assert r.top1_rate >= min_top1, r.summary()
+    assert r.answer_rate >= min_answered, r.summary()
+    assert r.answered_wrong <= max_wrong, r.summary()
+    assert r.reject_rate >= 0.95 and r.rej_answered <= 1, r.summary()
 
 
 # ---------------------------------------------------------------------------
@@ -262,6 +283,13 @@ def test_a_name_is_not_like_another_name(analyzer):
     assert all(c.faq_id != "wifi" for c in r.candidates), r
 
 
+def test_a_name_no_faq_mentions_is_not_answered_from_the_rest_of_the_message(domain_matchers):
+    """ペイペイ appears only in the payment FAQ's answer (as PayPay); Wi-Fiは使えますか
+    matches 使えますか but says nothing about ペイペイ."""
+    r = domain_matchers["hotel"].match("ペイペイ使えますか")
+    assert r.outcome != "answer" or r.best.faq_id == "payment", r
+
+
 @needs_shared
 def test_question_buried_in_a_long_message(cosmetics_with_answers):
     text = ("こんにちは。いつも愛用しています！先月も注文しました。"
@@ -289,6 +317,23 @@ def test_close_candidates_are_offered_not_guessed(analyzer):
     # naming one of them makes it an answer
     r = m.match("クーポンの有効期限はいつまで？")
     assert r.outcome == "answer" and r.candidates[0].faq_id == "coupon_expiry", r
+
+
+def test_a_close_faq_that_explains_nothing_more_does_not_block_the_answer(domain_matchers):
+    """The booking FAQ is close to the change-booking one only because it is
+    shorter: it matches no word of the message that the other does not."""
+    r = domain_matchers["restaurant"].match("予約の時間を変えたいんですけど")
+    assert r.outcome == "answer" and r.best.faq_id == "reservation_change", r
+    assert r.candidates[1].faq_id == "reservation" and r.best.score - r.candidates[1].score < 0.12, r
+
+
+def test_a_compound_verb_matches_its_last_verb(analyzer):
+    """カード払い (払う) ~ 支払い方法 (支払う), not ポイントカード."""
+    m = FaqMatcher([FaqDoc("payment", "支払い方法は何がありますか", answer="現金、クレジットカード、PayPayがご利用いただけます。"),
+                    FaqDoc("point_card", "ポイントカードはありますか", answer="はい、500円ごとに1ポイント貯まります。"),
+                    FaqDoc("hours", "営業時間を教えてください", answer="10時から19時までです。")], analyzer=analyzer)
+    r = m.match("カード払いできますか")
+    assert r.best.faq_id == "payment", r
 
 
 def test_result_invariants(domain_matchers):

@@ -4,6 +4,7 @@ SQLite and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
+import csv
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -122,6 +123,32 @@ async def test_questions_get_the_exact_answer_and_a_feedback_quick_reply(shop):
     first = rows[0]["payload"]
     assert first["outcome"] == "answer" and first["via"] == "faq" and 0 < first["score"] <= 1
     assert first["candidates"][0] == {"faq_id": "shipping_fee", "score": first["score"], "matched_text": "送料はいくらですか"}
+
+
+def thirty_dev_questions() -> list[tuple[str, str]]:
+    """Thirty customer messages of the dev set, each asking a different FAQ entry, in the
+    customer's words (会員をやめたいです is left out: it is offered as a choice with 会員登録)."""
+    seen: dict[str, str] = {}
+    with open(FAQ_CSV.parent / "cosmetics_dev_queries.csv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            faq_id = row["expected_id"]
+            if faq_id and faq_id != "withdraw" and faq_id not in seen.values():
+                seen[row["query"]] = faq_id
+    return list(seen.items())[:30]
+
+
+async def test_a_customer_asks_thirty_questions_in_their_own_words(shop):
+    chat = Chat(shop.emulator)
+    questions = thirty_dev_questions()
+    assert len(questions) == 30
+    got = []
+    for question, faq_id in questions:
+        answer, ask = await chat.say(question, expect=2)
+        assert ask["text"] == "解決しましたか?"
+        got.append((question, answer["text"]))
+    assert got == [(question, ANSWERS[faq_id]) for question, faq_id in questions]
+    rows = await sys_rows(shop, chat.user_id)
+    assert [(row["kind"], row["payload"]["faq_id"]) for row in rows] == [("inquiry.answered", f) for _, f in questions]
 
 
 async def test_feedback_is_recorded_and_no_offers_a_person(shop):
