@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="overrides HOST")
     commands.add_parser("worker", help="process events and deliveries (production mode: REDIS_URL set)")
     commands.add_parser("migrate", help="bring the database schema up to date")
-    commands.add_parser("demo", help="with the emulator only: a registration coupon to try the bot with (if none exists)")
+    commands.add_parser("demo", help="with the emulator only: a registration coupon and an example FAQ to try the bot with (when there are none)")
 
     token = commands.add_parser("token", help="REST API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -129,12 +130,16 @@ async def _run_worker(settings: Settings) -> None:
         await engine.dispose()
 
 
+DEMO_FAQ = Path(__file__).parent / "assets" / "demo_faq.csv"  # a cosmetics shop's FAQ (shared/data/faq)
+
+
 async def _demo(settings: Settings) -> int:
-    """What `make run` needs for a first try in the emulator: registering gives a coupon."""
+    """What `make run` needs for a first try in the emulator: registering gives a coupon, and
+    questions get answers from an example FAQ (only while the knowledge base is empty)."""
     if not settings.emulator:
-        print("kizuna demo: skipped (real LINE credentials are set; create coupons through the API)")
+        print("kizuna demo: skipped (real LINE credentials are set; create coupons and the FAQ through the API)")
         return 0
-    from kizuna.storage import coupons
+    from kizuna.storage import coupons, faq
     from kizuna.storage.db import create_engine, session_factory, transaction
     from kizuna.storage.models import CouponCreate
 
@@ -150,6 +155,11 @@ async def _demo(settings: Settings) -> int:
                 print(f"kizuna demo: created the registration coupon {existing.title!r} (id {existing.id})")
             else:
                 print(f"kizuna demo: registration coupon {existing.title!r} (id {existing.id}) already exists")
+            if await faq.list_entries(session, limit=1):
+                print("kizuna demo: the FAQ already has entries; left as it is")
+            else:
+                report = await faq.import_entries(session, faq.parse_csv(DEMO_FAQ.read_bytes()))
+                print(f"kizuna demo: imported the example FAQ ({len(report.created)} entries; replace it with `kizuna faq import`)")
     finally:
         await engine.dispose()
     return 0

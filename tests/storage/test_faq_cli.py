@@ -50,3 +50,22 @@ def test_import_export_and_errors(env, tmp_path, capsys):
     assert main(["faq", "export", "-o", str(target)]) == 0
     assert target.read_bytes().startswith(b"id,question,answer,alternates,category,enabled\r\nfee,")
     assert main(["faq", "import", str(tmp_path / "missing.csv")]) == 1
+
+
+def test_demo_loads_the_example_faq_only_into_an_empty_knowledge_base(env, tmp_path, capsys):
+    """`make run` runs `kizuna demo`: a first try in the emulator has questions to ask."""
+    assert main(["demo"]) == 0
+    assert "imported the example FAQ (34 entries" in capsys.readouterr().out
+    assert main(["faq", "export"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 34 and rows[0]["id"] and all(row["enabled"] == "true" for row in rows)
+
+    own = tmp_path / "own.csv"
+    own.write_text("id,question,answer,alternates\nfee,送料は?,600円です。,\n", encoding="utf-8")
+    assert main(["faq", "import", str(own), "--replace"]) == 0
+    capsys.readouterr()
+    assert main(["demo"]) == 0
+    assert "the FAQ already has entries; left as it is" in capsys.readouterr().out
+    assert main(["faq", "export"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["id"] for row in rows if row["enabled"] == "true"] == ["fee"]
