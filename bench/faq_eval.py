@@ -90,7 +90,8 @@ def datasets(all_sets: bool) -> list[tuple[str, Path, Path]]:
             *((f"{shop} (held out)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
               for shop in ("dental", "salon")),
             *((f"{shop} (fresh)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
-              for shop in ("school",)),
+              for shop in ("school", "photo")),
+            ("cosmetics fresh (fresh)", shared / "cosmetics_faq.csv", DATA / "cosmetics_fresh_queries.csv"),
         ]
     return sets
 

@@ -294,6 +294,8 @@ def labelled_sets() -> list[tuple[str, Path, list[Path], bool, str]]:
         ("salon", DATA / "salon_faq.csv", [DATA / "salon_queries.csv"], True, "held out"),
         ("apparel", DATA / "apparel_faq.csv", [DATA / "apparel_queries.csv"], True, "tuning"),
         ("school", DATA / "school_faq.csv", [DATA / "school_queries.csv"], True, "fresh"),
+        ("cosmetics fresh", cos, [DATA / "cosmetics_fresh_queries.csv"], True, "fresh"),
+        ("photo studio", DATA / "photo_faq.csv", [DATA / "photo_queries.csv"], True, "fresh"),
     ]
 
 
@@ -410,7 +412,8 @@ def main() -> None:
 
     # query workload: dev queries + extra held-out phrasings, repeated
     pool = [q for q, _ in dev]
-    for name in ("cosmetics_extra", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "school"):
+    for name in ("cosmetics_extra", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "school",
+                 "cosmetics_fresh", "photo"):
         p = DATA / f"{name}_queries.csv"
         if p.exists():
             pool += [q for q, _ in load_queries_csv(p)]

@@ -59,7 +59,7 @@ def cosmetics_with_answers(analyzer):
 @pytest.fixture(scope="module")
 def domain_matchers(analyzer):
     out = {name: FaqMatcher(load_faq_csv(DATA / f"{name}_faq.csv"), analyzer=analyzer)
-           for name in ("restaurant", "gym", "hotel", "dental", "salon")}
+           for name in ("restaurant", "gym", "hotel", "dental", "salon", "apparel", "school", "photo")}
     if SHARED is not None:
         out["cosmetics"] = FaqMatcher(load_faq_csv(SHARED / "cosmetics_faq.csv"), analyzer=analyzer)
     return out
@@ -122,20 +122,22 @@ def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_answered):
     assert r.rej_answered <= 1, r.summary()
 
 
-# Two shops written on 2026-11-24 by a writer who never saw the matcher
-# (tests/flows/data/README.md).  apparel's failures were read afterwards and
-# it is now a tuning shop; school is still fresh (only its totals were read).
-# They show where the matcher stands on a shop it does not know: about half the
-# questions answered directly, a fifth more offered as a choice, wrong answers
-# rare.  The floors pin that level so a change that loses ground shows.
+# Messages (and three shops' FAQs) written on 2026-11-24 by writers who never
+# saw the matcher (tests/flows/data/README.md).  apparel's failures were read
+# afterwards and it is now a tuning shop; school, photo and the cosmetics
+# "fresh" phrasings are still fresh (only their totals were read).  They show
+# where the matcher stands on phrasings nobody tuned it on: 50-64% answered
+# directly, ~20% more offered as a choice, a few wrong answers.  The floors pin
+# that level so a change that loses ground shows.
 @pytest.mark.parametrize(
-    "kb, min_top1, min_answered, max_wrong",
-    [("apparel", 0.75, 0.56, 2),  # 79.7% / 60.9%, 2 wrong
-     ("school", 0.64, 0.48, 1)],  # 68.8% / 51.6%, 0 wrong
+    "kb, queries, min_top1, min_answered, max_wrong",
+    [("apparel", "apparel_queries.csv", 0.78, 0.60, 2),  # 82.8% / 64.1%, 2 wrong
+     ("school", "school_queries.csv", 0.64, 0.46, 1),  # 68.8% / 50.0%, 0 wrong
+     ("photo", "photo_queries.csv", 0.72, 0.48, 4),  # 78.1% / 53.1%, 4 wrong
+     pytest.param("cosmetics", "cosmetics_fresh_queries.csv", 0.70, 0.56, 3, marks=needs_shared)],  # 74.6% / 60.3%
 )
-def test_shops_written_by_someone_else(analyzer, kb, min_top1, min_answered, max_wrong):
-    m = FaqMatcher(load_faq_csv(DATA / f"{kb}_faq.csv"), analyzer=analyzer)
-    r = evaluate(m, load_queries_csv(DATA / f"{kb}_queries.csv"))
+def test_messages_written_by_someone_else(domain_matchers, kb, queries, min_top1, min_answered, max_wrong):
+    r = evaluate(domain_matchers[kb], load_queries_csv(DATA / queries))
     assert r.n_answerable >= 60 and r.n_unanswerable >= 20
     assert r.top1_rate >= min_top1, r.summary()
     assert r.answer_rate >= min_answered, r.summary()
@@ -281,6 +283,12 @@ def test_a_name_is_not_like_another_name(analyzer):
     r = m.match("PayPay使えますか")
     assert r.best.faq_id == "payment", r
     assert all(c.faq_id != "wifi" for c in r.candidates), r
+
+
+def test_trying_something_on_is_asking_about_a_fitting(domain_matchers):
+    """V-てみる is trying V: 着てみる ~ 試着."""
+    r = domain_matchers["apparel"].match("お店で着てみることはできますか")
+    assert r.outcome == "answer" and r.best.faq_id == "fitting", r
 
 
 def test_a_name_no_faq_mentions_is_not_answered_from_the_rest_of_the_message(domain_matchers):

@@ -241,6 +241,7 @@ _SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("ログイン", "サインイン", "パスワード", "暗証番号"),  # getting into one's account
     ("商品", "品物", "製品", "荷物", "注文品", "容器", "ボトル", "箱", "中身", "パッケージ"),  # the goods
     ("在庫", "売り切れ", "品切れ", "欠品", "入荷", "再入荷", "完売"),  # stock
+    ("配信", "通知", "お知らせ", "メルマガ", "メールマガジン", "ダイレクトメール", "メッセージ"),  # messages from the shop
     ("素材", "生地", "材質", "原材料", "原料", "成分"),  # what a product is made of
     ("洗濯", "洗う", "手入れ", "クリーニング"),  # care
     ("ラッピング", "包装", "包む", "熨斗"),  # gift wrapping
@@ -418,6 +419,10 @@ class Analyzer:
                 # 借りられますか: possibility (or passive) of the preceding verb
                 units.append(_can_unit(m, sentence))
                 continue
+            if p0 == "動詞" and norm == "見る" and pos[1] == "非自立可能" and mi > 0 \
+                    and morphemes[mi - 1].surface() in ("て", "で") and units and units[-1].kind == "verb":
+                # 着てみたい, 使ってみたい: V-てみる is trying V (~ 試着, お試し)
+                units[-1] = replace(units[-1], syn=units[-1].syn | _SERVICE_OF["試す"])
             opened = False
             if p0 == "動詞" and (norm == "あく" or norm in ("会う", "合う", "あう") and surface == "あい"
                                 and mi + 1 < n_morphemes and morphemes[mi + 1].surface()[:1] == "て"):

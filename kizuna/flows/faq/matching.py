@@ -919,7 +919,12 @@ class FaqMatcher:
             offers = [Candidate(r.faq_id, round(float(r.conf), 4), r.text)]
         if not offers:
             return MatchResult("none", cands[:1], top_score)
-        return MatchResult("disambiguate", (cands[0], *offers), top_score)
+        choices = (cands[0], *offers)
+        if not top.on_topic:
+            # 楽天ペイは使える? -- the FAQ that mentions the name comes first
+            named = {s.faq_id for s in scored if s.on_topic}
+            choices = tuple(sorted(choices, key=lambda c: c.faq_id not in named))
+        return MatchResult("disambiguate", choices, choices[0].score)
 
 
 def _answers(top: _Scored, scored: list[_Scored], second: float, extra: float, th: MatchThresholds) -> bool:
