@@ -287,12 +287,14 @@ def labelled_sets() -> list[tuple[str, Path, list[Path], bool, str]]:
         ("dev (questions only)", cos, [shared / "cosmetics_dev_queries.csv"], False, "dev"),
         ("dev", cos, [shared / "cosmetics_dev_queries.csv"], True, "dev"),
         ("cosmetics extra", cos, [DATA / "cosmetics_extra_queries.csv"], True, "tuning"),
+        ("cosmetics tune", cos, [DATA / "cosmetics_tune_queries.csv"], True, "tuning"),
         ("restaurant", DATA / "restaurant_faq.csv", [DATA / "restaurant_queries.csv"], True, "tuning"),
         ("gym", DATA / "gym_faq.csv", [DATA / "gym_queries.csv"], True, "tuning"),
         ("hotel", DATA / "hotel_faq.csv", [DATA / "hotel_queries.csv"], True, "tuning"),
         ("dental", DATA / "dental_faq.csv", [DATA / "dental_queries.csv"], True, "held out"),
         ("salon", DATA / "salon_faq.csv", [DATA / "salon_queries.csv"], True, "held out"),
         ("apparel", DATA / "apparel_faq.csv", [DATA / "apparel_queries.csv"], True, "tuning"),
+        ("sweets", DATA / "sweets_faq.csv", [DATA / "sweets_queries.csv"], True, "tuning"),
         ("school", DATA / "school_faq.csv", [DATA / "school_queries.csv"], True, "fresh"),
         ("cosmetics fresh", cos, [DATA / "cosmetics_fresh_queries.csv"], True, "fresh"),
         ("photo studio", DATA / "photo_faq.csv", [DATA / "photo_queries.csv"], True, "fresh"),
@@ -412,7 +414,7 @@ def main() -> None:
 
     # query workload: dev queries + extra held-out phrasings, repeated
     pool = [q for q, _ in dev]
-    for name in ("cosmetics_extra", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "school",
+    for name in ("cosmetics_extra", "cosmetics_tune", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "sweets", "school",
                  "cosmetics_fresh", "photo"):
         p = DATA / f"{name}_queries.csv"
         if p.exists():

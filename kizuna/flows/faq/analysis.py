@@ -204,7 +204,8 @@ _CONCEPT_NOUNS = {
 # any shop's vocabulary; a word may sit in several groups.  Matched like a
 # Sudachi synonym group.  (Normalised forms, as Sudachi gives them.)
 _SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("退会", "解約", "脱退", "辞める", "止める", "やめる", "解除"),  # quit a membership/contract
+    ("退会", "解約", "脱退", "辞める", "止める", "やめる", "解除", "削除"),  # quit a membership/contract
+    ("会員", "アカウント", "メンバー"),
     ("停止", "中止", "止める", "やめる", "ストップ", "オフ", "止まる"),  # stop something
     ("変更", "変える", "替える", "換える", "切り替える", "切り替え", "修正", "変わる"),
     ("キャンセル", "取り消す", "取り消し", "取り止める", "取りやめ"),
@@ -223,7 +224,7 @@ _SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("返品", "返す", "返却", "返金", "返送"),
     ("交換", "取り替える", "取り換える", "取り替え"),
     ("問い合わせ", "問い合わせる", "連絡", "電話", "相談", "窓口", "連絡先", "カスタマーセンター", "サポート"),
-    ("営業", "開く", "開店", "開ける", "オープン", "閉店", "閉まる"),
+    ("営業", "開く", "開店", "開ける", "オープン", "閉店", "閉まる", "遣る"),  # 何時までやってる
     ("休み", "休む", "定休日", "休業", "休館", "休診", "定休", "休日", "休店"),
     ("服装", "服", "格好", "ドレスコード", "身なり", "ドレス"),
     ("家族", "夫婦", "親子", "兄弟", "姉妹", "夫", "妻"),
@@ -240,11 +241,13 @@ _SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("料金", "値段", "価格", "代金", "費用", "金額", "幾ら", "高い", "安い"),
     ("ログイン", "サインイン", "パスワード", "暗証番号"),  # getting into one's account
     ("商品", "品物", "製品", "荷物", "注文品", "容器", "ボトル", "箱", "中身", "パッケージ"),  # the goods
+    ("注文", "頼む", "オーダー", "発注", "購入", "買う"),  # ordering
     ("在庫", "売り切れ", "品切れ", "欠品", "入荷", "再入荷", "完売"),  # stock
     ("配信", "通知", "お知らせ", "メルマガ", "メールマガジン", "ダイレクトメール", "メッセージ"),  # messages from the shop
-    ("素材", "生地", "材質", "原材料", "原料", "成分"),  # what a product is made of
+    ("素材", "生地", "材質", "原材料", "原料", "材料", "成分", "添加物", "保存料"),  # what a product is made of
+    ("保存", "保管", "冷蔵", "冷蔵庫", "冷凍庫", "常温", "冷暗所"),  # keeping a product
     ("洗濯", "洗う", "手入れ", "クリーニング"),  # care
-    ("ラッピング", "包装", "包む", "熨斗"),  # gift wrapping
+    ("ラッピング", "包装", "包む", "熨斗", "のし"),  # gift wrapping
     ("取り置き", "取り置く", "キープ", "確保"),  # keep an item for a customer
 )
 SERVICE_BASE = -100
@@ -258,6 +261,9 @@ QUESTION_TYPES = frozenset({PRICE, DEADLINE, TIME, PLACE, DURATION, AGE, HOW, CA
 _U_ROW = set("うくぐすつぬぶむる")
 # interrogative compounds kept whole (not split into 何 + 日)
 _INTERROGATIVES = {"何日", "何分", "何時間", "何歳", "何円", "何時", "幾ら", "どこ", "何処"}
+
+# verbs that are part of a compound particle after に (について, によって, に関して, に対して)
+_PARTICLE_VERBS = {"つく", "付く", "就く", "よる", "因る", "依る", "関する", "対する"}
 
 # auxiliaries whose presence negates the preceding predicate
 _NEG_AUX = {"ない", "ず", "ぬ", "無い"}
@@ -407,6 +413,12 @@ class Analyzer:
                 n_inter += 1
                 continue
             norm = m.normalized_form()
+            if p0 == "動詞" and norm in _PARTICLE_VERBS and mi > 0 and morphemes[mi - 1].surface() == "に" and (
+                    norm in ("関する", "対する")
+                    or mi + 1 < n_morphemes and morphemes[mi + 1].surface()[:1] in ("て", "き")):
+                # について, によって, に関して/に関する, に対して: a compound particle ("about", "by"),
+                # not the verbs つく/よる
+                continue
             if p0 == "助動詞" and norm in _NEG_AUX or (
                 p0 == "形容詞" and norm in _NEG_AUX and pos[1] == "非自立可能"
             ):

@@ -256,6 +256,8 @@ class _Model:
     c_alt: float = 0.9  # noun made from the verb (支払い ~ 支払う)
     dcov_floor: float = 0.1  # matched via the answer only: nothing of the question covered
     c_answer: float = 0.5  # a message word found only in the answer text
+    c_answer_name: float = 0.9  # ... when it is a name (PayPay), found in the answer's list
+    dcov_named: float = 0.4  # dcov floor of an FAQ whose answer names what the message names
     w_answer: float = 0.3  # answer-text BM25 relative to the word channel
     c_key: float = 0.85  # same reading (kana spelling of a kanji word ...)
     c_fuzzy: float = 0.8  # x Dice of reading bigrams (typos)
@@ -837,12 +839,19 @@ class FaqMatcher:
                             d_credit[y] = c
                 q_credit[x] = best
             ans = idx.answer_units.get(e.faq_id)
+            named_in_answer = False
             if ans is not None:
                 for x, u in enumerate(units):
                     if q_credit[x] < m.c_answer:
                         c = m.c_answer * ans.credit(u, m)
                         if c > q_credit[x]:
                             q_credit[x] = c
+                for x in names:
+                    c = ans.credit(units[x], m)
+                    if c > 0.0:
+                        # PayPay使えますか ~ an answer that lists PayPay
+                        named_in_answer = True
+                        q_credit[x] = max(q_credit[x], m.c_answer_name * c)
             # tokenisation mismatch: 忘れ物 (one word) vs 忘れ|物 (two).  The
             # pieces then weigh (together) what the whole word weighs.
             qw_e = qw
@@ -876,7 +885,8 @@ class FaqMatcher:
             evidence = sum(w * c for w, c in zip(qp_e, q_credit))
             dcov = sum(w * c for w, c in zip(e.weights, d_credit)) / e.weight_sum if e.weight_sum > 0 else 0.0
             ev = min(1.0, evidence / m.ev_full)
-            conf = (qcov ** m.a) * (max(dcov, m.dcov_floor) ** m.b_cov) * (ev ** m.c_ev) if qcov > 0 else 0.0
+            floor = m.dcov_named if named_in_answer else m.dcov_floor
+            conf = (qcov ** m.a) * (max(dcov, floor) ** m.b_cov) * (ev ** m.c_ev) if qcov > 0 else 0.0
             if q_types and e.info.qtypes and q_types.isdisjoint(e.info.qtypes):
                 conf *= m.qtype_mismatch  # "how do I ..." vs "can I ...", "how much" vs "where"
             on_topic = not names or any(q_credit[x] > 0.0 for x in names)
