@@ -87,7 +87,7 @@ def datasets(all_sets: bool) -> list[tuple[str, Path, Path]]:
             ("cosmetics extra (tuning)", shared / "cosmetics_faq.csv", DATA / "cosmetics_extra_queries.csv"),
             ("cosmetics tune (tuning)", shared / "cosmetics_faq.csv", DATA / "cosmetics_tune_queries.csv"),
             *((f"{shop} (tuning)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
-              for shop in ("restaurant", "gym", "hotel", "apparel", "sweets")),
+              for shop in ("restaurant", "gym", "hotel", "apparel", "sweets", "seikotsu", "rental", "carservice")),
             *((f"{shop} (held out)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")
               for shop in ("dental", "salon")),
             *((f"{shop} (fresh)", DATA / f"{shop}_faq.csv", DATA / f"{shop}_queries.csv")

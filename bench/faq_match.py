@@ -295,6 +295,9 @@ def labelled_sets() -> list[tuple[str, Path, list[Path], bool, str]]:
         ("salon", DATA / "salon_faq.csv", [DATA / "salon_queries.csv"], True, "held out"),
         ("apparel", DATA / "apparel_faq.csv", [DATA / "apparel_queries.csv"], True, "tuning"),
         ("sweets", DATA / "sweets_faq.csv", [DATA / "sweets_queries.csv"], True, "tuning"),
+        ("seikotsu", DATA / "seikotsu_faq.csv", [DATA / "seikotsu_queries.csv"], True, "tuning"),
+        ("rental", DATA / "rental_faq.csv", [DATA / "rental_queries.csv"], True, "tuning"),
+        ("carservice", DATA / "carservice_faq.csv", [DATA / "carservice_queries.csv"], True, "tuning"),
         ("school", DATA / "school_faq.csv", [DATA / "school_queries.csv"], True, "fresh"),
         ("cosmetics fresh", cos, [DATA / "cosmetics_fresh_queries.csv"], True, "fresh"),
         ("photo studio", DATA / "photo_faq.csv", [DATA / "photo_queries.csv"], True, "fresh"),
@@ -414,7 +417,7 @@ def main() -> None:
 
     # query workload: dev queries + extra held-out phrasings, repeated
     pool = [q for q, _ in dev]
-    for name in ("cosmetics_extra", "cosmetics_tune", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "sweets", "school",
+    for name in ("cosmetics_extra", "cosmetics_tune", "restaurant", "gym", "hotel", "dental", "salon", "apparel", "sweets", "seikotsu", "rental", "carservice", "school",
                  "cosmetics_fresh", "photo"):
         p = DATA / f"{name}_queries.csv"
         if p.exists():

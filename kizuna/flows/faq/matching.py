@@ -252,6 +252,8 @@ class _Model:
     c_part: float = 0.7
     c_syn: float = 0.8
     c_contain: float = 0.5
+    c_stem: float = 0.5  # 騒ぐ ~ 騒音, 返す ~ 返品
+    c_verb_piece: float = 0.5  # the same piece of two different compound verbs
     c_head: float = 0.7  # compound verb and its last verb (支払う ~ 払う, 置き忘れる ~ 忘れる)
     c_concept: float = 0.7  # same question concept (いくら ~ 料金)
     c_service: float = 0.75  # same customer-service concept (やめる ~ 退会)
@@ -414,6 +416,8 @@ def _credit(u: Unit, v: Unit, m: _Model = _MODEL) -> float:
     """How well units *u* and *v* match (0..1; symmetric)."""
     if u.norm == v.norm:
         c = 1.0
+        if u.comp != v.comp and u.comp and v.comp and u.kind in ("verb", "light"):
+            c = m.c_verb_piece  # 買い取る / 引き取る share 取る, not a meaning
     else:
         c = 0.0
         if u.comp and (u.comp == v.comp or u.comp == v.norm) or v.comp and v.comp == u.norm:
@@ -447,6 +451,8 @@ def _credit(u: Unit, v: Unit, m: _Model = _MODEL) -> float:
                 c = m.c_contain
         if c < m.c_head and _same_head(u, v):
             c = m.c_head
+        if c < m.c_stem and (_stem_of(u, v) or _stem_of(v, u)):
+            c = m.c_stem
         if c < m.c_fuzzy and (u.kana or v.kana) and len(u.key) >= 3 and len(v.key) >= 3:
             # typos and kana spellings: compare readings
             ga, gb = u.grams, v.grams
@@ -458,6 +464,14 @@ def _credit(u: Unit, v: Unit, m: _Model = _MODEL) -> float:
     if u.neg != v.neg:
         c *= m.neg_mismatch
     return c
+
+
+def _stem_of(verb: Unit, noun: Unit) -> bool:
+    """騒ぐ ~ 騒音, 返す ~ 返品: a verb written with one kanji and the two-kanji noun
+    that starts with it."""
+    a, b = verb.norm, noun.norm
+    return (verb.kind == "verb" and noun.kind == "noun" and len(a) >= 2 and is_kanji(a[0])
+            and all(is_hiragana(ch) for ch in a[1:]) and len(b) == 2 and noun.pure_kanji and b[0] == a[0])
 
 
 def _same_head(u: Unit, v: Unit) -> bool:
