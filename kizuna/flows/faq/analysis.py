@@ -205,7 +205,7 @@ _CONCEPT_NOUNS = {
 # Sudachi synonym group.  (Normalised forms, as Sudachi gives them.)
 _SERVICE_GROUPS: tuple[tuple[str, ...], ...] = (
     ("退会", "解約", "脱退", "辞める", "止める", "やめる", "解除", "削除"),  # quit a membership/contract
-    ("会員", "アカウント", "メンバー"),
+    ("会員", "アカウント", "メンバー"),  # a member and their account
     ("停止", "中止", "止める", "やめる", "ストップ", "オフ", "止まる"),  # stop something
     ("変更", "変える", "替える", "換える", "切り替える", "切り替え", "修正", "変わる"),
     ("キャンセル", "取り消す", "取り消し", "取り止める", "取りやめ"),
