@@ -1,5 +1,6 @@
 """What a new user does after `make run`: open the emulator in a browser, follow the
-bot, write to it, see the greeting and the reply; the API shows the timeline.
+bot, write to it, see the greeting and the reply, ask a question of the example FAQ and
+answer 解決しましたか?; the API shows the timeline.
 
 Runs Kizuna exactly as `kizuna serve` does in embedded mode (emulator mounted at
 /emulator, no LINE credentials), in Debian's Chromium through Playwright.
@@ -15,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from kizuna.bot.app import create_app
+from kizuna.bot.cli import DEMO_FAQ
 from kizuna.bot.keys import SESSIONS
 from kizuna.bot.settings import Settings
 from kizuna.storage import tokens
@@ -60,6 +62,18 @@ async def test_new_user_follows_and_chats_in_the_emulator(database_url, redis_pr
                 await page.press("#text-input", "Enter")
                 await expect(page.locator(".user-bubble", has_text="こんにちは、はじめまして")).to_be_visible()
                 await expect(page.locator(".bot-bubble").last).not_to_contain_text("はじめまして")
+
+                # the example FAQ `make run` loads (kizuna demo): a question in the customer's words
+                async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as api:
+                    async with api.post(f"http://127.0.0.1:{port}/api/v1/faq/import", data=DEMO_FAQ.read_bytes(),
+                                        headers={"Content-Type": "text/csv"}) as response:
+                        assert response.status == 200, await response.text()
+                await page.fill("#text-input", "送料っていくらかかる？")
+                await page.press("#text-input", "Enter")
+                await expect(page.locator(".bot-bubble", has_text="送料は全国一律550円です")).to_be_visible()
+                await expect(page.locator(".bot-bubble").last).to_have_text("解決しましたか?")
+                await page.locator(".quick-reply", has_text="はい").click()
+                await expect(page.locator(".bot-bubble").last).to_contain_text("ご回答ありがとうございます")
             finally:
                 await browser.close()
 
@@ -71,6 +85,7 @@ async def test_new_user_follows_and_chats_in_the_emulator(database_url, redis_pr
                 timeline = await response.json()
         kinds = [(item["direction"], item["kind"]) for item in reversed(timeline["items"])]
         assert ("in", "follow") in kinds and ("in", "message.text") in kinds
-        assert kinds.count(("out", "message.text")) >= 2  # the greeting and the reply
+        assert kinds.count(("out", "message.text")) >= 5  # greeting, reply, answer, 解決しましたか?, thanks
+        assert ("sys", "inquiry.answered") in kinds and ("sys", "inquiry.feedback") in kinds
     finally:
         await runner.cleanup()
