@@ -21,7 +21,7 @@ and ``誕生日`` matches ``誕生月`` in part.  Each unit carries
   ``いつまで`` ~ ``期限``, ``どう`` ~ ``方法``/``使い方``), the kind of value
   that answers it (``いつ`` ~ ``月曜``, ``どこ`` ~ a place name, ``何`` ~ a
   name such as ``PayPay``), possibility (``使えますか`` ~ ``できますか``) and
-  ``アメリカ`` ~ ``海外``; and ~40 generic *customer-service concept*
+  ``アメリカ`` ~ ``海外``; and ~45 generic *customer-service concept*
   groups (ids from ``SERVICE_BASE`` down): the verbs customers use and the
   nouns FAQs use for one act or thing (``やめる`` ~ ``退会``/``解約``,
   ``割れる`` ~ ``破損``, ``赤ちゃん`` ~ ``子供``, ``セール`` ~ ``割引``) --

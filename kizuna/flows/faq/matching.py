@@ -7,7 +7,7 @@ Pipeline (all generic Japanese; nothing here knows any shop's vocabulary):
    into *content units* (nouns, verbs, adjectives ...; particles, auxiliaries,
    interjections, numbers dropped) carrying their normalised form, Sudachi
    synonym-group ids, a few generic question concepts (いくら ~ 料金,
-   いつまで ~ 期限, どう使う ~ 使い方, アメリカ ~ 海外), ~40 generic
+   いつまで ~ 期限, どう使う ~ 使い方, アメリカ ~ 海外), ~45 generic
    customer-service concept groups (やめる ~ 退会, 割れる ~ 破損, 赤ちゃん ~
    子供), negation, hiragana
    reading and a part-of-speech prior.  A message written all in hiragana
