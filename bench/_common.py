@@ -314,14 +314,15 @@ def pg_fetch(dsn: str, sql: str) -> list:
 
 
 @contextlib.contextmanager
-def fresh_postgres_database(prefix: str = "kizuna_bench") -> Iterator[str]:
-    """Create an empty database (its name is yielded) and drop it afterwards."""
+def fresh_postgres_database(prefix: str = "kizuna_bench", admin_dsn: str = PG_ADMIN_DSN) -> Iterator[str]:
+    """Create an empty database on the server of `admin_dsn` (its name is yielded) and drop
+    it afterwards."""
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    _pg(PG_ADMIN_DSN, f'CREATE DATABASE "{name}"')
+    _pg(admin_dsn, f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        _pg(PG_ADMIN_DSN, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _pg(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def redis_delete_prefix(url: str, prefix: str, limit: int = 100_000) -> int:

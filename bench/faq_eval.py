@@ -36,14 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
@@ -269,45 +268,24 @@ class Database:
 
     def __init__(self, base_url: str | None) -> None:
         self.base_url = base_url
-        self.url = ""
-        self._tmp: tempfile.TemporaryDirectory | None = None
-        self._name: str | None = None
+        self._cleanup = contextlib.ExitStack()
 
     async def __aenter__(self) -> str:
         return await asyncio.to_thread(self._enter)  # alembic and asyncpg admin run their own loops
 
     async def __aexit__(self, *exc) -> None:
-        await asyncio.to_thread(self._exit)
+        await asyncio.to_thread(self._cleanup.close)
 
     def _enter(self) -> str:
         if self.base_url is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="kizuna-faq-eval-")
-            self.url = f"sqlite+aiosqlite:///{self._tmp.name}/kizuna.db"
+            directory = self._cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kizuna-faq-eval-"))
+            url = f"sqlite+aiosqlite:///{directory}/kizuna.db"
         else:
-            self._name = f"kizuna_faq_eval_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-            _pg_admin(self.base_url, f'CREATE DATABASE "{self._name}"')
-            self.url = self.base_url.rsplit("/", 1)[0] + "/" + self._name
-        upgrade(self.url)
-        return self.url
-
-    def _exit(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-        if self._name is not None:
-            _pg_admin(self.base_url, f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
-
-
-def _pg_admin(base_url: str, statement: str) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        connection = await asyncpg.connect(base_url.replace("postgresql+asyncpg://", "postgresql://"))
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    asyncio.run(run())
+            admin_dsn = self.base_url.replace("postgresql+asyncpg://", "postgresql://")
+            name = self._cleanup.enter_context(common.fresh_postgres_database("kizuna_faq_eval", admin_dsn))
+            url = self.base_url.rsplit("/", 1)[0] + "/" + name
+        upgrade(url)
+        return url
 
 
 def systems(baseline: bool) -> list[tuple[str, object]]:
