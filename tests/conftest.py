@@ -35,6 +35,18 @@ ACCESS_TOKEN = "test-access-token"
 SECRET_KEY = "test-secret-key-" + "x" * 32
 
 
+def _shared_faq_dir() -> Path | None:
+    """../shared/data/faq (the issue's example FAQ and dev queries), where this checkout sees it."""
+    root = Path(__file__).resolve().parents[1]
+    for base in (root / "shared", root.parent / "shared", Path("/work/shared")):
+        if (base / "data" / "faq" / "cosmetics_faq.csv").exists():
+            return base / "data" / "faq"
+    return None
+
+
+SHARED_FAQ = _shared_faq_dir()
+
+
 # -- databases -------------------------------------------------------------------
 
 

@@ -22,20 +22,10 @@ from kizuna.flows.faq.evaluation import (
     threshold_grid,
     utility,
 )
+from tests.conftest import SHARED_FAQ as SHARED
 
 DATA = Path(__file__).parent / "data"
 
-
-def _shared_faq_dir() -> Path | None:
-    here = Path(__file__).resolve()
-    for base in (here.parents[3] / "shared", here.parents[2] / "shared", Path("/work/shared")):
-        p = base / "data" / "faq"
-        if (p / "cosmetics_faq.csv").exists():
-            return p
-    return None
-
-
-SHARED = _shared_faq_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data/faq not available")
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -16,13 +15,12 @@ from kizuna.flows.engine import Flow, FlowContext, Goto, Keyword, Retry, State
 from kizuna.storage import customers, faq as faq_store
 from kizuna.storage.db import transaction
 from kizuna.storage.types import utcnow
-from tests.conftest import Kizuna, start_kizuna
+from tests.conftest import SHARED_FAQ, Kizuna, start_kizuna
 
-ROOT = Path(__file__).resolve().parents[2]
-FAQ_CSV = next(p for p in (ROOT / "shared", ROOT.parent / "shared", Path("/work/shared"))
-               if (p / "data" / "faq" / "cosmetics_faq.csv").exists()) / "data" / "faq" / "cosmetics_faq.csv"
-ANSWERS = {entry.id: entry.answer for entry in faq_store.parse_csv(FAQ_CSV.read_bytes()).entries}
-QUESTIONS = {entry.id: entry.question for entry in faq_store.parse_csv(FAQ_CSV.read_bytes()).entries}
+FAQ_CSV = SHARED_FAQ / "cosmetics_faq.csv"
+FAQ_ENTRIES = faq_store.parse_csv(FAQ_CSV.read_bytes()).entries
+ANSWERS = {entry.id: entry.answer for entry in FAQ_ENTRIES}
+QUESTIONS = {entry.id: entry.question for entry in FAQ_ENTRIES}
 JST = timezone(timedelta(hours=9))
 HANDOFF = "担当者と話す"
 
