@@ -6,14 +6,55 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+# SQLSTATEs that mean "the server is not there for us right now": connection exceptions
+# (class 08), shutting down or starting up (57P01-57P03), too many connections (53300).
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         return _sqlite_engine(database_url)
-    return create_async_engine(database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # Bounded waits, so an unreachable server is an error after seconds, not a hang:
+    # connecting (asyncpg's own default is 60 s) and waiting for a pooled connection.
+    return create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10,
+        connect_args={"timeout": 5},
+    )
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether `error` may say the database could not be reached (a restart, a failover,
+    the network) rather than that a statement was wrong: the first is waited out, the
+    second is a failure of the work that ran it. A bare OSError is only a hint (code
+    that is not the database raises them too); `lost_connection` is certain."""
+    return any(
+        isinstance(cause, (OSError, TimeoutError, sqlalchemy.exc.TimeoutError)) for cause in _causes(error)
+    ) or lost_connection(error)
+
+
+def lost_connection(error: BaseException) -> bool:
+    """Whether the database connection itself failed under `error`."""
+    for cause in _causes(error):
+        if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        sqlstate = getattr(cause, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_STATES):
+            return True
+    return False
+
+
+def _causes(error: BaseException | None):
+    """`error` and what caused it, a few levels deep."""
+    for _ in range(8):
+        if error is None:
+            return
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def _sqlite_engine(database_url: str) -> AsyncEngine:

@@ -84,9 +84,18 @@ async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent |
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+class Superseded(Exception):
+    """The event was taken over by another worker (or finished by one) since this worker
+    claimed it: this worker's work on it must not be committed."""
+
+
 async def claim_attempt(session: AsyncSession, event_id: int) -> int:
     """Count an attempt before running handlers, so an event that crashes its
-    worker every time is parked instead of crashing workers forever."""
+    worker every time is parked instead of crashing workers forever.
+
+    The attempt number is also the fencing token of this try: only the latest claim
+    may mark the event done (`mark_done`), so a worker that lost its hold on the
+    source (a Redis restart, a lapsed lock) cannot commit it a second time."""
     statement = (
         sa.update(_table)
         .where(_table.c.id == event_id, _table.c.status == "pending")
@@ -97,17 +106,39 @@ async def claim_attempt(session: AsyncSession, event_id: int) -> int:
     return attempts or 0
 
 
-async def mark_done(session: AsyncSession, event_id: int) -> None:
-    await session.execute(
-        sa.update(_table).where(_table.c.id == event_id).values(status="done", processed_at=utcnow(), last_error=None)
+def _claimed(event_id: int, attempt: int):
+    return sa.and_(_table.c.id == event_id, _table.c.status == "pending", _table.c.attempts == attempt)
+
+
+async def mark_done(session: AsyncSession, event_id: int, attempt: int) -> None:
+    """Done, in the transaction that did the work; raises Superseded (rolling it back)
+    when `attempt` is no longer the event's latest claim."""
+    result = await session.execute(
+        sa.update(_table).where(_claimed(event_id, attempt)).values(status="done", processed_at=utcnow(), last_error=None)
     )
+    if result.rowcount != 1:
+        raise Superseded(event_id)
 
 
-async def record_failure(session: AsyncSession, event_id: int, error: str, *, park: bool) -> None:
+async def record_failure(session: AsyncSession, event_id: int, attempt: int, error: str, *, park: bool) -> None:
+    """The attempt failed (or, with `park`, the event is given up); nothing when another
+    worker has claimed the event since."""
     values = {"last_error": error[:4000]}
     if park:
         values |= {"status": "parked", "processed_at": utcnow()}
-    await session.execute(sa.update(_table).where(_table.c.id == event_id).values(**values))
+    await session.execute(sa.update(_table).where(_claimed(event_id, attempt)).values(**values))
+
+
+async def is_claimed(session: AsyncSession, event_id: int, attempt: int) -> bool:
+    """Whether `attempt` is still the event's latest claim (and it is still pending)."""
+    found = await session.execute(sa.select(_table.c.id).where(_claimed(event_id, attempt)))
+    return found.first() is not None
+
+
+async def uncount_attempt(session: AsyncSession, event_id: int, attempt: int) -> None:
+    """An attempt cut short by a database outage was not the event's fault: it does not
+    count towards parking (unless the event was claimed again since)."""
+    await session.execute(sa.update(_table).where(_claimed(event_id, attempt)).values(attempts=attempt - 1))
 
 
 async def pending_sources(session: AsyncSession, *, older_than: timedelta | None = None, limit: int = 10_000) -> list[str]:

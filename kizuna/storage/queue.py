@@ -6,9 +6,18 @@ duplicate entry is harmless (the source has nothing pending by then).
 
 Two backends with one interface:
 - `InProcessQueue` for embedded mode: at most one task works on a source at a time.
-- `RedisQueue` for production: a Redis stream with a consumer group spreads sources
-  over any number of workers; a per-source Redis lock keeps one source on one
-  worker at a time.
+- `RedisQueue` for production: a Redis stream read by a consumer group spreads sources
+  over any number of workers; a per-source Redis lock keeps one source on one worker
+  at a time. Redis may restart, be flushed or be unreachable for a while: the queue
+  recreates its stream and group, backs off while Redis is down, and tells the
+  worker (`reset`) that entries may have been lost so it sweeps the database at once.
+
+A hold on a source is a `Lease`. Its holder must be alive and working: the Redis lock
+is renewed only while the holder makes progress (`Lease.touch`), so a holder that dies
+or hangs loses the source within a lock TTL. A lease can also be lost while its holder
+works (Redis restarted, the lock lapsed): the holder then stops after the current
+event, and the database's fencing (events.mark_done) keeps that event from being
+committed twice.
 """
 
 from __future__ import annotations
@@ -17,16 +26,22 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from redis.asyncio import Redis
-from redis.exceptions import LockError, ResponseError
+from redis.exceptions import LockError, RedisError, ResponseError
+
+from .dependency import Dependency
 
 log = logging.getLogger(__name__)
+
+# What "Redis is unreachable or refusing work" looks like from redis-py.
+REDIS_DOWN = (RedisError, OSError)
 
 
 @dataclass
@@ -36,23 +51,47 @@ class Job:
     entry_id: str | None = None
 
 
+@dataclass
+class Lease:
+    """A worker's hold on one source."""
+
+    # Set when the hold may have passed to another worker: finish the current event, take no more.
+    lost: bool = False
+    last_progress: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        """The holder made progress: keep the hold alive."""
+        self.last_progress = time.monotonic()
+
+
 class SourceBusy(Exception):
-    """Another worker holds the source; the job was handed back to the queue."""
+    """Another worker holds the source. It looks for new events after it lets go, so
+    the job can be dropped."""
+
+
+class QueueUnavailable(Exception):
+    """Redis is unreachable: nothing was queued or held. The sweeper re-queues from the
+    database once it is back."""
 
 
 class WorkQueue(Protocol):
+    # Set when queued entries may have been lost (Redis restarted or flushed).
+    reset: asyncio.Event
+
     async def put(self, source_keys: Iterable[str]) -> None: ...
 
     async def get(self) -> Job | None:
         """The next job, or None when there is nothing right now (or `wake` was called):
-        consumers loop, so they can notice that they should stop."""
+        consumers loop, so they can notice that they should stop. Never raises."""
         ...
 
     def wake(self, consumers: int) -> None: ...
 
-    def hold(self, job: Job) -> "asyncio.AbstractAsyncContextManager[None]": ...
+    def hold(self, job: Job) -> "asyncio.AbstractAsyncContextManager[Lease]": ...
 
-    async def done(self, job: Job) -> None: ...
+    async def done(self, job: Job) -> None:
+        """Never raises."""
+        ...
 
 
 class InProcessQueue:
@@ -66,6 +105,7 @@ class InProcessQueue:
         self._queued: set[str] = set()
         self._running: set[str] = set()
         self._dirty: set[str] = set()
+        self.reset = asyncio.Event()  # nothing in memory is lost while the process lives
 
     async def put(self, source_keys: Iterable[str]) -> None:
         for key in source_keys:
@@ -88,8 +128,8 @@ class InProcessQueue:
             self._queue.put_nowait(None)
 
     @asynccontextmanager
-    async def hold(self, job: Job) -> AsyncIterator[None]:
-        yield  # exclusivity comes from _running
+    async def hold(self, job: Job) -> AsyncIterator[Lease]:
+        yield Lease()  # exclusivity comes from _running
 
     async def done(self, job: Job) -> None:
         self._running.discard(job.source_key)
@@ -102,117 +142,191 @@ class RedisQueue:
     """Production mode: stream `<prefix>:events` read by the consumer group `workers`."""
 
     GROUP = "workers"
-    # Entries read by a worker that died are claimed by another after this idle time.
-    RECLAIM_IDLE_MS = 60_000
-    LOCK_WAIT_SECONDS = 2.0
+    # Longest wait for a stream read: short, so a stopping worker leaves quickly (an idle
+    # worker polls 5 times a second: nothing for Redis).
+    READ_BLOCK_MS = 200
 
     def __init__(
-        self, redis: Redis, prefix: str, *, consumer: str | None = None, read_count: int = 32, lock_ttl: float = 10.0
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        consumer: str | None = None,
+        read_count: int = 32,
+        lock_ttl: float = 10.0,
+        work_timeout: float = 60.0,
+        health: Dependency | None = None,
     ) -> None:
         self.redis = redis
         self.stream = f"{prefix}:events"
         self.lock_prefix = f"{prefix}:lock:source:"
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.read_count = read_count
-        # A held lock is refreshed every third of its TTL; a killed worker's lock
-        # lapses within one TTL and its sources move to another worker.
+        # A held lock is renewed every third of its TTL while its holder makes progress; a
+        # killed worker's lock lapses within one TTL, a stuck one's within work_timeout + TTL.
         self.lock_ttl = lock_ttl
+        self.work_timeout = work_timeout
+        self.health = health or Dependency("Redis")
+        self.reset = asyncio.Event()
         self._buffer: asyncio.Queue[Job] = asyncio.Queue()
         self._group_ready = False
         self._reading = asyncio.Lock()
-        self._closing = False
-
-    async def ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        try:
-            await self.redis.xgroup_create(self.stream, self.GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
+        self._closing = asyncio.Event()
 
     async def put(self, source_keys: Iterable[str]) -> None:
         keys = list(dict.fromkeys(source_keys))
         if not keys:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                # Approximate trimming keeps the stream bounded at O(1) cost per add.
-                pipe.xadd(self.stream, {"s": key}, maxlen=100_000, approximate=True)
-            await pipe.execute()
+        if not self.health.should_try():
+            raise QueueUnavailable("Redis is down")
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    # Approximate trimming keeps the stream bounded at O(1) cost per add.
+                    pipe.xadd(self.stream, {"s": key}, maxlen=100_000, approximate=True)
+                await pipe.execute()
+        except REDIS_DOWN as error:
+            self.health.failed(error)
+            raise QueueUnavailable(str(error)) from error
+        self.health.succeeded()
 
     async def get(self) -> Job | None:
-        """Next job, or None after one short blocking read found nothing.
-        Consumer tasks share one reader (one XREADGROUP at a time)."""
-        if self._buffer.empty() and not self._closing:
+        """Next job, or None after one short blocking read found nothing (or Redis is
+        down: then after a backoff). Consumer tasks share one reader."""
+        if self._buffer.empty() and not self._closing.is_set():
             async with self._reading:
-                if self._buffer.empty() and not self._closing:
-                    await self.ensure_group()
-                    # A short BLOCK lets a stopping worker leave within a fifth of a second
-                    # (an idle worker polls 5 times a second: nothing for Redis). The
-                    # outer bound guards against a read that never returns (seen under
-                    # load with redis-py 8), which would keep a stopping worker alive.
-                    response = await asyncio.wait_for(
-                        self.redis.xreadgroup(self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=200),
-                        timeout=5,
-                    )
-                    for _stream, entries in response or []:
-                        for entry_id, fields in entries:
-                            self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
+                if self._buffer.empty() and not self._closing.is_set():
+                    await self._read()
         return None if self._buffer.empty() else self._buffer.get_nowait()
+
+    async def _read(self) -> None:
+        if not self.health.should_try():
+            await _wait(self._closing, self.health.backoff())
+            return
+        try:
+            await self._ensure_group()
+            # NOACK: an entry is read once and never enters a pending list. A worker that
+            # dies with entries in hand loses nothing: their events are still pending in
+            # the database, and the sweeper queues them again.
+            # The outer bound guards against a read that never returns (the client's socket
+            # timeout should already end it).
+            async with asyncio.timeout(5 + self.READ_BLOCK_MS / 1000):
+                response = await self.redis.xreadgroup(
+                    self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=self.READ_BLOCK_MS, noack=True
+                )
+        except ResponseError as error:
+            if "NOGROUP" not in str(error):
+                self.health.failed(error)
+                await _wait(self._closing, self.health.backoff())
+                return
+            # Redis restarted or was flushed: the stream and its group are gone, and with
+            # them any entries not yet read. Recreate them; the worker sweeps the database.
+            log.warning("Redis lost the work stream %s (restarted or flushed); recreating it and re-queueing pending events", self.stream)
+            self._group_ready = False
+            self.reset.set()
+            return
+        except (RedisError, OSError, TimeoutError) as error:
+            self.health.failed(error)
+            await _wait(self._closing, self.health.backoff())
+            return
+        self.health.succeeded()
+        for _stream, entries in response or []:
+            for entry_id, fields in entries:
+                if fields and b"s" in fields:
+                    self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
+
+    async def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From the start of the stream: after a flush it holds only entries added since.
+            await self.redis.xgroup_create(self.stream, self.GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+        self._group_ready = True
 
     def wake(self, consumers: int) -> None:
         """Consumers stop reading; the one blocked in XREADGROUP returns within 0.2 s."""
-        self._closing = True
+        self._closing.set()
 
     @asynccontextmanager
-    async def hold(self, job: Job) -> AsyncIterator[None]:
-        lock = self.redis.lock(
-            self.lock_prefix + job.source_key, timeout=self.lock_ttl, blocking_timeout=self.LOCK_WAIT_SECONDS
-        )
-        if not await lock.acquire():
-            # The holder drains this source; if it finished just before our event was
-            # stored, the re-added entry (or the sweeper) brings the source back.
-            await self.put([job.source_key])
-            raise SourceBusy(job.source_key)
-        refresher = asyncio.create_task(self._keep(lock, job.source_key))
+    async def hold(self, job: Job) -> AsyncIterator[Lease]:
+        # thread_local=False: the token belongs to this lock object, not to the thread
+        # that every task of the process shares.
+        lock = self.redis.lock(self.lock_prefix + job.source_key, timeout=self.lock_ttl, blocking=False, thread_local=False)
         try:
-            yield
+            acquired = await lock.acquire()
+        except REDIS_DOWN as error:
+            self.health.failed(error)
+            raise QueueUnavailable(str(error)) from error
+        if not acquired:
+            raise SourceBusy(job.source_key)
+        lease = Lease()
+        released = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(lock, lease, released, job.source_key), name=f"kizuna-lease-{job.source_key}")
+        try:
+            yield lease
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            # The renewer is told to stop, never cancelled: a cancellation that lands
+            # while it is inside a Redis command can be swallowed (redis-py relies on
+            # asyncio.wait_for, which on Python 3.11 may return the command's result
+            # instead of raising), and it would then renew the lock forever.
+            released.set()
+            await asyncio.wait([renewer], timeout=self.lock_ttl)
             try:
                 await lock.release()
             except LockError:
-                log.warning("source lock for %s lapsed while held", job.source_key)
+                if not lease.lost:
+                    log.warning("the lock on %s lapsed while it was held", job.source_key)
+            except REDIS_DOWN as error:
+                self.health.failed(error)  # it lapses on its own within a TTL
 
-    async def _keep(self, lock, source_key: str) -> None:
-        while True:
-            await asyncio.sleep(self.lock_ttl / 3)
+    async def _renew(self, lock, lease: Lease, released: asyncio.Event, source_key: str) -> None:
+        renewed_at = time.monotonic()
+        while not await _wait(released, self.lock_ttl / 3):
+            if time.monotonic() - lease.last_progress > self.work_timeout:
+                log.error(
+                    "no progress on %s for %.0f s: letting its lock lapse so another worker can take over",
+                    source_key, self.work_timeout,
+                )
+                lease.lost = True
+                return
             try:
                 await lock.reacquire()
             except LockError:
-                log.error("source lock for %s was lost; another worker may take the source", source_key)
+                log.warning("the lock on %s was lost (Redis restarted or flushed?); stopping after the current event", source_key)
+                lease.lost = True
                 return
+            except REDIS_DOWN as error:
+                self.health.failed(error)
+                if time.monotonic() - renewed_at >= self.lock_ttl:
+                    lease.lost = True  # it has lapsed by now: another worker may hold it
+                    return
+                continue
+            renewed_at = time.monotonic()
+            self.health.succeeded()
 
     async def done(self, job: Job) -> None:
-        if job.entry_id is not None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.xack(self.stream, self.GROUP, job.entry_id)
-                pipe.xdel(self.stream, job.entry_id)
-                await pipe.execute()
+        """Delete the entry, so the stream holds only work not yet taken. Best effort:
+        a leftover entry only makes a worker look at a source with nothing pending."""
+        if job.entry_id is None:
+            return
+        try:
+            await self.redis.xdel(self.stream, job.entry_id)
+        except REDIS_DOWN as error:
+            self.health.failed(error)
 
-    async def reclaim(self) -> int:
-        """Take over entries that a dead worker read but never acknowledged."""
-        await self.ensure_group()
-        _next, entries, *_ = await self.redis.xautoclaim(
-            self.stream, self.GROUP, self.consumer, min_idle_time=self.RECLAIM_IDLE_MS, count=100
-        )
-        for entry_id, fields in entries:
-            if fields:
-                self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
-        return len(entries)
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    """Wait until `event` is set or `timeout` passes; whether it is set."""
+    if not event.is_set() and timeout > 0:
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            pass
+    return event.is_set()
 
 
 def _text(value: bytes | str) -> str:

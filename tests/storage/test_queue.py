@@ -1,0 +1,71 @@
+"""The Redis work queue against a real Redis: source locks that cannot outlive their work."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from kizuna.storage.queue import Job, RedisQueue
+from tests.conftest import TEST_REDIS_URL
+
+pytestmark = pytest.mark.skipif(TEST_REDIS_URL is None, reason="needs KIZUNA_TEST_REDIS_URL")
+
+
+@pytest.fixture
+async def redis(redis_prefix, redis_cleanup):
+    client = Redis.from_url(TEST_REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+async def test_a_released_source_is_free_at_once_even_when_released_mid_refresh(redis, redis_prefix):
+    """The stuck-customer bug: leaving `hold` cancelled the lock's refresher, and when the
+    cancellation landed while the refresher was inside a Redis command, redis-py (through
+    Python 3.11's asyncio.wait_for) swallowed it: the refresher kept renewing the lock
+    forever and `hold` never returned. The customer's events then stayed pending for good.
+    Here the refresh runs every few milliseconds so that releases land mid-command often."""
+    queue = RedisQueue(redis, redis_prefix, lock_ttl=0.02)
+    other = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    for round_ in range(60):
+        job = Job(source_key=f"U{round_:032x}")
+        async with asyncio.timeout(2):  # a release that waits on the refresher hangs here
+            async with queue.hold(job):
+                await asyncio.sleep(random.uniform(0, 0.02))
+        # Free for another worker right away, not after a lock TTL.
+        async with asyncio.timeout(2):
+            async with other.hold(job):
+                pass
+
+
+async def test_a_holder_that_stops_working_loses_the_source(redis, redis_prefix):
+    """A lock's holder must be alive and working: one that makes no progress for
+    `work_timeout` stops refreshing, the lock lapses, and another worker takes the source."""
+    stuck = RedisQueue(redis, redis_prefix, lock_ttl=0.3, work_timeout=0.5)
+    other = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    job = Job(source_key="U" + uuid.uuid4().hex)
+    taken = asyncio.Event()
+
+    async def hang_while_holding() -> None:
+        async with stuck.hold(job) as lease:
+            await taken.wait()  # never touches the lease: no progress
+            assert lease.lost
+
+    holder = asyncio.create_task(hang_while_holding())
+    await asyncio.sleep(0)
+
+    async def take_over() -> None:
+        while True:
+            try:
+                async with other.hold(job):
+                    taken.set()
+                    return
+            except Exception:
+                await asyncio.sleep(0.05)
+
+    async with asyncio.timeout(3):
+        await take_over()
+        await holder
