@@ -21,12 +21,12 @@ from kizuna.flows.faq.inquiry import InquiryService
 from kizuna.flows.services import Services
 from kizuna.handlers import Router, build_router
 from kizuna.storage.db import create_engine, session_factory
-from kizuna.storage.queue import InProcessQueue, RedisQueue
+from kizuna.storage.dependency import Dependency
+from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
 from . import api, api_coupons, webhook
 from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
-from .effects import EffectRunner
 from .line import LineClient
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -75,14 +75,28 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
-    url = app[SETTINGS].redis_url
-    if url is None:
+    if app[SETTINGS].redis_url is None:
         yield
         return
-    client = Redis.from_url(url)
+    client = redis_client(app[SETTINGS])
     app[REDIS] = client
     yield
     await client.aclose()
+
+
+def redis_client(settings: Settings) -> Redis:
+    # Socket timeouts bound every command (above the queue's 0.2 s blocking read), so
+    # an unreachable Redis is an error after seconds, never a hang.
+    return Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+
+
+def work_queue(settings: Settings, redis: Redis | None) -> WorkQueue:
+    if redis is None:
+        return InProcessQueue()
+    return RedisQueue(
+        redis, settings.redis_prefix, lock_ttl=settings.source_lock_seconds, work_timeout=settings.event_timeout_seconds,
+        health=Dependency("Redis"),
+    )
 
 
 async def _line_client(app: web.Application) -> AsyncIterator[None]:
@@ -102,7 +116,7 @@ def line_client_for(settings: Settings) -> LineClient:
 
 async def _queue(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    app[QUEUE] = RedisQueue(app[REDIS], settings.redis_prefix, lock_ttl=settings.source_lock_seconds) if settings.redis_url else InProcessQueue()
+    app[QUEUE] = work_queue(settings, app.get(REDIS))
     yield
 
 
@@ -146,7 +160,7 @@ def build_worker(settings: Settings, *, sessions, line: LineClient, queue, route
     sender = DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
     processor = EventProcessor(
         sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
-        sender=sender, effects=EffectRunner(line), max_attempts=settings.max_event_attempts,
+        sender=sender, max_attempts=settings.max_event_attempts,
     )
     return Worker(
         queue=queue, processor=processor, sender=sender, sessions=sessions,
@@ -154,21 +168,32 @@ def build_worker(settings: Settings, *, sessions, line: LineClient, queue, route
     )
 
 
+HEALTH_CHECK_SECONDS = 2.0
+
+
 async def healthz(request: web.Request) -> web.Response:
-    checks = {"database": "ok", "redis": "not configured"}
-    healthy = True
-    try:
-        async with request.app[SESSIONS]() as session:
-            await session.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        checks["database"], healthy = f"error: {type(exc).__name__}", False
+    """200 when every dependency answers; 503 naming the one that does not."""
+    checks = {"database": await _check(_ping_database(request.app)), "redis": "not configured"}
     if REDIS in request.app:
-        try:
-            await request.app[REDIS].ping()
-            checks["redis"] = "ok"
-        except Exception as exc:
-            checks["redis"], healthy = f"error: {type(exc).__name__}", False
+        checks["redis"] = await _check(request.app[REDIS].ping())
+    healthy = all(state in ("ok", "not configured") for state in checks.values())
     return web.json_response({"status": "ok" if healthy else "unavailable", **checks}, status=200 if healthy else 503)
+
+
+async def _ping_database(app: web.Application) -> None:
+    async with app[SESSIONS]() as session:
+        await session.execute(sa.text("SELECT 1"))
+
+
+async def _check(ping) -> str:
+    try:
+        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+            await ping
+    except TimeoutError:
+        return f"error: no answer within {HEALTH_CHECK_SECONDS:.0f} s"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
 
 
 async def index(request: web.Request) -> web.Response:

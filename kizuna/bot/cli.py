@@ -102,17 +102,14 @@ def _worker(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from redis.asyncio import Redis
-
     from kizuna.storage.db import create_engine, session_factory
-    from kizuna.storage.queue import RedisQueue
 
-    from .app import build_worker, line_client_for, stop_worker
+    from .app import build_worker, line_client_for, redis_client, stop_worker, work_queue
 
     engine = create_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings)
     line = line_client_for(settings)
-    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=RedisQueue(redis, settings.redis_prefix, lock_ttl=settings.source_lock_seconds))
+    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=work_queue(settings, redis))
     task = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

@@ -16,7 +16,9 @@ import logging
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from kizuna.storage import events
-from kizuna.storage.queue import WorkQueue
+from kizuna.storage.db import is_unavailable
+from kizuna.storage.dependency import Dependency
+from kizuna.storage.queue import QueueUnavailable, WorkQueue
 
 log = logging.getLogger("kizuna.ingest")
 
@@ -24,15 +26,24 @@ log = logging.getLogger("kizuna.ingest")
 MAX_BATCH_REQUESTS = 256
 
 
+class StorageUnavailable(Exception):
+    """The database could not be reached: nothing of the request was stored (LINE
+    redelivers it after a non-2xx answer)."""
+
+
 class EventIngest:
     def __init__(self, engine: AsyncEngine, queue: WorkQueue) -> None:
         self.engine = engine
         self.queue = queue
+        self.database = Dependency("the database")
         self._pending: list[tuple[list[dict], asyncio.Future]] = []
         self._wakeup = asyncio.Event()
 
     async def store(self, rows: list[dict]) -> list[events.StoredEvent]:
-        """Store one request's events; returns those that were new."""
+        """Store one request's events; returns those that were new. Raises StorageUnavailable
+        at once while the database is known to be down (until the next try is due)."""
+        if not self.database.should_try():
+            raise StorageUnavailable("the database is down")
         future = asyncio.get_running_loop().create_future()
         self._pending.append((rows, future))
         self._wakeup.set()
@@ -58,27 +69,35 @@ class EventIngest:
         try:
             async with self.engine.begin() as connection:
                 stored = await events.store_events(connection, rows)
-        except Exception:
+        except Exception as error:
+            if is_unavailable(error):
+                self.database.failed(error)
+                for _rows, future in batch:
+                    _fail(future, StorageUnavailable(str(error)))
+                return
             if len(batch) == 1:
-                _fail(batch[0][1])
+                log.exception("storing webhook events failed")
+                _fail(batch[0][1], RuntimeError("storing webhook events failed"))
                 return
             # Store each request alone, so one bad request fails only itself.
             for single in batch:
                 await self._flush([single])
             return
+        self.database.succeeded()
         new = {event.webhook_event_id: event for event in stored}
         for request_rows, future in batch:
             if not future.done():
                 future.set_result([new[row["webhook_event_id"]] for row in request_rows if row["webhook_event_id"] in new])
         if stored:
+            # Stored is what counts: if Redis is down the sweeper queues these from the database.
             try:
                 await self.queue.put(dict.fromkeys(event.source_key for event in stored))
+            except QueueUnavailable:
+                pass  # logged once per outage by the queue
             except Exception:
-                # Stored is what counts: the sweeper queues these from the database.
                 log.exception("queueing %d stored event(s) failed", len(stored))
 
 
-def _fail(future: asyncio.Future) -> None:
+def _fail(future: asyncio.Future, error: Exception) -> None:
     if not future.done():
-        log.exception("storing webhook events failed")
-        future.set_exception(RuntimeError("storing webhook events failed"))
+        future.set_exception(error)

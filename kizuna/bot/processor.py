@@ -2,10 +2,13 @@
 
 One source (a LINE user, else a group or room) is drained by one task at a time,
 oldest event first (the queue's `hold` guarantees it across workers). Everything an
-event changes - customer, timeline rows, handler effects, the outbound delivery and
+event changes - customer, timeline rows, handler effects, the outbound deliveries and
 the event's `done` mark - commits in one transaction, so a crash at any point
-leaves the event pending and re-running it starts from a clean slate. Replies are
-sent after the commit from the delivery (outbox) row.
+leaves the event pending and re-running it starts from a clean slate. The done mark
+is fenced by the attempt's number: if another worker took the event over meanwhile
+(this worker's hold lapsed), this transaction rolls back instead of committing the
+event twice. Replies and LINE-side effects are sent after the commit from their
+delivery (outbox) rows.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ import asyncio
 import logging
 from datetime import datetime, timedelta, timezone
 
+import sqlalchemy as sa
 from linebot.v3.webhooks import Event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.flows.services import Services
 from kizuna.handlers import HandlerContext, Router
 from kizuna.storage import customers, deliveries, events, interactions
-from kizuna.storage.db import transaction
+from kizuna.storage.db import is_unavailable, lost_connection, transaction
 from kizuna.storage.models import InboundEvent, Interaction
+from kizuna.storage.queue import Lease
 from kizuna.storage.types import utcnow
 
-from .effects import EffectRunner
 from .line import LineClient, LineError
 from .sender import DeliverySender
 
@@ -44,7 +48,6 @@ class EventProcessor:
         router: Router,
         services: Services,
         sender: DeliverySender,
-        effects: "EffectRunner",
         max_attempts: int = 3,
         loading_delay: float = 0.5,
         retry_backoff: float = 0.2,
@@ -54,50 +57,96 @@ class EventProcessor:
         self.router = router
         self.services = services
         self.sender = sender
-        self.effects = effects
         self.max_attempts = max_attempts
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
+        # (event id, attempt) of attempts that a database outage cut short.
+        self._cut_short: list[tuple[int, int]] = []
 
-    async def drain(self, source_key: str, stop: asyncio.Event | None = None) -> int:
-        """Process the source's pending events in order until none is left (or `stop`)."""
+    async def drain(self, source_key: str, *, lease: Lease | None = None, stop: asyncio.Event | None = None) -> int:
+        """Process the source's pending events in order until none is left, `stop` is
+        set or the lease is lost (then the source may already be another worker's)."""
+        lease = lease or Lease()
+        await self._uncount_cut_short_attempts()
         processed = 0
-        while stop is None or not stop.is_set():
+        while not (stop is not None and stop.is_set()) and not lease.lost:
             async with self.sessions() as session:
                 row = await events.next_pending(session, source_key)
             if row is None:
                 return processed
-            await self.process(row)
+            lease.touch()
+            try:
+                await self.process(row)
+            except events.Superseded:
+                # Another worker holds this source now (this worker's lock lapsed): leave
+                # the rest to it, or the two would keep taking events from each other.
+                log.info("event %s was taken over by another worker; leaving %s to it", row.webhook_event_id, source_key)
+                lease.lost = True
+                return processed
+            lease.touch()
             processed += 1
         return processed
 
     async def process(self, row: InboundEvent) -> None:
+        """Run one event's handlers and commit; raises events.Superseded when another worker
+        claimed the event meanwhile (nothing of this attempt is committed then)."""
         async with transaction(self.sessions) as session:
-            attempts = await events.claim_attempt(session, row.id)
-        if attempts == 0:
+            attempt = await events.claim_attempt(session, row.id)
+        if attempt == 0:
             return  # processed or parked meanwhile
-        if attempts > self.max_attempts:
+        if attempt > self.max_attempts:
             # Earlier attempts died with their worker (no error was recorded).
             async with transaction(self.sessions) as session:
-                await events.record_failure(session, row.id, f"gave up after {attempts - 1} attempts that did not finish", park=True)
+                await events.record_failure(session, row.id, attempt, f"gave up after {attempt - 1} attempts that did not finish", park=True)
             log.error("event %s parked: its attempts never finished", row.webhook_event_id)
             return
         try:
-            delivery_ids, effects = await self._handle(row)
-        except Exception as exc:  # a handler bug must not block the customer's later events
-            park = attempts >= self.max_attempts
-            log.exception("event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempts, self.max_attempts, ", parked" if park else "")
+            delivery_ids = await self._handle(row, attempt)
+        except events.Superseded:
+            raise
+        except Exception as exc:
+            if lost_connection(exc) or (is_unavailable(exc) and not await self._database_answers()):
+                # Not the event's failure: it stays pending and is tried again once the
+                # database is back; the worker backs off.
+                self._cut_short.append((row.id, attempt))
+                raise
+            if not await self._still_claimed(row.id, attempt):
+                # E.g. the other worker's reply row is there already (same retry key).
+                raise events.Superseded(row.id) from exc
+            # A handler bug must not block the customer's later events.
+            park = attempt >= self.max_attempts
+            log.exception("event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempt, self.max_attempts, ", parked" if park else "")
             async with transaction(self.sessions) as session:
-                await events.record_failure(session, row.id, f"{type(exc).__name__}: {exc}", park=park)
+                await events.record_failure(session, row.id, attempt, f"{type(exc).__name__}: {exc}", park=park)
             if not park:
-                await asyncio.sleep(self.retry_backoff * 2 ** (attempts - 1))
+                await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
             return
         for delivery_id in delivery_ids:
             await self.sender.send(delivery_id)
-        for effect in effects:
-            await self.effects.run(row.line_user_id, effect)
 
-    async def _handle(self, row: InboundEvent) -> tuple[list[int], list[dict]]:
+    async def _still_claimed(self, event_id: int, attempt: int) -> bool:
+        async with self.sessions() as session:
+            return await events.is_claimed(session, event_id, attempt)
+
+    async def _database_answers(self) -> bool:
+        try:
+            async with self.sessions() as session:
+                await session.execute(sa.text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
+    async def _uncount_cut_short_attempts(self) -> None:
+        while self._cut_short:
+            event_id, attempt = self._cut_short.pop()
+            try:
+                async with transaction(self.sessions) as session:
+                    await events.uncount_attempt(session, event_id, attempt)
+            except Exception:
+                self._cut_short.append((event_id, attempt))  # the database is still away
+                raise
+
+    async def _handle(self, row: InboundEvent, attempt: int) -> list[int]:
         payload = row.payload
         user_id = row.line_user_id
         profile = await self._profile_if_needed(row) if user_id else None
@@ -127,11 +176,13 @@ class EventProcessor:
             )
             await self._dispatch(parse_event(payload), ctx, user_id)
             delivery_ids = []
-            # Standby events (another channel is active) are recorded, never answered.
-            if ctx.replies and customer is not None and payload.get("mode") != "standby":
-                delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
-            await events.mark_done(session, row.id)
-        return delivery_ids, ctx.effects
+            if customer is not None:
+                # Standby events (another channel is active) are recorded, never answered.
+                if ctx.replies and payload.get("mode") != "standby":
+                    delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
+                delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
+            await events.mark_done(session, row.id, attempt)
+        return delivery_ids
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
         if not (user_id and ctx.event_type == "message"):
@@ -164,6 +215,17 @@ class EventProcessor:
             # The profile is refreshed on the next follow; the event must not wait for it.
             log.warning("profile of %s not fetched: %s", row.line_user_id, error)
             return None
+
+    async def _create_effects(self, session: AsyncSession, row: InboundEvent, customer_id: int, effects: list[dict]) -> list[int]:
+        ids = []
+        for index, effect in enumerate(effects):
+            kind = effect.get("type")
+            delivery = await deliveries.create_effect(
+                session, customer_id=customer_id, kind=kind, effect={k: v for k, v in effect.items() if k != "type"},
+                retry_key=deliveries.retry_key_for("effect", row.webhook_event_id, index), inbound_event_id=row.id,
+            )
+            ids.append(delivery.id)
+        return ids
 
     async def _create_deliveries(
         self, session: AsyncSession, row: InboundEvent, customer_id: int, messages: list[dict], event_time: datetime

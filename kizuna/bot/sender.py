@@ -2,7 +2,8 @@
 
 A delivery is claimed with one conditional UPDATE before any request, so two
 senders never both send it; its retry key was fixed when it was created, so a push
-retried after a crash or a 5xx is executed by LINE once.
+retried after a crash or a 5xx is executed by LINE once. Effects (a rich menu link)
+are idempotent at LINE, so applying one again after a crash is harmless.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kizuna.storage import customers, deliveries
 from kizuna.storage.db import transaction
 from kizuna.storage.types import utcnow
 
+from . import richmenu
 from .line import LineClient, LineError, LineUnavailable
 
 log = logging.getLogger("kizuna.sender")
@@ -41,6 +43,8 @@ class DeliverySender:
                 return None
             customer = await customers.get(session, delivery.customer_id)
         assert customer is not None
+        if delivery.kind == "rich_menu":
+            return await self._apply_rich_menu(delivery, customer.line_user_id)
 
         if utcnow() - delivery.created_at > RETRY_KEY_SAFE_AGE:
             return await self._finish(delivery_id, "undetermined", None, error="retry key older than 23 h")
@@ -68,6 +72,22 @@ class DeliverySender:
         if result.status == "undetermined":
             log.warning("delivery %s undetermined: %s", delivery_id, result.note)
         return await self._finish(delivery_id, result.status, result.method, error=result.note, request_id=result.request_id)
+
+    async def _apply_rich_menu(self, delivery, line_user_id: str) -> str:
+        menu = (delivery.effect or {}).get("menu")
+        try:
+            outcome = await richmenu.switch_user_menu(self.line, line_user_id, menu)
+        except LineUnavailable as error:
+            log.warning("rich menu for delivery %s not switched yet (%s); will retry", delivery.id, error)
+            async with transaction(self.sessions) as session:
+                await deliveries.release(session, delivery.id, str(error))
+            return "pending"
+        except LineError as error:
+            log.warning("rich menu for delivery %s refused by LINE: %s", delivery.id, error)
+            return await self._finish(delivery.id, "failed", None, error=str(error), request_id=error.request_id)
+        if outcome == "unknown menu":
+            return await self._finish(delivery.id, "failed", None, error=f"no such menu: {menu!r}")
+        return await self._finish(delivery.id, "sent", "rich_menu", error=None if outcome in ("linked", "unlinked") else outcome)
 
     async def _forget_reply_token(self, delivery_id: int) -> None:
         async with transaction(self.sessions) as session:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     max_event_attempts: int = Field(default=3, ge=1, le=20, validation_alias="KIZUNA_MAX_EVENT_ATTEMPTS")
     # A worker's hold on a customer's events; a killed worker's hold lapses after this.
     source_lock_seconds: float = Field(default=10.0, ge=1, le=300, validation_alias="KIZUNA_SOURCE_LOCK_SECONDS")
+    # A worker that makes no progress on one customer's event for this long loses its hold
+    # on the customer, so another worker can take over (the stuck one cannot commit then).
+    event_timeout_seconds: float = Field(default=60.0, ge=1, le=3600, validation_alias="KIZUNA_EVENT_TIMEOUT")
     # A delivery claimed this long ago by a worker that has not finished it is sent again
     # (with the same retry key); keep it above KIZUNA_LINE_TIMEOUT × 4 plus backoff.
     delivery_claim_seconds: float = Field(default=60.0, ge=1, le=3600, validation_alias="KIZUNA_DELIVERY_CLAIM_SECONDS")

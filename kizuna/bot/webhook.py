@@ -18,6 +18,7 @@ from aiohttp import web
 from kizuna.storage import events
 from kizuna.storage.types import utcnow
 
+from .ingest import StorageUnavailable
 from .keys import INGEST, SETTINGS
 
 log = logging.getLogger("kizuna.webhook")
@@ -68,5 +69,9 @@ async def callback(request: web.Request) -> web.Response:
     rows = [events.event_row(event, received_at) for event in document["events"]]
     if rows:
         # Committed (with other requests' rows, in one transaction) and queued before 200.
-        await request.app[INGEST].store(rows)
+        try:
+            await request.app[INGEST].store(rows)
+        except StorageUnavailable:
+            # Nothing was stored: LINE redelivers after a non-2xx answer.
+            return _error(503, "temporarily unable to store events; try again")
     return web.json_response({})

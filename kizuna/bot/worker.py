@@ -1,10 +1,15 @@
 """The worker: consumers that drain sources from the queue, and the sweeper.
 
 Runs inside `kizuna serve` in embedded mode and as `kizuna worker` in production.
-The sweeper makes the database the source of truth: on start and every
-`sweep_interval` it re-queues sources with pending events and resends deliveries
-that a dead worker left behind, so a lost queue entry or a killed process never
-loses an acknowledged event.
+The sweeper makes the database the source of truth: on start, every
+`sweep_interval`, and at once when Redis lost queued entries (a restart or a flush),
+it re-queues sources with pending events and resends deliveries that a dead worker
+left behind, so a lost queue entry or a killed process never loses an acknowledged
+event.
+
+Outages of Redis or the database are waited out, never fatal: consumers and the
+sweeper back off while a dependency is down (one log line when it goes, one when it
+is back) and carry on when it returns, without a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.storage import deliveries, events
-from kizuna.storage.queue import RedisQueue, SourceBusy, WorkQueue
+from kizuna.storage.db import is_unavailable
+from kizuna.storage.dependency import Dependency
+from kizuna.storage.queue import Job, QueueUnavailable, SourceBusy, WorkQueue
 
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -34,6 +41,7 @@ class Worker:
         sessions: async_sessionmaker[AsyncSession],
         concurrency: int,
         sweep_interval: float,
+        database: Dependency | None = None,
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -41,11 +49,11 @@ class Worker:
         self.sessions = sessions
         self.concurrency = concurrency
         self.sweep_interval = sweep_interval
+        self.database = database or Dependency("the database")
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
         """Run until `stop()`; every task it started has ended when it returns."""
-        await self.sweep(first=True)
         async with asyncio.TaskGroup() as group:
             for index in range(self.concurrency):
                 group.create_task(self._consume(), name=f"kizuna-consumer-{index}")
@@ -59,40 +67,89 @@ class Worker:
 
     async def _consume(self) -> None:
         while not self._stopping.is_set():
-            try:
-                job = await self.queue.get()
-            except Exception:  # Redis down or slow: the sweeper re-queues from the database
-                log.exception("reading the work queue failed")
-                await asyncio.sleep(1)
-                continue
+            job = await self.queue.get()
             if job is None:
                 continue
             try:
-                async with self.queue.hold(job):
-                    await self.processor.drain(job.source_key, stop=self._stopping)
-            except SourceBusy:
-                pass  # handed back to the queue by hold()
-            except Exception:  # a database or Redis outage: the sweeper brings the source back
-                log.exception("draining %s failed", job.source_key)
+                await self._work_on(job)
+            except Exception:  # a bug here must not end the consumer (and with it the worker)
+                log.exception("working on %s failed", job.source_key)
             finally:
                 await self.queue.done(job)
 
+    async def _work_on(self, job: Job) -> None:
+        try:
+            async with self.queue.hold(job) as lease:
+                await self.processor.drain(job.source_key, lease=lease, stop=self._stopping)
+            # An event stored while this worker was letting go of the source found it busy
+            # and its job was dropped: look once more now that the source is free.
+            if not self._stopping.is_set():
+                async with self.sessions() as session:
+                    again = await events.next_pending(session, job.source_key)
+                if again is not None:
+                    await self._put([job.source_key])
+        except (SourceBusy, QueueUnavailable):
+            return  # the holder looks again when it lets go; or Redis is down and the sweeper re-queues
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            self.database.failed(error)
+            await self._pause(self.database.backoff())
+            return  # pending in the database: the sweeper re-queues it once the database is back
+        self.database.succeeded()
+
+    async def _put(self, source_keys: list[str]) -> None:
+        try:
+            await self.queue.put(source_keys)
+        except QueueUnavailable:
+            pass  # the sweeper queues them again once Redis is back
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
     async def _sweep_forever(self) -> None:
+        everything = True  # on start every pending source is ours to queue
+        ready = False
         while not self._stopping.is_set():
             try:
-                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await self.sweep(first=False)
-            except Exception:
-                log.exception("sweep failed; trying again in %.0f s", self.sweep_interval)
+                await self.sweep(everything=everything)
+                everything = False
+                self.database.succeeded()
+                if not ready:
+                    log.info("worker ready: %d consumers", self.concurrency)
+                    ready = True
+            except Exception as error:
+                if is_unavailable(error):
+                    self.database.failed(error)
+                else:
+                    log.exception("sweep failed; trying again in %.1f s", self.sweep_interval)
+            if await self._wait_for_next_sweep():
+                everything = True
 
-    async def sweep(self, *, first: bool) -> None:
-        # On start every pending source is ours to queue; later only those that have
-        # waited longer than a sweep interval (the rest are on their way already).
-        older_than = None if first else timedelta(seconds=self.sweep_interval)
+    async def _wait_for_next_sweep(self) -> bool:
+        """Wait a sweep interval (less while the database is down); True when Redis lost
+        queued entries meanwhile, so the next sweep must queue every pending source."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        reset = asyncio.ensure_future(self.queue.reset.wait())
+        interval = min(self.sweep_interval, self.database.backoff()) if self.database.down else self.sweep_interval
+        try:
+            await asyncio.wait([stopping, reset], timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            reset.cancel()
+        if self.queue.reset.is_set():
+            self.queue.reset.clear()
+            return True
+        return False
+
+    async def sweep(self, *, everything: bool) -> None:
+        # Normally only sources that have waited longer than a sweep interval: the rest
+        # are on their way already.
+        older_than = None if everything else timedelta(seconds=self.sweep_interval)
         async with self.sessions() as session:
             sources = await events.pending_sources(session, older_than=older_than)
             stuck = await deliveries.due_for_retry(
@@ -100,8 +157,6 @@ class Worker:
             )
         if sources:
             log.info("sweeper: %d source(s) with pending events re-queued", len(sources))
-            await self.queue.put(sources)
+            await self._put(sources)
         for delivery_id in stuck:
             await self.sender.send(delivery_id)
-        if isinstance(self.queue, RedisQueue):
-            await self.queue.reclaim()

@@ -43,6 +43,7 @@ async def create(
     """The delivery and one outbound interaction per message, on the timeline at once."""
     delivery = Delivery(
         customer_id=customer_id,
+        kind="message",
         sender_type=sender_type,
         sender_id=sender_id,
         inbound_event_id=inbound_event_id,
@@ -67,6 +68,20 @@ async def create(
                 delivery_id=delivery.id,
             )
         )
+    await session.flush()
+    return delivery
+
+
+async def create_effect(
+    session: AsyncSession, *, customer_id: int, kind: str, effect: dict, retry_key: str, inbound_event_id: int | None = None
+) -> Delivery:
+    """A LINE-side effect (e.g. kind "rich_menu", effect {"menu": "registered"}) in the
+    outbox: sent after commit like a message, retried if the sender dies."""
+    delivery = Delivery(
+        customer_id=customer_id, sender_type="bot", inbound_event_id=inbound_event_id,
+        kind=kind, messages=[], effect=effect, retry_key=retry_key,
+    )
+    session.add(delivery)
     await session.flush()
     return delivery
 

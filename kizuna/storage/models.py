@@ -148,10 +148,17 @@ class InteractionRead(InteractionBase):
 class Delivery(SQLModel, table=True):
     """One outbound request to LINE: the outbox row written in the same transaction
     as the decision to send, then sent. A crash between the two leaves it pending
-    for the sweeper; its retry key never changes, so a retried push is sent once."""
+    for the sweeper; its retry key never changes, so a retried push is sent once.
+
+    `kind` says what the request is: `message` (reply or push of `messages`) or a
+    LINE-side effect such as `rich_menu` (link or unlink a menu, `effect` says which),
+    so nothing that must reach LINE lives only in a process's memory."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (sa.Index("ix_deliveries_status_created", "status", "created_at"),)
+    __table_args__ = (
+        sa.Index("ix_deliveries_status_created", "status", "created_at"),
+        sa.CheckConstraint("kind IN ('message', 'rich_menu')", name="ck_deliveries_kind"),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
     customer_id: int = Field(foreign_key="customers.id", index=True)
@@ -160,7 +167,10 @@ class Delivery(SQLModel, table=True):
     inbound_event_id: int | None = Field(default=None, foreign_key="inbound_events.id", sa_type=BigIntId)
     reply_token: str | None = Field(default=None, max_length=255)
     reply_deadline: datetime | None = _optional_time()
+    kind: str = Field(default="message", max_length=16)
     messages: list = Field(sa_type=JSONType)
+    # For effects: what to do, e.g. {"menu": "registered"} for kind rich_menu.
+    effect: dict | None = Field(default=None, sa_type=JSONType)
     retry_key: str = Field(max_length=36, unique=True)
     # pending -> sending -> sent | failed | undetermined
     status: str = Field(default="pending", max_length=16)

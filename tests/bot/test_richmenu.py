@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from kizuna.bot import richmenu
-from kizuna.bot.effects import EffectRunner
 from kizuna.bot.line import LineClient, RetryPolicy
 from kizuna.emulator.images import png
 from tests.conftest import ACCESS_TOKEN, CHANNEL_SECRET, SECRET_KEY, eventually
@@ -193,18 +192,17 @@ async def test_lost_answers_on_create_and_upload_leave_no_twin(line, emulator):
 async def test_effect_links_the_member_menu_and_default_unlinks(line, emulator):
     report = await richmenu.setup(line)
     member_menu, default_menu = report.menu("registered").rich_menu_id, report.menu("default").rich_menu_id
-    effects = EffectRunner(line)
     first, second = emulator.add_user("一人目", followed=True), emulator.add_user("二人目", followed=True)
     alias_gets = len(emulator.requests_to("richmenu_alias_get"))
 
-    await effects.run(first.user_id, {"type": "rich_menu", "menu": "registered"})
-    await effects.run(second.user_id, {"type": "rich_menu", "menu": "registered"})
+    await richmenu.switch_user_menu(line, first.user_id, "registered")
+    await richmenu.switch_user_menu(line, second.user_id, "registered")
 
     assert first.rich_menu_id == second.rich_menu_id == member_menu
     assert emulator.rich_menu_for(first.user_id).rich_menu_id == member_menu
     assert len(emulator.requests_to("richmenu_alias_get")) == alias_gets + 1  # the lookup is cached
 
-    await effects.run(first.user_id, {"type": "rich_menu", "menu": "default"})
+    await richmenu.switch_user_menu(line, first.user_id, "default")
     assert first.rich_menu_id is None
     assert emulator.rich_menu_for(first.user_id).rich_menu_id == default_menu
     assert second.rich_menu_id == member_menu
@@ -213,11 +211,10 @@ async def test_effect_links_the_member_menu_and_default_unlinks(line, emulator):
 
 async def test_effect_without_rich_menus_does_nothing_and_says_so(line, emulator, caplog):
     user = emulator.add_user("メニューなし", followed=True)
-    effects = EffectRunner(line)
 
     with caplog.at_level(logging.INFO, logger="kizuna.richmenu"):
-        await effects.run(user.user_id, {"type": "rich_menu", "menu": "registered"})
-        await effects.run(user.user_id, {"type": "rich_menu", "menu": "default"})
+        await richmenu.switch_user_menu(line, user.user_id, "registered")
+        await richmenu.switch_user_menu(line, user.user_id, "default")
 
     assert user.rich_menu_id is None
     assert counts(emulator)["richmenu_link"] == counts(emulator)["richmenu_unlink"] == 0
@@ -227,9 +224,8 @@ async def test_effect_without_rich_menus_does_nothing_and_says_so(line, emulator
 
 async def test_effect_follows_a_replaced_member_menu_even_with_a_cached_alias(line, emulator):
     await richmenu.setup(line)
-    effects = EffectRunner(line)
     first = emulator.add_user("一人目", followed=True)
-    await effects.run(first.user_id, {"type": "rich_menu", "menu": "registered"})  # caches the alias
+    await richmenu.switch_user_menu(line, first.user_id, "registered")  # caches the alias
     cached = first.rich_menu_id
 
     # Elsewhere (another process), the member menu is replaced and the old one deleted.
@@ -237,7 +233,7 @@ async def test_effect_follows_a_replaced_member_menu_even_with_a_cached_alias(li
     await line.delete_rich_menu(cached)
 
     second = emulator.add_user("二人目", followed=True)
-    await effects.run(second.user_id, {"type": "rich_menu", "menu": "registered"})
+    await richmenu.switch_user_menu(line, second.user_id, "registered")
     assert second.rich_menu_id == replacement
 
 
