@@ -70,9 +70,11 @@ class EventIngest:
         for request_rows, future in batch:
             if not future.done():
                 future.set_result([new[row["webhook_event_id"]] for row in request_rows if row["webhook_event_id"] in new])
-        if stored:
+        # Parked events (invalid on arrival) are never processed: nothing to queue.
+        sources = dict.fromkeys(event.source_key for event in stored if event.status == "pending")
+        if sources:
             try:
-                await self.queue.put(dict.fromkeys(event.source_key for event in stored))
+                await self.queue.put(sources)
             except Exception:
                 # Stored is what counts: the sweeper queues these from the database.
                 log.exception("queueing %d stored event(s) failed", len(stored))
