@@ -150,6 +150,7 @@ def read_events(body: bytes) -> list[Inbound]:
 
 
 def check_event(event: Any) -> Inbound:
+    """One event as LINE sent it (any JSON value) -> its row fields, valid or parked."""
     if type(event) is not dict:
         return _invalid(event, ["the event must be an object"])
     problems = _broken_rules(event)
@@ -190,6 +191,7 @@ def _invalid(event: Any, problems: list[str]) -> Inbound:
         key = _digest(b"event:" + _fingerprint(unique))
     event_type = fields.get("type")
     timestamp = fields.get("timestamp")
+    delivery = fields.get("deliveryContext")
     usable_type = type(event_type) is str and 0 < len(event_type) <= MAX_TYPE and _string_problem(event_type) is None
     payload = sanitised(event)
     return Inbound(
@@ -198,7 +200,7 @@ def _invalid(event: Any, problems: list[str]) -> Inbound:
         source_key=ids.get("userId") or ids.get("groupId") or ids.get("roomId") or f"event:{key}",
         line_user_id=ids.get("userId"),
         event_timestamp=timestamp if type(timestamp) is int and 0 <= timestamp <= MAX_TIMESTAMP else 0,
-        is_redelivery=False,
+        is_redelivery=type(delivery) is dict and delivery.get("isRedelivery") is True,
         payload=payload if type(payload) is dict else {"invalidEvent": payload},
         parked_reason=_clip("invalid event: " + "; ".join(problems), MAX_REASON),
     )
@@ -345,7 +347,7 @@ class _Key(str):
 # A string (its closing quote optional, so an unterminated one ends the scan in linear
 # time), or a run of opening or of closing brackets.
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[{][\[{\s]*|[\]}][\]}\s]*', re.DOTALL)
-_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+_WHITESPACE = b" \t\n\r"
 
 
 def _cut_deep(body: bytes, limit: int) -> bytes:
@@ -357,20 +359,19 @@ def _cut_deep(body: bytes, limit: int) -> bytes:
     cut_from = None  # where the subtree being cut starts
     kept = 0  # body[:kept] is already in `out`
     for match in _TOKEN.finditer(body):
-        token = match.group()
-        if token[0] == 0x22:  # a string: brackets inside it do not count
+        run = match.group()
+        if run[0] == 0x22:  # a string: brackets inside it do not count
             continue
-        positions = [i for i, byte in enumerate(token) if byte in (_OPEN if token[0] in _OPEN else _CLOSE)]
-        if token[0] in _OPEN:
-            if cut_from is None and depth + len(positions) > limit:
-                cut_from = match.start() + positions[limit - depth]
-            depth += len(positions)
+        count = len(run.translate(None, _WHITESPACE))
+        if run[0] in b"[{":
+            if cut_from is None and depth + count > limit:
+                cut_from = match.start() + _nth_bracket(run, limit - depth)
+            depth += count
         else:
-            if cut_from is not None and depth - len(positions) <= limit:
-                cut_to = match.start() + positions[depth - limit - 1] + 1
+            if cut_from is not None and depth - count <= limit:
                 out += [body[kept:cut_from], b"null"]
-                kept, cut_from = cut_to, None
-            depth -= len(positions)
+                kept, cut_from = match.start() + _nth_bracket(run, depth - limit - 1) + 1, None
+            depth -= count
             if depth < 0:
                 break
     if cut_from is not None:
@@ -378,6 +379,13 @@ def _cut_deep(body: bytes, limit: int) -> bytes:
         return b"".join(out)  # never closed: malformed, and stays so
     out.append(body[kept:])
     return b"".join(out)
+
+
+def _nth_bracket(run: bytes, n: int) -> int:
+    """Where in a run of brackets (maybe with whitespace between them) its n-th one is, from 0."""
+    if len(run.translate(None, _WHITESPACE)) == len(run):
+        return n
+    return [i for i, byte in enumerate(run) if byte not in _WHITESPACE][n]
 
 
 def _read_int(text: str) -> int | _Unreadable:
