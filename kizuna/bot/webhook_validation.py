@@ -266,10 +266,18 @@ def _deeper_than(value: Any, levels: int) -> bool:
 
 
 def _path_text(reversed_path: list[Any]) -> str:
+    """`message.emojis[0].index`: keys made printable (they end up in logs and last_error)."""
     text = ""
     for key in reversed(reversed_path):
-        text += f"[{key}]" if type(key) is int else f"{'.' if text else ''}{_clip(_printable(key), 40)}"
+        if type(key) is int:
+            text += f"[{key}]"
+        else:
+            key = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", _printable(key))
+            text += f"{'.' if text else ''}{_clip(key, 40)}"
     return _clip(text, 200) if text else "the event"
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 # --- what a parked event keeps -----------------------------------------------------------
