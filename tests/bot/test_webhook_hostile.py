@@ -254,7 +254,7 @@ def _event_texts(draw) -> bytes:
     return json.dumps(event).encode()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(events=st.lists(_event_texts(), max_size=4))
 async def test_random_events_never_give_500_nor_duplicates(kizuna, events):
     body = body_of(*events)
