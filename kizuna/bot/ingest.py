@@ -88,10 +88,12 @@ class EventIngest:
         for request_rows, future in batch:
             if not future.done():
                 future.set_result([new[row["webhook_event_id"]] for row in request_rows if row["webhook_event_id"] in new])
-        if stored:
-            # Stored is what counts: if Redis is down the sweeper queues these from the database.
+        # Parked events (invalid on arrival) are never processed: nothing to queue. Stored is
+        # what counts: if Redis is down the sweeper queues these from the database.
+        sources = dict.fromkeys(event.source_key for event in stored if event.status == "pending")
+        if sources:
             try:
-                await self.queue.put(dict.fromkeys(event.source_key for event in stored))
+                await self.queue.put(sources)
             except QueueUnavailable:
                 pass  # logged once per outage by the queue
             except Exception:

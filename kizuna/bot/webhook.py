@@ -1,8 +1,10 @@
 """POST /callback: LINE's webhook, as DESIGN.md's inbound steps 1-3.
 
 1. Verify X-Line-Signature on the raw body before parsing (constant-time compare).
-2. Store every event in one transaction, unique on webhookEventId in the database.
-3. Answer 200, then hand the sources to the queue. No business logic here.
+2. Read the body (webhook_validation): 400 only when it is not a LINE webhook at all;
+   each event is checked on its own, and an invalid one is stored parked with the reason.
+3. Store every event in one transaction, unique on webhookEventId in the database.
+4. Answer 200, then hand the sources to the queue. No business logic here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 
 from aiohttp import web
@@ -18,6 +19,7 @@ from aiohttp import web
 from kizuna.storage import events
 from kizuna.storage.types import utcnow
 
+from . import webhook_validation
 from .ingest import StorageUnavailable
 from .keys import INGEST, SETTINGS
 
@@ -57,21 +59,19 @@ async def callback(request: web.Request) -> web.Response:
         return _error(401, "invalid signature")
 
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        return _error(400, "body is not valid JSON")
-    if not isinstance(document, dict) or not isinstance(document.get("events"), list):
-        return _error(400, "body must be an object with an events array")
-    if not all(isinstance(event, dict) for event in document["events"]):
-        return _error(400, "every event must be an object")
-
-    received_at = utcnow()
-    rows = [events.event_row(event, received_at) for event in document["events"]]
-    if rows:
+        inbound = webhook_validation.read_events(body)
+    except webhook_validation.NotAWebhook as error:
+        return _error(400, str(error))
+    if inbound:
+        received_at = utcnow()
+        rows = [events.event_row(**event._asdict(), received_at=received_at) for event in inbound]
         # Committed (with other requests' rows, in one transaction) and queued before 200.
         try:
             await request.app[INGEST].store(rows)
         except StorageUnavailable:
             # Nothing was stored: LINE redelivers after a non-2xx answer.
             return _error(503, "temporarily unable to store events; try again")
+        for event in inbound:
+            if event.parked_reason is not None:
+                log.warning("webhook event %s parked: %s", event.webhook_event_id, event.parked_reason)
     return web.json_response({})

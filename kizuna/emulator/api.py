@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -452,18 +453,36 @@ async def bot_info(call: Call) -> web.Response:
     })
 
 
+FOLLOWERS_MAX_LIMIT = 1000  # messaging-api.yml: limit default 300, maximum 1000
+
+
 async def followers_ids(call: Call) -> web.Response:
+    # LINE refuses a limit above 1,000 (and, as its membership user-ids endpoint documents,
+    # below 1) with 400 rather than clamping it; the wording of its message is not published.
+    # `start` is the `next` token of an earlier page (here an offset).
     everyone = followers(call.emu)
-    try:
-        limit = min(1000, max(1, int(call.request.query.get("limit", "300"))))
-        start = int(call.request.query.get("start", "0") or 0)
-    except ValueError:
-        raise ApiError(400, "Invalid limit or start") from None
+    limit = _query_int(call, "limit", 300)
+    if limit is None or not 1 <= limit <= FOLLOWERS_MAX_LIMIT:
+        raise ApiError(400, f"The value for the 'limit' parameter must be an integer between 1 and {FOLLOWERS_MAX_LIMIT}")
+    start = _query_int(call, "start", 0)
+    if start is None or start < 0:
+        raise ApiError(400, "The value for the 'start' parameter is invalid")
     page = everyone[start : start + limit]
     out: dict[str, Any] = {"userIds": page}
     if start + limit < len(everyone):
         out["next"] = str(start + limit)
     return json_response(out)
+
+
+def _query_int(call: Call, name: str, default: int) -> int | None:
+    """A query parameter as an integer (its default when absent), or None when it is not one."""
+    value = call.request.query.get(name)
+    if value is None or value == "":
+        return default
+    return int(value) if _INTEGER.fullmatch(value) else None
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 async def message_content(call: Call) -> web.Response:
@@ -500,7 +519,14 @@ async def webhook_endpoint_set(call: Call) -> web.Response:
 
 async def webhook_test(call: Call) -> web.Response:
     body = call.json_object() if call.parsed is not _NO_BODY else {}
-    url = body.get("endpoint") or call.emu.webhook_url
+    # messaging-api.yml: endpoint is an optional string, maxLength 500, format uri; empty or
+    # absent means the channel's own webhook URL.
+    errors = validation.Errors()
+    endpoint = errors.string(body, "endpoint", "", required=False, min_len=0, max_len=500)
+    if endpoint and not validation.is_https_url(endpoint):
+        errors.add("endpoint", "must be a valid HTTPS URL")
+    require_valid(errors.details)
+    url = endpoint or call.emu.webhook_url
     if not url:
         raise ApiError(400, "The webhook URL is not set")
     # LINE's test sends an empty events list: a bot must answer it with 200.

@@ -248,10 +248,16 @@ class Emulator:
         await self._changed()
         return await self._post_events([again])
 
-    async def post_webhook(self, body: bytes, signature: str | None) -> WebhookResult:
-        """POST raw bytes with the given signature header (None: no header)."""
+    async def post_webhook(
+        self, body: bytes, signature: str | None, *, events: Iterable[dict[str, Any]] = ()
+    ) -> WebhookResult:
+        """POST raw bytes with the given signature header (None: no header). ``events``: the
+        well-formed events among those bytes, which LINE itself would have issued: their
+        reply tokens (and follow state) become known, as with ``send_events``."""
         if not self.webhook_url:
             return WebhookResult(0, None, b"", [], "no webhook_url set")
+        for event in events:
+            self._apply_event(event)
         status, response, error = await self._post(body, signature)
         return WebhookResult(status, None, response, [], error)
 

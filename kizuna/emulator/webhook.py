@@ -43,5 +43,5 @@ async def post(
             return response.status, await response.read(), None
     except TimeoutError:
         return 0, b"", f"timeout after {timeout:g} s"
-    except aiohttp.ClientError as exc:
+    except (aiohttp.ClientError, ValueError) as exc:  # ValueError: a URL aiohttp cannot use (e.g. an IDNA label over 63)
         return 0, b"", f"{type(exc).__name__}: {exc}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,31 +20,37 @@ class StoredEvent:
     id: int
     source_key: str
     webhook_event_id: str
+    status: str  # pending, or parked when it arrived invalid
 
 
-def event_row(event: dict, received_at: datetime) -> dict:
-    """The `inbound_events` row for one webhook event dict (as LINE sent it)."""
-    source = event.get("source") if isinstance(event.get("source"), dict) else {}
-    user_id = source.get("userId")
-    webhook_event_id = event.get("webhookEventId")
-    if not isinstance(webhook_event_id, str) or not webhook_event_id:
-        # Not sent by today's LINE; a digest keeps a duplicate of such an event a duplicate.
-        digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
-        webhook_event_id = f"sha256:{digest[:48]}"
-    source_key = user_id or source.get("groupId") or source.get("roomId") or f"event:{webhook_event_id}"
-    timestamp = event.get("timestamp")
-    delivery = event.get("deliveryContext") if isinstance(event.get("deliveryContext"), dict) else {}
+def event_row(
+    *,
+    webhook_event_id: str,
+    event_type: str,
+    source_key: str,
+    line_user_id: str | None,
+    event_timestamp: int,
+    is_redelivery: bool,
+    payload: dict,
+    received_at: datetime,
+    parked_reason: str | None = None,
+) -> dict:
+    """The `inbound_events` row of one webhook event, its fields already checked by the
+    caller (and fitting their columns). With a `parked_reason` the event is stored parked:
+    kept, listed with the reason, never processed."""
     return {
-        "webhook_event_id": webhook_event_id[:64],
-        "event_type": str(event.get("type", "unknown"))[:40],
-        "source_key": str(source_key)[:80],
-        "line_user_id": user_id if isinstance(user_id, str) else None,
-        "event_timestamp": timestamp if isinstance(timestamp, int) else 0,
-        "is_redelivery": bool(delivery.get("isRedelivery", False)),
-        "payload": event,
-        "status": "pending",
+        "webhook_event_id": webhook_event_id,
+        "event_type": event_type,
+        "source_key": source_key,
+        "line_user_id": line_user_id,
+        "event_timestamp": event_timestamp,
+        "is_redelivery": is_redelivery,
+        "payload": payload,
+        "status": "pending" if parked_reason is None else "parked",
         "attempts": 0,
+        "last_error": parked_reason,
         "received_at": received_at,
+        "processed_at": None if parked_reason is None else received_at,
     }
 
 
@@ -64,13 +68,13 @@ async def store_events(connection: AsyncConnection, rows: list[dict]) -> list[St
     statement = (
         insert(_table)
         .on_conflict_do_nothing(index_elements=["webhook_event_id"])
-        .returning(_table.c.id, _table.c.source_key, _table.c.webhook_event_id)
+        .returning(_table.c.id, _table.c.source_key, _table.c.webhook_event_id, _table.c.status)
     )
     # executemany: the statement is compiled once per batch whatever its size (a
     # multi-row .values() is compiled per row and was a third of the webhook's CPU);
     # SQLAlchemy still sends it as multi-row INSERTs ("insertmanyvalues").
     result = await connection.execute(statement, rows)
-    return [StoredEvent(id=row.id, source_key=row.source_key, webhook_event_id=row.webhook_event_id) for row in result]
+    return [StoredEvent(row.id, row.source_key, row.webhook_event_id, row.status) for row in result]
 
 
 async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent | None:
