@@ -37,21 +37,25 @@ from tests.chaos import SCENARIOS, run_scenario  # noqa: E402
 from tests.conftest import ACCESS_TOKEN, CHANNEL_SECRET  # noqa: E402
 
 
-async def one(scenario: str, args) -> dict:
+def one(scenario: str, args) -> dict:
+    # A database of its own on the machine's server ("postgres-restart" makes a cluster instead).
+    with common.fresh_postgres_database("kizuna_chaos") as name:
+        database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
+        upgrade(database_url)
+        return asyncio.run(_run(scenario, None if scenario == "postgres-restart" else database_url, args))
+
+
+async def _run(scenario: str, database_url: str | None, args) -> dict:
     emulator = Emulator(channel_secret=CHANNEL_SECRET, access_token=ACCESS_TOKEN)
     server = TestServer(emulator.create_app(), host="127.0.0.1")
     await server.start_server()
     emulator.base_url = str(server.make_url("")).rstrip("/")
     logs_dir = Path(tempfile.mkdtemp(prefix=f"kizuna-chaos-{scenario}-"))
     try:
-        with common.fresh_postgres_database("kizuna_chaos") as name:
-            database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-            await asyncio.to_thread(upgrade, database_url)
-            result = await run_scenario(
-                scenario, emulator, logs_dir, database_url=None if scenario == "postgres-restart" else database_url,
-                redis_prefix=f"kizuna-chaos-{uuid.uuid4().hex[:8]}", customers=args.customers, messages_each=args.messages,
-                gap=args.gap, settle_timeout=args.settle_timeout,
-            )
+        result = await run_scenario(
+            scenario, emulator, logs_dir, database_url=database_url, redis_prefix=f"kizuna-chaos-{uuid.uuid4().hex[:8]}",
+            customers=args.customers, messages_each=args.messages, gap=args.gap, settle_timeout=args.settle_timeout,
+        )
     finally:
         await server.close()
     outcome = result.outcome
@@ -78,7 +82,7 @@ def main() -> int:
     print(common.describe_machine(common.machine_info()))
     print(f"load: {args.customers} customers x {args.messages} messages, one every {args.gap} s per customer; "
           "serve + 2 workers, PostgreSQL + Redis; the fault at a third of the load")
-    rows = [asyncio.run(one(scenario, args)) for scenario in scenarios]
+    rows = [one(scenario, args) for scenario in scenarios]
     print(f"\n{'scenario':<18}{'messages':>9}{'answers':>9}{'refused':>9}{'settled after':>15}{'fenced':>8}  lost/doubled")
     for row in rows:
         print(f"{row['scenario']:<18}{row['messages']:>9}{row['answers']:>9}{row['refused']:>9}{row['settle_s']:>13.1f} s"

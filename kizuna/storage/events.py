@@ -164,10 +164,12 @@ async def list_events(session: AsyncSession, *, status: str | None, limit: int, 
 
 
 async def requeue_parked(session: AsyncSession, event_id: int) -> str | None:
-    """An admin's retry of a parked event: pending again with a fresh attempt count."""
+    """An admin's retry of a parked event: pending again with a fresh attempt count. Only
+    events whose handlers ran (attempts > 0): one parked on arrival is invalid as LINE sent
+    it, and running it again would not make it valid."""
     statement = (
         sa.update(_table)
-        .where(_table.c.id == event_id, _table.c.status == "parked")
+        .where(_table.c.id == event_id, _table.c.status == "parked", _table.c.attempts > 0)
         .values(status="pending", attempts=0, processed_at=None)
         .returning(_table.c.source_key)
     )
