@@ -187,18 +187,24 @@ def _route_path(item: Endpoint) -> str:
     /faq/export is its own path, not /faq/{faq_id}), so 405 and its Allow are those of the path."""
     parts = item.path.split("/")
     for index, part in enumerate(parts):
-        if not (part.startswith("{") and part.endswith("}")):
+        if not part.startswith("{"):
             continue
         name = part[1:-1]
         if item.param(name)["schema"]["type"] == "integer":
             parts[index] = "{%s:[0-9]+}" % name
-            continue
-        fixed = sorted({other.path.split("/")[index] for other in ENDPOINTS
-                        if len(other.path.split("/")) == len(parts) and other.path.split("/")[:index] == parts[:index]
-                        and not other.path.split("/")[index].startswith("{")})
-        if fixed:
+        elif fixed := _fixed_beside(parts, index):
             parts[index] = "{%s:(?!(?:%s)(?:/|$))[^{}/]+}" % (name, "|".join(re.escape(word) for word in fixed))
     return "/".join(parts)
+
+
+def _fixed_beside(parts: list[str], index: int) -> list[str]:
+    """The fixed segments other paths of the same shape have where `parts` has a parameter."""
+    fixed = set()
+    for other in ENDPOINTS:
+        theirs = other.path.split("/")
+        if len(theirs) == len(parts) and theirs[:index] == parts[:index] and not theirs[index].startswith("{"):
+            fixed.add(theirs[index])
+    return sorted(fixed)
 
 
 # -- input helpers: they read the route's declaration -------------------------------------
@@ -236,9 +242,11 @@ def path_id(request: web.Request, name: str = "id") -> int:
     """The integer id in the path; one its column cannot hold is not found (never a database error)."""
     raw = request.match_info[name]
     maximum = request[ENDPOINT].param(name)["schema"]["maximum"]
-    if not raw.isdigit() or len(raw) > len(str(maximum)) or not 1 <= int(raw) <= maximum:
-        raise ApiError(404, "not_found", f"nothing has the {name} {raw}")
-    return int(raw)
+    # The route takes only digits; a few thousand of them would not even parse as an int.
+    value = int(raw) if raw.isdigit() and len(raw) <= 40 else 0
+    if not 1 <= value <= maximum:
+        raise ApiError(404, "not_found", f"nothing has this {name}")
+    return value
 
 
 def _check_parameters(request: web.Request, item: Endpoint) -> None:

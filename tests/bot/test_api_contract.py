@@ -8,8 +8,9 @@ for methods a path does not have.
 
 Bounded and deterministic: every operation gets at most MAX_EXAMPLES generated cases per
 phase (examples, coverage, fuzzing) from schemathesis' deterministic generation, run by one
-worker so the rows each case sees do not depend on timing. About 2,300 cases in all (the count
-is printed with -s), 20-40 s on the two-core development machine on either backend.
+worker so the rows each case sees do not depend on timing: 4,188 cases in all (printed with -s),
+about 40 s on the two-core development machine on either backend. A longer run by hand (500
+per operation, random seeds, ~14,000 cases, 3-4 minutes) found nothing more.
 
 What JSON Schema cannot say is listed in EXEMPT below, each with the server's rule: there a 400
 (or 410/422) answer to a schema-valid request is expected. Everything else, and every 5xx,
@@ -27,7 +28,7 @@ import pytest
 from kizuna.storage import customers
 from kizuna.storage.db import transaction
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 100
 CHECKS = (
     "not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
     "positive_data_acceptance", "unsupported_method", "allow_header_conformance",
@@ -86,6 +87,8 @@ async def test_the_api_keeps_its_openapi_contract(kizuna, tmp_path):
         "--header", f"Authorization: Bearer {kizuna.admin_token}", "--checks", ",".join(CHECKS),
         "--phases", "examples,coverage,fuzzing", "--max-examples", str(MAX_EXAMPLES), "--workers", "1",
         "--no-color", "--request-timeout", "10",
+        # Hypothesis' timing check would make a busy CI machine fail a correct API.
+        "--suppress-health-check", "too_slow",
     ]
     # The app serves on this event loop while schemathesis runs in its own process.
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
