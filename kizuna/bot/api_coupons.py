@@ -12,6 +12,7 @@ Redemption answers (POST /api/v1/coupons/redeem):
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,10 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from kizuna.storage import coupons, customers
 from kizuna.storage.coupon_codes import InvalidCode, parse_code, qr_png
 from kizuna.storage.db import transaction
-from kizuna.storage.models import Coupon, CouponCreate, CouponGrant, CouponRead, CouponUpdate
+from kizuna.storage.models import Coupon, CouponCreate, CouponGrant, CouponRead, CouponUpdate, Customer
 from kizuna.storage.types import utcnow
 
-from .api import PAGING, TOKEN, ApiError, bool_query, endpoint, int_query, invalid_field, parse_body, path_id, _json
+from .api import (
+    LIMIT, NOT_BLANK, TOKEN, ApiError, bool_param, bool_query, column_max, cursor_param, endpoint, id_param, int_query,
+    invalid_field, optional, parse_body, path_id, _json,
+)
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
@@ -39,9 +43,46 @@ class CouponPage(BaseModel):
     next_before: int | None
 
 
+# What `coupons.check_coupon` enforces field by field, said in the schema (it stays the one
+# check); the rules across fields (a percent is at most 100, valid_days or valid_until, ...)
+# are in the description.
+_RULES = {
+    "title": NOT_BLANK,
+    "discount_value": {"minimum": 1, "maximum": coupons.MAX_AMOUNT_YEN,
+                       "description": f"yen (1 to {coupons.MAX_AMOUNT_YEN}), or percent (1 to 100)"},
+    "valid_days": {"minimum": 1, "maximum": coupons.MAX_VALID_DAYS},
+    "stock": {"minimum": 0, "maximum": coupons.MAX_STOCK},
+    "image_url": {"pattern": "^https://"},
+}
+_ACROSS_FIELDS = ("Give valid_days or valid_until (or both); valid_from before valid_until; "
+                  "a percent discount is 1 to 100.")
+
+
+def _with_rules(schema: dict) -> None:
+    for name, rules in _RULES.items():
+        schema["properties"][name].update(rules)
+    schema["description"] = _ACROSS_FIELDS
+
+
+class CouponIn(CouponCreate):
+    model_config = {"extra": "forbid", "json_schema_extra": _with_rules}
+
+
+class CouponChange(CouponUpdate):
+    """PATCH: the fields sent are changed; null clears the optional ones (stock, valid_days, ...)."""
+
+    model_config = {"extra": "forbid", "json_schema_extra": _with_rules}
+
+    title: str = optional(min_length=1, max_length=40)
+    discount_type: Literal["amount", "percent"] = optional()
+    discount_value: int = optional()
+    one_per_customer: bool = optional()
+    active: bool = optional()
+
+
 class GrantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: int
+    customer_id: int = Field(ge=1, le=column_max(Customer.id))
 
 
 class RedeemRequest(BaseModel):
@@ -96,9 +137,9 @@ def _coupon_read(coupon: Coupon) -> CouponRead:
 
 
 @endpoint("POST", "/coupons", "Create a coupon (201). 400 names the invalid field.",
-          roles=MANAGE, request=CouponCreate, response=CouponRead)
+          roles=MANAGE, request=CouponIn, response=CouponRead, statuses=(201,))
 async def create_coupon(request: web.Request) -> web.Response:
-    body = await parse_body(request, CouponCreate)
+    body = await parse_body(request, CouponIn)
     try:
         async with transaction(request.app[SESSIONS]) as session:
             coupon = await coupons.create_coupon(session, body.model_dump())
@@ -109,18 +150,18 @@ async def create_coupon(request: web.Request) -> web.Response:
 
 @endpoint(
     "GET", "/coupons", "List coupons, newest first (cursor paging with `before`)", roles=READ, response=CouponPage,
-    query=[{"name": "active", "in": "query", "schema": {"type": "boolean"}},
-           {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
+    query=[bool_param("active"), cursor_param("before", Coupon.id), LIMIT],
 )
 async def list_coupons(request: web.Request) -> web.Response:
-    limit = int_query(request, "limit", default=50, high=200)
+    limit = int_query(request, "limit")
     async with request.app[SESSIONS]() as session:
         rows = await coupons.list_coupons(session, active=bool_query(request, "active"), limit=limit,
-                                          before_id=int_query(request, "before", low=0))
+                                          before_id=int_query(request, "before"))
     return _json(CouponPage(items=[_coupon_read(row) for row in rows], next_before=rows[-1].id if len(rows) == limit else None))
 
 
-@endpoint("GET", "/coupons/{id}", "One coupon, with how many were issued", roles=READ, response=CouponRead)
+@endpoint("GET", "/coupons/{id}", "One coupon, with how many were issued", roles=READ, response=CouponRead,
+          path_params=[id_param(Coupon.id)])
 async def get_coupon(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         coupon = await coupons.get_coupon(session, path_id(request))
@@ -132,10 +173,10 @@ async def get_coupon(request: web.Request) -> web.Response:
 @endpoint("PATCH", "/coupons/{id}",
           "Change a coupon: only the fields sent (null clears stock, valid_days, valid_until ...). "
           "400 names the invalid field; nothing is changed then. Grants already issued keep their expiry.",
-          roles=MANAGE, request=CouponUpdate, response=CouponRead)
+          roles=MANAGE, request=CouponChange, response=CouponRead, path_params=[id_param(Coupon.id)])
 async def update_coupon(request: web.Request) -> web.Response:
     coupon_id = path_id(request)
-    body = await parse_body(request, CouponUpdate)
+    body = await parse_body(request, CouponChange)
     try:
         async with transaction(request.app[SESSIONS]) as session:
             coupon = await coupons.update_coupon(session, coupon_id, body.model_dump(exclude_unset=True))
@@ -159,7 +200,8 @@ _REFUSALS = {
 @endpoint("POST", "/coupons/{id}/grants",
           "Give the coupon to a customer: 201 a new grant; 200 the grant the customer already has (one per customer); "
           "409 refused (code inactive, out_of_stock, not_yet_valid or ended); 404 unknown coupon or customer",
-          roles=MANAGE, request=GrantRequest, response=CouponGrantRead)
+          roles=MANAGE, request=GrantRequest, response=CouponGrantRead, path_params=[id_param(Coupon.id)],
+          statuses=(201, 200), errors={409: "refused: inactive, out_of_stock, not_yet_valid or ended"})
 async def issue_coupon(request: web.Request) -> web.Response:
     coupon_id = path_id(request)
     body = await parse_body(request, GrantRequest)
@@ -181,19 +223,19 @@ async def issue_coupon(request: web.Request) -> web.Response:
     "GET", "/customers/{id}/coupons",
     "A customer's coupons, newest first; `valid_only=true`: only those usable now (cursor paging with `before`)",
     roles=READ, response=CouponGrantPage,
-    query=[{"name": "valid_only", "in": "query", "schema": {"type": "boolean", "default": False}},
-           {"name": "before", "in": "query", "schema": {"type": "integer"}}, *PAGING],
+    path_params=[id_param(Customer.id)],
+    query=[bool_param("valid_only", default=False), cursor_param("before", CouponGrant.id), LIMIT],
 )
 async def customer_coupons(request: web.Request) -> web.Response:
     customer_id = path_id(request)
-    limit = int_query(request, "limit", default=50, high=200)
+    limit = int_query(request, "limit")
     valid_only = bool(bool_query(request, "valid_only"))
     now = utcnow()
     async with request.app[SESSIONS]() as session:
         if await customers.get(session, customer_id) is None:
             raise ApiError(404, "not_found", "no such customer")
         rows = await coupons.grants_of_customer(session, customer_id, valid_only=valid_only, now=now, limit=limit,
-                                                before_id=int_query(request, "before", low=0))
+                                                before_id=int_query(request, "before"))
     return _json(CouponGrantPage(items=[_grant_read(grant, coupon, now) for grant, coupon in rows],
                                  next_before=rows[-1][0].id if len(rows) == limit else None))
 
@@ -207,7 +249,9 @@ _REDEEM_DETAILS = {"already_redeemed": "redeemed_at", "expired": "expires_at", "
           "Redeem a coupon code at the till (the token's name is recorded as who). 200 redeemed; "
           "400 malformed or bad_check (a typo: check the code); 404 unknown; 409 already_redeemed (with redeemed_at); "
           "410 expired (with expires_at) or revoked; 422 other_shop (another shop's coupon)",
-          roles=REDEEM, request=RedeemRequest, response=CouponGrantRead)
+          roles=REDEEM, request=RedeemRequest, response=CouponGrantRead,
+          errors={404: "unknown: no coupon has this code", 409: "already_redeemed (with redeemed_at)",
+                  410: "expired (with expires_at) or revoked (with revoked_at)", 422: "other_shop: another shop's coupon"})
 async def redeem_coupon(request: web.Request) -> web.Response:
     body = await parse_body(request, RedeemRequest)
     now = utcnow()
@@ -225,7 +269,8 @@ async def redeem_coupon(request: web.Request) -> web.Response:
 
 @endpoint("POST", "/coupons/grants/{id}/revoke",
           "Cancel an unused grant (200; revoking twice is fine). 409 already_redeemed. The stock is not given back.",
-          roles=("admin",), response=CouponGrantRead)
+          roles=("admin",), response=CouponGrantRead, path_params=[id_param(CouponGrant.id)],
+          errors={409: "already_redeemed (with redeemed_at)"})
 async def revoke_grant(request: web.Request) -> web.Response:
     grant_id = path_id(request)
     now = utcnow()

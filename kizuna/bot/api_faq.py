@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
+from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,13 +22,19 @@ from sqlalchemy.exc import IntegrityError
 
 from kizuna.flows import all_commands, all_flows
 from kizuna.flows.engine import Postback
-from kizuna.flows.faq.hours import HoursInvalid, canonical, parse_schedule
+from kizuna.flows.faq.hours import DAYS, MAX_HOLIDAYS, MAX_INTERVALS_PER_DAY, HoursInvalid, canonical, parse_schedule
 from kizuna.flows.faq.inquiry import thresholds_from
 from kizuna.flows.faq.matching import MatchThresholds
 from kizuna.flows.faq.rules import PatternRejected, check_pattern
 from kizuna.storage import faq as faq_store
 from kizuna.storage.db import transaction
 from kizuna.storage.models import (
+    FAQ_ALTERNATE_MAX,
+    FAQ_ANSWER_MAX,
+    FAQ_ID_MAX,
+    FAQ_ID_PATTERN,
+    FAQ_QUESTION_MAX,
+    KEYWORD_PATTERN_MAX,
     FaqEntry,
     FaqEntryCreate,
     FaqEntryRead,
@@ -39,7 +46,10 @@ from kizuna.storage.models import (
 )
 from kizuna.storage.types import utcnow
 
-from .api import ApiError, bool_query, endpoint, int_query, invalid_field, parse_body, path_id, _json
+from .api import (
+    NOT_BLANK, ApiError, bool_param, bool_query, endpoint, id_param, int_param, int_query, invalid_field, optional,
+    parse_body, path_id, text_param, _json,
+)
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
@@ -50,6 +60,63 @@ INQUIRY_ACTIONS = ("handoff", "inquiry")
 
 
 # -- models ---------------------------------------------------------------------------------
+
+# What storage/faq.py `check_fields` enforces, said in the schema too (the store stays the one
+# check): text is stripped first, so a blank question is missing; a phrasing is at most
+# FAQ_ALTERNATE_MAX characters and never holds the CSV's separator.
+_ALTERNATE = {"type": "string", "maxLength": FAQ_ALTERNATE_MAX, "pattern": "^[^%s]*$" % faq_store.ALTERNATE_SEPARATOR}
+
+
+def _faq_rules(schema: dict) -> None:
+    for name in ("question", "answer"):
+        schema["properties"][name].update(NOT_BLANK)
+    alternates = schema["properties"]["alternates"]
+    for branch in alternates.get("anyOf", [alternates]):
+        if branch.get("type") == "array":
+            branch["items"] = _ALTERNATE
+
+
+class FaqEntryIn(FaqEntryCreate):
+    model_config = {"extra": "forbid", "json_schema_extra": _faq_rules}
+
+
+class FaqEntryChange(FaqEntryUpdate):
+    """PUT: the fields sent are changed; null clears the category and keeps alternates and enabled."""
+
+    model_config = {"extra": "forbid", "json_schema_extra": _faq_rules}
+
+    question: str = optional(min_length=1, max_length=FAQ_QUESTION_MAX)
+    answer: str = optional(min_length=1, max_length=FAQ_ANSWER_MAX)
+
+
+def _rule_schema(schema: dict) -> None:
+    """What `_check_rule` takes: a flow_action it knows, and exactly one of reply_text and flow_action
+    (on a change, together with the rule's stored values). A regex must also be fast enough
+    (flows/faq/rules.py `check_pattern`): that a schema cannot say."""
+    properties = schema["properties"]
+    properties["pattern"].update(NOT_BLANK)
+    properties["flow_action"]["anyOf"] = [{"enum": sorted(known_actions())}, {"type": "null"}]
+    if "required" in schema:  # a new rule: the pair is complete here
+        schema["oneOf"] = [
+            {"required": ["reply_text"], "properties": {"reply_text": {"type": "string"}, "flow_action": {"type": "null"}}},
+            {"required": ["flow_action"], "properties": {"flow_action": {"type": "string"}, "reply_text": {"type": "null"}}},
+        ]
+
+
+class KeywordRuleIn(KeywordRuleCreate):
+    model_config = {"extra": "forbid", "json_schema_extra": _rule_schema}
+
+
+class KeywordRuleChange(KeywordRuleUpdate):
+    """PUT: the fields sent are changed; those a rule cannot be without may not be null."""
+
+    model_config = {"extra": "forbid", "json_schema_extra": _rule_schema}
+
+    match_type: Literal["exact", "contains", "regex"] = optional()
+    pattern: str = optional(min_length=1, max_length=KEYWORD_PATTERN_MAX)
+    priority: int = optional(ge=-1000, le=1000)
+    enabled: bool = optional()
+
 
 
 class FaqPage(BaseModel):
@@ -102,11 +169,26 @@ class BusinessHoursRead(BaseModel):
     next_opening: datetime | None
 
 
+# The shape `hours.parse_schedule` takes, in the schema; what it checks across values (a day's
+# intervals close after they open and do not overlap) is in the description.
+_TIME = {"type": "string", "pattern": "^(?:[01][0-9]|2[0-3]):[0-5][0-9]$|^24:00$"}
+_DAY = {"type": "array", "maxItems": MAX_INTERVALS_PER_DAY,
+        "items": {"type": "array", "items": _TIME, "minItems": 2, "maxItems": 2}}
+_WEEKLY = {"type": "object", "properties": {day: _DAY for day in DAYS}, "additionalProperties": False}
+
+
+def _weekly_schema(schema: dict) -> None:
+    schema["anyOf"] = [_WEEKLY, {"type": "null"}]
+
+
 class BusinessHoursUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     weekly: dict[str, list[list[str]]] | None = Field(
-        description='{"mon": [["10:00", "20:00"]], ...}; a missing or empty day is closed; null clears the schedule')
-    holidays: list[str] = Field(default_factory=list, description="closed dates, YYYY-MM-DD")
+        json_schema_extra=_weekly_schema,
+        description='{"mon": [["10:00", "20:00"]], ...}; a missing or empty day is closed; null clears the schedule. '
+                    "A day's intervals close after they open (24:00 at the latest) and do not overlap.")
+    holidays: list[str] = Field(default_factory=list, max_length=MAX_HOLIDAYS, description="closed dates, YYYY-MM-DD",
+                                json_schema_extra={"items": {"type": "string", "format": "date"}})
 
 
 class InquirySettingsRead(BaseModel):
@@ -114,9 +196,17 @@ class InquirySettingsRead(BaseModel):
     overrides: dict[str, float] = Field(description="the values set here (the rest are the defaults)")
 
 
+def _thresholds_schema(schema: dict) -> None:
+    """The thresholds `put_inquiry_settings` takes: each in 0..1, max_offers 2 or 3, no others."""
+    schema["properties"] = {f.name: {"enum": [2, 3]} if f.name == "max_offers" else {"type": "number", "minimum": 0, "maximum": 1}
+                            for f in dataclasses.fields(MatchThresholds)}
+    schema["additionalProperties"] = False
+
+
 class InquirySettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    thresholds: dict[str, float] = Field(description="overrides of the FAQ matcher's thresholds; {} restores the defaults")
+    thresholds: dict[str, float] = Field(description="overrides of the FAQ matcher's thresholds; {} restores the defaults",
+                                         json_schema_extra=_thresholds_schema)
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -147,7 +237,7 @@ def _with_invalid(view):
 
 
 @endpoint("GET", "/faq/export", "All FAQ entries as CSV (UTF-8; id,question,answer,alternates,category,enabled)",
-          roles=READ)
+          roles=READ, response="text/csv")
 async def export_faq(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         entries = await faq_store.list_entries(session)
@@ -161,8 +251,7 @@ async def export_faq(request: web.Request) -> web.Response:
     "POST", "/faq/import",
     "Import FAQ entries from a CSV body (text/csv, UTF-8, header id,question,answer,alternates[,category,enabled]); "
     "all or nothing, 400 lists bad rows; entries not in the file are kept unless replace=true (then disabled)",
-    roles=MANAGE, response=ImportResult,
-    query=[{"name": "replace", "in": "query", "schema": {"type": "boolean", "default": False}}],
+    roles=MANAGE, request="text/csv", response=ImportResult, query=[bool_param("replace", default=False)],
 )
 async def import_faq(request: web.Request) -> web.Response:
     replace = bool(bool_query(request, "replace"))
@@ -181,12 +270,11 @@ async def import_faq(request: web.Request) -> web.Response:
     "GET", "/faq/unanswered",
     "Questions the bot could not answer, the same text grouped, most frequent first (candidates for new FAQ entries)",
     roles=READ, response=UnansweredPage,
-    query=[{"name": "days", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 365, "default": 30}},
-           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
+    query=[int_param("days", minimum=1, maximum=365, default=30), int_param("limit", minimum=1, maximum=200, default=50)],
 )
 async def unanswered_faq(request: web.Request) -> web.Response:
-    days = int_query(request, "days", default=30, high=365)
-    limit = int_query(request, "limit", default=50, high=200)
+    days = int_query(request, "days")
+    limit = int_query(request, "limit")
     since = utcnow() - timedelta(days=days)
     async with request.app[SESSIONS]() as session:
         rows = await faq_store.unanswered(session, since=since, limit=limit)
@@ -195,13 +283,11 @@ async def unanswered_faq(request: web.Request) -> web.Response:
 
 @endpoint(
     "GET", "/faq", "FAQ entries in id order (cursor paging with `after`)", roles=READ, response=FaqPage,
-    query=[{"name": "enabled", "in": "query", "schema": {"type": "boolean"}},
-           {"name": "category", "in": "query", "schema": {"type": "string"}},
-           {"name": "after", "in": "query", "schema": {"type": "string"}},
-           {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 200}}],
+    query=[bool_param("enabled"), text_param("category"), text_param("after", description="next_after of the previous page"),
+           int_param("limit", minimum=1, maximum=1000, default=200)],
 )
 async def list_faq(request: web.Request) -> web.Response:
-    limit = int_query(request, "limit", default=200, high=1000)
+    limit = int_query(request, "limit")
     async with request.app[SESSIONS]() as session:
         rows = await faq_store.list_entries(session, enabled=bool_query(request, "enabled"),
                                             category=request.query.get("category"), after=request.query.get("after"),
@@ -210,10 +296,10 @@ async def list_faq(request: web.Request) -> web.Response:
 
 
 @endpoint("POST", "/faq", "Create an FAQ entry (201); 409 if the id is taken", roles=MANAGE,
-          request=FaqEntryCreate, response=FaqEntryRead)
+          request=FaqEntryIn, response=FaqEntryRead, statuses=(201,), errors={409: "exists: an FAQ entry has this id"})
 @_with_invalid
 async def create_faq(request: web.Request) -> web.Response:
-    body = await parse_body(request, FaqEntryCreate)
+    body = await parse_body(request, FaqEntryIn)
     fields = faq_store.FaqFields(id=body.id, question=body.question, answer=body.answer,
                                  alternates=tuple(body.alternates), category=body.category, enabled=body.enabled)
     try:
@@ -224,7 +310,10 @@ async def create_faq(request: web.Request) -> web.Response:
     return _json(_read(entry), status=201)
 
 
-@endpoint("GET", "/faq/{faq_id}", "One FAQ entry", roles=READ, response=FaqEntryRead)
+FAQ_ID = text_param("faq_id", "path", maxLength=FAQ_ID_MAX, pattern=FAQ_ID_PATTERN)
+
+
+@endpoint("GET", "/faq/{faq_id}", "One FAQ entry", roles=READ, response=FaqEntryRead, path_params=[FAQ_ID])
 async def get_faq(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         entry = await faq_store.get_entry(session, _faq_id(request))
@@ -234,10 +323,10 @@ async def get_faq(request: web.Request) -> web.Response:
 
 
 @endpoint("PUT", "/faq/{faq_id}", "Change an FAQ entry: the fields sent are changed; effective for the next inquiry",
-          roles=MANAGE, request=FaqEntryUpdate, response=FaqEntryRead)
+          roles=MANAGE, request=FaqEntryChange, response=FaqEntryRead, path_params=[FAQ_ID])
 @_with_invalid
 async def update_faq(request: web.Request) -> web.Response:
-    body = await parse_body(request, FaqEntryUpdate)
+    body = await parse_body(request, FaqEntryChange)
     async with transaction(request.app[SESSIONS]) as session:
         entry = await faq_store.update_entry(session, _faq_id(request), body.model_dump(exclude_unset=True))
     if entry is None:
@@ -246,7 +335,7 @@ async def update_faq(request: web.Request) -> web.Response:
 
 
 @endpoint("DELETE", "/faq/{faq_id}", "Delete an FAQ entry (disable it instead to keep it for later)",
-          roles=MANAGE, response=FaqDeleted)
+          roles=MANAGE, response=FaqDeleted, path_params=[FAQ_ID])
 async def delete_faq(request: web.Request) -> web.Response:
     async with transaction(request.app[SESSIONS]) as session:
         deleted = await faq_store.delete_entry(session, _faq_id(request))
@@ -293,11 +382,12 @@ async def list_keyword_rules(request: web.Request) -> web.Response:
 @endpoint(
     "POST", "/keyword-rules",
     "Create a keyword rule (201): exact / contains / regex, checked before the FAQ; reply_text or flow_action",
-    roles=MANAGE, request=KeywordRuleCreate, response=KeywordRuleRead,
+    roles=MANAGE, request=KeywordRuleIn, response=KeywordRuleRead, statuses=(201,),
+    errors={409: f"too_many_rules: at most {MAX_RULES} keyword rules"},
 )
 @_with_invalid
 async def create_keyword_rule(request: web.Request) -> web.Response:
-    body = await parse_body(request, KeywordRuleCreate)
+    body = await parse_body(request, KeywordRuleIn)
     values = body.model_dump()
     _check_rule(values)
     async with transaction(request.app[SESSIONS]) as session:
@@ -307,7 +397,10 @@ async def create_keyword_rule(request: web.Request) -> web.Response:
     return _json(_rule_read(rule), status=201)
 
 
-@endpoint("GET", "/keyword-rules/{id}", "One keyword rule", roles=READ, response=KeywordRuleRead)
+RULE_ID = id_param(KeywordRule.id)
+
+
+@endpoint("GET", "/keyword-rules/{id}", "One keyword rule", roles=READ, response=KeywordRuleRead, path_params=[RULE_ID])
 async def get_keyword_rule(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         rule = await faq_store.get_rule(session, path_id(request))
@@ -317,14 +410,11 @@ async def get_keyword_rule(request: web.Request) -> web.Response:
 
 
 @endpoint("PUT", "/keyword-rules/{id}", "Change a keyword rule: the fields sent are changed",
-          roles=MANAGE, request=KeywordRuleUpdate, response=KeywordRuleRead)
+          roles=MANAGE, request=KeywordRuleChange, response=KeywordRuleRead, path_params=[RULE_ID])
 @_with_invalid
 async def update_keyword_rule(request: web.Request) -> web.Response:
-    body = await parse_body(request, KeywordRuleUpdate)
+    body = await parse_body(request, KeywordRuleChange)
     changes = body.model_dump(exclude_unset=True)
-    for name in ("match_type", "pattern", "enabled", "priority"):
-        if name in changes and changes[name] is None:
-            raise invalid_field(name, "may not be null")
     async with transaction(request.app[SESSIONS]) as session:
         rule = await faq_store.get_rule(session, path_id(request))
         if rule is None:
@@ -335,7 +425,8 @@ async def update_keyword_rule(request: web.Request) -> web.Response:
     return _json(_rule_read(rule))
 
 
-@endpoint("DELETE", "/keyword-rules/{id}", "Delete a keyword rule", roles=MANAGE, response=KeywordRuleDeleted)
+@endpoint("DELETE", "/keyword-rules/{id}", "Delete a keyword rule", roles=MANAGE, response=KeywordRuleDeleted,
+          path_params=[RULE_ID])
 async def delete_keyword_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
     async with transaction(request.app[SESSIONS]) as session:
@@ -374,7 +465,9 @@ async def get_business_hours(request: web.Request) -> web.Response:
 async def put_business_hours(request: web.Request) -> web.Response:
     body = await parse_body(request, BusinessHoursUpdate)
     try:
-        parse_schedule(body.weekly, body.holidays)
+        # `{}` when clearing the schedule: parse_schedule checks the holidays only beside a schedule,
+        # and they are stored either way.
+        parse_schedule(body.weekly if body.weekly is not None else {}, body.holidays)
     except HoursInvalid as exc:
         raise invalid_field("weekly" if not str(exc).startswith("holidays") else "holidays", str(exc)) from None
     async with transaction(request.app[SESSIONS]) as session:

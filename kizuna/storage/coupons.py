@@ -167,7 +167,10 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     for name in ("valid_from", "valid_until"):  # stored and returned in UTC, as read back
         moment = out.get(name)
         if isinstance(moment, datetime) and moment.tzinfo is not None:
-            out[name] = moment.astimezone(timezone.utc)
+            try:
+                out[name] = moment.astimezone(timezone.utc)
+            except OverflowError:  # 0001-01-01T00:00:00+09:00 is before the first UTC moment Python has
+                raise CouponInvalid(name, "is out of range") from None
     return out
 
 

@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
 }
 
 LOCALES = ("ja", "en")
+MAX_TEXT = 5000  # LINE's limit for one text message
 
 
 def register(defaults: dict[str, dict[str, str]]) -> None:
@@ -81,8 +82,8 @@ async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> N
         raise KeyError(f"unknown bot text {key!r}")
     if locale not in LOCALES:
         raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
-    if not text.strip() or len(text) > 5000:
-        raise ValueError("text must be 1 to 5000 characters")
+    if not text.strip() or len(text) > MAX_TEXT:
+        raise ValueError(f"text must be 1 to {MAX_TEXT} characters")
     edited = await session.get(BotText, (key, locale))
     if edited is None:
         session.add(BotText(key=key, locale=locale, text=text))
