@@ -29,6 +29,7 @@ from pydantic_core import to_jsonable_python
 from kizuna.storage import customers, events, interactions, texts, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.models import ApiToken, Customer, CustomerRead, InboundEvent, Interaction, InteractionRead
+from kizuna.storage.queue import QueueUnavailable
 
 from .keys import QUEUE, SESSIONS
 
@@ -433,18 +434,25 @@ async def list_events(request: web.Request) -> web.Response:
 
 
 @endpoint("POST", "/events/{id}/retry", "Process a parked event again", roles=("admin",), response=InboundEventRead,
-          path_params=[id_param(InboundEvent.id)], errors={409: "not_parked: only a parked event can be retried"})
+          path_params=[id_param(InboundEvent.id)],
+          errors={409: "not_parked: only a parked event can be retried; invalid_event: it was parked on arrival (invalid as LINE sent it)"})
 async def retry_event(request: web.Request) -> web.Response:
     event_id = path_id(request)
     async with transaction(request.app[SESSIONS]) as session:
         source_key = await events.requeue_parked(session, event_id)
         if source_key is None:
-            if await session.get(InboundEvent, event_id) is None:
+            event = await session.get(InboundEvent, event_id)
+            if event is None:
                 raise ApiError(404, "not_found", "no such event")
+            if event.status == "parked":
+                raise ApiError(409, "invalid_event", f"this event was invalid as LINE sent it and is never processed: {event.last_error}")
             raise ApiError(409, "not_parked", "only a parked event can be retried")
         # As committed (pending): a worker may take it the moment it is queued.
         retried = InboundEventRead.model_validate(await session.get(InboundEvent, event_id, populate_existing=True), from_attributes=True)
-    await request.app[QUEUE].put([source_key])
+    try:
+        await request.app[QUEUE].put([source_key])
+    except QueueUnavailable:
+        pass  # pending in the database: the sweeper queues it once Redis is back
     return _json(retried)
 
 

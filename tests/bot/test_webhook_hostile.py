@@ -138,7 +138,12 @@ async def test_the_sanitised_copy_keeps_what_can_be_kept(kizuna):
     for _ in range(31):  # the event is level 1: 31 more levels are kept
         [level] = level
     assert level == "[cut: nested deeper than 32 levels]"
-    assert parked["source_key"] == user.user_id  # its userId was fine: a retry would keep the customer's order
+    assert parked["source_key"] == user.user_id  # its userId was fine
+
+    # Invalid as LINE sent it: an admin's retry is refused, it would not become valid.
+    status, refused = await kizuna.api("POST", f"/api/v1/events/{parked['id']}/retry")
+    assert status == 409 and refused["error"]["code"] == "invalid_event"
+    assert [row["status"] for row in await _parked(kizuna)] == ["parked"]
 
 
 async def test_two_long_ids_with_a_shared_prefix_are_two_events(kizuna):
