@@ -3,12 +3,13 @@
 Runs each fault scenario of tests/chaos.py - Redis restarted, Redis flushed, PostgreSQL
 restarted with `-m immediate`, workers and serve killed - with a larger load, beside a
 run without a fault ("none", the baseline), all in this one run and on the same machine,
-and prints per scenario: messages, answers refused (non-200) and redelivered, the time
-from the end of the fault until every message was answered, events taken over by
-another worker (fenced), and whether anything was lost or doubled (the run stops with
-the logs if so).
+and prints per scenario: messages, answers refused (non-200) and redelivered, how long
+a message waited from its acknowledgement until its answer reached LINE (p50/p99/max),
+the time from the end of the fault until every message was answered (it includes the
+rest of the load), events taken over by another worker (fenced), and whether anything
+was lost or doubled (the run stops with the logs if so).
 
-    .venv/bin/python bench/chaos.py                          # 40 customers x 25 messages
+    .venv/bin/python bench/chaos.py                          # 40 customers x 25 messages, 1 a second each
     .venv/bin/python bench/chaos.py --customers 100 --messages 30 --scenario redis-restart
 
 Needs PostgreSQL at 127.0.0.1:5432 (a fresh database per scenario is created and dropped),
@@ -65,6 +66,7 @@ async def _run(scenario: str, database_url: str | None, args) -> dict:
         "answers": outcome.replies,
         "refused": sum(outcome.refused.values()),
         "settle_s": outcome.seconds_to_settle,
+        "answer": outcome.answer_seconds,
         "fenced": result.logs.count("was taken over by another worker"),
         "still_running": result.still_running,
     }
@@ -74,7 +76,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=40)
     parser.add_argument("--messages", type=int, default=25, help="messages per customer")
-    parser.add_argument("--gap", type=float, default=0.2, help="seconds between one customer's messages")
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between one customer's messages")
     parser.add_argument("--settle-timeout", type=float, default=120)
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all, 'none' first")
     args = parser.parse_args()
@@ -83,10 +85,11 @@ def main() -> int:
     print(f"load: {args.customers} customers x {args.messages} messages, one every {args.gap} s per customer; "
           "serve + 2 workers, PostgreSQL + Redis; the fault at a third of the load")
     rows = [one(scenario, args) for scenario in scenarios]
-    print(f"\n{'scenario':<18}{'messages':>9}{'answers':>9}{'refused':>9}{'settled after':>15}{'fenced':>8}  lost/doubled")
+    print(f"\n{'scenario':<18}{'messages':>9}{'answers':>9}{'refused':>9}{'answer p50/p99/max (s)':>26}{'settled after':>15}{'fenced':>8}  lost/doubled")
     for row in rows:
-        print(f"{row['scenario']:<18}{row['messages']:>9}{row['answers']:>9}{row['refused']:>9}{row['settle_s']:>13.1f} s"
-              f"{row['fenced']:>8}  0/0{'' if row['still_running'] else '  (a process died!)'}")
+        p50, p99, worst = row["answer"]
+        print(f"{row['scenario']:<18}{row['messages']:>9}{row['answers']:>9}{row['refused']:>9}{p50:>12.2f} /{p99:>5.1f} /{worst:>5.1f}"
+              f"{row['settle_s']:>13.1f} s{row['fenced']:>8}  0/0{'' if row['still_running'] else '  (a process died!)'}")
     return 0
 
 

@@ -32,6 +32,8 @@ class ChatLoad:
     gap: float = 0.05
     redelivery_gap: float = 0.2
     acked: dict[str, dict] = field(default_factory=dict)  # webhookEventId -> event
+    # Per customer, when each message was first acknowledged (the emulator's clock).
+    acked_at: dict[str, list[float]] = field(default_factory=dict)
     refused: collections.Counter = field(default_factory=collections.Counter)  # status (0: no answer) -> count
     user_ids: list[str] = field(default_factory=list)
     _progress: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -54,6 +56,7 @@ class ChatLoad:
                 await asyncio.sleep(self.redelivery_gap)
                 result = await self.emulator.redeliver(event)
             self.acked[event["webhookEventId"]] = event
+            self.acked_at.setdefault(user_id, []).append(self.emulator.clock())
             async with self._progress:
                 self._progress.notify_all()
             await asyncio.sleep(self.gap)
@@ -71,6 +74,8 @@ class Outcome:
     refused: dict
     stored: int
     replies: int
+    # Seconds from a message's acknowledgement to its answer reaching LINE: p50, p99, max.
+    answer_seconds: tuple[float, float, float]
 
 
 async def settle_and_check(load: ChatLoad, database_url: str, *, fault_ended: float, timeout: float) -> Outcome:
@@ -114,7 +119,21 @@ async def settle_and_check(load: ChatLoad, database_url: str, *, fault_ended: fl
     replies = {user_id: len(load.emulator.messages_to(user_id)) for user_id in load.user_ids}
     doubled = {user_id: count for user_id, count in replies.items() if count != load.messages_each}
     assert not doubled, f"customers who got more answers than they sent messages: {doubled}"
-    return Outcome(seconds_to_settle=settled, refused=dict(load.refused), stored=len(stored), replies=sum(replies.values()))
+    return Outcome(
+        seconds_to_settle=settled, refused=dict(load.refused), stored=len(stored), replies=sum(replies.values()),
+        answer_seconds=_answer_seconds(load),
+    )
+
+
+def _answer_seconds(load: ChatLoad) -> tuple[float, float, float]:
+    """A customer's messages are answered in order, one answer each: the n-th answer is
+    the n-th message's."""
+    waits = sorted(
+        answer.at - acked
+        for user_id in load.user_ids
+        for acked, answer in zip(load.acked_at[user_id], load.emulator.messages_to(user_id))
+    )
+    return waits[len(waits) // 2], waits[min(len(waits) - 1, int(len(waits) * 0.99))], waits[-1]
 
 
 async def _state(engine) -> dict:

@@ -165,6 +165,10 @@ def endpoint(emu: Emulator, name: str, handler: Handler, *, auth: bool = True) -
                 await asyncio.sleep(delay.seconds)
         except ApiError as exc:
             response = json_response(exc.body, exc.status, exc.headers)
+        except ConnectionResetError:
+            # The client went away before its body arrived (a killed bot): nothing reached LINE.
+            log.info("emulator: %s request abandoned by the client before its body arrived", name)
+            response = json_response({"message": "client closed the connection"}, 400)
         except Exception:  # an emulator bug must still answer like a server, and be visible
             log.exception("emulator handler %s failed", name)
             response = json_response({"message": "Internal server error"}, 500)
