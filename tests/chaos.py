@@ -91,12 +91,13 @@ async def run_scenario(
         chatting = asyncio.create_task(load.run())
 
         await load.acknowledged(load.total // 3)
+        # Blocking steps run in a thread: the emulator shares this event loop.
         if scenario == "redis-restart":
-            redis.kill()
+            await asyncio.to_thread(redis.kill)
             await asyncio.sleep(1.0)  # down for a moment: every process sees connection errors
-            redis.start()
+            await asyncio.to_thread(redis.start)
         elif scenario == "redis-flush":
-            redis.flushall()
+            await asyncio.to_thread(redis.flushall)
         elif scenario == "postgres-restart":
             await asyncio.to_thread(postgres.restart_immediate)
         elif scenario == "kills":

@@ -215,4 +215,6 @@ async def kizuna_process(command: str, env: dict[str, str], log_path: Path, *, h
             await wait_healthy(health_port, process)
         yield process
     finally:
-        process.stop()
+        # In a thread: the emulator shares this event loop and must keep answering the
+        # process while it finishes its work and stops.
+        await asyncio.to_thread(process.stop)

@@ -30,7 +30,7 @@ async def test_healthz_names_redis_while_it_is_down(database_url, emulator, redi
         await server.start_server()
         try:
             assert await _health(server) == (200, {"status": "ok", "database": "ok", "redis": "ok"})
-            redis.kill()
+            await asyncio.to_thread(redis.kill)
             status, body = await _health(server)
             assert status == 503 and body["status"] == "unavailable" and body["database"] == "ok"
             assert body["redis"].startswith("error:")
@@ -40,7 +40,7 @@ async def test_healthz_names_redis_while_it_is_down(database_url, emulator, redi
             emulator.webhook_url = str(server.make_url("/callback"))
             user = emulator.add_user(display_name="待つ 人")
             assert (await emulator.send_text(user.user_id, "届いていますか")).status == 200
-            redis.start()
+            await asyncio.to_thread(redis.start)
 
             async def healthy() -> bool:
                 return (await _health(server))[0] == 200
