@@ -15,18 +15,20 @@ import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
 
-from kizuna.flows import all_commands, all_flows
+from kizuna.flows import all_commands, all_flows, support
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
 from kizuna.flows.services import Services
+from kizuna.flows.support import SupportDesk
 from kizuna.handlers import Router, build_router
+from kizuna.storage.broadcast import Broadcaster, InProcessBroadcaster, RedisBroadcaster
 from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
 from . import api, api_coupons, webhook
 from .ingest import EventIngest
-from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
+from .keys import BROADCASTER, ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, SUPPORT, WORKER
 from .line import LineClient
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -42,7 +44,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ROUTER] = router or build_router()
-    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _ingest])
+    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _broadcaster, _ingest, _support])
     if settings.embedded if run_worker is None else run_worker:
         app.cleanup_ctx.append(_worker)
     app.add_routes(webhook.routes)
@@ -120,6 +122,27 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
+    broadcaster = live_updates(app[SETTINGS], app.get(REDIS))
+    app[BROADCASTER] = broadcaster
+    yield
+    if isinstance(broadcaster, RedisBroadcaster):
+        await broadcaster.close()
+
+
+def live_updates(settings: Settings, redis: Redis | None) -> Broadcaster:
+    """Redis pub/sub between processes in production; in-process in embedded mode."""
+    return RedisBroadcaster(redis, settings.redis_prefix) if redis is not None else InProcessBroadcaster()
+
+
+async def _support(app: web.Application) -> AsyncIterator[None]:
+    # Staff replies are sent by this process right after their commit (the sweeper of
+    # any worker resends them if it dies first).
+    sender = delivery_sender(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE])
+    app[SUPPORT] = SupportDesk(app[SESSIONS], send=sender.send, publish=app[BROADCASTER].publish)
+    yield
+
+
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     ingest = EventIngest(app[ENGINE], app[QUEUE])
     app[INGEST] = ingest
@@ -130,7 +153,9 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = build_worker(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], router=app[ROUTER])
+    worker = build_worker(
+        app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], publish=app[BROADCASTER].publish, router=app[ROUTER]
+    )
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="kizuna-worker")
     yield
@@ -152,15 +177,19 @@ def build_services(settings: Settings) -> Services:
     # One inquiry answerer per process: it holds the FAQ index, built on first use and
     # rebuilt when the stored FAQ revision moves; it also answers questions mid-flow.
     inquiries = InquiryService()
-    flows = FlowEngine(all_flows(), commands=all_commands(), side_answerer=inquiries.side_answer)
+    flows = FlowEngine(all_flows(), commands=all_commands(), side_answerer=inquiries.side_answer, handoff=support.handoff)
     return Services(flows=flows, public_url=settings.base_url, inquiries=inquiries)
 
 
-def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:
-    sender = DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
+def delivery_sender(settings: Settings, *, sessions, line: LineClient) -> DeliverySender:
+    return DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
+
+
+def build_worker(settings: Settings, *, sessions, line: LineClient, queue, publish, router: Router | None = None) -> Worker:
+    sender = delivery_sender(settings, sessions=sessions, line=line)
     processor = EventProcessor(
         sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
-        sender=sender, max_attempts=settings.max_event_attempts,
+        sender=sender, publish=publish, max_attempts=settings.max_event_attempts,
     )
     return Worker(
         queue=queue, processor=processor, sender=sender, sessions=sessions,

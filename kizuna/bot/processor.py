@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -48,6 +49,7 @@ class EventProcessor:
         router: Router,
         services: Services,
         sender: DeliverySender,
+        publish: Callable[[dict], Awaitable[None]] | None = None,
         max_attempts: int = 3,
         loading_delay: float = 0.5,
         retry_backoff: float = 0.2,
@@ -57,6 +59,7 @@ class EventProcessor:
         self.router = router
         self.services = services
         self.sender = sender
+        self.publish = publish
         self.max_attempts = max_attempts
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
@@ -101,7 +104,7 @@ class EventProcessor:
             log.error("event %s parked: its attempts never finished", row.webhook_event_id)
             return
         try:
-            delivery_ids = await self._handle(row, attempt)
+            delivery_ids, updates = await self._handle(row, attempt)
         except events.Superseded:
             raise
         except Exception as exc:
@@ -123,6 +126,9 @@ class EventProcessor:
             return
         for delivery_id in delivery_ids:
             await self.sender.send(delivery_id)
+        if self.publish is not None:
+            for update in updates:
+                await self.publish(update)
 
     async def _still_claimed(self, event_id: int, attempt: int) -> bool:
         async with self.sessions() as session:
@@ -146,7 +152,8 @@ class EventProcessor:
                 self._cut_short.append((event_id, attempt))  # the database is still away
                 raise
 
-    async def _handle(self, row: InboundEvent, attempt: int) -> list[int]:
+    async def _handle(self, row: InboundEvent, attempt: int) -> tuple[list[int], list[dict]]:
+        """Runs the handlers and commits; the deliveries to send and the live updates to publish."""
         payload = row.payload
         user_id = row.line_user_id
         profile = await self._profile_if_needed(row) if user_id else None
@@ -182,7 +189,7 @@ class EventProcessor:
                     delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
                 delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
             await events.mark_done(session, row.id, attempt)
-        return delivery_ids
+        return delivery_ids, ctx.updates
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
         if not (user_id and ctx.event_type == "message"):

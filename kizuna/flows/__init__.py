@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import coupons
+from . import coupons, support
 from .engine import Command, Flow
 
 
@@ -17,4 +17,4 @@ def all_commands() -> list[Command]:
     """Every one-shot command (keyword or rich-menu tap without a conversation)."""
     from .registration import COMMANDS as registration_commands
 
-    return [coupons.command, *registration_commands]
+    return [coupons.command, support.CSAT, *registration_commands]

@@ -67,6 +67,12 @@ class SideAnswerer(Protocol):
     async def __call__(self, ctx: "FlowContext", text: str) -> list[dict] | None: ...
 
 
+class Handoff(Protocol):
+    """Hands the customer to a person (flows/support.py), whoever asks for it."""
+
+    async def __call__(self, ctx: "FlowContext", *, reason: str) -> Any: ...
+
+
 @dataclass
 class FlowContext:
     session: Any
@@ -77,6 +83,9 @@ class FlowContext:
     # Work on LINE's side that follows from this event (e.g. switch the rich menu),
     # run by the processor after the event's transaction commits.
     effects: list[dict] = field(default_factory=list)
+    # Live updates for watching staff (a handoff, a message in a conversation), published
+    # by the processor after the commit.
+    updates: list[dict] = field(default_factory=list)
 
     @property
     def locale(self) -> str:
@@ -97,6 +106,9 @@ class FlowContext:
 
     def after_commit(self, effect: dict) -> None:
         self.effects.append(effect)
+
+    def publish(self, update: dict) -> None:
+        self.updates.append(update)
 
     async def record(self, kind: str, payload: dict | None = None, text: str | None = None) -> None:
         """A system row on the customer's timeline (flow started, registered, ...)."""
@@ -213,8 +225,12 @@ HANDOFF_WORDS = Keyword("担当者", "担当者と話したい", "オペレー�
 
 
 class FlowEngine:
-    def __init__(self, flows: Iterable[Flow], *, commands: Iterable[Command] = (), side_answerer: SideAnswerer | None = None) -> None:
+    def __init__(
+        self, flows: Iterable[Flow], *, commands: Iterable[Command] = (), side_answerer: SideAnswerer | None = None,
+        handoff: Handoff | None = None,
+    ) -> None:
         flows = list(flows)
+        self.handoff = handoff
         self.flows = {flow.name: flow for flow in flows}
         if len(self.flows) != len(flows):
             raise FlowDeclarationError(f"flow names must be unique: {sorted(flow.name for flow in flows)}")
@@ -259,8 +275,11 @@ class FlowEngine:
             return True
         if HANDOFF_WORDS.matches(event) or event.action.get("action") == "handoff":
             await flow_states.clear(ctx.session, ctx.customer.id)
-            await ctx.record("handoff.requested", {"flow": flow.name, "state": state.id})
-            await ctx.reply_text("handoff_requested")
+            await ctx.record("flow.handed_off", {"flow": flow.name, "state": state.id})
+            if self.handoff is not None:
+                await self.handoff(ctx, reason="keyword" if event.kind == "text" else "button")
+            else:
+                await ctx.reply_text("handoff_requested")
             return True
 
         # A deep copy: the loaded row keeps its value, so nested changes are written too

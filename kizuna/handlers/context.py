@@ -30,6 +30,7 @@ class HandlerContext:
     services: Services
     replies: list[dict] = field(default_factory=list)
     effects: list[dict] = field(default_factory=list)
+    updates: list[dict] = field(default_factory=list)
 
     @property
     def locale(self) -> str:
@@ -49,5 +50,6 @@ class HandlerContext:
         """The same event seen by a flow: replies collected in the same list."""
         assert self.customer is not None
         return FlowContext(
-            session=self.session, customer=self.customer, now=utcnow(), replies=self.replies, services=self.services, effects=self.effects
+            session=self.session, customer=self.customer, now=utcnow(), replies=self.replies, services=self.services, effects=self.effects,
+            updates=self.updates,
         )

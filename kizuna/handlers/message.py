@@ -1,10 +1,12 @@
-"""Messages from a customer in a one-to-one chat: an active flow first, then the
-inquiry answerer (FAQ), else a receipt that never echoes the customer's text."""
+"""Messages from a customer in a one-to-one chat: silence while a person owns the
+customer's conversation, else an active flow first, then the inquiry answerer (FAQ),
+else a receipt that never echoes the customer's text."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from kizuna.flows import support
 from kizuna.flows.engine import Input
 
 from .context import HandlerContext
@@ -21,6 +23,10 @@ def one_to_one(event: Any, ctx: HandlerContext) -> bool:
 async def on_text(event: Any, ctx: HandlerContext) -> None:
     text = ctx.payload["message"].get("text", "")
     flow_ctx = ctx.flow_context()
+    conversation = await support.owned_by_person(flow_ctx)
+    if conversation is not None:  # a person answers: the bot stays silent
+        await support.customer_message(flow_ctx, conversation, Input("text", text=text))
+        return
     if await ctx.services.flows.handle(flow_ctx, Input("text", text=text)):
         return
     if ctx.services.inquiries is not None and await ctx.services.inquiries.answer(flow_ctx, text):
@@ -31,6 +37,11 @@ async def on_text(event: Any, ctx: HandlerContext) -> None:
 @router.on("message", when=one_to_one)
 async def on_other_message(event: Any, ctx: HandlerContext) -> None:
     """Stickers, images, ...: a flow in progress asks its question again."""
-    if await ctx.services.flows.handle(ctx.flow_context(), Input("other")):
+    flow_ctx = ctx.flow_context()
+    conversation = await support.owned_by_person(flow_ctx)
+    if conversation is not None:
+        await support.customer_message(flow_ctx, conversation, Input("other"))
+        return
+    if await ctx.services.flows.handle(flow_ctx, Input("other")):
         return
     await ctx.reply_text("received")

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 RELOAD = {"type": "reload"}
 # Updates a slow subscriber may have waiting before it is told to reload instead.
 SUBSCRIBER_BACKLOG = 256
+# How long a new subscriber waits for the process's Redis subscription to be in place.
+SUBSCRIBE_WAIT_SECONDS = 2.0
 
 
 class Broadcaster(Protocol):
@@ -89,6 +91,7 @@ class RedisBroadcaster:
         self.health = health or Dependency("Redis")
         self._local = InProcessBroadcaster()
         self._listening: asyncio.Task | None = None
+        self._subscribed = asyncio.Event()
 
     async def publish(self, update: dict) -> None:
         if not self.health.should_try():
@@ -108,6 +111,13 @@ class RedisBroadcaster:
         if self._listening is None:
             self._listening = asyncio.create_task(self._listen(), name="kizuna-live-updates")
         async with self._local.subscribe() as updates:
+            # From here on nothing published is missed (unless Redis is down: then the
+            # subscriber gets a reload notice when it is back).
+            try:
+                async with asyncio.timeout(SUBSCRIBE_WAIT_SECONDS):
+                    await self._subscribed.wait()
+            except TimeoutError:
+                pass
             yield updates
 
     async def close(self) -> None:
@@ -123,6 +133,7 @@ class RedisBroadcaster:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
+                self._subscribed.set()
                 self.health.succeeded()
                 if missed:
                     await self._local.publish(RELOAD)
@@ -136,6 +147,7 @@ class RedisBroadcaster:
                         continue
                     await self._local.publish(update)
             except (RedisError, OSError) as error:
+                self._subscribed.clear()
                 self.health.failed(error)
                 missed = True
                 await asyncio.sleep(self.health.backoff())

@@ -27,3 +27,9 @@ async def latest(
     if before_id is not None:
         statement = statement.where(Interaction.id < before_id)
     return list((await session.execute(statement)).scalars())
+
+
+async def of_delivery(session: AsyncSession, delivery_id: int) -> list[Interaction]:
+    """The timeline rows of one outbound delivery (one per message)."""
+    statement = sa.select(Interaction).where(Interaction.delivery_id == delivery_id).order_by(Interaction.id)
+    return list((await session.execute(statement)).scalars())

@@ -459,3 +459,72 @@ class KeywordRuleRead(KeywordRuleBase):
     id: int
     created_at: datetime
     updated_at: datetime
+
+
+# -- support conversations (issue 13) ----------------------------------------------------------
+
+from enum import StrEnum  # noqa: E402  (kept with the conversation classes: this section is appended)
+
+
+class ConversationStatus(StrEnum):
+    PENDING = "pending"  # waiting for a person
+    OPEN = "open"  # a person owns it
+    RESOLVED = "resolved"  # handed back to the bot
+
+
+class ConversationPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Conversation(SQLModel, table=True):
+    """A support thread (Chatwoot's word): from a handoff until a person resolves it; a
+    later handoff reopens it (or opens a new one after a gap). While it is pending or
+    open the bot stays silent to free text. Its messages are the customer's timeline
+    from `created_at` on (those written between a resolve and a reopen included), plus
+    staff's private notes."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('pending', 'open', 'resolved')", name="ck_conversations_status"),
+        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="ck_conversations_priority"),
+        sa.CheckConstraint("csat_score IS NULL OR csat_score BETWEEN 1 AND 5", name="ck_conversations_csat_score"),
+        # At most one conversation a person owns or must take, per customer.
+        sa.Index(
+            "ux_conversations_active_customer", "customer_id", unique=True,
+            sqlite_where=sa.text("status != 'resolved'"), postgresql_where=sa.text("status != 'resolved'"),
+        ),
+        # The inbox: by status, longest waiting first.
+        sa.Index("ix_conversations_status_waiting", "status", "waiting_since"),
+        sa.Index("ix_conversations_customer_id", "customer_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id")
+    status: str = Field(default=ConversationStatus.PENDING, max_length=16)
+    assignee_id: int | None = None  # the staff member who owns it
+    priority: str = Field(default=ConversationPriority.NORMAL, max_length=8)
+    labels: list = Field(default_factory=list, sa_type=JSONType)
+    # How it (last) began: keyword | button | complaint | unanswered | staff
+    reason: str = Field(max_length=16)
+    created_at: datetime = _created_at()
+    # Since when the customer has been waiting for a person (set at each handoff).
+    waiting_since: datetime = _created_at()
+    first_response_at: datetime | None = _optional_time()
+    resolved_at: datetime | None = _optional_time()
+    csat_score: int | None = None
+    csat_at: datetime | None = _optional_time()
+
+
+class ConversationNote(SQLModel, table=True):
+    """Staff's private note on a conversation: never sent, never on the customer's timeline."""
+
+    __tablename__ = "conversation_notes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversations.id", index=True)
+    author_id: int | None = None  # the staff member
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime = _created_at()

@@ -162,13 +162,14 @@ async def test_feedback_is_recorded_and_no_offers_a_person(shop):
     [handoff] = quick_actions(sorry)
     assert (handoff["label"], data_of(handoff)) == (HANDOFF, {"action": "handoff"})
     [connected] = await chat.tap(handoff)
-    assert connected["text"] == "担当者におつなぎします。順番にご案内しますので、このままお待ちください。"
+    assert connected["text"] == "担当者におつなぎします。順番にご返信しますので、このままお待ちください。"
 
     feedback = await sys_rows(shop, chat.user_id, "inquiry.feedback")
     assert [row["payload"] for row in feedback] == [{"faq_id": "receipt", "value": "yes"},
                                                    {"faq_id": "point_expiry", "value": "no"}]
-    [requested] = await sys_rows(shop, chat.user_id, "handoff.")
-    assert requested["kind"] == "handoff.requested" and requested["payload"] == {"via": "button"}
+    [requested] = await sys_rows(shop, chat.user_id, "conversation.")
+    assert requested["kind"] == "conversation.bot_handoff"
+    assert {key: requested["payload"][key] for key in ("reason", "how")} == {"reason": "button", "how": "opened"}
 
 
 async def test_a_vague_question_offers_choices_and_a_tap_answers_it(shop):
@@ -218,8 +219,8 @@ async def test_handoff_words_and_the_inquiry_menu(shop):
     assert [a["label"] for a in quick_actions(prompt)] == [HANDOFF]
     [connected] = await chat.say("担当者")
     assert connected["text"].startswith("担当者におつなぎします")
-    [row] = await sys_rows(shop, chat.user_id, "handoff.")
-    assert row["payload"] == {"via": "keyword"}
+    [row] = await sys_rows(shop, chat.user_id, "conversation.")
+    assert row["payload"]["reason"] == "keyword"
 
 
 async def test_without_an_faq_the_bot_sends_its_plain_receipt(kizuna):
@@ -354,42 +355,34 @@ async def test_bad_keyword_rules_are_refused(kizuna):
 WEEKDAYS_10_TO_19 = {day: [["10:00", "19:00"]] for day in ("mon", "tue", "wed", "thu", "fri")}
 
 
-async def test_outside_business_hours_the_offer_says_when_a_person_replies(shop):
+async def test_outside_business_hours_the_handoff_says_when_a_person_replies(shop):
     status, hours = await shop.api("PUT", "/api/v1/business-hours", json={
         "weekly": {**WEEKDAYS_10_TO_19, "sat": [["10:00", "13:00"], ["14:00", "17:00"]]}, "holidays": ["2026-12-07"]})
     assert status == 200, hours
     assert hours["configured"] and hours["timezone"] == "Asia/Tokyo" and hours["weekly"]["sun"] == []
     services = services_of(shop.server)
-    chat = Chat(shop.emulator)
 
-    def at(*args) -> None:
-        moment = datetime(*args, tzinfo=JST)
-        services.clock = lambda: moment
+    async def handoff_at(*moment) -> tuple[dict, dict]:
+        """A new customer asks a question the FAQ cannot answer, then taps 担当者と話す."""
+        services.clock = lambda: datetime(*moment, tzinfo=JST)
+        chat = Chat(shop.emulator)
+        [offer] = await chat.say("株価はどうなりますか")
+        [connected] = await chat.tap(quick_actions(offer)[0])
+        return offer, connected
 
-    at(2026, 12, 5, 18, 30)  # Saturday evening; Sunday closed, Monday a holiday
-    [reply] = await chat.say("おすすめの映画を教えて")
-    assert reply["text"].endswith("\n営業時間外のため、翌営業日 12月8日(火) 10:00 以降に担当者よりご連絡します。")
-    [connected] = await chat.tap(quick_actions(reply)[0])
-    assert connected["text"] == ("担当者へのご連絡を承りました。\n"
-                                 "営業時間外のため、翌営業日 12月8日(火) 10:00 以降に担当者よりご連絡します。")
-
-    at(2026, 12, 8, 7, 5)  # Tuesday before opening
-    [reply] = await chat.say("株価はどうなりますか")
-    assert reply["text"].endswith("\n営業時間外のため、本日 10:00 以降に担当者よりご連絡します。")
-
-    at(2026, 12, 5, 13, 30)  # Saturday lunch break
-    assert (await chat.say("株価はどうなりますか"))[0]["text"].endswith("本日 14:00 以降に担当者よりご連絡します。")
-
-    at(2026, 12, 8, 10, 0)  # open: no note
-    [reply] = await chat.say("株価はどうなりますか")
-    assert "営業時間外" not in reply["text"]
-    [connected] = await chat.tap(quick_actions(reply)[0])
-    assert connected["text"].startswith("担当者におつなぎします")
-
-    # cleared: always open again
+    # Saturday evening; Sunday closed, Monday a holiday. The offer promises nothing: only
+    # the handoff says when a person will answer.
+    offer, connected = await handoff_at(2026, 12, 5, 18, 30)
+    assert "営業時間外" not in offer["text"]
+    assert connected["text"] == "ただいま営業時間外です。翌営業日 12月8日(火) 10:00以降、担当者から順番にご返信します。"
+    # Tuesday before opening; Saturday lunch break.
+    assert (await handoff_at(2026, 12, 8, 7, 5))[1]["text"] == "ただいま営業時間外です。本日 10:00以降、担当者から順番にご返信します。"
+    assert "本日 14:00以降" in (await handoff_at(2026, 12, 5, 13, 30))[1]["text"]
+    # Open: a person answers now.
+    assert (await handoff_at(2026, 12, 8, 10, 0))[1]["text"].startswith("担当者におつなぎします")
+    # Hours cleared: always open again.
     assert (await shop.api("PUT", "/api/v1/business-hours", json={"weekly": None}))[1]["configured"] is False
-    at(2026, 12, 6, 3, 0)
-    assert "営業時間外" not in (await chat.say("株価はどうなりますか"))[0]["text"]
+    assert (await handoff_at(2026, 12, 6, 3, 0))[1]["text"].startswith("担当者におつなぎします")
 
 
 BAD_HOURS = [

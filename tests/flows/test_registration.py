@@ -14,7 +14,7 @@ from kizuna.bot import richmenu
 from kizuna.bot.keys import LINE, REDIS, SESSIONS
 from kizuna.flows import all_flows
 from kizuna.handlers import Router, build_router
-from kizuna.storage import coupons, customers, flow_states, interactions
+from kizuna.storage import conversations, coupons, customers, flow_states, interactions
 from kizuna.storage.db import transaction
 from kizuna.storage.models import CouponGrant, Customer, FlowState, Interaction
 from kizuna.storage.types import utcnow
@@ -409,6 +409,7 @@ async def test_cancel_handoff_timeout_and_stickers_work_in_every_state(kizuna):
         [handoff] = await chat.say("担当者")
         assert handoff["text"].startswith("担当者におつなぎします"), state
         assert await flow_row(kizuna, chat.user_id) is None
+        await _resolve_conversation(kizuna, customer.id)  # staff hand the customer back to the bot
 
         await _put_in_state(kizuna, customer.id, state, expires_at=utcnow() - timedelta(seconds=1))
         messages = await chat.sticker(expect=2)
@@ -419,8 +420,14 @@ async def test_cancel_handoff_timeout_and_stickers_work_in_every_state(kizuna):
         rows = (await session.execute(
             sa.select(Interaction.kind, Interaction.payload).where(Interaction.customer_id == customer.id, Interaction.direction == "sys").order_by(Interaction.id)
         )).all()
-    for kind in ("flow.cancelled", "handoff.requested", "flow.timed_out"):
+    for kind in ("flow.cancelled", "flow.handed_off", "flow.timed_out"):
         assert [payload["state"] for row_kind, payload in rows if row_kind == kind] == states, kind
+
+
+async def _resolve_conversation(kizuna, customer_id: int) -> None:
+    async with transaction(kizuna.sessions) as session:
+        conversation = await conversations.active_for(session, customer_id)
+        await conversations.resolve(session, conversation.id, utcnow())
 
 
 async def test_cancel_and_handoff_mid_conversation(kizuna):
@@ -435,8 +442,10 @@ async def test_cancel_and_handoff_mid_conversation(kizuna):
     [handoff] = await chat.say("担当者と話したい")
     assert handoff["text"].startswith("担当者におつなぎします")
     timeline = await kizuna.timeline(user.user_id)
-    [row] = [row for row in timeline if row["kind"] == "handoff.requested"]
+    [row] = [row for row in timeline if row["kind"] == "flow.handed_off"]
     assert row["payload"] == {"flow": "registration", "state": "registration.phone"}
+    [handoff_row] = [row for row in timeline if row["kind"] == "conversation.bot_handoff"]
+    assert handoff_row["payload"]["reason"] == "keyword"
     assert await flow_row(kizuna, user.user_id) is None
     assert (await customer_row(kizuna, user.user_id)).registered is False
 

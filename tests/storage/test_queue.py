@@ -47,15 +47,17 @@ async def test_a_holder_that_stops_working_loses_the_source(redis, redis_prefix)
     stuck = RedisQueue(redis, redis_prefix, lock_ttl=0.3, work_timeout=0.5)
     other = RedisQueue(redis, redis_prefix, lock_ttl=5)
     job = Job(source_key="U" + uuid.uuid4().hex)
-    taken = asyncio.Event()
+    held, taken = asyncio.Event(), asyncio.Event()
 
     async def hang_while_holding() -> None:
         async with stuck.hold(job) as lease:
+            held.set()
             await taken.wait()  # never touches the lease: no progress
             assert lease.lost
 
     holder = asyncio.create_task(hang_while_holding())
-    await asyncio.sleep(0)
+    async with asyncio.timeout(3):
+        await held.wait()
 
     async def take_over() -> None:
         while True:

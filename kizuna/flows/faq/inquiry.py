@@ -29,7 +29,7 @@ Recorded on the timeline (``sys`` rows, the customer's text in ``text``):
 ``inquiry.answered`` / ``inquiry.disambiguated`` / ``inquiry.unanswered`` /
 ``inquiry.smalltalk`` with ``{"outcome", "faq_id", "score", "candidates", "revision"}``
 (``via``: ``faq`` | ``choice`` | ``keyword_rule`` | ``flow``), ``inquiry.feedback``
-with ``{"faq_id", "value"}``, and ``handoff.requested`` with ``{"via"}``.
+with ``{"faq_id", "value"}``; a handoff is flows/support.py's (``conversation.bot_handoff``).
 
 Process-wide state (one ``InquiryService`` per worker process, in ``Services``): the
 matcher over the enabled entries, the compiled keyword rules, and the revisions they
@@ -54,9 +54,9 @@ from kizuna.storage import faq as faq_store
 from kizuna.storage import texts
 from kizuna.storage.types import utcnow
 
+from .. import support
 from ..engine import HANDOFF_WORDS, FlowContext, Input
 from .analysis import get_analyzer
-from .hours import HoursInvalid, describe_when, parse_schedule
 from .matching import FaqDoc, FaqMatcher, MatchResult, MatchThresholds
 from .rules import CompiledRule, compile_rule, first_match
 
@@ -98,18 +98,6 @@ texts.register({
         "en": "Sorry, that answer is no longer available.",
     },
     "inquiry_handoff_label": {"ja": "担当者と話す", "en": "Talk to staff"},
-    "inquiry_out_of_hours": {
-        "ja": "営業時間外のため、{when} 以降に担当者よりご連絡します。",
-        "en": "We're outside business hours; a staff member will reply {when} or later.",
-    },
-    "inquiry_out_of_hours_later": {
-        "ja": "営業時間外のため、次の営業日に担当者よりご連絡します。",
-        "en": "We're outside business hours; a staff member will reply on our next business day.",
-    },
-    "inquiry_handoff_closed": {
-        "ja": "担当者へのご連絡を承りました。",
-        "en": "We've passed your request to our staff.",
-    },
 })
 
 
@@ -253,7 +241,7 @@ class InquiryService:
             await ctx.reply_text("inquiry_smalltalk")
         else:
             await ctx.record("inquiry.unanswered", payload, text=text)
-            await self._offer_handoff(ctx, "inquiry_unanswered", settings)
+            await self._offer_handoff(ctx, "inquiry_unanswered")
         return True
 
     async def _apply_rule(self, ctx: FlowContext, rule: CompiledRule, text: str) -> bool:
@@ -304,7 +292,7 @@ class InquiryService:
             entry = await faq_store.get_entry(ctx.session, data.get("faq", ""))
             if entry is None or not entry.enabled:
                 await ctx.record("inquiry.unanswered", {"outcome": "gone", "faq_id": data.get("faq"), "via": "choice"})
-                await self._offer_handoff(ctx, "inquiry_faq_gone", await faq_store.read_settings(ctx.session))
+                await self._offer_handoff(ctx, "inquiry_faq_gone")
             else:
                 await ctx.record("inquiry.answered", {"outcome": "answer", "faq_id": entry.id, "via": "choice"}, text=entry.question)
                 await self._reply_answer(ctx, _Entry(entry.id, entry.question, entry.answer))
@@ -323,16 +311,11 @@ class InquiryService:
         if value == "yes":
             await ctx.reply_text("inquiry_feedback_thanks")
         else:
-            await self._offer_handoff(ctx, "inquiry_feedback_sorry", await faq_store.read_settings(ctx.session))
+            await self._offer_handoff(ctx, "inquiry_feedback_sorry")
 
     async def handoff(self, ctx: FlowContext, *, via: str) -> None:
         """The customer asked for a person (outside a flow; the engine handles it inside)."""
-        await ctx.record("handoff.requested", {"via": via})
-        note = await self._closed_note(ctx, await faq_store.read_settings(ctx.session))
-        if note is None:
-            await ctx.reply_text("handoff_requested")
-        else:
-            ctx.reply({"type": "text", "text": f"{await ctx.text('inquiry_handoff_closed')}\n{note}"})
+        await support.handoff(ctx, reason=via)
 
     # -- replies ------------------------------------------------------------------------------
 
@@ -357,29 +340,11 @@ class InquiryService:
         label = await ctx.text("inquiry_handoff_label")
         return _postback(label, {"action": "handoff"}, label)
 
-    async def _offer_handoff(self, ctx: FlowContext, key: str, settings: faq_store.Settings) -> None:
+    async def _offer_handoff(self, ctx: FlowContext, key: str) -> None:
+        """An apology with 「担当者と話す」 (when the shop is closed, the handoff itself says
+        when a person will answer: nothing is promised before the customer asks)."""
         text = await ctx.text(key)
-        note = await self._closed_note(ctx, settings)
-        if note is not None:
-            text = f"{text}\n{note}"
         ctx.reply({"type": "text", "text": text, "quickReply": {"items": [await self._handoff_item(ctx)]}})
-
-    async def _closed_note(self, ctx: FlowContext, settings: faq_store.Settings) -> str | None:
-        """「営業時間外のため、…以降に担当者よりご連絡します。」 when the shop is closed now."""
-        if settings.weekly_hours is None:
-            return None
-        try:
-            schedule = parse_schedule(settings.weekly_hours, settings.holidays, await faq_store.shop_timezone(ctx.session))
-        except HoursInvalid:
-            log.warning("stored business hours are invalid; treated as always open")
-            return None
-        now = _now(ctx)
-        if schedule is None or schedule.is_open(now):
-            return None
-        opening = schedule.next_opening(now)
-        if opening is None:
-            return await ctx.text("inquiry_out_of_hours_later")
-        return await ctx.text("inquiry_out_of_hours", when=describe_when(opening, now, ctx.locale))
 
 
 def _now(ctx: FlowContext) -> datetime:

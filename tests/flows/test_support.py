@@ -1,0 +1,141 @@
+"""A customer handed to a person: one handoff, the bot silent while a person owns the
+conversation, staff's actions (take, reply, note, resolve with CSAT), reopening, and the
+live updates a console listens to. Real HTTP through the emulator; staff act through the
+same SupportDesk the API and the console use."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from kizuna.bot.keys import BROADCASTER, SUPPORT
+from kizuna.flows.support import SupportError
+from kizuna.storage import conversations
+from kizuna.storage.models import Conversation, InboundEvent
+from tests.conftest import eventually
+from tests.flows.test_registration import Chat
+
+STAFF, OTHER_STAFF = 1, 2
+
+
+async def _active(kizuna, user_id: str) -> Conversation | None:
+    customer_id = await kizuna.customer_id(user_id)
+    async with kizuna.sessions() as session:
+        return await conversations.active_for(session, customer_id)
+
+
+async def _processed(kizuna, count: int) -> bool:
+    async with kizuna.sessions() as session:
+        done = (await session.execute(sa.select(sa.func.count()).where(InboundEvent.status == "done"))).scalar_one()
+    return done >= count
+
+
+async def _silently(kizuna, chat: Chat, text: str) -> None:
+    """Send `text` and wait until it is processed; the bot must not have answered."""
+    before = len(kizuna.emulator.messages_to(chat.user_id))
+    async with kizuna.sessions() as session:
+        done = (await session.execute(sa.select(sa.func.count()).where(InboundEvent.status == "done"))).scalar_one()
+    assert (await kizuna.emulator.send_text(chat.user_id, text)).status == 200
+    await eventually(lambda: _processed(kizuna, done + 1), what=f"{text!r} to be processed")
+    assert len(kizuna.emulator.messages_to(chat.user_id)) == before, f"the bot answered {text!r}"
+
+
+async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
+    user = kizuna.emulator.add_user(display_name="相談 花子")
+    chat = Chat(kizuna.emulator, user.user_id)
+    desk = kizuna.server.app[SUPPORT]
+
+    [connected] = await chat.say("担当者")
+    assert connected["text"] == "担当者におつなぎします。順番にご返信しますので、このままお待ちください。"
+    conversation = await _active(kizuna, user.user_id)
+    assert (conversation.status, conversation.reason) == ("pending", "keyword")
+
+    # Free text goes to the person, not to the bot (the defect: an FAQ choice list, then
+    # 「担当者におつなぎしましょうか?」).
+    await _silently(kizuna, chat, "注文番号12345の件で相談したいです")
+    await _silently(kizuna, chat, "まだですか?")
+    [again] = await chat.say("担当者")
+    assert again["text"].startswith("担当者からのご返信をお待ちください")
+
+    taken = await desk.take(conversation.id, STAFF)
+    assert (taken.status, taken.assignee_id) == ("open", STAFF)
+    await desk.reply(conversation.id, STAFF, "お待たせしました。ご注文を確認いたします。")
+    reply = (await kizuna.emulator.wait_for_messages(user.user_id, 3))[-1]
+    assert (reply.via, reply.message["text"]) == ("push", "お待たせしました。ご注文を確認いたします。")
+    assert reply.retry_key  # a push with a retry key, through the outbox
+    await desk.note(conversation.id, STAFF, "在庫を倉庫に確認中")  # internal: never sent
+    assert len(kizuna.emulator.messages_to(user.user_id)) == 3
+
+    async with kizuna.sessions() as session:
+        stored = await conversations.get(session, conversation.id)
+        shown = await conversations.messages(session, stored)
+    assert stored.first_response_at is not None
+    texts = [getattr(item, "text", None) for item in shown]
+    for text in ("注文番号12345の件で相談したいです", "まだですか?", "お待たせしました。ご注文を確認いたします。", "在庫を倉庫に確認中"):
+        assert text in texts
+
+    await desk.resolve(conversation.id, STAFF, ask_csat=True)
+    csat = (await kizuna.emulator.wait_for_messages(user.user_id, 4))[-1].message
+    assert csat["text"].startswith("今回の対応はいかがでしたか")
+    options = csat["quickReply"]["items"]
+    assert [item["action"]["label"] for item in options] == ["5", "4", "3", "2", "1"]
+    [thanks] = await chat.tap(options[1]["action"]["data"])
+    assert thanks["text"].startswith("ご評価ありがとうございました")
+    async with kizuna.sessions() as session:
+        rated = await conversations.get(session, conversation.id)
+    assert (rated.status, rated.csat_score) == ("resolved", 4)
+
+    # Handed back: the bot answers again.
+    [answer] = await chat.say("まだですか?")
+    assert answer["text"]
+
+
+async def test_two_staff_taking_one_conversation_exactly_one_wins(kizuna):
+    user = kizuna.emulator.add_user(display_name="競争 太郎")
+    chat = Chat(kizuna.emulator, user.user_id)
+    await chat.say("担当者")
+    conversation = await _active(kizuna, user.user_id)
+    desk = kizuna.server.app[SUPPORT]
+
+    results = await asyncio.gather(desk.take(conversation.id, STAFF), desk.take(conversation.id, OTHER_STAFF), return_exceptions=True)
+    winners = [result for result in results if isinstance(result, Conversation)]
+    losers = [result for result in results if isinstance(result, SupportError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].code == "already_taken"
+    assert (await _active(kizuna, user.user_id)).assignee_id == winners[0].assignee_id
+
+
+async def test_the_customer_goes_back_to_the_bot_and_a_later_handoff_reopens(kizuna):
+    user = kizuna.emulator.add_user(display_name="戻る 次郎")
+    chat = Chat(kizuna.emulator, user.user_id)
+    await chat.say("担当者")
+    first = await _active(kizuna, user.user_id)
+    [back] = await chat.say("ボットに戻る")
+    assert back["text"].startswith("自動応答に戻りました")
+    assert await _active(kizuna, user.user_id) is None
+
+    [answer] = await chat.say("営業時間を知りたい")  # the bot answers again
+    [connected] = await chat.say("担当者")
+    assert connected["text"].startswith("担当者におつなぎします")
+    reopened = await _active(kizuna, user.user_id)
+    assert reopened.id == first.id and reopened.status == "pending"
+    async with kizuna.sessions() as session:
+        shown = [getattr(item, "text", None) for item in await conversations.messages(session, reopened)]
+    assert "営業時間を知りたい" in shown  # written between resolve and reopen: shown when it reopens
+
+
+async def test_a_handoff_and_a_message_reach_a_listening_console(kizuna):
+    user = kizuna.emulator.add_user(display_name="見守り 三郎")
+    chat = Chat(kizuna.emulator, user.user_id)
+    broadcaster = kizuna.server.app[BROADCASTER]
+    async with broadcaster.subscribe() as updates:
+        await chat.say("担当者")
+        async with asyncio.timeout(5):
+            update = await anext(updates)
+        customer_id = await kizuna.customer_id(user.user_id)
+        assert update["type"] == "conversation" and update["customer_id"] == customer_id and update["status"] == "pending"
+        assert (await kizuna.emulator.send_text(user.user_id, "まだですか")).status == 200
+        async with asyncio.timeout(5):
+            message = await anext(updates)
+        assert message["type"] == "message" and message["conversation_id"] == update["conversation_id"]
