@@ -29,13 +29,14 @@ from pydantic_core import to_jsonable_python
 from kizuna.storage import customers, events, interactions, texts, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.models import ApiToken, Customer, CustomerRead, InboundEvent, Interaction, InteractionRead
+from kizuna.storage.roles import STAFF_ROLES, TOKEN_ROLES
 from kizuna.storage.queue import QueueUnavailable
 
 from .keys import QUEUE, SESSIONS
 
 PREFIX = "/api/v1"
-ALL_ROLES = tokens.ROLES
-READ_CUSTOMERS = ("admin", "marketer", "staff")
+ALL_ROLES = TOKEN_ROLES
+READ_CUSTOMERS = STAFF_ROLES
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 TOKEN = web.RequestKey("api_token", ApiToken)

@@ -30,8 +30,8 @@ from .api import (
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
-READ = ("admin", "marketer", "staff")
-REDEEM = ("admin", "staff", "pos")
+READ = ("admin", "marketer", "support")
+REDEEM = ("admin", "support", "pos")
 QR_CACHE = "private, max-age=86400"
 
 

@@ -4,7 +4,7 @@ report, keyword rules, business hours and the matcher's thresholds.
 Every write bumps a revision counter in the same transaction (storage/faq.py), so each
 worker process picks the change up on its next inquiry, without a restart.
 
-Roles: admin and marketer edit; staff read. Thresholds: admin only.
+Roles: admin and marketer edit; support reads. Thresholds: admin only.
 Errors keep the API's shape, `{"error": {"code", "message"}}`, plus `field` for an
 invalid field and, for a CSV import, `errors: [{"row", "line", "field", "message"}]`
 (row 1 is the header; nothing is imported when any row is bad).
@@ -53,7 +53,7 @@ from .api import (
 from .keys import SESSIONS
 
 MANAGE = ("admin", "marketer")
-READ = ("admin", "marketer", "staff")
+READ = ("admin", "marketer", "support")
 MAX_RULES = 200
 # Postback actions of the inquiry answerer itself (kizuna/flows/faq/inquiry.py).
 INQUIRY_ACTIONS = ("handoff", "inquiry")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kizuna.storage.roles import Role
+
 from .settings import Settings, SettingsError, load_settings
 
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", default="admin", choices=("admin", "marketer", "staff", "pos"))
+    create.add_argument("--role", default=Role.ADMIN.value, choices=[role.value for role in Role])
 
     richmenu = commands.add_parser("richmenu", help="LINE rich menus")
     richmenu_commands = richmenu.add_subparsers(dest="richmenu_command", required=True)
