@@ -1,7 +1,8 @@
 """The app factory: `create_app(settings)` builds the web app for `kizuna serve`.
 
 Resources are opened and closed in cleanup_ctx, in order: database, Redis, LINE
-client, queue, then (embedded mode) the worker. Tests call this same factory.
+client, queue, the process's services (`SERVICES`: what the REST API, the console and
+the bot's flows call), then (embedded mode) the worker. Tests call this same factory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna import api
+from kizuna.appkeys import SERVICES
 from kizuna.flows import all_commands, all_flows
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
@@ -24,7 +28,7 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
-from . import api, api_coupons, webhook
+from . import webhook
 from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient
@@ -42,14 +46,14 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ROUTER] = router or build_router()
-    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _ingest])
+    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _services, _ingest])
     if settings.embedded if run_worker is None else run_worker:
         app.cleanup_ctx.append(_worker)
     app.add_routes(webhook.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
-    api.setup_api(app)
-    api_coupons.setup_coupon_routes(app)
+    api.setup(app, areas=api.AREAS)
+    app.add_routes(api.coupons.PUBLIC_ROUTES)
     if settings.emulator:
         _mount_emulator(app, settings)
     return app
@@ -120,6 +124,11 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    app[SERVICES] = build_services(app[SETTINGS], sessions=app[SESSIONS], queue=app[QUEUE])
+    yield
+
+
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
     ingest = EventIngest(app[ENGINE], app[QUEUE])
     app[INGEST] = ingest
@@ -130,7 +139,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = build_worker(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], router=app[ROUTER])
+    worker = build_worker(app[SETTINGS], services=app[SERVICES], line=app[LINE], router=app[ROUTER])
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="kizuna-worker")
     yield
@@ -148,22 +157,23 @@ async def stop_worker(worker: Worker, task: asyncio.Task, grace: float = 15.0) -
         await asyncio.gather(task, return_exceptions=True)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(settings: Settings, *, sessions: async_sessionmaker[AsyncSession], queue: WorkQueue) -> Services:
     # One inquiry answerer per process: it holds the FAQ index, built on first use and
     # rebuilt when the stored FAQ revision moves; it also answers questions mid-flow.
     inquiries = InquiryService()
     flows = FlowEngine(all_flows(), commands=all_commands(), side_answerer=inquiries.side_answer)
-    return Services(flows=flows, public_url=settings.base_url, inquiries=inquiries)
+    return Services(flows=flows, public_url=settings.base_url, sessions=sessions, queue=queue, inquiries=inquiries)
 
 
-def build_worker(settings: Settings, *, sessions, line: LineClient, queue, router: Router | None = None) -> Worker:
+def build_worker(settings: Settings, *, services: Services, line: LineClient, router: Router | None = None) -> Worker:
+    sessions = services.sessions
     sender = DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
     processor = EventProcessor(
-        sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
+        sessions=sessions, line=line, router=router or build_router(), services=services,
         sender=sender, max_attempts=settings.max_event_attempts,
     )
     return Worker(
-        queue=queue, processor=processor, sender=sender, sessions=sessions,
+        queue=services.queue, processor=processor, sender=sender, sessions=sessions,
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
     )
 

@@ -106,12 +106,13 @@ def _worker(settings: Settings) -> int:
 async def _run_worker(settings: Settings) -> None:
     from kizuna.storage.db import create_engine, session_factory
 
-    from .app import build_worker, line_client_for, redis_client, stop_worker, work_queue
+    from .app import build_services, build_worker, line_client_for, redis_client, stop_worker, work_queue
 
     engine = create_engine(settings.database_url)
     redis = redis_client(settings)
     line = line_client_for(settings)
-    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=work_queue(settings, redis))
+    services = build_services(settings, sessions=session_factory(engine), queue=work_queue(settings, redis))
+    worker = build_worker(settings, services=services, line=line)
     task = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

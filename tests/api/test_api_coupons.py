@@ -122,7 +122,7 @@ async def test_roles(kizuna):
 
 
 def test_openapi_lists_the_coupon_endpoints():
-    from kizuna.bot.api import openapi_document
+    from kizuna.api import openapi_document
 
     paths = openapi_document()["paths"]
     assert {"post", "get"} <= set(paths["/api/v1/coupons"])
