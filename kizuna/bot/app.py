@@ -1,7 +1,8 @@
 """The app factory: `create_app(settings)` builds the web app for `kizuna serve`.
 
 Resources are opened and closed in cleanup_ctx, in order: database, Redis, LINE
-client, queue, then (embedded mode) the worker. Tests call this same factory.
+client, queue, the process's services (`SERVICES`: what the REST API, the console and
+the bot's flows call), then (embedded mode) the worker. Tests call this same factory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from datetime import timedelta
 import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna import api
+from kizuna.appkeys import SERVICES
 from kizuna.flows import all_commands, all_flows, support
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
@@ -26,9 +30,9 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
-from . import api, api_coupons, webhook
+from . import webhook
 from .ingest import EventIngest
-from .keys import BROADCASTER, ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, SUPPORT, WORKER
+from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -44,14 +48,14 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app[ROUTER] = router or build_router()
-    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _broadcaster, _ingest, _support])
+    app.cleanup_ctx.extend([_database, _redis, _line_client, _queue, _services, _ingest])
     if settings.embedded if run_worker is None else run_worker:
         app.cleanup_ctx.append(_worker)
     app.add_routes(webhook.routes)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/", index)
-    api.setup_api(app)
-    api_coupons.setup_coupon_routes(app)
+    api.setup(app, areas=api.AREAS)
+    app.add_routes(api.coupons.PUBLIC_ROUTES)
     if settings.emulator:
         _mount_emulator(app, settings)
     return app
@@ -122,9 +126,9 @@ async def _queue(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
+async def _services(app: web.Application) -> AsyncIterator[None]:
     broadcaster = live_updates(app[SETTINGS], app.get(REDIS))
-    app[BROADCASTER] = broadcaster
+    app[SERVICES] = build_services(app[SETTINGS], sessions=app[SESSIONS], queue=app[QUEUE], broadcaster=broadcaster, line=app[LINE])
     yield
     if isinstance(broadcaster, RedisBroadcaster):
         await broadcaster.close()
@@ -133,14 +137,6 @@ async def _broadcaster(app: web.Application) -> AsyncIterator[None]:
 def live_updates(settings: Settings, redis: Redis | None) -> Broadcaster:
     """Redis pub/sub between processes in production; in-process in embedded mode."""
     return RedisBroadcaster(redis, settings.redis_prefix) if redis is not None else InProcessBroadcaster()
-
-
-async def _support(app: web.Application) -> AsyncIterator[None]:
-    # Staff replies are sent by this process right after their commit (the sweeper of
-    # any worker resends them if it dies first).
-    sender = delivery_sender(app[SETTINGS], sessions=app[SESSIONS], line=app[LINE])
-    app[SUPPORT] = SupportDesk(app[SESSIONS], send=sender.send, publish=app[BROADCASTER].publish)
-    yield
 
 
 async def _ingest(app: web.Application) -> AsyncIterator[None]:
@@ -153,9 +149,7 @@ async def _ingest(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _worker(app: web.Application) -> AsyncIterator[None]:
-    worker = build_worker(
-        app[SETTINGS], sessions=app[SESSIONS], line=app[LINE], queue=app[QUEUE], publish=app[BROADCASTER].publish, router=app[ROUTER]
-    )
+    worker = build_worker(app[SETTINGS], services=app[SERVICES], line=app[LINE], router=app[ROUTER])
     app[WORKER] = worker
     task = asyncio.create_task(worker.run(), name="kizuna-worker")
     yield
@@ -173,26 +167,36 @@ async def stop_worker(worker: Worker, task: asyncio.Task, grace: float = 15.0) -
         await asyncio.gather(task, return_exceptions=True)
 
 
-def build_services(settings: Settings) -> Services:
+def build_services(
+    settings: Settings, *, sessions: async_sessionmaker[AsyncSession], queue: WorkQueue, broadcaster: Broadcaster, line: LineClient
+) -> Services:
     # One inquiry answerer per process: it holds the FAQ index, built on first use and
     # rebuilt when the stored FAQ revision moves; it also answers questions mid-flow.
     inquiries = InquiryService()
     flows = FlowEngine(all_flows(), commands=all_commands(), side_answerer=inquiries.side_answer, handoff=support.handoff)
-    return Services(flows=flows, public_url=settings.base_url, inquiries=inquiries)
+    services = Services(
+        flows=flows, public_url=settings.base_url, sessions=sessions, queue=queue, broadcaster=broadcaster, inquiries=inquiries,
+    )
+    # Staff replies are sent by this process right after their commit (the sweeper of
+    # any worker resends them if it dies first).
+    sender = delivery_sender(settings, sessions=sessions, line=line)
+    services.support = SupportDesk(sessions, send=sender.send, publish=broadcaster.publish, clock=lambda: services.clock())
+    return services
 
 
 def delivery_sender(settings: Settings, *, sessions, line: LineClient) -> DeliverySender:
     return DeliverySender(sessions=sessions, line=line, claim_timeout=timedelta(seconds=settings.delivery_claim_seconds))
 
 
-def build_worker(settings: Settings, *, sessions, line: LineClient, queue, publish, router: Router | None = None) -> Worker:
+def build_worker(settings: Settings, *, services: Services, line: LineClient, router: Router | None = None) -> Worker:
+    sessions = services.sessions
     sender = delivery_sender(settings, sessions=sessions, line=line)
     processor = EventProcessor(
-        sessions=sessions, line=line, router=router or build_router(), services=build_services(settings),
-        sender=sender, publish=publish, max_attempts=settings.max_event_attempts,
+        sessions=sessions, line=line, router=router or build_router(), services=services,
+        sender=sender, publish=services.broadcaster.publish, max_attempts=settings.max_event_attempts,
     )
     return Worker(
-        queue=queue, processor=processor, sender=sender, sessions=sessions,
+        queue=services.queue, processor=processor, sender=sender, sessions=sessions,
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
     )
 

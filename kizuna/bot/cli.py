@@ -11,6 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kizuna.storage.roles import Role
+
 from .settings import Settings, SettingsError, load_settings
 
 
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", default="admin", choices=("admin", "marketer", "staff", "pos"))
+    create.add_argument("--role", default=Role.ADMIN.value, choices=[role.value for role in Role])
 
     richmenu = commands.add_parser("richmenu", help="LINE rich menus")
     richmenu_commands = richmenu.add_subparsers(dest="richmenu_command", required=True)
@@ -104,13 +106,15 @@ def _worker(settings: Settings) -> int:
 async def _run_worker(settings: Settings) -> None:
     from kizuna.storage.db import create_engine, session_factory
 
-    from .app import build_worker, line_client_for, live_updates, redis_client, stop_worker, work_queue
+    from .app import build_services, build_worker, line_client_for, live_updates, redis_client, stop_worker, work_queue
 
     engine = create_engine(settings.database_url)
     redis = redis_client(settings)
     line = line_client_for(settings)
-    broadcaster = live_updates(settings, redis)
-    worker = build_worker(settings, sessions=session_factory(engine), line=line, queue=work_queue(settings, redis), publish=broadcaster.publish)
+    services = build_services(
+        settings, sessions=session_factory(engine), queue=work_queue(settings, redis), broadcaster=live_updates(settings, redis), line=line
+    )
+    worker = build_worker(settings, services=services, line=line)
     task = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from kizuna.storage import events
 from kizuna.storage.db import is_unavailable
 from kizuna.storage.dependency import Dependency
+from kizuna.storage.models import EventStatus
 from kizuna.storage.queue import QueueUnavailable, WorkQueue
 
 log = logging.getLogger("kizuna.ingest")
@@ -90,7 +91,7 @@ class EventIngest:
                 future.set_result([new[row["webhook_event_id"]] for row in request_rows if row["webhook_event_id"] in new])
         # Parked events (invalid on arrival) are never processed: nothing to queue. Stored is
         # what counts: if Redis is down the sweeper queues these from the database.
-        sources = dict.fromkeys(event.source_key for event in stored if event.status == "pending")
+        sources = dict.fromkeys(event.source_key for event in stored if event.status == EventStatus.PENDING)
         if sources:
             try:
                 await self.queue.put(sources)

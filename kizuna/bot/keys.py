@@ -6,9 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from kizuna.flows.support import SupportDesk
 from kizuna.handlers import Router
-from kizuna.storage.broadcast import Broadcaster
 from kizuna.storage.queue import WorkQueue
 
 from .ingest import EventIngest
@@ -25,5 +23,3 @@ LINE = web.AppKey("line", LineClient)
 WORKER = web.AppKey("worker", Worker)
 ROUTER = web.AppKey("router", Router)
 INGEST = web.AppKey("ingest", EventIngest)
-BROADCASTER = web.AppKey("broadcaster", Broadcaster)
-SUPPORT = web.AppKey("support", SupportDesk)

@@ -35,6 +35,7 @@ from linebot.v3.messaging import CreateRichMenuAliasRequest, RichMenuRequest, Up
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential_jitter
 
 from kizuna.storage.customers import Profile
+from kizuna.storage.models import DeliveryStatus
 
 log = logging.getLogger("kizuna.line")
 T = TypeVar("T")
@@ -71,7 +72,7 @@ class _Retryable(Exception):
 @dataclass(frozen=True)
 class SendResult:
     method: str  # reply | push
-    status: str  # sent | undetermined
+    status: DeliveryStatus  # sent | undetermined
     request_id: str | None = None
     note: str | None = None
 
@@ -167,19 +168,19 @@ class LineClient:
         if reply_token:
             try:
                 request_id = await self.reply(reply_token, messages)
-                return SendResult("reply", "sent", request_id)
+                return SendResult("reply", DeliveryStatus.SENT, request_id)
             except _ReplyOutcomeUnknown as unknown:
-                return SendResult("reply", "undetermined", unknown.request_id, note="reply token refused after an attempt whose outcome is unknown")
+                return SendResult("reply", DeliveryStatus.UNDETERMINED, unknown.request_id, note="reply token refused after an attempt whose outcome is unknown")
             except LineError as error:
                 if not _is_invalid_reply_token(error):
                     raise
                 if reply_tried_before:
-                    return SendResult("reply", "undetermined", error.request_id, note="reply token refused after an earlier attempt")
+                    return SendResult("reply", DeliveryStatus.UNDETERMINED, error.request_id, note="reply token refused after an earlier attempt")
                 log.info("reply token spent or expired; pushing instead to %s", to)
                 if before_push is not None:
                     await before_push()
         request_id = await self.push(to, messages, retry_key=retry_key)
-        return SendResult("push", "sent", request_id)
+        return SendResult("push", DeliveryStatus.SENT, request_id)
 
     # -- other endpoints -----------------------------------------------------
 

@@ -26,7 +26,7 @@ from kizuna.flows.services import Services
 from kizuna.handlers import HandlerContext, Router
 from kizuna.storage import customers, deliveries, events, interactions
 from kizuna.storage.db import is_unavailable, lost_connection, transaction
-from kizuna.storage.models import InboundEvent, Interaction
+from kizuna.storage.models import DeliveryKind, Direction, InboundEvent, Interaction
 from kizuna.storage.queue import Lease
 from kizuna.storage.types import utcnow
 
@@ -168,7 +168,7 @@ class EventProcessor:
                 await interactions.append(
                     session,
                     Interaction(
-                        customer_id=customer.id, direction="in", kind=kind, text=text, payload=payload,
+                        customer_id=customer.id, direction=Direction.IN, kind=kind, text=text, payload=payload,
                         sender_type="customer", sender_id=user_id, inbound_event_id=row.id,
                     ),
                 )
@@ -226,9 +226,8 @@ class EventProcessor:
     async def _create_effects(self, session: AsyncSession, row: InboundEvent, customer_id: int, effects: list[dict]) -> list[int]:
         ids = []
         for index, effect in enumerate(effects):
-            kind = effect.get("type")
             delivery = await deliveries.create_effect(
-                session, customer_id=customer_id, kind=kind, effect={k: v for k, v in effect.items() if k != "type"},
+                session, customer_id=customer_id, kind=DeliveryKind(effect["type"]), effect={k: v for k, v in effect.items() if k != "type"},
                 retry_key=deliveries.retry_key_for("effect", row.webhook_event_id, index), inbound_event_id=row.id,
             )
             ids.append(delivery.id)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.storage import customers, deliveries
 from kizuna.storage.db import transaction
+from kizuna.storage.models import DeliveryKind, DeliveryStatus
 from kizuna.storage.types import utcnow
 
 from . import richmenu
@@ -35,7 +36,7 @@ class DeliverySender:
         self.line = line
         self.claim_timeout = claim_timeout
 
-    async def send(self, delivery_id: int) -> str | None:
+    async def send(self, delivery_id: int) -> DeliveryStatus | None:
         """Send one delivery; returns its new status (None if someone else has it)."""
         async with transaction(self.sessions) as session:
             delivery = await deliveries.claim(session, delivery_id, claim_timeout=self.claim_timeout)
@@ -43,14 +44,14 @@ class DeliverySender:
                 return None
             customer = await customers.get(session, delivery.customer_id)
         assert customer is not None
-        if delivery.kind == "rich_menu":
+        if delivery.kind == DeliveryKind.RICH_MENU:
             return await self._apply_rich_menu(delivery, customer.line_user_id)
 
         if utcnow() - delivery.created_at > RETRY_KEY_SAFE_AGE:
-            return await self._finish(delivery_id, "undetermined", None, error="retry key older than 23 h")
+            return await self._finish(delivery_id, DeliveryStatus.UNDETERMINED, None, error="retry key older than 23 h")
         reply_usable = delivery.reply_token is not None and delivery.reply_deadline is not None and utcnow() < delivery.reply_deadline
         if customer.blocked and not reply_usable:
-            return await self._finish(delivery_id, "failed", None, error="the customer has blocked the account")
+            return await self._finish(delivery_id, DeliveryStatus.FAILED, None, error="the customer has blocked the account")
         try:
             result = await self.line.send(
                 customer.line_user_id,
@@ -65,15 +66,15 @@ class DeliverySender:
             log.warning("delivery %s not sent yet (%s); will retry with the same key", delivery_id, error)
             async with transaction(self.sessions) as session:
                 await deliveries.release(session, delivery_id, str(error))
-            return "pending"
+            return DeliveryStatus.PENDING
         except LineError as error:
             log.error("delivery %s refused by LINE: %s %s", delivery_id, error, error.details)
-            return await self._finish(delivery_id, "failed", None, error=f"{error} {error.details or ''}".strip(), request_id=error.request_id)
-        if result.status == "undetermined":
+            return await self._finish(delivery_id, DeliveryStatus.FAILED, None, error=f"{error} {error.details or ''}".strip(), request_id=error.request_id)
+        if result.status == DeliveryStatus.UNDETERMINED:
             log.warning("delivery %s undetermined: %s", delivery_id, result.note)
         return await self._finish(delivery_id, result.status, result.method, error=result.note, request_id=result.request_id)
 
-    async def _apply_rich_menu(self, delivery, line_user_id: str) -> str:
+    async def _apply_rich_menu(self, delivery, line_user_id: str) -> DeliveryStatus:
         menu = (delivery.effect or {}).get("menu")
         try:
             outcome = await richmenu.switch_user_menu(self.line, line_user_id, menu)
@@ -81,19 +82,21 @@ class DeliverySender:
             log.warning("rich menu for delivery %s not switched yet (%s); will retry", delivery.id, error)
             async with transaction(self.sessions) as session:
                 await deliveries.release(session, delivery.id, str(error))
-            return "pending"
+            return DeliveryStatus.PENDING
         except LineError as error:
             log.warning("rich menu for delivery %s refused by LINE: %s", delivery.id, error)
-            return await self._finish(delivery.id, "failed", None, error=str(error), request_id=error.request_id)
+            return await self._finish(delivery.id, DeliveryStatus.FAILED, None, error=str(error), request_id=error.request_id)
         if outcome == "unknown menu":
-            return await self._finish(delivery.id, "failed", None, error=f"no such menu: {menu!r}")
-        return await self._finish(delivery.id, "sent", "rich_menu", error=None if outcome in ("linked", "unlinked") else outcome)
+            return await self._finish(delivery.id, DeliveryStatus.FAILED, None, error=f"no such menu: {menu!r}")
+        return await self._finish(delivery.id, DeliveryStatus.SENT, "rich_menu", error=None if outcome in ("linked", "unlinked") else outcome)
 
     async def _forget_reply_token(self, delivery_id: int) -> None:
         async with transaction(self.sessions) as session:
             await deliveries.forget_reply_token(session, delivery_id)
 
-    async def _finish(self, delivery_id: int, status: str, method: str | None, *, error: str | None = None, request_id: str | None = None) -> str:
+    async def _finish(
+        self, delivery_id: int, status: DeliveryStatus, method: str | None, *, error: str | None = None, request_id: str | None = None
+    ) -> DeliveryStatus:
         async with transaction(self.sessions) as session:
             await deliveries.finish(session, delivery_id, status=status, method=method, line_request_id=request_id, error=error)
         return status

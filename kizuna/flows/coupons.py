@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from kizuna.storage import coupons, texts
-from kizuna.storage.models import Coupon, CouponGrant
+from kizuna.storage.models import Coupon, CouponGrant, DiscountType
 
 from .engine import Command, FlowContext, Input, Keyword, Postback
 
@@ -62,8 +62,8 @@ def qr_url(public_url: str, code: str) -> str:
 
 
 def discount_text(coupon: Coupon, words: dict[str, str]) -> str:
-    key = "coupon_discount_percent" if coupon.discount_type == "percent" else "coupon_discount_amount"
-    value = f"{coupon.discount_value:,}" if coupon.discount_type == "amount" else str(coupon.discount_value)
+    key = "coupon_discount_percent" if coupon.discount_type == DiscountType.PERCENT else "coupon_discount_amount"
+    value = f"{coupon.discount_value:,}" if coupon.discount_type == DiscountType.AMOUNT else str(coupon.discount_value)
     return words[key].format(value=value)
 
 

@@ -35,7 +35,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl
 
 from kizuna.storage import flow_states, texts
-from kizuna.storage.models import Customer, Interaction
+from kizuna.storage.models import Customer, Direction, Interaction
 
 # -- what the customer did -----------------------------------------------------------
 
@@ -112,7 +112,7 @@ class FlowContext:
 
     async def record(self, kind: str, payload: dict | None = None, text: str | None = None) -> None:
         """A system row on the customer's timeline (flow started, registered, ...)."""
-        self.session.add(Interaction(customer_id=self.customer.id, direction="sys", kind=kind, text=text, payload=payload, sender_type="system"))
+        self.session.add(Interaction(customer_id=self.customer.id, direction=Direction.SYS, kind=kind, text=text, payload=payload, sender_type="system"))
 
 
 # -- transitions -----------------------------------------------------------------------

@@ -1,4 +1,11 @@
-"""Process-wide services the handlers and flows use, built once by the app."""
+"""The services of one process, built once by the app factory (`bot/app.py`) and shared.
+
+The bot's handlers and flows get them with every event (`ctx.services`); the REST API and
+the console get them from the app (`kizuna.appkeys.SERVICES`). The rules themselves are
+functions in flows/ and storage/ that take a session (`storage.faq`, `storage.coupons`,
+`flows.faq.settings` ...); this object holds what calling them needs from the process: the
+database sessions, the work queue, the clock, and the bot's engines.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kizuna.storage.broadcast import Broadcaster, InProcessBroadcaster
+from kizuna.storage.queue import WorkQueue
 from kizuna.storage.types import utcnow
 
 from .engine import FlowEngine
 
 if TYPE_CHECKING:
     from .faq.inquiry import InquiryService
+    from .support import SupportDesk
 
 
 @dataclass
@@ -20,7 +32,14 @@ class Services:
     flows: FlowEngine
     # Public base URL of this server: coupon QR images and links point here.
     public_url: str
+    sessions: async_sessionmaker[AsyncSession]
+    # Where work for the workers goes ("this source has pending events").
+    queue: WorkQueue
+    # Live updates for watching staff, published after commit (storage/broadcast.py).
+    broadcaster: Broadcaster = field(default_factory=InProcessBroadcaster)
     # Answers customers' questions (issue 4): keyword rules, the FAQ, handoff offers.
     inquiries: "InquiryService | None" = None
+    # Staff's actions on support conversations (flows/support.py).
+    support: "SupportDesk | None" = None
     # "Now" for decisions that depend on the time of day (business hours); tests set it.
     clock: Callable[[], datetime] = field(default=utcnow)

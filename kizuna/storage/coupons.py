@@ -15,7 +15,9 @@ Redemption is one conditional UPDATE (`WHERE status = 'issued' AND expires_at > 
 of two tills redeeming one code at once, exactly one gets the row.
 
 Every grant, redemption and revocation appends a `sys` interaction to the customer's
-timeline in the caller's transaction. Functions take an `AsyncSession` and never commit.
+timeline in the caller's transaction. Functions take an `AsyncSession` and never commit;
+what they refuse is raised as the typed errors of `errors.py` (the REST API and the console
+show them as they are).
 """
 
 from __future__ import annotations
@@ -34,12 +36,11 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .coupon_codes import InvalidCode, generate_code, normalize_code, parse_code
-from .models import Coupon, CouponGrant, Interaction, Shop
+from .errors import Conflict, Invalid, NotFound
+from .models import Coupon, CouponGrant, CouponTrigger, Customer, DiscountType, Direction, GrantStatus, Interaction, Shop
 from .types import utcnow
 
 SHOP_ID = 1
-DISCOUNT_TYPES = ("amount", "percent")
-TRIGGERS = ("registration",)
 MAX_AMOUNT_YEN = 1_000_000
 MAX_VALID_DAYS = 3650
 MAX_STOCK = 100_000_000
@@ -54,30 +55,38 @@ EDITABLE = (
 )
 
 
-class CouponInvalid(ValueError):
+class CouponInvalid(Invalid):
     """Coupon fields that break a rule; `field` names the first one at fault."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+
+# The time of a grant that explains a refusal, shown with it.
+_WHEN = {"already_redeemed": "redeemed_at", "expired": "expires_at", "revoked": "revoked_at"}
 
 
-class CouponError(Exception):
-    """A redemption or revocation that cannot happen; `code` is machine-readable and
-    `details` holds plain values (the grant's times), usable after the rollback."""
+class CouponError(Conflict):
+    """A redemption or revocation that cannot happen; `details` holds the grant's time that
+    explains it (redeemed_at, expires_at or revoked_at)."""
 
     def __init__(self, code: str, message: str, grant: CouponGrant | None = None) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-        self.details: dict[str, Any] = {}
-        if grant is not None:
-            self.details = {"grant_id": grant.id, "redeemed_at": grant.redeemed_at, "expires_at": grant.expires_at,
-                            "revoked_at": grant.revoked_at}
+        when = _WHEN.get(code)
+        super().__init__(code, message, **({when: getattr(grant, when)} if grant is not None and when else {}))
 
 
 class RedeemError(CouponError):
     """codes: malformed, bad_check, other_shop (the text itself), unknown, already_redeemed,
     expired, revoked (the grant)."""
+
+
+_REFUSALS = {
+    "inactive": "the coupon is not active",
+    "out_of_stock": "the coupon's stock is used up",
+    "not_yet_valid": "the coupon cannot be issued before its valid_from",
+    "ended": "the coupon's valid_until has passed",
+}
+
+
+class IssueRefused(Conflict):
+    """The coupon cannot be issued now; `code` is the refusal (inactive, out_of_stock, ...)."""
 
 
 @dataclass
@@ -120,14 +129,14 @@ def check_coupon(values: dict[str, Any]) -> None:
     if description is not None and (not isinstance(description, str) or len(description) > 500):
         raise CouponInvalid("description", "must be at most 500 characters")
     kind = values.get("discount_type")
-    if kind not in DISCOUNT_TYPES:
+    if kind not in tuple(DiscountType):
         raise CouponInvalid("discount_type", "must be amount (yen) or percent")
     value = values.get("discount_value")
     if not _is_int(value):
         raise CouponInvalid("discount_value", "must be an integer")
-    if kind == "percent" and not 1 <= value <= 100:
+    if kind == DiscountType.PERCENT and not 1 <= value <= 100:
         raise CouponInvalid("discount_value", "a percent discount must be 1 to 100")
-    if kind == "amount" and not 1 <= value <= MAX_AMOUNT_YEN:
+    if kind == DiscountType.AMOUNT and not 1 <= value <= MAX_AMOUNT_YEN:
         raise CouponInvalid("discount_value", f"an amount discount must be 1 to {MAX_AMOUNT_YEN} yen")
     days = values.get("valid_days")
     if days is not None and (not _is_int(days) or not 1 <= days <= MAX_VALID_DAYS):
@@ -146,7 +155,7 @@ def check_coupon(values: dict[str, Any]) -> None:
     image_url = values.get("image_url")
     if image_url is not None and (not isinstance(image_url, str) or not image_url.startswith("https://") or len(image_url) > 2000):
         raise CouponInvalid("image_url", "must be an https:// URL (LINE shows only HTTPS images)")
-    if values.get("trigger") not in (None, *TRIGGERS):
+    if values.get("trigger") not in (None, *CouponTrigger):
         raise CouponInvalid("trigger", "must be null or registration")
     for name in ("one_per_customer", "active"):
         if not isinstance(values.get(name), bool):
@@ -234,7 +243,7 @@ async def list_coupons(
 async def registration_coupon(session: AsyncSession) -> Coupon | None:
     """The coupon given on member registration: the newest active one with that trigger."""
     statement = (
-        sa.select(Coupon).where(Coupon.trigger == "registration", Coupon.active.is_(True))
+        sa.select(Coupon).where(Coupon.trigger == CouponTrigger.REGISTRATION, Coupon.active.is_(True))
         .order_by(Coupon.id.desc()).limit(1)
     )
     return (await session.execute(statement)).scalar_one_or_none()
@@ -292,7 +301,7 @@ def _timeline(kind: str, coupon: Coupon, grant: Any, now: datetime, *, actor: st
     """The timeline row: a core INSERT (one statement, no ORM flush)."""
     payload = {"coupon_id": coupon.id, "grant_id": grant.id, "code": grant.code, "title": coupon.title, **extra}
     return Interaction.__table__.insert().values(
-        customer_id=grant.customer_id, direction="sys", kind=kind, text=coupon.title, payload=payload,
+        customer_id=grant.customer_id, direction=Direction.SYS, kind=kind, text=coupon.title, payload=payload,
         sender_type="system", sender_id=actor[:64] if actor else None, created_at=now,
     )
 
@@ -319,7 +328,8 @@ async def issue(
     - a one-per-customer coupon the customer already has: that grant, `created=False`
       (also when the coupon has since ended or sold out: they keep what they were given);
     - otherwise `grant=None` and `refusal` says why.
-    Raises LookupError for an unknown coupon or customer.
+    Raises NotFound for an unknown coupon or customer (a refused one only for the coupon:
+    without an INSERT no foreign key checks the customer; `issue_by_staff` does).
 
     In the database: SAVEPOINT; INSERT the grant ... ON CONFLICT DO NOTHING; INSERT the
     timeline row; the guarded UPDATE of the coupon's issued_count; if that updated no
@@ -333,7 +343,7 @@ async def issue(
     )).one_or_none()
     if row is None:
         await get_shop(session)  # a missing shop row is a setup error, not a missing coupon
-        raise LookupError("no such coupon")
+        raise NotFound("no such coupon")
     coupon, shop_code, shop_timezone = row
     refusal = _refusal(coupon, now)
     if refusal is not None:
@@ -357,12 +367,12 @@ async def issue(
             # "nothing inserted", never an error that would abort the transaction.
             statement = insert(_GRANTS).values(
                 coupon_id=coupon_id, customer_id=customer_id, code=generate_code(shop_code), per_customer_key=key,
-                status="issued", issued_at=now, expires_at=expires_at,
+                status=GrantStatus.ISSUED, issued_at=now, expires_at=expires_at,
             ).on_conflict_do_nothing().returning(*_GRANTS.c)
             try:
                 inserted = (await connection.execute(statement)).one_or_none()
             except sa.exc.IntegrityError:  # only the foreign keys are left: the customer
-                raise LookupError("no such customer") from None
+                raise NotFound("no such customer") from None
             if inserted is not None:
                 break
             if coupon.one_per_customer:
@@ -390,12 +400,26 @@ async def issue(
     return IssueResult(grant, True, None, coupon)
 
 
+async def issue_by_staff(
+    session: AsyncSession, *, coupon_id: int, customer_id: int, now: datetime, by: str | None
+) -> IssueResult:
+    """A person or system (the REST API, the console) gives the coupon to a customer: `issue`,
+    for a customer that must exist, and a refusal raised as `IssueRefused`. (The bot calls
+    `issue` itself: its customer exists, and a refusal is a message, not an error.)"""
+    if await session.get(Customer, customer_id) is None:
+        raise NotFound("no such customer")
+    result = await issue(session, coupon_id=coupon_id, customer_id=customer_id, now=now, by=by)
+    if result.refusal is not None:
+        raise IssueRefused(result.refusal, _REFUSALS[result.refusal])
+    return result
+
+
 # -- grants ---------------------------------------------------------------------------------
 
 
 def grant_state(grant: CouponGrant, now: datetime) -> GrantState:
     """The stored status, with "expired" for an issued grant past its expiry."""
-    if grant.status == "issued" and grant.expires_at <= now:
+    if grant.status == GrantStatus.ISSUED and grant.expires_at <= now:
         return "expired"
     return grant.status  # type: ignore[return-value]
 
@@ -413,7 +437,7 @@ async def grants_of_customer(
         .execution_options(populate_existing=True)
     )
     if valid_only:
-        statement = statement.where(CouponGrant.status == "issued", CouponGrant.expires_at > (now or utcnow()))
+        statement = statement.where(CouponGrant.status == GrantStatus.ISSUED, CouponGrant.expires_at > (now or utcnow()))
     if before_id is not None:
         statement = statement.where(CouponGrant.id < before_id)
     return [(grant, coupon) for grant, coupon in (await session.execute(statement)).all()]
@@ -427,6 +451,16 @@ async def find_grant_by_code(session: AsyncSession, code_text: str) -> CouponGra
         return None
     statement = sa.select(CouponGrant).where(CouponGrant.code == code).execution_options(populate_existing=True)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def known_code(session: AsyncSession, code_text: str) -> str | None:
+    """`code_text` as stored, when it is the code of a grant of this shop; None for anything
+    else (malformed, a typo, another shop's, never issued): whoever asks learns nothing more."""
+    try:
+        code = parse_code(code_text, (await get_shop(session)).code)
+    except InvalidCode:
+        return None
+    return code if await find_grant_by_code(session, code) is not None else None
 
 
 async def get_grant(session: AsyncSession, grant_id: int) -> CouponGrant | None:
@@ -453,8 +487,8 @@ async def redeem(
         raise RedeemError(error.reason, _CODE_MESSAGES[error.reason]) from None
     grant = (await session.execute(
         sa.update(CouponGrant)
-        .where(CouponGrant.code == code, CouponGrant.status == "issued", CouponGrant.expires_at > now)
-        .values(status="redeemed", redeemed_at=now, redeemed_by=by, redeemed_where=where)
+        .where(CouponGrant.code == code, CouponGrant.status == GrantStatus.ISSUED, CouponGrant.expires_at > now)
+        .values(status=GrantStatus.REDEEMED, redeemed_at=now, redeemed_by=by, redeemed_where=where)
         .returning(CouponGrant)
         .execution_options(synchronize_session=False, populate_existing=True)
     )).scalar_one_or_none()
@@ -462,9 +496,9 @@ async def redeem(
         grant = await find_grant_by_code(session, code)
         if grant is None:
             raise RedeemError("unknown", "no coupon has this code")
-        if grant.status == "redeemed":
+        if grant.status == GrantStatus.REDEEMED:
             raise RedeemError("already_redeemed", f"this coupon was already used at {grant.redeemed_at.isoformat()}", grant)
-        if grant.status == "revoked":
+        if grant.status == GrantStatus.REVOKED:
             raise RedeemError("revoked", "this coupon was cancelled by the shop", grant)
         raise RedeemError("expired", f"this coupon expired at {grant.expires_at.isoformat()}", grant)
     coupon = await session.get(Coupon, grant.coupon_id)
@@ -476,19 +510,19 @@ async def redeem(
 async def revoke(session: AsyncSession, *, grant_id: int, by: str | None, now: datetime) -> CouponGrant:
     """Cancel an unused grant (it can no longer be redeemed; the stock is not given back,
     and a one-per-customer coupon is not issued to the customer again). Revoking a revoked
-    grant returns it unchanged. Raises LookupError, or CouponError("already_redeemed")."""
+    grant returns it unchanged. Raises NotFound, or CouponError("already_redeemed")."""
     grant = (await session.execute(
         sa.update(CouponGrant)
-        .where(CouponGrant.id == grant_id, CouponGrant.status == "issued")
-        .values(status="revoked", revoked_at=now)
+        .where(CouponGrant.id == grant_id, CouponGrant.status == GrantStatus.ISSUED)
+        .values(status=GrantStatus.REVOKED, revoked_at=now)
         .returning(CouponGrant)
         .execution_options(synchronize_session=False, populate_existing=True)
     )).scalar_one_or_none()
     if grant is None:
         grant = await get_grant(session, grant_id)
         if grant is None:
-            raise LookupError("no such grant")
-        if grant.status == "redeemed":
+            raise NotFound("no such grant")
+        if grant.status == GrantStatus.REDEEMED:
             raise CouponError("already_redeemed", "a redeemed coupon cannot be revoked", grant)
         return grant
     coupon = await session.get(Coupon, grant.coupon_id)

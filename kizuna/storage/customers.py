@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .errors import NotFound
 from .models import Customer
 from .types import utcnow
 
@@ -30,6 +31,14 @@ async def get_by_line_user_id(session: AsyncSession, line_user_id: str) -> Custo
 
 async def get(session: AsyncSession, customer_id: int) -> Customer | None:
     return await session.get(Customer, customer_id)
+
+
+async def get_existing(session: AsyncSession, customer_id: int) -> Customer:
+    """The customer, for staff who name one by id: NotFound when there is none."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("no such customer")
+    return customer
 
 
 async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profile | None) -> tuple[Customer, bool]:

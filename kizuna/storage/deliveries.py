@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Delivery, Interaction
+from .models import Delivery, DeliveryKind, DeliveryStatus, Direction, Interaction
 from .types import utcnow
 
 # Namespace for retry keys derived from what is sent (LINE_FACTS: derive, store, reuse).
@@ -43,7 +43,7 @@ async def create(
     """The delivery and one outbound interaction per message, on the timeline at once."""
     delivery = Delivery(
         customer_id=customer_id,
-        kind="message",
+        kind=DeliveryKind.MESSAGE,
         sender_type=sender_type,
         sender_id=sender_id,
         inbound_event_id=inbound_event_id,
@@ -58,7 +58,7 @@ async def create(
         session.add(
             Interaction(
                 customer_id=customer_id,
-                direction="out",
+                direction=Direction.OUT,
                 kind=f"message.{message.get('type', 'unknown')}",
                 text=message.get("text") if message.get("type") == "text" else message.get("altText"),
                 payload=message,
@@ -73,7 +73,7 @@ async def create(
 
 
 async def create_effect(
-    session: AsyncSession, *, customer_id: int, kind: str, effect: dict, retry_key: str, inbound_event_id: int | None = None
+    session: AsyncSession, *, customer_id: int, kind: DeliveryKind, effect: dict, retry_key: str, inbound_event_id: int | None = None
 ) -> Delivery:
     """A LINE-side effect (e.g. kind "rich_menu", effect {"menu": "registered"}) in the
     outbox: sent after commit like a message, retried if the sender dies."""
@@ -94,11 +94,11 @@ async def claim(session: AsyncSession, delivery_id: int, *, claim_timeout: timed
         .where(
             Delivery.id == delivery_id,
             sa.or_(
-                Delivery.status == "pending",
-                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - claim_timeout),
+                Delivery.status == DeliveryStatus.PENDING,
+                sa.and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < now - claim_timeout),
             ),
         )
-        .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now)
+        .values(status=DeliveryStatus.SENDING, attempts=Delivery.attempts + 1, claimed_at=now)
         .returning(Delivery.id)
     )
     if (await session.execute(statement)).scalar_one_or_none() is None:
@@ -111,13 +111,13 @@ async def finish(
     session: AsyncSession,
     delivery_id: int,
     *,
-    status: str,
+    status: DeliveryStatus,
     method: str | None,
     line_request_id: str | None = None,
     error: str | None = None,
 ) -> None:
     values: dict = {"status": status, "method": method, "line_request_id": line_request_id, "last_error": error}
-    if status == "sent":
+    if status == DeliveryStatus.SENT:
         values["sent_at"] = utcnow()
     await session.execute(sa.update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
@@ -130,7 +130,7 @@ async def forget_reply_token(session: AsyncSession, delivery_id: int) -> None:
 async def release(session: AsyncSession, delivery_id: int, error: str) -> None:
     """Give a claimed delivery back for a later try (LINE was down or busy)."""
     await session.execute(
-        sa.update(Delivery).where(Delivery.id == delivery_id).values(status="pending", last_error=error[:4000])
+        sa.update(Delivery).where(Delivery.id == delivery_id).values(status=DeliveryStatus.PENDING, last_error=error[:4000])
     )
 
 
@@ -142,8 +142,8 @@ async def due_for_retry(
         sa.select(Delivery.id)
         .where(
             sa.or_(
-                sa.and_(Delivery.status == "pending", Delivery.created_at < now - older_than),
-                sa.and_(Delivery.status == "sending", Delivery.claimed_at < now - claim_timeout),
+                sa.and_(Delivery.status == DeliveryStatus.PENDING, Delivery.created_at < now - older_than),
+                sa.and_(Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_at < now - claim_timeout),
             )
         )
         .order_by(Delivery.id)

@@ -7,9 +7,12 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from .models import InboundEvent
+from .db import transaction
+from .errors import Conflict, NotFound
+from .models import EventStatus, InboundEvent
+from .queue import QueueUnavailable, WorkQueue
 from .types import utcnow
 
 _table = InboundEvent.__table__
@@ -20,7 +23,7 @@ class StoredEvent:
     id: int
     source_key: str
     webhook_event_id: str
-    status: str  # pending, or parked when it arrived invalid
+    status: EventStatus  # pending, or parked when it arrived invalid
 
 
 def event_row(
@@ -46,7 +49,7 @@ def event_row(
         "event_timestamp": event_timestamp,
         "is_redelivery": is_redelivery,
         "payload": payload,
-        "status": "pending" if parked_reason is None else "parked",
+        "status": EventStatus.PENDING if parked_reason is None else EventStatus.PARKED,
         "attempts": 0,
         "last_error": parked_reason,
         "received_at": received_at,
@@ -81,7 +84,7 @@ async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent |
     """The oldest pending event of one source: LINE's timestamp first, then arrival."""
     statement = (
         sa.select(InboundEvent)
-        .where(InboundEvent.source_key == source_key, InboundEvent.status == "pending")
+        .where(InboundEvent.source_key == source_key, InboundEvent.status == EventStatus.PENDING)
         .order_by(InboundEvent.event_timestamp, InboundEvent.id)
         .limit(1)
     )
@@ -102,7 +105,7 @@ async def claim_attempt(session: AsyncSession, event_id: int) -> int:
     source (a Redis restart, a lapsed lock) cannot commit it a second time."""
     statement = (
         sa.update(_table)
-        .where(_table.c.id == event_id, _table.c.status == "pending")
+        .where(_table.c.id == event_id, _table.c.status == EventStatus.PENDING)
         .values(attempts=_table.c.attempts + 1)
         .returning(_table.c.attempts)
     )
@@ -111,14 +114,14 @@ async def claim_attempt(session: AsyncSession, event_id: int) -> int:
 
 
 def _claimed(event_id: int, attempt: int):
-    return sa.and_(_table.c.id == event_id, _table.c.status == "pending", _table.c.attempts == attempt)
+    return sa.and_(_table.c.id == event_id, _table.c.status == EventStatus.PENDING, _table.c.attempts == attempt)
 
 
 async def mark_done(session: AsyncSession, event_id: int, attempt: int) -> None:
     """Done, in the transaction that did the work; raises Superseded (rolling it back)
     when `attempt` is no longer the event's latest claim."""
     result = await session.execute(
-        sa.update(_table).where(_claimed(event_id, attempt)).values(status="done", processed_at=utcnow(), last_error=None)
+        sa.update(_table).where(_claimed(event_id, attempt)).values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
     )
     if result.rowcount != 1:
         raise Superseded(event_id)
@@ -129,7 +132,7 @@ async def record_failure(session: AsyncSession, event_id: int, attempt: int, err
     worker has claimed the event since."""
     values = {"last_error": error[:4000]}
     if park:
-        values |= {"status": "parked", "processed_at": utcnow()}
+        values |= {"status": EventStatus.PARKED, "processed_at": utcnow()}
     await session.execute(sa.update(_table).where(_claimed(event_id, attempt)).values(**values))
 
 
@@ -147,14 +150,14 @@ async def uncount_attempt(session: AsyncSession, event_id: int, attempt: int) ->
 
 async def pending_sources(session: AsyncSession, *, older_than: timedelta | None = None, limit: int = 10_000) -> list[str]:
     """Sources with pending events (for start-up and the periodic sweep)."""
-    statement = sa.select(_table.c.source_key).where(_table.c.status == "pending")
+    statement = sa.select(_table.c.source_key).where(_table.c.status == EventStatus.PENDING)
     if older_than is not None:
         statement = statement.where(_table.c.received_at < utcnow() - older_than)
     statement = statement.group_by(_table.c.source_key).limit(limit)
     return list((await session.execute(statement)).scalars())
 
 
-async def list_events(session: AsyncSession, *, status: str | None, limit: int, before_id: int | None = None) -> list[InboundEvent]:
+async def list_events(session: AsyncSession, *, status: EventStatus | None, limit: int, before_id: int | None = None) -> list[InboundEvent]:
     statement = sa.select(InboundEvent).order_by(InboundEvent.id.desc()).limit(limit)
     if status:
         statement = statement.where(InboundEvent.status == status)
@@ -164,13 +167,35 @@ async def list_events(session: AsyncSession, *, status: str | None, limit: int, 
 
 
 async def requeue_parked(session: AsyncSession, event_id: int) -> str | None:
-    """An admin's retry of a parked event: pending again with a fresh attempt count. Only
-    events whose handlers ran (attempts > 0): one parked on arrival is invalid as LINE sent
-    it, and running it again would not make it valid."""
+    """Pending again with a fresh attempt count, if the event is parked and its handlers ran
+    (attempts > 0): one parked on arrival is invalid as LINE sent it, and running it again
+    would not make it valid. The event's source, or None when it was not requeued."""
     statement = (
         sa.update(_table)
-        .where(_table.c.id == event_id, _table.c.status == "parked", _table.c.attempts > 0)
-        .values(status="pending", attempts=0, processed_at=None)
+        .where(_table.c.id == event_id, _table.c.status == EventStatus.PARKED, _table.c.attempts > 0)
+        .values(status=EventStatus.PENDING, attempts=0, processed_at=None)
         .returning(_table.c.source_key)
     )
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def retry_parked(sessions: async_sessionmaker[AsyncSession], queue: WorkQueue, event_id: int) -> InboundEvent:
+    """An admin's retry of a parked event: requeued, and the event as committed (pending: a
+    worker may take it the moment it is queued). Raises NotFound, or Conflict `not_parked`
+    / `invalid_event` (parked on arrival). A queue that is down changes nothing: the event
+    is pending in the database, and the sweeper queues it once the queue is back."""
+    async with transaction(sessions) as session:
+        source_key = await requeue_parked(session, event_id)
+        if source_key is None:
+            event = await session.get(InboundEvent, event_id)
+            if event is None:
+                raise NotFound("no such event")
+            if event.status == EventStatus.PARKED:
+                raise Conflict("invalid_event", f"this event was invalid as LINE sent it and is never processed: {event.last_error}")
+            raise Conflict("not_parked", "only a parked event can be retried")
+        event = await session.get(InboundEvent, event_id, populate_existing=True)
+    try:
+        await queue.put([source_key])
+    except QueueUnavailable:
+        pass  # logged once per outage by the queue
+    return event

@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .errors import Conflict, Invalid
 from .models import (
     FAQ_ALTERNATE_MAX,
     FAQ_ALTERNATES_MAX,
@@ -111,14 +113,13 @@ def check_fields(entry: FaqFields) -> list[tuple[str, str]]:
     return problems
 
 
-class FaqInvalid(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
+class FaqInvalid(Invalid):
+    """An entry's field breaks a rule of `check_fields`."""
 
 
-class FaqExists(Exception):
-    pass
+class FaqExists(Conflict):
+    def __init__(self, faq_id: str) -> None:
+        super().__init__("exists", f"an FAQ entry with id {faq_id!r} exists")
 
 
 # -- CSV -------------------------------------------------------------------------------------
@@ -434,7 +435,10 @@ async def create_entry(session: AsyncSession, fields: FaqFields) -> FaqEntry:
                      category=fields.category, enabled=True if fields.enabled is None else fields.enabled,
                      created_at=now, updated_at=now)
     session.add(entry)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:  # created by another request since the check above
+        raise FaqExists(fields.id) from None
     await _bump(session, faq=True)
     return entry
 

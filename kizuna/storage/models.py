@@ -7,12 +7,15 @@ request to LINE (reply or push) with its retry key.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from .roles import Role
 from .types import BigIntId, JSONType, UTCDateTime, utcnow
 
 
@@ -22,6 +25,14 @@ def _created_at() -> Any:
 
 def _optional_time() -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+def _one_of(table: str, column: str, values: Iterable[str]) -> sa.CheckConstraint:
+    """CHECK (column IN (...)): the database holds a status or kind column to the values its enum
+    names (a NULL passes: nullable columns stay nullable). Columns stay plain strings, so a new
+    value is a migration of the constraint, not of the column type."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return sa.CheckConstraint(f"{column} IN ({listed})", name=f"ck_{table}_{column}")
 
 
 class Shop(SQLModel, table=True):
@@ -49,6 +60,12 @@ class BotText(SQLModel, table=True):
     updated_at: datetime = _created_at()
 
 
+class EventStatus(StrEnum):
+    PENDING = "pending"  # stored, to be processed (again, after a failed attempt)
+    DONE = "done"
+    PARKED = "parked"  # given up after too many attempts, or invalid on arrival: listed for an admin
+
+
 class InboundEvent(SQLModel, table=True):
     """A webhook event as LINE sent it, stored before the webhook answers 200.
 
@@ -63,6 +80,7 @@ class InboundEvent(SQLModel, table=True):
         sa.Index("ix_inbound_events_source_status_ts", "source_key", "status", "event_timestamp", "id"),
         # the sweeper: pending events older than a moment.
         sa.Index("ix_inbound_events_status_received", "status", "received_at"),
+        _one_of("inbound_events", "status", EventStatus),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
@@ -73,7 +91,7 @@ class InboundEvent(SQLModel, table=True):
     event_timestamp: int = Field(sa_type=sa.BigInteger)
     is_redelivery: bool = False
     payload: dict = Field(sa_type=JSONType)
-    status: str = Field(default="pending", max_length=16)  # pending | done | parked
+    status: str = Field(default=EventStatus.PENDING, max_length=16)
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     received_at: datetime = _created_at()
@@ -118,9 +136,15 @@ class CustomerRead(CustomerBase):
     id: int
 
 
+class Direction(StrEnum):
+    IN = "in"  # from the customer
+    OUT = "out"  # to the customer
+    SYS = "sys"  # a system note: flow started, registered, coupon issued, ...
+
+
 class InteractionBase(SQLModel):
     customer_id: int = Field(foreign_key="customers.id")
-    direction: str = Field(max_length=3)  # in | out | sys (a system note: flow started, registered, ...)
+    direction: str = Field(max_length=3)
     # "follow", "message.text", "postback", ...; outbound: "message.text", "message.flex", ...
     kind: str = Field(max_length=40)
     text: str | None = Field(default=None, sa_type=sa.Text)
@@ -136,13 +160,29 @@ class Interaction(InteractionBase, table=True):
     """Append-only: rows are added, never changed. Ordered by id (monotonic)."""
 
     __tablename__ = "interactions"
-    __table_args__ = (sa.Index("ix_interactions_customer_id_id", "customer_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_interactions_customer_id_id", "customer_id", "id"),
+        _one_of("interactions", "direction", Direction),
+    )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
 
 
 class InteractionRead(InteractionBase):
     id: int
+
+
+class DeliveryKind(StrEnum):
+    MESSAGE = "message"  # a reply or push of `messages`
+    RICH_MENU = "rich_menu"  # link or unlink a rich menu (`effect`)
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a sender (taken back by the sweeper if it dies)
+    SENT = "sent"
+    FAILED = "failed"  # LINE refused it (4xx), or the customer blocked the account
+    UNDETERMINED = "undetermined"  # may or may not have reached LINE; never sent again
 
 
 class Delivery(SQLModel, table=True):
@@ -157,7 +197,8 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.Index("ix_deliveries_status_created", "status", "created_at"),
-        sa.CheckConstraint("kind IN ('message', 'rich_menu')", name="ck_deliveries_kind"),
+        _one_of("deliveries", "kind", DeliveryKind),
+        _one_of("deliveries", "status", DeliveryStatus),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
@@ -167,13 +208,13 @@ class Delivery(SQLModel, table=True):
     inbound_event_id: int | None = Field(default=None, foreign_key="inbound_events.id", sa_type=BigIntId)
     reply_token: str | None = Field(default=None, max_length=255)
     reply_deadline: datetime | None = _optional_time()
-    kind: str = Field(default="message", max_length=16)
+    kind: str = Field(default=DeliveryKind.MESSAGE, max_length=16)
     messages: list = Field(sa_type=JSONType)
     # For effects: what to do, e.g. {"menu": "registered"} for kind rich_menu.
     effect: dict | None = Field(default=None, sa_type=JSONType)
     retry_key: str = Field(max_length=36, unique=True)
     # pending -> sending -> sent | failed | undetermined
-    status: str = Field(default="pending", max_length=16)
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)
     method: str | None = Field(default=None, max_length=16)  # reply | push
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_type=sa.Text)
@@ -188,10 +229,11 @@ class ApiToken(SQLModel, table=True):
     32 random bytes, so a slow password hash would add nothing but latency."""
 
     __tablename__ = "api_tokens"
+    __table_args__ = (_one_of("api_tokens", "role", Role),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100)
-    role: str = Field(max_length=16)  # admin | marketer | staff | pos
+    role: str = Field(max_length=16)  # a Role
     token_hash: str = Field(max_length=64, unique=True)
     token_prefix: str = Field(max_length=12)
     created_at: datetime = _created_at()
@@ -219,9 +261,18 @@ class FlowState(SQLModel, table=True):
 
 # -- coupons (issue 3) ---------------------------------------------------------------
 
-from typing import Literal  # noqa: E402  (kept with the coupon classes: this section is appended)
+from pydantic import AwareDatetime  # noqa: E402  (kept with the coupon classes: this section is appended)
 
-from pydantic import AwareDatetime  # noqa: E402
+
+class DiscountType(StrEnum):
+    AMOUNT = "amount"  # yen off
+    PERCENT = "percent"
+
+
+class CouponTrigger(StrEnum):
+    """When the bot gives a coupon by itself (None: only staff or the API give it)."""
+
+    REGISTRATION = "registration"
 
 
 class CouponBase(SQLModel):
@@ -230,7 +281,7 @@ class CouponBase(SQLModel):
 
     title: str = Field(min_length=1, max_length=40)
     description: str | None = Field(default=None, max_length=500, sa_type=sa.Text)
-    discount_type: str = Field(max_length=8)  # amount (yen) | percent
+    discount_type: str = Field(max_length=8)  # a DiscountType
     discount_value: int  # yen, or percent 1-100
     # Validity: `valid_days` counts from the day a grant is issued (through the end of
     # that many days later, shop time); `valid_until` is a fixed end. With both, the
@@ -241,7 +292,7 @@ class CouponBase(SQLModel):
     stock: int | None = None  # None: unlimited
     one_per_customer: bool = True
     image_url: str | None = Field(default=None, max_length=2000, sa_type=sa.Text)
-    trigger: str | None = Field(default=None, max_length=20)  # None | "registration"
+    trigger: str | None = Field(default=None, max_length=20)  # a CouponTrigger, or None
     active: bool = True
 
 
@@ -250,6 +301,10 @@ class Coupon(CouponBase, table=True):
     it is changed only by the conditional UPDATE in `coupons.issue`, never read-modify-write."""
 
     __tablename__ = "coupons"
+    __table_args__ = (
+        _one_of("coupons", "discount_type", DiscountType),
+        _one_of("coupons", "trigger", CouponTrigger),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     issued_count: int = 0
@@ -260,10 +315,10 @@ class Coupon(CouponBase, table=True):
 class CouponCreate(CouponBase):
     model_config = {"extra": "forbid"}  # a misspelt field is an error, not silently ignored
 
-    discount_type: Literal["amount", "percent"]
+    discount_type: DiscountType
     valid_from: AwareDatetime | None = None  # with a UTC offset, e.g. 2026-12-01T00:00:00+09:00
     valid_until: AwareDatetime | None = None
-    trigger: Literal["registration"] | None = None
+    trigger: CouponTrigger | None = None
 
 
 class CouponUpdate(SQLModel):
@@ -273,7 +328,7 @@ class CouponUpdate(SQLModel):
 
     title: str | None = Field(default=None, min_length=1, max_length=40)
     description: str | None = Field(default=None, max_length=500)
-    discount_type: Literal["amount", "percent"] | None = None
+    discount_type: DiscountType | None = None
     discount_value: int | None = None
     valid_days: int | None = None
     valid_from: AwareDatetime | None = None
@@ -281,7 +336,7 @@ class CouponUpdate(SQLModel):
     stock: int | None = None
     one_per_customer: bool | None = None
     image_url: str | None = Field(default=None, max_length=2000)
-    trigger: Literal["registration"] | None = None
+    trigger: CouponTrigger | None = None
     active: bool | None = None
 
 
@@ -290,6 +345,14 @@ class CouponRead(CouponBase):
     issued_count: int
     created_at: datetime
     updated_at: datetime
+
+
+class GrantStatus(StrEnum):
+    """What is stored; "expired" is not a status but read from `expires_at` (`coupons.grant_state`)."""
+
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    REVOKED = "revoked"
 
 
 class CouponGrant(SQLModel, table=True):
@@ -306,6 +369,7 @@ class CouponGrant(SQLModel, table=True):
         sa.UniqueConstraint("coupon_id", "customer_id", "per_customer_key", name="uq_coupon_grants_per_customer"),
         # "the customer's coupons, newest first": the LINE command and the API.
         sa.Index("ix_coupon_grants_customer_id_id", "customer_id", "id"),
+        _one_of("coupon_grants", "status", GrantStatus),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
@@ -313,7 +377,7 @@ class CouponGrant(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id")
     code: str = Field(max_length=24, unique=True)
     per_customer_key: str = Field(max_length=36)
-    status: str = Field(default="issued", max_length=16)  # issued | redeemed | revoked
+    status: str = Field(default=GrantStatus.ISSUED, max_length=16)
     issued_at: datetime = _created_at()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     redeemed_at: datetime | None = _optional_time()
@@ -411,6 +475,14 @@ class InquirySettings(SQLModel, table=True):
 KEYWORD_PATTERN_MAX = 200
 
 
+class MatchType(StrEnum):
+    """How a keyword rule's pattern matches a message (flows/faq/rules.py)."""
+
+    EXACT = "exact"  # the whole message
+    CONTAINS = "contains"  # anywhere in it
+    REGEX = "regex"  # re.search, checked on save for its cost
+
+
 class KeywordRuleBase(SQLModel):
     """A rule checked before the FAQ: when a message matches `pattern` (`match_type`
     exact | contains | regex, on NFKC-normalised, case-folded text), reply `reply_text`
@@ -428,6 +500,7 @@ class KeywordRuleBase(SQLModel):
 
 class KeywordRule(KeywordRuleBase, table=True):
     __tablename__ = "keyword_rules"
+    __table_args__ = (_one_of("keyword_rules", "match_type", MatchType),)
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _created_at()
@@ -437,7 +510,7 @@ class KeywordRule(KeywordRuleBase, table=True):
 class KeywordRuleCreate(KeywordRuleBase):
     model_config = {"extra": "forbid"}
 
-    match_type: Literal["exact", "contains", "regex"]
+    match_type: MatchType
     pattern: str = Field(min_length=1, max_length=KEYWORD_PATTERN_MAX)
     reply_text: str | None = Field(default=None, min_length=1, max_length=FAQ_ANSWER_MAX)
     priority: int = Field(default=0, ge=-1000, le=1000)
@@ -447,7 +520,7 @@ class KeywordRuleUpdate(SQLModel):
     model_config = {"extra": "forbid"}
 
     name: str | None = Field(default=None, max_length=100)
-    match_type: Literal["exact", "contains", "regex"] | None = None
+    match_type: MatchType | None = None
     pattern: str | None = Field(default=None, min_length=1, max_length=KEYWORD_PATTERN_MAX)
     reply_text: str | None = Field(default=None, min_length=1, max_length=FAQ_ANSWER_MAX)
     flow_action: str | None = Field(default=None, max_length=40)

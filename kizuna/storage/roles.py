@@ -21,3 +21,7 @@ class Role(StrEnum):
 # A person logging in to the console has one of these; `pos` is for systems only.
 STAFF_ROLES = (Role.ADMIN, Role.MARKETER, Role.SUPPORT)
 TOKEN_ROLES = tuple(Role)
+# Who changes what marketers own (coupons, the FAQ and how the bot answers), and who may
+# redeem a coupon at the till; the REST API and the console check the same groups.
+MARKETING = (Role.ADMIN, Role.MARKETER)
+TILL = (Role.ADMIN, Role.SUPPORT, Role.POS)

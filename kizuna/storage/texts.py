@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .errors import Invalid, NotFound
 from .models import BotText
 from .types import utcnow
 
@@ -67,23 +68,28 @@ async def get_text(session: AsyncSession, key: str, locale: str) -> str:
     return DEFAULTS[key].get(locale) or DEFAULTS[key]["ja"]
 
 
+def _item(key: str, locale: str, edited: str | None) -> dict:
+    default = DEFAULTS[key].get(locale, "")
+    return {"key": key, "locale": locale, "text": default if edited is None else edited, "default": default,
+            "edited": edited is not None}
+
+
 async def all_texts(session: AsyncSession) -> list[dict]:
     edits = {(t.key, t.locale): t.text for t in (await session.execute(sa.select(BotText))).scalars()}
-    return [
-        {"key": key, "locale": locale, "text": edits.get((key, locale), DEFAULTS[key].get(locale, "")),
-         "default": DEFAULTS[key].get(locale, ""), "edited": (key, locale) in edits}
-        for key in DEFAULTS
-        for locale in LOCALES
-    ]
+    return [_item(key, locale, edits.get((key, locale))) for key in DEFAULTS for locale in LOCALES]
 
 
-async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> None:
-    if key not in DEFAULTS:
-        raise KeyError(f"unknown bot text {key!r}")
-    if locale not in LOCALES:
-        raise ValueError(f"locale must be one of {', '.join(LOCALES)}")
+def check_exists(key: str, locale: str) -> None:
+    """Raise NotFound unless there is a bot text `key` in `locale` (what an operator can edit)."""
+    if key not in DEFAULTS or locale not in LOCALES:
+        raise NotFound(f"no such bot text (locales: {', '.join(LOCALES)})")
+
+
+async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> dict:
+    """An operator's edit; the text as `all_texts` lists it. Raises NotFound or Invalid("text")."""
+    check_exists(key, locale)
     if not text.strip() or len(text) > MAX_TEXT:
-        raise ValueError(f"text must be 1 to {MAX_TEXT} characters")
+        raise Invalid("text", f"must be 1 to {MAX_TEXT} characters, not blank")
     edited = await session.get(BotText, (key, locale))
     if edited is None:
         session.add(BotText(key=key, locale=locale, text=text))
@@ -91,3 +97,4 @@ async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> N
         edited.text = text
         edited.updated_at = utcnow()
     await session.flush()
+    return _item(key, locale, text)

@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import ApiToken
+from .roles import TOKEN_ROLES, Role
 from .types import utcnow
 
-ROLES = ("admin", "marketer", "staff", "pos")
 TOKEN_PREFIX = "kzn_"
 
 
@@ -19,14 +19,14 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create(session: AsyncSession, *, name: str, role: str) -> tuple[ApiToken, str]:
+async def create(session: AsyncSession, *, name: str, role: Role | str) -> tuple[ApiToken, str]:
     """A new token; the plain text is returned once and never stored."""
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role not in TOKEN_ROLES:
+        raise ValueError(f"role must be one of {', '.join(TOKEN_ROLES)}")
     if not name.strip():
         raise ValueError("name must not be empty")
     plain = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken(name=name.strip(), role=role, token_hash=_hash(plain), token_prefix=plain[:10])
+    token = ApiToken(name=name.strip(), role=Role(role), token_hash=_hash(plain), token_prefix=plain[:10])
     session.add(token)
     await session.flush()
     return token, plain

@@ -9,7 +9,7 @@ import asyncio
 
 import sqlalchemy as sa
 
-from kizuna.bot.keys import BROADCASTER, SUPPORT
+from kizuna.appkeys import SERVICES
 from kizuna.flows.support import SupportError
 from kizuna.storage import conversations
 from kizuna.storage.models import Conversation, InboundEvent
@@ -44,7 +44,7 @@ async def _silently(kizuna, chat: Chat, text: str) -> None:
 async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     user = kizuna.emulator.add_user(display_name="相談 花子")
     chat = Chat(kizuna.emulator, user.user_id)
-    desk = kizuna.server.app[SUPPORT]
+    desk = kizuna.server.app[SERVICES].support
 
     [connected] = await chat.say("担当者")
     assert connected["text"] == "担当者におつなぎします。順番にご返信しますので、このままお待ちください。"
@@ -96,7 +96,7 @@ async def test_two_staff_taking_one_conversation_exactly_one_wins(kizuna):
     chat = Chat(kizuna.emulator, user.user_id)
     await chat.say("担当者")
     conversation = await _active(kizuna, user.user_id)
-    desk = kizuna.server.app[SUPPORT]
+    desk = kizuna.server.app[SERVICES].support
 
     results = await asyncio.gather(desk.take(conversation.id, STAFF), desk.take(conversation.id, OTHER_STAFF), return_exceptions=True)
     winners = [result for result in results if isinstance(result, Conversation)]
@@ -128,7 +128,7 @@ async def test_the_customer_goes_back_to_the_bot_and_a_later_handoff_reopens(kiz
 async def test_a_handoff_and_a_message_reach_a_listening_console(kizuna):
     user = kizuna.emulator.add_user(display_name="見守り 三郎")
     chat = Chat(kizuna.emulator, user.user_id)
-    broadcaster = kizuna.server.app[BROADCASTER]
+    broadcaster = kizuna.server.app[SERVICES].broadcaster
     async with broadcaster.subscribe() as updates:
         await chat.say("担当者")
         async with asyncio.timeout(5):

@@ -25,7 +25,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-MATCH_TYPES = ("exact", "contains", "regex")
+from kizuna.storage.models import MatchType
+
+MATCH_TYPES = tuple(MatchType)
 MAX_TEXT = 1000
 MAX_PATTERN = 200
 MAX_BOUNDED_REPEAT = 100
@@ -54,7 +56,7 @@ def check_pattern(match_type: str, pattern: str) -> None:
         raise PatternRejected("pattern is empty")
     if len(pattern) > MAX_PATTERN:
         raise PatternRejected(f"pattern is longer than {MAX_PATTERN} characters")
-    if match_type != "regex":
+    if match_type != MatchType.REGEX:
         if not normalize(pattern):
             raise PatternRejected("pattern is empty after normalisation")
         return
@@ -151,9 +153,9 @@ class CompiledRule:
     _regex: re.Pattern | None = None
 
     def matches(self, normalized: str) -> bool:
-        if self.match_type == "exact":
+        if self.match_type == MatchType.EXACT:
             return normalized == self._needle
-        if self.match_type == "contains":
+        if self.match_type == MatchType.CONTAINS:
             return self._needle in normalized
         assert self._regex is not None
         return self._regex.search(normalized) is not None
@@ -166,7 +168,7 @@ def compile_rule(rule) -> CompiledRule | None:
         check_pattern(rule.match_type, rule.pattern)
     except PatternRejected:
         return None
-    regex = re.compile(unicodedata.normalize("NFKC", rule.pattern), re.IGNORECASE) if rule.match_type == "regex" else None
+    regex = re.compile(unicodedata.normalize("NFKC", rule.pattern), re.IGNORECASE) if rule.match_type == MatchType.REGEX else None
     return CompiledRule(
         id=rule.id, priority=rule.priority, match_type=rule.match_type, pattern=rule.pattern,
         reply_text=rule.reply_text, flow_action=rule.flow_action, _needle=normalize(rule.pattern), _regex=regex,

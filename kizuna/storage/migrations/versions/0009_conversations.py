@@ -1,7 +1,7 @@
 """conversations: support threads after a handoff, and staff's private notes
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-05 09:00:00.000000
 """
 from alembic import op
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -8,7 +8,8 @@ import json
 
 import aiohttp
 
-from kizuna.bot.api import INT4_MAX, INT8_MAX, openapi_document
+from kizuna.api import openapi_document
+from kizuna.api.http import INT4_MAX, INT8_MAX
 from kizuna.storage import customers
 from kizuna.storage.db import transaction
 

@@ -28,9 +28,9 @@ async def test_tokens_are_required_and_roles_enforced(kizuna):
     assert (await _get(url))[0] == 401
     status, body = await _get(url, "kzn_not-a-token")
     assert status == 401 and body["error"]["code"] == "unauthorized"
-    assert (await _get(url, await _token(kizuna, "staff")))[0] == 200
-    status, body = await _get(kizuna.url + "/api/v1/events", await _token(kizuna, "staff"))
-    assert status == 403 and "staff" in body["error"]["message"]
+    assert (await _get(url, await _token(kizuna, "support")))[0] == 200
+    status, body = await _get(kizuna.url + "/api/v1/events", await _token(kizuna, "support"))
+    assert status == 403 and "support" in body["error"]["message"]
     assert (await _get(url, await _token(kizuna, "pos")))[0] == 403
 
 

@@ -42,16 +42,16 @@ ENTRY = {"id": "gift-wrap", "question": "ギフト包装はできますか", "an
 
 
 async def test_crud_and_roles(kizuna):
-    staff, marketer = await token_for(kizuna, "staff"), await token_for(kizuna, "marketer")
+    support, marketer = await token_for(kizuna, "support"), await token_for(kizuna, "marketer")
     pos = await token_for(kizuna, "pos")
-    assert (await kizuna.api("POST", "/api/v1/faq", json=ENTRY, token=staff))[0] == 403
+    assert (await kizuna.api("POST", "/api/v1/faq", json=ENTRY, token=support))[0] == 403
     assert (await kizuna.api("GET", "/api/v1/faq", token=pos))[0] == 403
     status, created = await kizuna.api("POST", "/api/v1/faq", json=ENTRY, token=marketer)
     assert status == 201, created
     assert created["alternates"] == ["ラッピングできますか"] and created["enabled"] is True
     assert (await kizuna.api("POST", "/api/v1/faq", json=ENTRY))[0] == 409
 
-    status, got = await kizuna.api("GET", "/api/v1/faq/gift-wrap", token=staff)
+    status, got = await kizuna.api("GET", "/api/v1/faq/gift-wrap", token=support)
     assert status == 200 and got["answer"] == "1点220円で承ります。"
     rev = await revision(kizuna)
     status, changed = await kizuna.api("PUT", "/api/v1/faq/gift-wrap", json={"answer": "無料です。", "category": None})
@@ -61,8 +61,8 @@ async def test_crud_and_roles(kizuna):
     # the same values again: nothing changes, no revision
     assert (await kizuna.api("PUT", "/api/v1/faq/gift-wrap", json={"answer": "無料です。"}))[0] == 200
     assert await revision(kizuna) == rev + 1
-    assert (await kizuna.api("PUT", "/api/v1/faq/gift-wrap", json={"answer": "x"}, token=staff))[0] == 403
-    assert (await kizuna.api("DELETE", "/api/v1/faq/gift-wrap", token=staff))[0] == 403
+    assert (await kizuna.api("PUT", "/api/v1/faq/gift-wrap", json={"answer": "x"}, token=support))[0] == 403
+    assert (await kizuna.api("DELETE", "/api/v1/faq/gift-wrap", token=support))[0] == 403
     assert (await kizuna.api("DELETE", "/api/v1/faq/gift-wrap"))[1] == {"id": "gift-wrap", "deleted": True}
     assert (await kizuna.api("GET", "/api/v1/faq/gift-wrap"))[0] == 404
     assert (await kizuna.api("PUT", "/api/v1/faq/gift-wrap", json={"answer": "x"}))[0] == 404
@@ -199,8 +199,8 @@ async def test_export_round_trips(kizuna):
     await kizuna.api("PUT", "/api/v1/faq/hours", json={"enabled": False})
     before = (await kizuna.api("GET", "/api/v1/faq?limit=1000"))[1]["items"]
 
-    staff = await token_for(kizuna, "staff")
-    status, content_type, text = await get_text(kizuna, "/api/v1/faq/export", token=staff)
+    support = await token_for(kizuna, "support")
+    status, content_type, text = await get_text(kizuna, "/api/v1/faq/export", token=support)
     assert status == 200 and content_type.startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert list(rows[0]) == ["id", "question", "answer", "alternates", "category", "enabled"]
@@ -227,8 +227,8 @@ async def test_unanswered_report_groups_and_orders(kizuna):
     for chat, text in ((first, "駐輪場はありますか"), (second, "駐輪場はありますか"), (first, "ペットは入れますか"),
                        (second, "駐輪場はありますか")):
         await chat.say(text)
-    staff = await token_for(kizuna, "staff")
-    status, report = await kizuna.api("GET", "/api/v1/faq/unanswered?days=7&limit=10", token=staff)
+    support = await token_for(kizuna, "support")
+    status, report = await kizuna.api("GET", "/api/v1/faq/unanswered?days=7&limit=10", token=support)
     assert status == 200
     assert [(i["text"], i["count"], i["customers"]) for i in report["items"]] == [
         ("駐輪場はありますか", 3, 2), ("ペットは入れますか", 1, 1)]
@@ -260,9 +260,9 @@ async def test_thresholds_are_a_shop_setting(kizuna):
 
 
 def test_the_endpoints_are_in_the_openapi_document():
-    from kizuna.bot import api, api_faq  # noqa: F401  (setup_api imports it the same way)
+    from kizuna.api import openapi_document
 
-    paths = api.openapi_document()["paths"]
+    paths = openapi_document()["paths"]
     for path, methods in {
         "/api/v1/faq": {"get", "post"}, "/api/v1/faq/{faq_id}": {"get", "put", "delete"},
         "/api/v1/faq/import": {"post"}, "/api/v1/faq/export": {"get"}, "/api/v1/faq/unanswered": {"get"},
@@ -271,6 +271,6 @@ def test_the_endpoints_are_in_the_openapi_document():
     }.items():
         assert set(paths[path]) == methods, path
     assert paths["/api/v1/faq"]["post"]["x-roles"] == ["admin", "marketer"]
-    assert paths["/api/v1/faq"]["get"]["x-roles"] == ["admin", "marketer", "staff"]
+    assert paths["/api/v1/faq"]["get"]["x-roles"] == ["admin", "marketer", "support"]
     assert paths["/api/v1/faq/{faq_id}"]["get"]["parameters"][0]["schema"]["type"] == "string"
     assert FAQ_CSV.exists()

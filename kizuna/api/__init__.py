@@ -1,0 +1,35 @@
+"""The REST API under /api/v1 (OpenAPI at /api/v1/openapi.json): thin views, one module per
+area. A view parses the request (http.py), calls a service in flows/ or storage/ (where the
+rules are, the same functions the console and the bot call) and renders the answer.
+
+Each area module lists its routes in `ENDPOINTS`, a plain list of `Endpoint`s; the app
+factory passes the areas to `setup`, which builds the route table and the OpenAPI document
+from those same lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import ModuleType
+
+from aiohttp import web
+
+from . import coupons, customers, events, faq, texts
+from .http import Endpoint
+from .openapi import document
+from .router import setup as _setup
+
+AREAS: tuple[ModuleType, ...] = (customers, events, texts, coupons, faq)
+
+
+def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:
+    return [item for area in areas for item in area.ENDPOINTS]
+
+
+def setup(app: web.Application, areas: Sequence[ModuleType] = AREAS) -> None:
+    """Serve the areas' endpoints (and the OpenAPI document of exactly those) on `app`."""
+    _setup(app, endpoints(areas))
+
+
+def openapi_document(areas: Sequence[ModuleType] = AREAS) -> dict:
+    return document(endpoints(areas))

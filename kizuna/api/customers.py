@@ -1,0 +1,60 @@
+"""Customers and their timelines."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from kizuna.storage import customers, interactions
+from kizuna.storage.models import Customer, CustomerRead, Interaction, InteractionRead
+from kizuna.storage.roles import STAFF_ROLES
+
+from .http import (
+    LIMIT, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, path_id, read_as, services, text_param,
+)
+
+
+class CustomerPage(BaseModel):
+    items: list[CustomerRead]
+    next_after: int | None
+
+
+class InteractionPage(BaseModel):
+    items: list[InteractionRead]
+    next_before: int | None
+
+
+async def list_customers(request: web.Request) -> web.Response:
+    limit = int_query(request, "limit")
+    after = int_query(request, "after")
+    async with services(request).sessions() as session:
+        rows = await customers.list_page(session, line_user_id=request.query.get("line_user_id"), limit=limit, after_id=after)
+    return json_answer(CustomerPage(items=[read_as(CustomerRead, row) for row in rows], next_after=next_cursor(rows, limit)))
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    async with services(request).sessions() as session:
+        customer = await customers.get_existing(session, path_id(request))
+    return json_answer(read_as(CustomerRead, customer))
+
+
+async def list_interactions(request: web.Request) -> web.Response:
+    customer_id = path_id(request)
+    limit = int_query(request, "limit")
+    async with services(request).sessions() as session:
+        await customers.get_existing(session, customer_id)
+        rows = await interactions.latest(session, customer_id, limit=limit, before_id=int_query(request, "before"))
+    return json_answer(InteractionPage(items=[read_as(InteractionRead, row) for row in rows], next_before=next_cursor(rows, limit)))
+
+
+ENDPOINTS = [
+    Endpoint("GET", "/customers", list_customers, "List customers (oldest first, cursor paging with `after`)",
+             roles=STAFF_ROLES, response=CustomerPage,
+             query=[text_param("line_user_id"), cursor_param("after", Customer.id), LIMIT]),
+    Endpoint("GET", "/customers/{id}", get_customer, "One customer", roles=STAFF_ROLES, response=CustomerRead,
+             path_params=[id_param(Customer.id)]),
+    Endpoint("GET", "/customers/{id}/interactions", list_interactions,
+             "A customer's timeline, newest first (cursor paging with `before`)",
+             roles=STAFF_ROLES, response=InteractionPage,
+             path_params=[id_param(Customer.id)], query=[cursor_param("before", Interaction.id), LIMIT]),
+]

@@ -1,0 +1,147 @@
+"""What staff change about how the bot answers inquiries: keyword rules, business hours and
+the FAQ matcher's thresholds, with the rules that keep them valid.
+
+The REST API and the console call these same functions (each in a transaction of its own),
+so a check is made here once. What is refused is raised as the typed errors of
+`kizuna.storage.errors`: `Invalid` naming the field, `Conflict`, `NotFound`. Storing is
+storage/faq.py's (it bumps the revision every worker watches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kizuna.storage import faq as faq_store
+from kizuna.storage.errors import Conflict, Invalid, NotFound
+from kizuna.storage.models import KeywordRule, KeywordRuleRead
+
+from .. import all_commands, all_flows
+from ..engine import Postback
+from .hours import HoursInvalid, canonical, parse_schedule
+from .inquiry import thresholds_from
+from .matching import MatchThresholds
+from .rules import PatternRejected, check_pattern
+
+MAX_RULES = 200
+# Postback actions of the inquiry answerer itself (kizuna/flows/faq/inquiry.py).
+INQUIRY_ACTIONS = ("handoff", "inquiry")
+
+
+# -- keyword rules ---------------------------------------------------------------------------
+
+
+def known_actions() -> set[str]:
+    """Postback actions a rule may start: every flow's and command's, and the inquiry's own."""
+    actions = set(INQUIRY_ACTIONS)
+    for owner in (*all_flows(), *all_commands()):
+        actions.update(entry.action for entry in owner.entry_points if isinstance(entry, Postback))
+    return actions
+
+
+def check_keyword_rule(values: dict) -> None:
+    """A whole rule (a change merged with the stored rule): a pattern fast enough to match
+    (rules.py), and exactly one of a fixed reply and a known flow to start."""
+    try:
+        check_pattern(values["match_type"], values["pattern"])
+    except PatternRejected as exc:
+        raise Invalid("pattern", str(exc)) from None
+    reply, action = values.get("reply_text"), values.get("flow_action")
+    if bool(reply) == bool(action):
+        raise Invalid("reply_text", "give exactly one of reply_text (a fixed reply) and flow_action (a flow to start)")
+    if action and action not in known_actions():
+        raise Invalid("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
+
+
+async def create_keyword_rule(session: AsyncSession, values: dict) -> KeywordRule:
+    """A new rule (the fields of `KeywordRuleCreate`); at most MAX_RULES of them."""
+    check_keyword_rule(values)
+    if len(await faq_store.list_rules(session)) >= MAX_RULES:
+        raise Conflict("too_many_rules", f"at most {MAX_RULES} keyword rules")
+    return await faq_store.create_rule(session, values)
+
+
+async def update_keyword_rule(session: AsyncSession, rule_id: int, changes: dict) -> KeywordRule:
+    """Change the fields in `changes`; the rule they make with the stored fields is checked whole."""
+    rule = await faq_store.get_rule(session, rule_id)
+    if rule is None:
+        raise NotFound("no such keyword rule")
+    check_keyword_rule({**KeywordRuleRead.model_validate(rule, from_attributes=True).model_dump(), **changes})
+    return await faq_store.update_rule(session, rule, changes)
+
+
+# -- business hours ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    timezone: str
+    configured: bool
+    weekly: dict | None  # the stored form, every day present (hours.canonical); None: never set
+    holidays: list[str]
+    open_now: bool
+    next_opening: datetime | None
+
+
+async def business_hours(session: AsyncSession, now: datetime) -> BusinessHours:
+    settings = await faq_store.read_settings(session)
+    timezone = await faq_store.shop_timezone(session)
+    schedule = parse_schedule(settings.weekly_hours, settings.holidays, timezone)
+    return BusinessHours(
+        timezone=timezone, configured=schedule is not None, weekly=settings.weekly_hours,
+        holidays=list(settings.holidays), open_now=schedule is None or schedule.is_open(now),
+        next_opening=schedule.next_opening(now) if schedule is not None else None,
+    )
+
+
+async def set_business_hours(session: AsyncSession, weekly: dict | None, holidays: list[str], now: datetime) -> BusinessHours:
+    """Set the weekly schedule (None clears it: always open) and the holidays."""
+    try:
+        # `{}` when clearing the schedule: parse_schedule checks the holidays only beside a
+        # schedule, and they are stored either way.
+        parse_schedule(weekly if weekly is not None else {}, holidays)
+    except HoursInvalid as exc:
+        raise Invalid("holidays" if str(exc).startswith("holidays") else "weekly", str(exc)) from None
+    await faq_store.set_business_hours(session, canonical(weekly), sorted(set(holidays)))
+    return await business_hours(session, now)
+
+
+# -- the FAQ matcher's thresholds ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    effective: dict[str, float]  # the values in use
+    overrides: dict[str, float]  # the values set by staff (the rest are the defaults)
+
+
+def _thresholds(overrides: dict) -> Thresholds:
+    effective = dataclasses.asdict(thresholds_from(overrides))
+    return Thresholds({name: float(value) for name, value in effective.items()},
+                      {name: float(value) for name, value in overrides.items()})
+
+
+async def thresholds(session: AsyncSession) -> Thresholds:
+    return _thresholds((await faq_store.read_settings(session)).thresholds)
+
+
+async def set_thresholds(session: AsyncSession, values: dict[str, float]) -> Thresholds:
+    """Override thresholds: each in 0..1, max_offers 2 or 3; `{}` restores the defaults."""
+    known = [field.name for field in dataclasses.fields(MatchThresholds)]
+    overrides: dict[str, float] = {}
+    for name, value in values.items():
+        if name not in known:
+            raise Invalid(f"thresholds.{name}", f"unknown threshold; known: {', '.join(known)}")
+        if name == "max_offers":
+            if value not in (2, 3):
+                raise Invalid("thresholds.max_offers", "must be 2 or 3")
+            overrides[name] = int(value)
+        elif not 0.0 <= value <= 1.0:
+            raise Invalid(f"thresholds.{name}", "must be between 0 and 1")
+        else:
+            overrides[name] = float(value)
+    await faq_store.set_thresholds(session, overrides)
+    return _thresholds(overrides)
