@@ -19,6 +19,7 @@ sender (`send`), and by the sweeper if that process dies first.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kizuna.storage import conversations, customers, deliveries, interactions, texts
 from kizuna.storage import faq as faq_store
 from kizuna.storage.db import transaction
+from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import Conversation, ConversationNote, ConversationStatus, Customer, Interaction
 from kizuna.storage.types import utcnow
 
@@ -171,12 +173,22 @@ def _now(ctx: FlowContext) -> datetime:
 # -- the staff's side (REST API and console) ----------------------------------------------
 
 
-class SupportError(Exception):
-    """A staff action that cannot be done, with a code the API and the console show."""
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on a conversation: a staff member in the console, or an API token (a
+    system such as a helpdesk); only staff members can own a conversation."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+    kind: str  # staff | token
+    id: int
+    name: str
+
+    @property
+    def sender_id(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @property
+    def staff_id(self) -> int | None:
+        return self.id if self.kind == "staff" else None
 
 
 class SupportDesk:
@@ -196,10 +208,10 @@ class SupportDesk:
     async def take(self, conversation_id: int, staff_id: int) -> Conversation:
         """Exactly one of two staff taking one pending conversation at once wins."""
         async with transaction(self.sessions) as session:
-            conversation = await self._get(session, conversation_id)
+            await self._get(session, conversation_id)
             if not await conversations.take(session, conversation_id, staff_id):
                 conversation = await conversations.get(session, conversation_id)
-                raise SupportError("already_taken", _taken_message(conversation))
+                raise Conflict("already_taken", _taken_message(conversation), assignee_id=conversation.assignee_id)
             conversation = await conversations.get(session, conversation_id)
         await self.publish(conversation_update(conversation))
         return conversation
@@ -208,12 +220,12 @@ class SupportDesk:
         async with transaction(self.sessions) as session:
             await self._get(session, conversation_id)
             if not await conversations.assign(session, conversation_id, staff_id):
-                raise SupportError("resolved", "the conversation is resolved")
+                raise Conflict("resolved", "the conversation is resolved")
             conversation = await conversations.get(session, conversation_id)
         await self.publish(conversation_update(conversation))
         return conversation
 
-    async def reply(self, conversation_id: int, staff_id: int, text: str) -> Interaction:
+    async def reply(self, conversation_id: int, actor: Actor, text: str) -> Interaction:
         """Send `text` to the customer as the shop (a push, through the outbox)."""
         text = _message_text(text)
         now = self.clock()
@@ -221,14 +233,14 @@ class SupportDesk:
             conversation = await self._get(session, conversation_id)
             customer = await customers.get(session, conversation.customer_id)
             if customer is None or customer.blocked:
-                raise SupportError("blocked", "the customer has blocked the account: LINE would not deliver it")
+                raise Conflict("blocked", "the customer has blocked the account: LINE would not deliver it")
             if conversation.status == ConversationStatus.RESOLVED:
-                raise SupportError("resolved", "the conversation is resolved; it reopens when the customer asks for a person")
-            if conversation.assignee_id is None:
-                await conversations.take(session, conversation_id, staff_id)  # answering a waiting customer takes them
+                raise Conflict("resolved", "the conversation is resolved; it reopens when the customer asks for a person")
+            if conversation.assignee_id is None and actor.staff_id is not None:
+                await conversations.take(session, conversation_id, actor.staff_id)  # answering a waiting customer takes them
             delivery = await deliveries.create(
                 session, customer_id=customer.id, messages=[{"type": "text", "text": text}], sender_type="staff",
-                sender_id=str(staff_id), retry_key=deliveries.retry_key_for("staff", conversation_id, staff_id, now.isoformat()),
+                sender_id=actor.sender_id, retry_key=deliveries.retry_key_for("staff", conversation_id, actor.sender_id, now.isoformat()),
             )
             await conversations.responded(session, conversation_id, now)
             conversation = await conversations.get(session, conversation_id)
@@ -237,25 +249,26 @@ class SupportDesk:
         await self.publish(message_update(conversation, interaction.id))
         return interaction
 
-    async def note(self, conversation_id: int, staff_id: int, text: str) -> ConversationNote:
+    async def note(self, conversation_id: int, actor: Actor, text: str) -> ConversationNote:
+        """A private note: shown to staff beside the messages, never sent."""
         text = _message_text(text)
         async with transaction(self.sessions) as session:
             conversation = await self._get(session, conversation_id)
-            note = await conversations.add_note(session, conversation_id, staff_id, text)
+            note = await conversations.add_note(session, conversation_id, actor.sender_id, text)
         await self.publish(message_update(conversation))
         return note
 
-    async def resolve(self, conversation_id: int, staff_id: int, *, ask_csat: bool = True) -> Conversation:
+    async def resolve(self, conversation_id: int, actor: Actor, *, ask_csat: bool = True) -> Conversation:
         """Hand the customer back to the bot; with `ask_csat`, a one-tap 1-5 question."""
         now = self.clock()
         async with transaction(self.sessions) as session:
             conversation = await self._get(session, conversation_id)
             if not await conversations.resolve(session, conversation_id, now):
-                raise SupportError("resolved", "the conversation is resolved already")
+                raise Conflict("resolved", "the conversation is resolved already")
             customer = await customers.get(session, conversation.customer_id)
             session.add(Interaction(
                 customer_id=conversation.customer_id, direction="sys", kind="conversation.resolved",
-                payload={"conversation_id": conversation_id, "by": staff_id}, sender_type="staff", sender_id=str(staff_id),
+                payload={"conversation_id": conversation_id, "by": actor.name}, sender_type="staff", sender_id=actor.sender_id,
             ))
             delivery = None
             if ask_csat and customer is not None and not customer.blocked:
@@ -272,16 +285,16 @@ class SupportDesk:
     async def _get(self, session: AsyncSession, conversation_id: int) -> Conversation:
         conversation = await conversations.get(session, conversation_id)
         if conversation is None:
-            raise SupportError("not_found", "no such conversation")
+            raise NotFound("no such conversation")
         return conversation
 
 
 def _message_text(text: str) -> str:
     text = (text or "").strip()
     if not text:
-        raise SupportError("empty", "write something first")
+        raise Invalid("text", "write something first")
     if len(text.encode("utf-16-le")) // 2 > texts.MAX_TEXT:
-        raise SupportError("too_long", f"a LINE message holds at most {texts.MAX_TEXT} characters")
+        raise Invalid("text", f"a LINE message holds at most {texts.MAX_TEXT} characters")
     return text
 
 

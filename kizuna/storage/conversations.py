@@ -101,8 +101,8 @@ async def record_csat(session: AsyncSession, conversation_id: int, score: int, n
     return (await session.execute(statement)).rowcount == 1
 
 
-async def add_note(session: AsyncSession, conversation_id: int, author_id: int | None, text: str) -> ConversationNote:
-    note = ConversationNote(conversation_id=conversation_id, author_id=author_id, text=text)
+async def add_note(session: AsyncSession, conversation_id: int, author: str, text: str) -> ConversationNote:
+    note = ConversationNote(conversation_id=conversation_id, author=author, text=text)
     session.add(note)
     await session.flush()
     return note

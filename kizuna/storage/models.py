@@ -598,6 +598,6 @@ class ConversationNote(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversations.id", index=True)
-    author_id: int | None = None  # the staff member
+    author: str = Field(max_length=64)  # who wrote it: "staff:<id>" or "token:<id>"
     text: str = Field(sa_type=sa.Text)
     created_at: datetime = _created_at()

@@ -10,13 +10,15 @@ import asyncio
 import sqlalchemy as sa
 
 from kizuna.appkeys import SERVICES
-from kizuna.flows.support import SupportError
+from kizuna.flows.support import Actor
+from kizuna.storage.errors import Conflict
 from kizuna.storage import conversations
 from kizuna.storage.models import Conversation, InboundEvent
 from tests.conftest import eventually
 from tests.flows.test_registration import Chat
 
 STAFF, OTHER_STAFF = 1, 2
+SAKURA = Actor("staff", STAFF, "さくら")
 
 
 async def _active(kizuna, user_id: str) -> Conversation | None:
@@ -60,11 +62,11 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
 
     taken = await desk.take(conversation.id, STAFF)
     assert (taken.status, taken.assignee_id) == ("open", STAFF)
-    await desk.reply(conversation.id, STAFF, "お待たせしました。ご注文を確認いたします。")
+    await desk.reply(conversation.id, SAKURA, "お待たせしました。ご注文を確認いたします。")
     reply = (await kizuna.emulator.wait_for_messages(user.user_id, 3))[-1]
     assert (reply.via, reply.message["text"]) == ("push", "お待たせしました。ご注文を確認いたします。")
     assert reply.retry_key  # a push with a retry key, through the outbox
-    await desk.note(conversation.id, STAFF, "在庫を倉庫に確認中")  # internal: never sent
+    await desk.note(conversation.id, SAKURA, "在庫を倉庫に確認中")  # internal: never sent
     assert len(kizuna.emulator.messages_to(user.user_id)) == 3
 
     async with kizuna.sessions() as session:
@@ -75,7 +77,7 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     for text in ("注文番号12345の件で相談したいです", "まだですか?", "お待たせしました。ご注文を確認いたします。", "在庫を倉庫に確認中"):
         assert text in texts
 
-    await desk.resolve(conversation.id, STAFF, ask_csat=True)
+    await desk.resolve(conversation.id, SAKURA, ask_csat=True)
     csat = (await kizuna.emulator.wait_for_messages(user.user_id, 4))[-1].message
     assert csat["text"].startswith("今回の対応はいかがでしたか")
     options = csat["quickReply"]["items"]
@@ -100,7 +102,7 @@ async def test_two_staff_taking_one_conversation_exactly_one_wins(kizuna):
 
     results = await asyncio.gather(desk.take(conversation.id, STAFF), desk.take(conversation.id, OTHER_STAFF), return_exceptions=True)
     winners = [result for result in results if isinstance(result, Conversation)]
-    losers = [result for result in results if isinstance(result, SupportError)]
+    losers = [result for result in results if isinstance(result, Conflict)]
     assert len(winners) == 1 and len(losers) == 1
     assert losers[0].code == "already_taken"
     assert (await _active(kizuna, user.user_id)).assignee_id == winners[0].assignee_id

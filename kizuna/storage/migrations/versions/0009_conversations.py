@@ -49,7 +49,7 @@ def upgrade() -> None:
     op.create_table('conversation_notes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('conversation_id', sa.Integer(), nullable=False),
-    sa.Column('author_id', sa.Integer(), nullable=True),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
     sa.Column('created_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], ),
