@@ -80,8 +80,10 @@ async def test_killed_while_pushing_the_customer_gets_the_message_once(database_
 
     async with kizuna_process("serve", env, tmp_path / "serve.log", health_port=port) as serve:
         assert (await emulator.send_text(user.user_id, "クーポンありますか")).status == 200
-        # The sender records "reply refused, push only" right before it pushes.
-        await eventually(lambda: _reply_forgotten(database_url), what="the push to be in flight")
+        # The sender records "reply refused, push only" right before it pushes; LINE has the
+        # push once its delay began (the emulator takes the delay after reading the body).
+        await eventually(lambda: _reply_forgotten(database_url), what="the push to be sent")
+        await eventually(lambda: _push_arrived(emulator), what="the push to be in flight at LINE")
         serve.kill()
     async with kizuna_process("serve", env, tmp_path / "serve.log", health_port=port):
         await eventually(lambda: _delivery_sent(database_url), timeout=20, what="the delivery to be sent after the restart")
@@ -90,6 +92,10 @@ async def test_killed_while_pushing_the_customer_gets_the_message_once(database_
     assert message.via == "push"
     pushes = emulator.requests_to("push")
     assert len({request.headers.get("X-Line-Retry-Key") for request in pushes}) == 1
+
+
+async def _push_arrived(emulator) -> bool:
+    return "push:delay" not in emulator.faults.pending()
 
 
 async def _reply_forgotten(database_url: str) -> bool:
