@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from redis.asyncio import Redis
 
+from kizuna.console import create_console
 from kizuna.flows import all_commands, all_flows
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
@@ -50,6 +51,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app.router.add_get("/", index)
     api.setup_api(app)
     api_coupons.setup_coupon_routes(app)
+    app.add_subapp("/console", create_console(settings=SETTINGS, sessions=SESSIONS))
     if settings.emulator:
         _mount_emulator(app, settings)
     return app
