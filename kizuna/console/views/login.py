@@ -34,7 +34,7 @@ def _throttled(request: web.Request, template: str, retry_after, **values) -> we
     if template == "login.html":
         response = _login_page(request, error=ctx.t("login.throttled", minutes=minutes), status=429, **values)
     else:
-        response = render(request, template, {"error": ctx.t("login.throttled", minutes=minutes)}, status=429)
+        response = render(request, template, {"error": ctx.t("login.throttled", minutes=minutes), "next": ""}, status=429)
     response.headers["Retry-After"] = str(max(1, math.ceil(retry_after.total_seconds())))
     return response
 
