@@ -64,9 +64,12 @@ async def _not_found(request: web.Request, handler) -> web.StreamResponse:
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
         if request.path.startswith("/console/static/"):
             raise
+        if request.path == "/console" and request.method == "GET":
+            return routes.see_other("/console/")
         if context.CONTEXT not in request:
             request[context.CONTEXT] = await context.load(request)
         response = routes.error_page(request, exc.status, "error.404" if exc.status == 404 else "error.title")
         if isinstance(exc, web.HTTPMethodNotAllowed):
             response.headers["Allow"] = exc.headers.get("Allow", "")
+        routes.apply_cookies(response, request[context.CONTEXT])
         return response

@@ -53,12 +53,12 @@ async def _begin(sessions, ctx: Context, email: str) -> int:
         return await login_attempts.record(session, email=email, ip=ctx.ip, now=ctx.now)
 
 
-def _throttled(session, ctx: Context, email: str, verdict: login_attempts.Verdict, staff_id: int | None) -> Outcome:
+def _throttled(session, ctx: Context, email: str, verdict: login_attempts.Verdict, target: str | None) -> Outcome:
     by = " and ".join(what for what, over in (("account", verdict.by_account), ("address", verdict.by_address)) if over)
     log.warning("console login throttled (by %s): %r from %s", by, email, ctx.ip)
     audit.record(
         session, audit.Actor(email, None, ctx.ip, ctx.user_agent), audit.Action.LOGIN_THROTTLED,
-        target=f"staff:{staff_id}" if staff_id else None, by_account=verdict.by_account, by_address=verdict.by_address,
+        target=target, by_account=verdict.by_account, by_address=verdict.by_address,
     )
     return Outcome(throttled=True, retry_after=verdict.retry_after)
 
@@ -72,7 +72,7 @@ async def log_in(sessions, ctx: Context, *, email_text: str, password: str, old_
         verdict = await login_attempts.check(session, attempt_id, policy=policy, now=ctx.now)
         if verdict.throttled:
             await login_attempts.finish(session, attempt_id, "throttled")
-            return _throttled(session, ctx, email, verdict, account.id if account else None)
+            return _throttled(session, ctx, email, verdict, staff.audit_target(account) if account else None)
         staff_id, password_hash = (account.id, account.password_hash) if account else (None, None)
 
     correct = await staff.verify_password(password_hash, password)
@@ -84,7 +84,7 @@ async def log_in(sessions, ctx: Context, *, email_text: str, password: str, old_
             reason = "unknown_account" if account is None else "disabled" if account.disabled_at else "wrong_password"
             await login_attempts.finish(session, attempt_id, "failed")
             audit.record(session, audit.Actor(email, None, ctx.ip, ctx.user_agent), audit.Action.LOGIN_FAILED,
-                         target=f"staff:{account.id}" if account else None, reason=reason)
+                         target=staff.audit_target(account) if account else None, reason=reason)
             log.info("console login failed (%s): %r from %s", reason, email, ctx.ip)
             return Outcome()
         await login_attempts.finish(session, attempt_id, "succeeded")
@@ -110,7 +110,7 @@ async def second_factor(sessions, ctx: Context, *, code: str) -> Outcome:
         verdict = await login_attempts.check(session, attempt_id, policy=config.throttle_policy(ctx.settings), now=ctx.now)
         if verdict.throttled:
             await login_attempts.finish(session, attempt_id, "throttled")
-            return _throttled(session, ctx, email, verdict, ctx.staff.id)
+            return _throttled(session, ctx, email, verdict, staff.audit_target(ctx.staff))
         account = await staff.get(session, ctx.staff.id)
         pending = await session.get(type(ctx.session), ctx.session.id_hash)
         if account is None or pending is None or pending.ended_at is not None or account.disabled_at is not None:
@@ -119,7 +119,7 @@ async def second_factor(sessions, ctx: Context, *, code: str) -> Outcome:
         if not await staff.use_totp_code(session, account, code, now=ctx.now):
             await login_attempts.finish(session, attempt_id, "failed")
             audit.record(session, audit.Actor(email, None, ctx.ip, ctx.user_agent), audit.Action.LOGIN_FAILED,
-                         target=f"staff:{account.id}", reason="wrong_code")
+                         target=staff.audit_target(account), reason="wrong_code")
             log.info("console login failed (wrong code): %r from %s", email, ctx.ip)
             return Outcome()
         await login_attempts.finish(session, attempt_id, "succeeded")
@@ -132,7 +132,7 @@ async def _complete(session, ctx: Context, account, *, second_factor: bool) -> s
     _row, cookie = await staff_sessions.start(session, account, now=ctx.now, ip=ctx.ip, user_agent=ctx.user_agent)
     account.last_login_at = ctx.now
     audit.record(session, audit.Actor(account.email, account.id, ctx.ip, ctx.user_agent), audit.Action.LOGIN,
-                 target=f"staff:{account.id}", second_factor=second_factor)
+                 target=staff.audit_target(account), second_factor=second_factor)
     await login_attempts.prune(session, now=ctx.now)
     await staff_sessions.prune(session, now=ctx.now, timeouts=config.timeouts(ctx.settings))
     return cookie
@@ -145,4 +145,4 @@ async def log_out(sessions, ctx: Context) -> None:
         if row is not None:
             staff_sessions.end(row, reason="logout", now=ctx.now)
         if ctx.staff is not None and not ctx.session.awaiting_totp:
-            audit.record(session, ctx.actor(), audit.Action.LOGOUT, target=f"staff:{ctx.staff.id}")
+            audit.record(session, ctx.actor(), audit.Action.LOGOUT, target=staff.audit_target(ctx.staff))

@@ -3,7 +3,7 @@ token), loaded once per request by the route guard (`routes.py`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from aiohttp import web
@@ -47,7 +47,6 @@ class Context:
     # Before login: the CSRF cookie's nonce, and whether the response must set it.
     csrf_nonce: str | None = None
     set_csrf_cookie: bool = False
-    extra_cookies: dict[str, str] = field(default_factory=dict)
 
     @property
     def logged_in(self) -> bool:

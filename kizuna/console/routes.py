@@ -98,7 +98,7 @@ def _guarded(item: ConsoleRoute) -> View:
             if exc.status >= 400:
                 raise
             response = web.Response(status=exc.status, headers=exc.headers)  # a redirect, with the cookies below
-        _cookies(response, ctx)
+        apply_cookies(response, ctx)
         return response
 
     guarded.__name__ = item.view.__name__
@@ -136,7 +136,8 @@ def _to_login(request: web.Request, ctx: context.Context) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"{location}?{urlencode(query)}" if query else str(location))
 
 
-def _cookies(response: web.StreamResponse, ctx: context.Context) -> None:
+def apply_cookies(response: web.StreamResponse, ctx: context.Context) -> None:
+    """The cookies a response owes the browser: a new CSRF nonce, the removal of a dead session's."""
     https = ctx.settings.https
     if ctx.set_csrf_cookie and ctx.csrf_nonce:
         security.set_cookie(response, security.CSRF_COOKIE, ctx.csrf_nonce, https=https)

@@ -181,11 +181,12 @@ async def create(session: AsyncSession, new: NewStaff, *, actor: audit.Actor) ->
             await session.flush()
     except sa.exc.IntegrityError:
         raise StaffInvalid("email", "email_taken", "an account with this e-mail address exists") from None
-    audit.record(session, actor, audit.Action.STAFF_CREATED, target=_target(staff), email=staff.email, role=staff.role)
+    audit.record(session, actor, audit.Action.STAFF_CREATED, target=audit_target(staff), email=staff.email, role=staff.role)
     return staff
 
 
-def _target(staff: Staff) -> str:
+def audit_target(staff: Staff) -> str:
+    """How the audit log names a staff account: `staff:<id> <e-mail>`."""
     return f"staff:{staff.id} {staff.email}"
 
 
@@ -201,7 +202,7 @@ async def change_role(session: AsyncSession, staff: Staff, role: str, *, actor: 
     if new_role != Role.ADMIN:
         await _keep_an_admin(session, staff)
     old, staff.role = staff.role, new_role
-    audit.record(session, actor, audit.Action.STAFF_ROLE_CHANGED, target=_target(staff), old=old, new=str(new_role))
+    audit.record(session, actor, audit.Action.STAFF_ROLE_CHANGED, target=audit_target(staff), old=old, new=str(new_role))
     return True
 
 
@@ -214,7 +215,7 @@ async def disable(session: AsyncSession, staff: Staff, *, actor: audit.Actor, no
     await _keep_an_admin(session, staff)
     staff.disabled_at = now
     ended = await staff_sessions.end_all(session, staff.id, reason="disabled", now=now)
-    audit.record(session, actor, audit.Action.STAFF_DISABLED, target=_target(staff), sessions_ended=ended)
+    audit.record(session, actor, audit.Action.STAFF_DISABLED, target=audit_target(staff), sessions_ended=ended)
     return True
 
 
@@ -222,7 +223,7 @@ async def enable(session: AsyncSession, staff: Staff, *, actor: audit.Actor) -> 
     if staff.disabled_at is None:
         return False
     staff.disabled_at = None
-    audit.record(session, actor, audit.Action.STAFF_ENABLED, target=_target(staff))
+    audit.record(session, actor, audit.Action.STAFF_ENABLED, target=audit_target(staff))
     return True
 
 
@@ -231,7 +232,7 @@ async def end_sessions(
 ) -> int:
     """An admin logs a staff member out everywhere (but the admin's own `keep_session`)."""
     ended = await staff_sessions.end_all(session, staff.id, reason="ended_by_admin", now=now, except_id_hash=keep_session)
-    audit.record(session, actor, audit.Action.STAFF_SESSIONS_ENDED, target=_target(staff), sessions_ended=ended)
+    audit.record(session, actor, audit.Action.STAFF_SESSIONS_ENDED, target=audit_target(staff), sessions_ended=ended)
     return ended
 
 
@@ -247,7 +248,7 @@ async def set_password(
     ended = await staff_sessions.end_all(session, staff.id, reason="password_changed", now=now, except_id_hash=keep_session)
     own = actor.staff_id == staff.id
     action = audit.Action.PASSWORD_CHANGED if own else audit.Action.STAFF_PASSWORD_RESET
-    audit.record(session, actor, action, target=_target(staff), sessions_ended=ended)
+    audit.record(session, actor, action, target=audit_target(staff), sessions_ended=ended)
     return ended
 
 
@@ -324,7 +325,7 @@ async def confirm_totp(session: AsyncSession, staff: Staff, code: str, *, actor:
     if staff.totp_enabled_at is not None or not await use_totp_code(session, staff, code, now=now):
         return False
     staff.totp_enabled_at = now
-    audit.record(session, actor, audit.Action.TOTP_ENABLED, target=_target(staff))
+    audit.record(session, actor, audit.Action.TOTP_ENABLED, target=audit_target(staff))
     return True
 
 
@@ -339,6 +340,6 @@ async def reset_totp(session: AsyncSession, staff: Staff, *, actor: audit.Actor)
     if was_enabled:
         own = actor.staff_id == staff.id
         action = audit.Action.TOTP_DISABLED if own else audit.Action.STAFF_TOTP_RESET
-        audit.record(session, actor, action, target=_target(staff))
+        audit.record(session, actor, action, target=audit_target(staff))
     return was_enabled
 

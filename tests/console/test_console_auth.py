@@ -45,6 +45,20 @@ async def test_login_home_and_logout(console):
     assert actions[-2:] == ["login", "logout"]
 
 
+async def test_the_console_root_and_unknown_pages(console):
+    browser = console.browser()
+    response, _ = await browser.get("/console")
+    assert response.status == 303 and response.headers["Location"] == "/console/"
+    response, page = await browser.get("/console/no/such/page")
+    assert response.status == 404 and "ページが見つかりません" in page
+    # its language switch works (the page set the CSRF cookie its form needs)
+    token = CSRF_INPUT.search(page).group(1)
+    response, _ = await browser.post("/console/language", {"locale": "en", "next": "/console/login"}, csrf=token)
+    assert response.status == 303
+    async with browser.client.delete(console.url + "/console/") as response:
+        assert response.status == 405 and response.headers["Allow"] == "GET"
+
+
 async def test_wrong_password_unknown_account_and_disabled_account_are_refused_alike(console):
     member = await console.add_staff("taro@example.com", "marketer")
     browser = console.browser()
