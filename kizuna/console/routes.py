@@ -31,8 +31,8 @@ View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALL_STAFF = frozenset(STAFF_ROLES)
 ADMIN_ONLY = frozenset({Role.ADMIN})
-# For the conversation routes (built next): support and admins, never marketers.
-SUPPORT = frozenset({Role.ADMIN, Role.SUPPORT})
+# For the conversation routes (1:1チャット, built next): support and admins, never marketers.
+CONVERSATIONS = frozenset({Role.ADMIN, Role.SUPPORT})
 
 
 class Access(Enum):

@@ -1,9 +1,7 @@
-"""Helpers for the console tests over real HTTP: a running Kizuna (the `kizuna` fixture's app, with its console
-at /console), staff accounts made through the storage services, browsers played by aiohttp
-clients with a cookie jar.
-
-The settings here trust X-Forwarded-For, so a test can log in "from" several addresses.
-Timeouts are tested by moving a session's timestamps in the database, never by sleeping.
+"""Helpers for the console tests over real HTTP: a running Kizuna (the `kizuna` fixture's app,
+with its console at /console), staff accounts made through the storage services, browsers
+played by aiohttp clients with a cookie jar. Timeouts are tested by moving a session's
+timestamps in the database, never by sleeping.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from kizuna.storage import audit, staff as staff_store, staff_sessions
 from kizuna.storage.db import transaction
 from kizuna.storage.models import AuditEntry, Staff, StaffSession
 from kizuna.storage.types import utcnow
-from tests.conftest import Kizuna, make_settings, start_kizuna
+from tests.conftest import Kizuna, start_kizuna
 
 PASSWORD = "correct horse battery staple"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

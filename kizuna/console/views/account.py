@@ -50,7 +50,6 @@ async def account_password(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await request.post()
     current, new, again = (str(form.get(key, ""))[:1000] for key in ("current", "new", "again"))
-    attempt_id = None
     async with db(request) as session:
         attempt_id = await login_attempts.record(session, email=ctx.staff.email, ip=ctx.ip, now=ctx.now)
     async with db(request) as session:
