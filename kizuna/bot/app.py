@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna import api
 from kizuna.appkeys import SERVICES
+from kizuna.console import create_console
 from kizuna.flows import all_commands, all_flows, support
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
@@ -56,6 +57,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app.router.add_get("/", index)
     api.setup(app, areas=api.AREAS)
     app.add_routes(api.coupons.PUBLIC_ROUTES)
+    app.add_subapp("/console", create_console(settings=SETTINGS, sessions=SESSIONS))
     if settings.emulator:
         _mount_emulator(app, settings)
     return app

@@ -1,4 +1,4 @@
-"""The `kizuna` command: serve, worker, migrate, token, richmenu, faq."""
+"""The `kizuna` command: serve, worker, migrate, token, staff, richmenu, faq."""
 
 from __future__ import annotations
 
@@ -25,13 +25,31 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="overrides HOST")
     commands.add_parser("worker", help="process events and deliveries (production mode: REDIS_URL set)")
     commands.add_parser("migrate", help="bring the database schema up to date")
-    commands.add_parser("demo", help="with the emulator only: a registration coupon and an example FAQ to try the bot with (when there are none)")
+    commands.add_parser("demo", help="with the emulator only: a registration coupon, an example FAQ and the first console admin (when there are none)")
 
     token = commands.add_parser("token", help="REST API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--name", required=True)
     create.add_argument("--role", default=Role.ADMIN.value, choices=[role.value for role in Role])
+
+    staff = commands.add_parser("staff", help="console staff accounts")
+    staff_commands = staff.add_subparsers(dest="staff_command", required=True)
+    staff_create = staff_commands.add_parser(
+        "create", help="create a console account; the password is read from standard input when it is piped, "
+        "else generated and printed once, on the last line"
+    )
+    staff_create.add_argument("--email", required=True)
+    staff_create.add_argument("--role", required=True, choices=("admin", "marketer", "support"))
+    staff_create.add_argument("--name", help="display name (default: the part of the e-mail before @)")
+    staff_commands.add_parser("list", help="list the console accounts")
+    staff_reset = staff_commands.add_parser(
+        "reset-password", help="set a new password (standard input when piped, else generated and printed once); "
+        "the account's sessions end"
+    )
+    staff_reset.add_argument("--email", required=True)
+    staff_totp = staff_commands.add_parser("reset-totp", help="remove an account's two-factor authentication (a lost phone)")
+    staff_totp.add_argument("--email", required=True)
 
     richmenu = commands.add_parser("richmenu", help="LINE rich menus")
     richmenu_commands = richmenu.add_subparsers(dest="richmenu_command", required=True)
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(settings)
     if args.command == "token":
         return asyncio.run(_create_token(settings, args.name, args.role))
+    if args.command == "staff":
+        return asyncio.run(_staff(settings, args))
     if args.command == "faq":
         if args.faq_command == "import":
             return asyncio.run(_faq_import(settings, args.file, replace=args.replace))
@@ -88,6 +108,7 @@ def _serve(settings: Settings) -> int:
     urls = [f"Kizuna is running on {settings.base_url}"]
     if settings.emulator:
         urls.append(f"  LINE emulator chat: {settings.base_url}/emulator/")
+    urls.append(f"  Staff console:      {settings.base_url}/console/")
     urls += [f"  REST API:           {settings.base_url}/api/v1/openapi.json", f"  Health:             {settings.base_url}/healthz"]
     mode = "embedded (SQLite/in-process queue)" if settings.embedded else "production (ingest only; run `kizuna worker`)"
     urls.append(f"  Mode: {mode}")
@@ -136,10 +157,12 @@ DEMO_FAQ = Path(__file__).parent / "assets" / "demo_faq.csv"  # a cosmetics shop
 
 
 async def _demo(settings: Settings) -> int:
-    """What `make run` needs for a first try in the emulator: registering gives a coupon, and
-    questions get answers from an example FAQ (only while the knowledge base is empty)."""
+    """What `make run` needs for a first try in the emulator: registering gives a coupon,
+    questions get answers from an example FAQ (only while the knowledge base is empty), and
+    the first console admin is created (only while there is no staff account)."""
     if not settings.emulator:
-        print("kizuna demo: skipped (real LINE credentials are set; create coupons and the FAQ through the API)")
+        print("kizuna demo: skipped (real LINE credentials are set; create coupons and the FAQ through the API, "
+              "the first admin with `kizuna staff create --email E --role admin`)")
         return 0
     from kizuna.storage import coupons, faq
     from kizuna.storage.db import create_engine, session_factory, transaction
@@ -162,9 +185,39 @@ async def _demo(settings: Settings) -> int:
             else:
                 report = await faq.import_entries(session, faq.parse_csv(DEMO_FAQ.read_bytes()))
                 print(f"kizuna demo: imported the example FAQ ({len(report.created)} entries; replace it with `kizuna faq import`)")
+        login = await _demo_admin(session_factory(engine))
     finally:
         await engine.dispose()
+    console = f"{settings.base_url}/console/"
+    if login is None:
+        print(f"kizuna demo: console at {console} (staff accounts exist; `kizuna staff list`, `kizuna staff reset-password --email E`)")
+    else:
+        print("kizuna demo: created the first console admin (the password is shown only now):")
+        print(f"    console:  {console}")
+        print(f"    e-mail:   {login[0]}")
+        print(f"    password: {login[1]}")
     return 0
+
+
+DEMO_ADMIN_EMAIL = "admin@example.com"
+
+
+async def _demo_admin(sessions) -> tuple[str, str] | None:
+    """The first console admin, when there is no staff account yet: (e-mail, password)."""
+    from kizuna.storage import audit
+    from kizuna.storage import staff as staff_store
+    from kizuna.storage.db import transaction
+
+    async with sessions() as session:
+        if await staff_store.count(session):
+            return None
+    password = staff_store.generate_password()
+    new = await staff_store.prepare(email=DEMO_ADMIN_EMAIL, display_name="オーナー", role="admin", password=password)
+    async with transaction(sessions) as session:
+        if await staff_store.count(session):
+            return None
+        await staff_store.create(session, new, actor=audit.CLI)
+    return DEMO_ADMIN_EMAIL, password
 
 
 def _migrate(settings: Settings) -> int:
@@ -187,6 +240,85 @@ async def _create_token(settings: Settings, name: str, role: str) -> int:
         await engine.dispose()
     print(f"created {token.role} token {token.name!r} (id {token.id}); it is shown only now:")
     print(plain)
+    return 0
+
+
+# -- staff accounts ------------------------------------------------------------------------
+
+
+def _password_from_stdin() -> str | None:
+    """A piped password (the first line of standard input), or None at a terminal."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    line = sys.stdin.readline().rstrip("\r\n")
+    return line or None
+
+
+async def _staff(settings: Settings, args) -> int:
+    from kizuna.storage import audit
+    from kizuna.storage import staff as staff_store
+    from kizuna.storage.db import create_engine, session_factory, transaction
+    from kizuna.storage.types import utcnow
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    try:
+        if args.staff_command == "list":
+            async with sessions() as session:
+                members = await staff_store.list_all(session)
+            for member in members:
+                state = "disabled" if member.disabled_at else "active"
+                totp = "2FA" if member.totp_enabled_at else "no 2FA"
+                print(f"{member.id:>4}  {member.email:<40} {member.role:<9} {state:<8} {totp}")
+            if not members:
+                print("no staff accounts yet: kizuna staff create --email E --role admin")
+            return 0
+        try:
+            email = staff_store.normalize_email(args.email)
+        except staff_store.StaffInvalid as invalid:
+            print(f"kizuna: --email: {invalid}", file=sys.stderr)
+            return 2
+        if args.staff_command == "reset-totp":
+            async with transaction(sessions) as session:
+                member = await staff_store.get_by_email(session, email)
+                if member is None:
+                    print(f"kizuna: no staff account {email}", file=sys.stderr)
+                    return 1
+                await staff_store.reset_totp(session, member, actor=audit.CLI)
+            print(f"two-factor authentication of {email} removed; they can set it up again under アカウント")
+            return 0
+        piped = _password_from_stdin()
+        password = piped or staff_store.generate_password()
+        try:
+            staff_store.check_password(password, email=email)
+        except staff_store.StaffInvalid as invalid:
+            print(f"kizuna: the password from standard input: {invalid}", file=sys.stderr)
+            return 2
+        if args.staff_command == "create":
+            try:
+                new = await staff_store.prepare(
+                    email=email, display_name=args.name or email.split("@")[0], role=args.role, password=password
+                )
+                async with transaction(sessions) as session:
+                    member = await staff_store.create(session, new, actor=audit.CLI)
+            except staff_store.StaffInvalid as invalid:
+                print(f"kizuna: {invalid.field}: {invalid}", file=sys.stderr)
+                return 1
+            print(f"created {member.role} {member.email} (id {member.id}); log in at {settings.base_url}/console/")
+        else:
+            password_hash = await staff_store.hash_password(password)
+            async with transaction(sessions) as session:
+                member = await staff_store.get_by_email(session, email)
+                if member is None:
+                    print(f"kizuna: no staff account {email}", file=sys.stderr)
+                    return 1
+                ended = await staff_store.set_password(session, member, password_hash, actor=audit.CLI, now=utcnow())
+            print(f"new password set for {member.email}; {ended} session(s) ended")
+    finally:
+        await engine.dispose()
+    if piped is None:
+        print("the password is shown only now:")
+        print(password)
     return 0
 
 

@@ -65,6 +65,17 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
     line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
     log_level: str = Field(default="INFO", validation_alias="KIZUNA_LOG_LEVEL")
+    # The staff console (/console): a session ends after this long without a request (idle)
+    # and this long after its login whatever happens (absolute).
+    session_idle_timeout_seconds: float = Field(default=1800.0, ge=60, le=86_400, validation_alias="KIZUNA_SESSION_IDLE_TIMEOUT")
+    session_max_age_seconds: float = Field(default=43_200.0, ge=300, le=30 * 86_400, validation_alias="KIZUNA_SESSION_MAX_AGE")
+    # Console login throttling: after this many failures within the window, for one e-mail
+    # address or from one client address, further attempts are refused (429) until it passes.
+    login_max_failures: int = Field(default=5, ge=1, le=1000, validation_alias="KIZUNA_LOGIN_MAX_FAILURES")
+    login_throttle_seconds: float = Field(default=300.0, ge=10, le=86_400, validation_alias="KIZUNA_LOGIN_THROTTLE_WINDOW")
+    # Behind a reverse proxy: take the client address from the last X-Forwarded-For entry
+    # (the one your proxy added); off, it is the TCP peer. Only turn on behind a proxy.
+    trust_forwarded_for: bool = Field(default=False, validation_alias="KIZUNA_TRUST_FORWARDED_FOR")
 
     @field_validator("database_url")
     @classmethod
@@ -123,6 +134,17 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def line_connected(self) -> bool:
+        """Whether real LINE credentials are set (not the emulator's stand-ins): then the
+        console holds real customers' data and admins must have two-factor authentication."""
+        return self.line_channel_secret != EMULATOR_CHANNEL_SECRET
+
+    @property
+    def https(self) -> bool:
+        """Whether the public URL is https (console cookies are then `__Host-` and Secure)."""
+        return self.base_url.startswith("https://")
 
     @property
     def sqlite_path(self) -> Path | None:

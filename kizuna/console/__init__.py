@@ -1,3 +1,9 @@
-"""The staff web console: an aiohttp sub-app at /console, thin views over the same services as
-the REST API (`kizuna.appkeys.SERVICES`). Imports only flows/, campaigns/ and storage/
-(pyproject's import contracts). This placeholder holds the contract until the console lands."""
+"""The staff console: an aiohttp sub-app at /console (server-rendered, Japanese first).
+
+See `app.create_console` (the factory), `routes.py` (every route and who may use it),
+`security.py` (cookies, CSRF, headers), `auth.py` (login), `views/` (the pages).
+"""
+
+from .app import create_console
+
+__all__ = ["create_console"]

@@ -19,7 +19,6 @@ sender (`send`), and by the sweeper if that process dies first.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.storage import conversations, customers, deliveries, interactions, texts
 from kizuna.storage import faq as faq_store
+from kizuna.storage.audit import Actor
 from kizuna.storage.db import transaction
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import Conversation, ConversationNote, ConversationStatus, Customer, Interaction
@@ -173,22 +173,9 @@ def _now(ctx: FlowContext) -> datetime:
 # -- the staff's side (REST API and console) ----------------------------------------------
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who acts on a conversation: a staff member in the console, or an API token (a
-    system such as a helpdesk); only staff members can own a conversation."""
-
-    kind: str  # staff | token
-    id: int
-    name: str
-
-    @property
-    def sender_id(self) -> str:
-        return f"{self.kind}:{self.id}"
-
-    @property
-    def staff_id(self) -> int | None:
-        return self.id if self.kind == "staff" else None
+def _author(actor: Actor) -> str:
+    """How a message or note names who wrote it: a staff member, or an API token."""
+    return f"staff:{actor.staff_id}" if actor.staff_id is not None else f"token:{actor.label}"[:64]
 
 
 class SupportDesk:
@@ -240,7 +227,7 @@ class SupportDesk:
                 await conversations.take(session, conversation_id, actor.staff_id)  # answering a waiting customer takes them
             delivery = await deliveries.create(
                 session, customer_id=customer.id, messages=[{"type": "text", "text": text}], sender_type="staff",
-                sender_id=actor.sender_id, retry_key=deliveries.retry_key_for("staff", conversation_id, actor.sender_id, now.isoformat()),
+                sender_id=_author(actor), retry_key=deliveries.retry_key_for("staff", conversation_id, _author(actor), now.isoformat()),
             )
             await conversations.responded(session, conversation_id, now)
             conversation = await conversations.get(session, conversation_id)
@@ -254,7 +241,7 @@ class SupportDesk:
         text = _message_text(text)
         async with transaction(self.sessions) as session:
             conversation = await self._get(session, conversation_id)
-            note = await conversations.add_note(session, conversation_id, actor.sender_id, text)
+            note = await conversations.add_note(session, conversation_id, _author(actor), text)
         await self.publish(message_update(conversation))
         return note
 
@@ -268,7 +255,7 @@ class SupportDesk:
             customer = await customers.get(session, conversation.customer_id)
             session.add(Interaction(
                 customer_id=conversation.customer_id, direction="sys", kind="conversation.resolved",
-                payload={"conversation_id": conversation_id, "by": actor.name}, sender_type="staff", sender_id=actor.sender_id,
+                payload={"conversation_id": conversation_id, "by": actor.label}, sender_type="staff", sender_id=_author(actor),
             ))
             delivery = None
             if ask_csat and customer is not None and not customer.blocked:

@@ -534,10 +534,108 @@ class KeywordRuleRead(KeywordRuleBase):
     updated_at: datetime
 
 
+# -- the staff console: staff accounts, their sessions, login attempts, the audit log (issue 13) --
+
+from .roles import STAFF_ROLES  # noqa: E402  (this section is appended)
+
+STAFF_EMAIL_MAX = 254
+STAFF_NAME_MAX = 80
+CONSOLE_LOCALES = ("ja", "en")
+
+
+class Staff(SQLModel, table=True):
+    """A person who logs in to the console. Never deleted (the audit log names them):
+    `disabled_at` ends their access. `email` is stored lower-cased and is the login."""
+
+    __tablename__ = "staff"
+    __table_args__ = (
+        _one_of("staff", "role", STAFF_ROLES),
+        _one_of("staff", "locale", CONSOLE_LOCALES),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=STAFF_EMAIL_MAX, unique=True)
+    display_name: str = Field(max_length=STAFF_NAME_MAX)
+    role: str = Field(max_length=16)  # kizuna.storage.roles.STAFF_ROLES
+    password_hash: str = Field(max_length=255)  # argon2id, PHC string
+    password_changed_at: datetime = _created_at()
+    # TOTP (RFC 6238): the base32 secret; enabled once a code from it was confirmed.
+    # `totp_last_step` is the time step of the last code accepted: a code is good once.
+    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_enabled_at: datetime | None = _optional_time()
+    totp_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
+    locale: str = Field(default="ja", max_length=8)
+    created_at: datetime = _created_at()
+    last_login_at: datetime | None = _optional_time()
+    disabled_at: datetime | None = _optional_time()
+
+
+class StaffSession(SQLModel, table=True):
+    """A console login. The cookie holds 32 random bytes; only their SHA-256 is stored, so
+    any `serve` process can check a session and a copy of the table logs nobody in.
+
+    A session waiting for the second factor (`awaiting_totp`) only opens the code page.
+    `csrf_token` is the synchronizer token of this session's forms."""
+
+    __tablename__ = "staff_sessions"
+    __table_args__ = (sa.Index("ix_staff_sessions_staff_id_ended", "staff_id", "ended_at"),)
+
+    id_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id")
+    csrf_token: str = Field(max_length=64)
+    awaiting_totp: bool = False
+    created_at: datetime = _created_at()
+    last_seen_at: datetime = _created_at()
+    ended_at: datetime | None = _optional_time()
+    # logout | ended_by_admin | password_changed | disabled | replaced (a new login in this browser)
+    ended_reason: str | None = Field(default=None, max_length=32)
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=200)
+
+
+LOGIN_OUTCOMES = ("pending", "failed", "succeeded", "throttled")
+
+
+class LoginAttempt(SQLModel, table=True):
+    """One login attempt (a password or a two-factor code), stored before it is checked:
+    the throttle counts these rows, so it holds across processes. Pruned after a day."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        sa.Index("ix_login_attempts_email_at", "email", "at"),
+        sa.Index("ix_login_attempts_ip_at", "ip", "at"),
+        sa.Index("ix_login_attempts_at", "at"),  # pruning
+        _one_of("login_attempts", "outcome", LOGIN_OUTCOMES),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    email: str = Field(max_length=STAFF_EMAIL_MAX)  # as typed, normalised; may name no account
+    ip: str = Field(max_length=45)
+    outcome: str = Field(default="pending", max_length=16)
+    at: datetime = _created_at()
+
+
+class AuditEntry(SQLModel, table=True):
+    """Append-only: who did what, when, from where. Rows are only ever inserted (the
+    migration adds triggers that refuse UPDATE and DELETE), in the same transaction as the
+    action they record. `actor` is the staff member's e-mail at the time, "cli", or an API
+    token's name; `action` is a `kizuna.storage.audit.Action`."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (sa.Index("ix_audit_entries_action_id", "action", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    at: datetime = _created_at()
+    actor_staff_id: int | None = Field(default=None, index=True)
+    actor: str = Field(max_length=STAFF_EMAIL_MAX)
+    action: str = Field(max_length=40)
+    target: str | None = Field(default=None, max_length=200)
+    details: dict = Field(default_factory=dict, sa_type=JSONType)
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=200)
+
+
 # -- support conversations (issue 13) ----------------------------------------------------------
-
-from enum import StrEnum  # noqa: E402  (kept with the conversation classes: this section is appended)
-
 
 class ConversationStatus(StrEnum):
     PENDING = "pending"  # waiting for a person
@@ -561,8 +659,8 @@ class Conversation(SQLModel, table=True):
 
     __tablename__ = "conversations"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('pending', 'open', 'resolved')", name="ck_conversations_status"),
-        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="ck_conversations_priority"),
+        _one_of("conversations", "status", ConversationStatus),
+        _one_of("conversations", "priority", ConversationPriority),
         sa.CheckConstraint("csat_score IS NULL OR csat_score BETWEEN 1 AND 5", name="ck_conversations_csat_score"),
         # At most one conversation a person owns or must take, per customer.
         sa.Index(
@@ -577,7 +675,7 @@ class Conversation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customers.id")
     status: str = Field(default=ConversationStatus.PENDING, max_length=16)
-    assignee_id: int | None = None  # the staff member who owns it
+    assignee_id: int | None = Field(default=None, foreign_key="staff.id")  # the staff member who owns it
     priority: str = Field(default=ConversationPriority.NORMAL, max_length=8)
     labels: list = Field(default_factory=list, sa_type=JSONType)
     # How it (last) began: keyword | button | complaint | unanswered | staff

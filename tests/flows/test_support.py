@@ -10,15 +10,22 @@ import asyncio
 import sqlalchemy as sa
 
 from kizuna.appkeys import SERVICES
-from kizuna.flows.support import Actor
+from kizuna.storage import staff as staff_store
+from kizuna.storage.audit import CLI, Actor
+from kizuna.storage.db import transaction
 from kizuna.storage.errors import Conflict
 from kizuna.storage import conversations
 from kizuna.storage.models import Conversation, InboundEvent
 from tests.conftest import eventually
 from tests.flows.test_registration import Chat
 
-STAFF, OTHER_STAFF = 1, 2
-SAKURA = Actor("staff", STAFF, "さくら")
+
+
+async def _staff(kizuna, email: str) -> Actor:
+    new = await staff_store.prepare(email=email, display_name=email.split("@")[0], role="support", password="correct horse battery")
+    async with transaction(kizuna.sessions) as session:
+        member = await staff_store.create(session, new, actor=CLI)
+    return Actor(member.email, member.id)
 
 
 async def _active(kizuna, user_id: str) -> Conversation | None:
@@ -47,6 +54,7 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     user = kizuna.emulator.add_user(display_name="相談 花子")
     chat = Chat(kizuna.emulator, user.user_id)
     desk = kizuna.server.app[SERVICES].support
+    sakura = await _staff(kizuna, "sakura@example.jp")
 
     [connected] = await chat.say("担当者")
     assert connected["text"] == "担当者におつなぎします。順番にご返信しますので、このままお待ちください。"
@@ -60,13 +68,13 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     [again] = await chat.say("担当者")
     assert again["text"].startswith("担当者からのご返信をお待ちください")
 
-    taken = await desk.take(conversation.id, STAFF)
-    assert (taken.status, taken.assignee_id) == ("open", STAFF)
-    await desk.reply(conversation.id, SAKURA, "お待たせしました。ご注文を確認いたします。")
+    taken = await desk.take(conversation.id, sakura.staff_id)
+    assert (taken.status, taken.assignee_id) == ("open", sakura.staff_id)
+    await desk.reply(conversation.id, sakura, "お待たせしました。ご注文を確認いたします。")
     reply = (await kizuna.emulator.wait_for_messages(user.user_id, 3))[-1]
     assert (reply.via, reply.message["text"]) == ("push", "お待たせしました。ご注文を確認いたします。")
     assert reply.retry_key  # a push with a retry key, through the outbox
-    await desk.note(conversation.id, SAKURA, "在庫を倉庫に確認中")  # internal: never sent
+    await desk.note(conversation.id, sakura, "在庫を倉庫に確認中")  # internal: never sent
     assert len(kizuna.emulator.messages_to(user.user_id)) == 3
 
     async with kizuna.sessions() as session:
@@ -77,7 +85,7 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     for text in ("注文番号12345の件で相談したいです", "まだですか?", "お待たせしました。ご注文を確認いたします。", "在庫を倉庫に確認中"):
         assert text in texts
 
-    await desk.resolve(conversation.id, SAKURA, ask_csat=True)
+    await desk.resolve(conversation.id, sakura, ask_csat=True)
     csat = (await kizuna.emulator.wait_for_messages(user.user_id, 4))[-1].message
     assert csat["text"].startswith("今回の対応はいかがでしたか")
     options = csat["quickReply"]["items"]
@@ -99,8 +107,9 @@ async def test_two_staff_taking_one_conversation_exactly_one_wins(kizuna):
     await chat.say("担当者")
     conversation = await _active(kizuna, user.user_id)
     desk = kizuna.server.app[SERVICES].support
+    first, second = await _staff(kizuna, "ichiro@example.jp"), await _staff(kizuna, "jiro@example.jp")
 
-    results = await asyncio.gather(desk.take(conversation.id, STAFF), desk.take(conversation.id, OTHER_STAFF), return_exceptions=True)
+    results = await asyncio.gather(desk.take(conversation.id, first.staff_id), desk.take(conversation.id, second.staff_id), return_exceptions=True)
     winners = [result for result in results if isinstance(result, Conversation)]
     losers = [result for result in results if isinstance(result, Conflict)]
     assert len(winners) == 1 and len(losers) == 1

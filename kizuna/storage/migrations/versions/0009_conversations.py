@@ -1,7 +1,7 @@
 """conversations: support threads after a handoff, and staff's private notes
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-05 09:00:00.000000
 """
 from alembic import op
@@ -12,7 +12,7 @@ from sqlalchemy.dialects import postgresql
 
 
 revision = '0009'
-down_revision = '0007'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.CheckConstraint("status IN ('pending', 'open', 'resolved')", name='ck_conversations_status'),
     sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name='ck_conversations_priority'),
     sa.CheckConstraint('csat_score IS NULL OR csat_score BETWEEN 1 AND 5', name='ck_conversations_csat_score'),
+    sa.ForeignKeyConstraint(['assignee_id'], ['staff.id'], ),
     sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
     sa.PrimaryKeyConstraint('id')
     )

@@ -1,0 +1,201 @@
+"""Who may use which console route: every route of the console's router × every identity.
+
+The matrix below is written by hand, apart from the route declarations it checks: a route the
+router has and the matrix lacks fails the test (so a new route must say who may use it), and
+so does a matrix entry no route answers. For each (route, identity) the request is made over
+real HTTP with a session of its own (started in the database), a valid CSRF token and a form
+that would be accepted:
+- allowed → 2xx or 3xx (never back to the login or the enrolment page);
+- a role that is not allowed → 403;
+- no session → 303 to the login page.
+(The REST API half of the matrix comes with the move of the API to kizuna/api.)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pyotp
+from aiohttp import web
+
+from kizuna.storage import staff as staff_store
+from kizuna.storage import staff_sessions
+from kizuna.storage.db import transaction
+from kizuna.storage.models import Staff
+from kizuna.storage.types import utcnow
+from tests.console.helpers import PASSWORD, Browser, Console, Member
+
+ADMIN, MARKETER, SUPPORT = "admin", "marketer", "support"
+STAFF = frozenset({ADMIN, MARKETER, SUPPORT})
+ADMIN_ONLY = frozenset({ADMIN})
+PUBLIC = "public"  # anyone, with or without a session
+SECOND_FACTOR = "second_factor"  # only a session waiting for its TOTP code
+IDENTITIES = ("admin", "marketer", "support", "awaiting_totp", "anonymous")
+ROLE_OF = {"admin": ADMIN, "marketer": MARKETER, "support": SUPPORT}
+
+# (method, path as the router spells it) → who may use it.
+MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
+    ("GET", "/console/"): STAFF,  # marketers see the counts too
+    ("GET", "/console/login"): PUBLIC,
+    ("POST", "/console/login"): PUBLIC,
+    ("GET", "/console/login/totp"): SECOND_FACTOR,
+    ("POST", "/console/login/totp"): SECOND_FACTOR,
+    ("POST", "/console/login/totp/cancel"): SECOND_FACTOR,
+    ("POST", "/console/logout"): STAFF,
+    ("POST", "/console/language"): PUBLIC,
+    ("GET", "/console/staff"): ADMIN_ONLY,
+    ("POST", "/console/staff"): ADMIN_ONLY,
+    ("GET", "/console/staff/{staff_id}"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/role"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/disable"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/enable"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/sessions/end"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/password"): ADMIN_ONLY,
+    ("POST", "/console/staff/{staff_id}/totp/reset"): ADMIN_ONLY,
+    ("GET", "/console/audit"): ADMIN_ONLY,
+    ("GET", "/console/account"): STAFF,
+    ("POST", "/console/account/password"): STAFF,
+    ("GET", "/console/account/totp"): STAFF,
+    ("POST", "/console/account/totp"): STAFF,
+    ("POST", "/console/account/totp/disable"): STAFF,
+    ("GET", "/console/static/console.css"): PUBLIC,
+    ("HEAD", "/console/static/console.css"): PUBLIC,
+}
+# Routes whose success is, rightly, a redirect to the login page.
+ENDS_THE_SESSION = {("POST", "/console/logout"), ("POST", "/console/login/totp/cancel")}
+
+
+def console_app(app: web.Application) -> web.Application:
+    [resource] = [item for item in app.router.resources() if isinstance(item, web.PrefixedSubAppResource)
+                  and item.canonical == "/console"]
+    return resource._app
+
+
+def router_routes(app: web.Application) -> set[tuple[str, str]]:
+    """(method, path) of every route of the console's router; the static files by one file."""
+    found = set()
+    for route in console_app(app).router.routes():
+        path = route.resource.canonical
+        if isinstance(route.resource, web.StaticResource):
+            path += "/console.css"
+        found.add((route.method, path))
+    return found
+
+
+class Fixtures:
+    """The accounts the requests act as and on, and forms that would be accepted."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.members: dict[str, Member] = {}
+        self.counter = itertools.count()
+
+    async def setup(self) -> None:
+        for role in (ADMIN, MARKETER, SUPPORT):
+            # the admin has a second factor (LINE is connected in these settings: admins need one)
+            self.members[role] = await self.console.add_staff(f"{role}@example.com", role, totp=role == ADMIN)
+        self.members["awaiting_totp"] = await self.console.add_staff("pending@example.com", SUPPORT, totp=True)
+        self.target = await self.console.add_staff("target@example.com", SUPPORT, totp=True)
+
+    async def browser(self, identity: str) -> Browser:
+        browser = self.console.browser()
+        if identity == "anonymous":
+            return browser
+        member = self.members[identity]
+        async with transaction(self.console.sessions) as session:
+            staff = await session.get(Staff, member.id)
+            _row, plain = await staff_sessions.start(session, staff, now=utcnow(), awaiting_totp=identity == "awaiting_totp")
+        browser.set_session(plain)
+        return browser
+
+    def path(self, path: str) -> str:
+        return path.replace("{staff_id}", str(self.target.id))
+
+    async def form(self, method: str, path: str, identity: str) -> dict:
+        member = self.members.get(identity)
+        number = next(self.counter)
+        if path == "/console/login":
+            return {"email": self.target.email, "password": PASSWORD}
+        if path == "/console/login/totp":
+            return {"code": member.code() if member and member.totp_secret else "000000"}
+        if path == "/console/language":
+            return {"locale": "en"}
+        if path == "/console/staff":
+            return {"display_name": f"新人 {number}", "email": f"new{number}@example.com", "role": SUPPORT}
+        if path.endswith("/role"):
+            return {"role": MARKETER if number % 2 else SUPPORT}
+        if path == "/console/account/password":
+            password = member.password if member else PASSWORD
+            if member is not None:
+                member.password = f"a new passphrase {number}"
+            return {"current": password, "new": f"a new passphrase {number}", "again": f"a new passphrase {number}"}
+        if path == "/console/account/totp" and member is not None and identity != "admin":
+            # the code of the secret being enrolled (started on the enrolment page)
+            async with transaction(self.console.sessions) as session:
+                staff = await session.get(Staff, member.id)
+                staff.totp_secret = staff.totp_enabled_at = staff.totp_last_step = None
+                secret = staff_store.begin_totp(staff)
+            member.totp_secret = secret
+            return {"code": pyotp.TOTP(secret).now()}
+        return {}
+
+    async def request(self, method: str, path: str, identity: str):
+        browser = await self.browser(identity)
+        url = self.path(path)
+        if method == "GET":
+            response, _ = await browser.get(url)
+        elif method == "HEAD":
+            async with browser.client.head(browser.base_url + url, allow_redirects=False) as response:
+                pass
+        else:
+            page = {"anonymous": "/console/login", "awaiting_totp": "/console/login/totp"}.get(identity, "/console/account")
+            token = await browser.csrf(page)
+            response, _ = await browser.post(url, await self.form(method, path, identity), csrf=token)
+        return response
+
+
+def expected(rule: frozenset[str] | str, identity: str) -> str:
+    """"allowed", "forbidden" or "login" (a redirect to the login page)."""
+    if rule == PUBLIC:
+        return "allowed"
+    if rule == SECOND_FACTOR:
+        return "allowed" if identity == "awaiting_totp" else "login"
+    if identity in ("anonymous",):
+        return "login"
+    if identity == "awaiting_totp":
+        return "second_factor"
+    return "allowed" if ROLE_OF[identity] in rule else "forbidden"
+
+
+async def test_every_console_route_has_a_row_in_the_matrix(kizuna):
+    routes = router_routes(kizuna.server.app)
+    assert routes - MATRIX.keys() == set(), "console routes missing from the permission matrix"
+    assert MATRIX.keys() - routes == set(), "matrix rows that no console route answers"
+
+
+async def test_every_route_times_every_identity(console):
+    fixtures = Fixtures(console)
+    await fixtures.setup()
+    routes = router_routes(console.kizuna.server.app)
+    assert routes == MATRIX.keys()
+    wrong = []
+    for (method, path), identity in itertools.product(sorted(routes), IDENTITIES):
+        want = expected(MATRIX[(method, path)], identity)
+        response = await fixtures.request(method, path, identity)
+        location = response.headers.get("Location", "")
+        to_login = response.status == 303 and location.startswith("/console/login") and not location.startswith("/console/login/totp")
+        if want == "allowed":
+            ok = 200 <= response.status < 400 and (
+                (method, path) in ENDS_THE_SESSION or not (to_login or location.startswith("/console/account/totp"))
+            )
+            if path == "/console/login" and identity != "anonymous":
+                ok = 200 <= response.status < 400
+        elif want == "forbidden":
+            ok = response.status == 403
+        elif want == "second_factor":
+            ok = response.status == 303 and location == "/console/login/totp"
+        else:
+            ok = to_login
+        if not ok:
+            wrong.append(f"{method} {path} as {identity}: {response.status} {location} (expected {want})")
+    assert not wrong, "\n".join(wrong)
