@@ -276,7 +276,7 @@ async def _staff(settings: Settings, args) -> int:
         try:
             email = staff_store.normalize_email(args.email)
         except staff_store.StaffInvalid as invalid:
-            print(f"kizuna: --email: {invalid}", file=sys.stderr)
+            print(f"kizuna: --email: {invalid.message}", file=sys.stderr)
             return 2
         if args.staff_command == "reset-totp":
             async with transaction(sessions) as session:
@@ -292,7 +292,7 @@ async def _staff(settings: Settings, args) -> int:
         try:
             staff_store.check_password(password, email=email)
         except staff_store.StaffInvalid as invalid:
-            print(f"kizuna: the password from standard input: {invalid}", file=sys.stderr)
+            print(f"kizuna: the password from standard input: {invalid.message}", file=sys.stderr)
             return 2
         if args.staff_command == "create":
             try:
@@ -302,7 +302,7 @@ async def _staff(settings: Settings, args) -> int:
                 async with transaction(sessions) as session:
                     member = await staff_store.create(session, new, actor=audit.CLI)
             except staff_store.StaffInvalid as invalid:
-                print(f"kizuna: {invalid.field}: {invalid}", file=sys.stderr)
+                print(f"kizuna: {invalid.field}: {invalid.message}", file=sys.stderr)
                 return 1
             print(f"created {member.role} {member.email} (id {member.id}); log in at {settings.base_url}/console/")
         else:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from . import audit, staff_sessions
+from .errors import Invalid
 from .models import STAFF_EMAIL_MAX, STAFF_NAME_MAX, Staff
 from .roles import STAFF_ROLES, Role
 
@@ -42,13 +43,14 @@ _PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-class StaffInvalid(ValueError):
+class StaffInvalid(Invalid):
     """A change that cannot be made: `field` names the input, `code` is a stable key the
-    console translates (`error.<code>`), the message is English for the command line."""
+    console translates (`error.<code>`), the message is English for the command line and
+    the REST API (a 400 naming the field, like every `Invalid`)."""
 
     def __init__(self, field: str, code: str, message: str):
-        super().__init__(message)
-        self.field, self.code = field, code
+        super().__init__(field, message)
+        self.code = code
 
 
 # -- input --------------------------------------------------------------------------------
