@@ -11,6 +11,7 @@ still gets its 200 only after its own rows are committed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -51,6 +52,7 @@ class EventIngest:
 
     async def run(self) -> None:
         """The flusher: runs for the app's lifetime."""
+        freeze_startup_heap()
         try:
             while True:
                 await self._wakeup.wait()
@@ -98,6 +100,24 @@ class EventIngest:
                 pass  # logged once per outage by the queue
             except Exception:
                 log.exception("queueing %d stored event(s) failed", len(stored))
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Keep the objects built at start-up (modules, models, dictionaries: a few hundred
+    thousand) out of Python's cyclic garbage collector, once per process.
+
+    Otherwise every full collection walks all of them: 80-140 ms with the event loop
+    stopped, several times a minute under webhook load, which was the p99 of the ack
+    (docs/benchmarks.md, issue 12). Objects made later are collected as usual. Belongs
+    to process start-up; it sits here because the ingest is what a pause hurts most."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _fail(future: asyncio.Future, error: Exception) -> None:
