@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -114,7 +115,10 @@ def _pg_columns(rows: list[dict]) -> list[list]:
 
 
 def _json_text(value: dict) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, say: json writes anything a JSON value holds
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent | None:
