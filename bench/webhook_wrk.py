@@ -293,6 +293,15 @@ class WrkBench:
                 print_run(profiled)
                 report["profile"] = profiled
                 print_profile(profiled)
+                if a.open_rate:
+                    bodies = self.bodies(int(a.open_rate * a.duration * 1.2) + 1000)
+                    print(f"\nprofile: kizuna serve paced at {a.open_rate:g} req/s, py-spy at 200 Hz")
+                    profiled = self.wrk("kizuna serve", servers["kizuna serve"], bodies, connections=a.open_connections,
+                                        duration=a.duration, rate=a.open_rate, database="postgres", profile=True)
+                    bodies.remove()
+                    print_run(profiled)
+                    report["profile_paced"] = profiled
+                    print_profile(profiled)
             for server in servers.values():
                 server.stop()
         print_medians(report)
@@ -465,7 +474,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration (default 1)")
     parser.add_argument("--targets", default="bare,kizuna", help="comma-separated: bare,kizuna (default both)")
     parser.add_argument("--profile", action="store_true",
-                        help="one more kizuna closed-loop run sampled by py-spy (pip install py-spy into the venv)")
+                        help="one more kizuna closed-loop run (and paced run) sampled by py-spy (pip install py-spy into the venv)")
     parser.add_argument("--quiet-wait", type=float, default=60.0,
                         help="before each run wait up to this many seconds for the machine to idle (default 60)")
     parser.add_argument("--serve-script", type=Path, help="as in bench/webhook.py: run FILE instead of -m kizuna.bot.cli")
