@@ -22,7 +22,8 @@ from wrk (C, LuaJIT) on a core of its own:
   stored twice, and at least as many distinct events are stored as were answered 200.
 
     .venv/bin/python bench/webhook_wrk.py                       # 64 connections, 2,000 req/s, once
-    .venv/bin/python bench/webhook_wrk.py --repeat 3 --connections 16,64,256 --profile
+    .venv/bin/python bench/webhook_wrk.py --repeat 3 --connections 64,256 --profile --json out.json
+    .venv/bin/python bench/webhook_wrk.py --render out.json     # its tables, as in docs/benchmarks.md
 
 Needs wrk and taskset (Debian packages wrk, util-linux), PostgreSQL at 127.0.0.1:5432
 (user postgres, trust, database `test`) and Redis at 127.0.0.1:6379. Results:
@@ -37,6 +38,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -450,6 +452,41 @@ def print_medians(report: dict) -> None:
     sys.stdout.flush()
 
 
+def markdown(report: dict) -> str:
+    """The figures of a report as the tables of docs/benchmarks.md (one row per run)."""
+    out = []
+    for connections in report["reps"][0]["closed"] if report["reps"] else []:
+        out += [f"Closed loop, {connections} connections:", "",
+                "| run | bare req/s | kizuna req/s | ratio | bare p50 / p99 ms | kizuna p50 / p99 ms "
+                "| server µs/req bare / kizuna | other jobs, % of a core |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for i, rep in enumerate(report["reps"], 1):
+            bare, kizuna = rep["closed"][connections].get("bare aiohttp"), rep["closed"][connections].get("kizuna serve")
+            if not (bare and kizuna):
+                continue
+            out.append(
+                f"| {i} | {bare['req_per_s']:,.0f} | {kizuna['req_per_s']:,.0f} | {kizuna['req_per_s'] / bare['req_per_s']:.2f} "
+                f"| {bare['p50_ms']:.1f} / {bare['p99_ms']:.1f} | {kizuna['p50_ms']:.1f} / {kizuna['p99_ms']:.1f} "
+                f"| {bare['cpu_us_per_req']['server']:.0f} / {kizuna['cpu_us_per_req']['server']:.0f} "
+                f"| {bare['other_pct']:.0f} / {kizuna['other_pct']:.0f} |")
+        out.append("")
+    opened = [rep["open"] for rep in report["reps"] if rep.get("open")]
+    if opened:
+        rate = next(iter(opened[0].values()))["target_rate"]
+        out += [f"Paced, {rate:,.0f} req/s:", "",
+                "| run | target | achieved req/s | p50 ms | p99 ms | sends late p99 / max ms | kept up "
+                "| server µs/req | other jobs, % of a core |",
+                "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |"]
+        for i, rep in enumerate(opened, 1):
+            for label, r in rep.items():
+                out.append(
+                    f"| {i} | {label} | {r['req_per_s']:,.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                    f"| {r['late_p99_ms']} / {r['late_max_ms']} | {'yes' if r['kept_up'] else '**no**'} "
+                    f"| {r['cpu_us_per_req']['server']:.0f} | {r['other_pct']:.0f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
@@ -496,7 +533,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--render"]:  # the tables of saved reports (--json), for docs/benchmarks.md
+        for path in argv[1:]:
+            print(f"{path}:\n\n{markdown(json.loads(Path(path).read_text()))}")
+        return 0
+    args = parse_args(argv)
+    # A background job ignores SIGINT: let SIGTERM stop the servers and drop the database too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = WrkBench(args)
     if args.keep:
         print(f"temporary files: {bench.workdir}")
