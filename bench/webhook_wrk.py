@@ -145,6 +145,7 @@ class WrkBench:
                  str(int(duration) + 2), "--format", "raw", "--output", str(spy_out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             )
+        checkpoints = pg_checkpoints() if database else None
         meter = common.CpuMeter(watch)
         # wrk is a child of this process: its CPU is what the children reaped meanwhile add.
         children_before = children_cpu_seconds()
@@ -176,6 +177,9 @@ class WrkBench:
             result["profile"] = common.summarize_collapsed(spy_out) if spy_out.exists() else {
                 "error": (spy.stderr.read().decode(errors="replace") if spy and spy.stderr else "")[-2000:]}
             result["profile_file"] = str(spy_out)
+        if checkpoints is not None:
+            # A checkpoint (PostgreSQL's, for any database on the server) stalls commits.
+            result["pg_checkpoints"] = pg_checkpoints() - checkpoints
         if database is not None:
             time.sleep(1.0)  # requests cut off when wrk stopped may still be committing
             result["check"] = self.check(label, bodies, result)
@@ -321,6 +325,11 @@ class WrkBench:
         return report
 
 
+def pg_checkpoints() -> int:
+    rows = common.pg_fetch(common.PG_ADMIN_DSN, "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+    return int(rows[0][0])
+
+
 def children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -395,7 +404,8 @@ def print_run(r: dict) -> None:
           f"postgres {us['postgres']:.0f}, wrk {us['wrk']:.0f}"
           + ("  <- other jobs used CPU meanwhile" if r["other_pct"] > NOISY_OTHER_PCT else "")
           + (f"; {r['wrapped']} requests repeated a body" if r["wrapped"] and "kizuna" in r["target"] else "")
-          + (f"; socket errors {r['socket_errors']}" if r["socket_errors"] else ""), flush=True)
+          + (f"; socket errors {r['socket_errors']}" if r["socket_errors"] else "")
+          + (f"; PostgreSQL checkpoints meanwhile: {r['pg_checkpoints']}" if r.get("pg_checkpoints") else ""), flush=True)
 
 
 def print_ratio(results: dict) -> None:
