@@ -214,7 +214,7 @@ class WrkBench:
         }
         check["ok"] = (not check["stored_never_issued"] and not check["duplicates"]
                        and stored_of_run >= acked_lower_bound and stored_of_run <= len(issued_set)
-                       and not unexpected_statuses)
+                       and not unexpected_statuses and not result["socket_errors"])
         self.checks.append(check)
         verdict = "OK" if check["ok"] else "FAILED"
         print(f"  invariant: {len(issued_set)} distinct events issued ({repeats} repeats), {ok_requests} answered 200 "
