@@ -29,8 +29,14 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
+# Webhook ingest: with wrk (Debian package `wrk`) when it is installed, else the Python load generator.
 bench: $(STAMP)
-	$(BIN)/python bench/webhook.py
+	@if command -v wrk >/dev/null && command -v taskset >/dev/null; then \
+		$(BIN)/python bench/webhook_wrk.py; \
+	else \
+		echo "wrk not installed (apt-get install wrk): running bench/webhook.py instead"; \
+		$(BIN)/python bench/webhook.py; \
+	fi
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -122,6 +122,8 @@ class Bench:
         self.id_files: dict[str, list[Path]] = {}
         self.started = time.monotonic()
         self.pg_database: str | None = None
+        # Put before each server's argv, e.g. ["taskset", "-c", "0"] to pin it (webhook_wrk.py).
+        self.server_prefix: list[str] = []
 
     # environment ------------------------------------------------------------------------
 
@@ -155,7 +157,7 @@ class Bench:
             common.PYTHON, "-m", "kizuna.bot.cli"]
         common.run_checked([*cli, "migrate"], env=env, timeout=300, cwd=self.workdir)
         port = common.free_port()
-        server = common.Server(name, [*cli, "serve", "--port", str(port)],
+        server = common.Server(name, [*self.server_prefix, *cli, "serve", "--port", str(port)],
                                env=env, port=port, log_path=self.workdir / f"{name}.log", cwd=self.workdir)
         stack.callback(server.stop)
         return server.start()
@@ -163,7 +165,7 @@ class Bench:
     def start_bare(self, stack: contextlib.ExitStack) -> common.Server:
         port = common.free_port()
         env = self.base_env() | {"BENCH_SECRET": self.secret}
-        server = common.Server("bare", [common.PYTHON, str(Path(__file__).resolve()), "_bare", str(port)],
+        server = common.Server("bare", [*self.server_prefix, common.PYTHON, str(Path(__file__).resolve()), "_bare", str(port)],
                                env=env, port=port, log_path=self.workdir / "bare.log", cwd=self.workdir)
         stack.callback(server.stop)
         return server.start()

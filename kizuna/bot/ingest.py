@@ -11,12 +11,14 @@ still gets its 200 only after its own rows are committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import logging
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from kizuna.storage import events
-from kizuna.storage.db import is_unavailable
+from kizuna.storage.db import is_unavailable, lost_connection
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.models import EventStatus
 from kizuna.storage.queue import QueueUnavailable, WorkQueue
@@ -39,6 +41,9 @@ class EventIngest:
         self.database = Dependency("the database")
         self._pending: list[tuple[list[dict], asyncio.Future]] = []
         self._wakeup = asyncio.Event()
+        # The flusher keeps one connection between batches (no pool checkout, ping and
+        # reset per batch); it is dropped after any error and opened again when needed.
+        self._connection: AsyncConnection | None = None
 
     async def store(self, rows: list[dict]) -> list[events.StoredEvent]:
         """Store one request's events; returns those that were new. Raises StorageUnavailable
@@ -52,6 +57,7 @@ class EventIngest:
 
     async def run(self) -> None:
         """The flusher: runs for the app's lifetime."""
+        freeze_startup_heap()
         try:
             while True:
                 await self._wakeup.wait()
@@ -64,12 +70,12 @@ class EventIngest:
             for _rows, future in self._pending:
                 if not future.done():
                     future.set_exception(RuntimeError("the server is stopping"))
+            await self._close_connection()
 
     async def _flush(self, batch: list[tuple[list[dict], asyncio.Future]]) -> None:
         rows = list({row["webhook_event_id"]: row for rows, _ in reversed(batch) for row in rows}.values())
         try:
-            async with self.engine.begin() as connection:
-                stored = await events.store_events(connection, rows)
+            stored = await self._store(rows)
         except Exception as error:
             if is_unavailable(error):
                 self.database.failed(error)
@@ -99,6 +105,53 @@ class EventIngest:
                 pass  # logged once per outage by the queue
             except Exception:
                 log.exception("queueing %d stored event(s) failed", len(stored))
+
+    async def _store(self, rows: list[dict]) -> list[events.StoredEvent]:
+        """One transaction on the kept connection. A kept connection that the server closed
+        while it idled (a restart) fails at once: then the batch is tried once more on a new
+        connection (the INSERT skips what a lost attempt may have stored)."""
+        while True:
+            reused = self._connection is not None
+            if self._connection is None:
+                self._connection = await self.engine.connect()
+            connection = self._connection
+            try:
+                async with connection.begin():
+                    return await events.store_events(connection, rows)
+            except Exception as error:
+                self._connection = None
+                await _ignore(connection.invalidate())
+                await _ignore(connection.close())
+                if not (reused and lost_connection(error)):
+                    raise
+
+    async def _close_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await _ignore(connection.close())
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Keep the objects built at start-up (modules, models, dictionaries: a few hundred
+    thousand) out of Python's cyclic garbage collector, once per process.
+
+    Otherwise every full collection walks all of them: 80-140 ms with the event loop
+    stopped, several times a minute under webhook load, which was the p99 of the ack
+    (docs/benchmarks.md, issue 12). Objects made later are collected as usual. Belongs
+    to process start-up; it sits here because the ingest is what a pause hurts most."""
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
+
+
+async def _ignore(awaitable) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
 
 
 def _fail(future: asyncio.Future, error: Exception) -> None:

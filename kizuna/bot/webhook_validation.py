@@ -18,8 +18,9 @@ two over-long ids sharing a prefix stay two events, and a redelivery stays one),
 the whole event without `deliveryContext` (which a redelivery changes). Nothing is ever
 truncated into a key.
 
-Hot path: a normal body costs one `json.loads`, a dict lookup per rule and one walk over
-each event. Python's parser raises RecursionError on deep input (about 1,000 levels); only
+Hot path: a normal body costs one parse (`_parse`: orjson where it reads a body exactly
+as `json.loads` would, else `json.loads`), a dict lookup per rule and one walk over each
+event. Python's parser raises RecursionError on deep input (about 1,000 levels); only
 then is the body re-read by `_cut_deep`, which replaces whatever lies too deep with `null`
 without parsing, so a deep event is parked while its siblings are stored.
 """
@@ -31,6 +32,8 @@ import json
 import math
 import re
 from typing import Any, NamedTuple
+
+import orjson
 
 MAX_DEPTH = 32  # objects/arrays nested in one event (the event itself is level 1); LINE's deepest is about 5
 MAX_STRING = 10_000  # characters in any string or key of an event; LINE's longest (message text) is 5,000
@@ -127,10 +130,35 @@ def _is_id(value: Any) -> bool:
 # --- reading a body ----------------------------------------------------------------------
 
 
+# orjson parses a webhook body about 3x faster than json. Where it reads a body at all, it
+# reads it as json does, with two exceptions: integers beyond 64 bits (it makes floats of
+# them) and nesting deeper than Python's recursion limit (it goes to 1,024 levels, where
+# json raises RecursionError and `_cut_deep` takes over). Bodies that could hold either
+# (a run of 19 digits, many brackets) skip it. What it refuses and json reads (NaN,
+# Infinity, 1e400, lone surrogates, a BOM, UTF-16) goes to json.
+_FAST_PATH_MAX_BRACKETS = 200
+# Every digit as "0", anything else as a space: 19 digits in a row become `_19_DIGITS`
+# (a translate and a substring search cost a tenth of a regex search here).
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_19_DIGITS = b"0" * 19
+
+
+def _parse(body: bytes) -> Any:
+    if (
+        body.count(b"{") + body.count(b"[") <= _FAST_PATH_MAX_BRACKETS
+        and _19_DIGITS not in body.translate(_DIGITS_AS_ZERO)
+    ):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
 def read_events(body: bytes) -> list[Inbound]:
     """The events of a signed body, each checked; NotAWebhook when it is not a webhook."""
     try:
-        document = json.loads(body)
+        document = _parse(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise NotAWebhook("body is not valid JSON") from None
     except (RecursionError, ValueError):  # too deep for Python, or an integer of 4,300+ digits

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -38,9 +39,14 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 def lost_connection(error: BaseException) -> bool:
-    """Whether the database connection itself failed under `error`."""
+    """Whether the database connection itself failed under `error` (also when the hot path
+    talks to asyncpg directly, without SQLAlchemy's wrapping)."""
     for cause in _causes(error):
         if isinstance(cause, sqlalchemy.exc.DBAPIError) and cause.connection_invalidated:
+            return True
+        if isinstance(cause, asyncpg.exceptions.ConnectionDoesNotExistError) or (
+            isinstance(cause, asyncpg.exceptions.InterfaceError) and "connection is closed" in str(cause)
+        ):
             return True
         sqlstate = getattr(cause, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_STATES):
