@@ -38,7 +38,7 @@ async def test_embedded_serve_killed_mid_event_answers_after_restart(database_ur
 
     async with kizuna_process("serve", env, tmp_path / "serve.log", health_port=port):
         [reply] = await emulator.wait_for_messages(user.user_id, 1, timeout=20)
-    assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+    assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
     assert len(emulator.messages_to(user.user_id)) == 1
 
 
@@ -59,7 +59,7 @@ async def test_worker_killed_mid_event_is_processed_by_the_next_worker(database_
         assert emulator.messages_to(user.user_id) == []
         async with kizuna_process("worker", env, tmp_path / "worker.log"):
             [reply] = await emulator.wait_for_messages(user.user_id, 1, timeout=20)
-    assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+    assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
     assert len(emulator.messages_to(user.user_id)) == 1
 
 

@@ -328,7 +328,7 @@ async def show_member_info(ctx: FlowContext, event: Input) -> None:
 
 
 async def set_marketing(ctx: FlowContext, event: Input) -> None:
-    """「お知らせを停止する」/「お知らせを受け取る」 (postback value=off|on) or 「配信停止」 typed."""
+    """「お知らせを受け取らない」/「お知らせを受け取る」 (postback value=off|on) or 「配信停止」 typed."""
     value = event.action.get("value") if event.kind == "postback" else "off"
     if value not in ("on", "off"):
         await show_member_info(ctx, event)
