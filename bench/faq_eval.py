@@ -240,7 +240,10 @@ async def evaluate(pipe: Pipeline, answers: dict[str, str], queries) -> Score:
         # The answer is the first message whose text is an entry's answer (a complaint's
         # apology may come before it).
         text = next((m.get("text", "") for m in messages if m.get("text", "") in by_text), messages[0].get("text", ""))
-        tapped = [dict(parse_qsl(item["action"].get("data", ""))) for item in (messages[0].get("quickReply") or {}).get("items", [])]
+        # The choice: quick replies `action=faq` (on the first message; after a complaint's
+        # apology, on the handoff's message).
+        choice = next((m for m in messages if (m.get("quickReply") or {}).get("items")), messages[0])
+        tapped = [dict(parse_qsl(item["action"].get("data", ""))) for item in (choice.get("quickReply") or {}).get("items", [])]
         offered = [data["faq"] for data in tapped if data.get("action") == "faq" and data.get("faq")]
         answered = by_text.get(text)
         handed = any(m.get("text") == handed_text for m in messages)

@@ -544,6 +544,16 @@ async def test_a_complaint_the_faq_has_an_answer_for_gets_it_too(shop):
     apology, answer, connected = await other.say("返金してほしいです", expect=3)
     assert (apology["text"], answer["text"], connected["text"]) == (SORRY, ANSWERS["returns"], HANDED)
 
+    # Not sure which entry: the close ones are one tap away while the customer waits.
+    third = Chat(shop.emulator)
+    apology, connected = await third.say("注文と違う商品が届きました", expect=2)
+    assert (apology["text"], connected["text"]) == (SORRY, HANDED) and "quickReply" not in apology
+    offered = [data_of(action)["faq"] for action in quick_actions(connected)]
+    assert "damaged" in offered and 2 <= len(offered) <= 3
+    [damaged] = await third.tap(quick_actions(connected)[offered.index("damaged")])  # a tap works while a person owns the chat
+    assert damaged["text"] == ANSWERS["damaged"]
+    assert (await _conversation(shop, third.user_id)).status == "pending"
+
 
 async def test_a_question_with_a_negative_word_is_no_complaint(shop):
     chat = Chat(shop.emulator)

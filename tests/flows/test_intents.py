@@ -5,8 +5,11 @@ the customer complains about and how they say it (polite, casual, angry, underst
 non-complaints chosen to be hard: questions that hold a negative word (a symptom, a
 hypothetical, a policy question), praise of the same staff and goods, apologies and polite
 formulas, and heads-ups. `COMPLAINTS` and `NOT_COMPLAINTS` were read while the lexicon was
-written; `LATER_*` were written afterwards and never used to change it (their figures are
-the honest estimate). `test_precision_and_recall_are_reported` prints both."""
+written; `LATER_*` were written before the lexicon was first run and were not used to tune
+it, with one exception: 「スタッフの方に怒鳴られました」 revealed a bug (a passive 〜られた taken
+for the conditional 〜たら), which was fixed. First measured, they gave precision 100 %,
+recall 80 % (2 of 10 missed); after that fix 100 % / 90 % (「サイズ違いの商品が入ってました」
+is still missed). `test_precision_and_recall_are_reported` prints both sets' figures."""
 
 from __future__ import annotations
 
@@ -137,7 +140,7 @@ NOT_COMPLAINTS: dict[str, list[str]] = {
     ],
 }
 
-# Written after the lexicon was frozen; never used to change it.
+# Written before the lexicon was first run; not used to tune it (see the module docstring).
 LATER_COMPLAINTS = [
     "スタッフの方に怒鳴られました",
     "何回電話しても誰も出ないし最低です",
@@ -196,7 +199,7 @@ def test_questions_with_a_negative_word_are_no_complaint(text):
 def test_precision_and_recall_are_reported(capsys):
     with capsys.disabled():
         for name, positives, negatives in (("labelled (read while writing the lexicon)", _flat(COMPLAINTS), _flat(NOT_COMPLAINTS)),
-                                           ("later (never used to change it)", LATER_COMPLAINTS, LATER_NOT_COMPLAINTS)):
+                                           ("later (not used to tune it)", LATER_COMPLAINTS, LATER_NOT_COMPLAINTS)):
             precision, recall, missed, false = _figures(positives, negatives)
             print(f"\ncomplaints, {name}: {len(positives)} + {len(negatives)} messages: "
                   f"precision {precision:.1%}, recall {recall:.1%}; missed {missed}; false {false}")

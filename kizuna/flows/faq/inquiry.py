@@ -11,7 +11,8 @@ flow. In that order, a message goes to:
 3. a complaint (:func:`.intents.complaint`: 「店員さんの態度がひどかったです」「最悪」
    「届いた商品が壊れていました」): an apology (申し訳ございません), the FAQ's answer when
    the shop wrote one for that very problem (a damaged parcel: send a photo), then
-   ``support.handoff(reason="complaint")``;
+   ``support.handoff(reason="complaint")``; when the FAQ is not sure, its close questions
+   are quick replies on the handoff's message (taps work while a person owns the chat);
 4. the FAQ matcher (:mod:`.matching`):
 
    * ``answer``  -> the entry's answer text exactly as stored, in one bubble whose quick
@@ -290,19 +291,28 @@ class InquiryService:
         """An apology, the FAQ's answer when it has one for this very problem (a shop writes
         「届いた商品が破損していました」 to say what it needs: a photo, the order number), and a
         person: a complaint is never left to the bot."""
-        entry, payload = None, {"outcome": "complaint", "faq_id": None}
+        entry, choices, payload = None, [], {"outcome": "complaint", "faq_id": None}
         if self._entries:
             result, entries, revision = await self._match(text)
             payload = {**_payload(result, revision), "outcome": "complaint", "faq_id": None}
             if result.outcome == "answer" and result.best is not None:
                 entry = entries.get(result.best.faq_id)
                 payload["faq_id"] = entry.id if entry is not None else None
+            elif result.outcome == "disambiguate":
+                choices = [entries[c.faq_id] for c in result.candidates if c.faq_id in entries][:MAX_CHOICES]
+                payload["offered"] = [choice.id for choice in choices]
         await ctx.record("inquiry.complaint", {**payload, "kinds": list(found.kinds), "matched": list(found.matched)}, text=text)
         if entry is None or "申し訳" not in entry.answer:  # the shop's answer may apologise already
             await ctx.reply_text("inquiry_complaint")
         if entry is not None:
             ctx.reply({"type": "text", "text": entry.answer})  # exactly as stored
         await support.handoff(ctx, reason="complaint")
+        last = ctx.replies[-1] if ctx.replies else None
+        if choices and last is not None and last.get("type") == "text" and "quickReply" not in last:
+            # Entries close to the problem, one tap away while the customer waits (a tap is a
+            # postback, which works while a person owns the conversation). On the last
+            # message: LINE shows only its quick replies.
+            last["quickReply"] = {"items": [_postback(c.question, {"action": "faq", "faq": c.id}, c.question) for c in choices]}
 
     async def _apply_rule(self, ctx: FlowContext, rule: CompiledRule, text: str) -> bool:
         payload = {"outcome": "keyword_rule", "via": "keyword_rule", "rule_id": rule.id, "flow_action": rule.flow_action}

@@ -121,9 +121,11 @@ _CUES: tuple[tuple[str, str], ...] = (
 
 # What makes a cue hypothetical, a policy question, or denied, when it follows the cue.
 _NOT_AFTER = re.compile(
-    r"^(?:ら(?!しい)|たら|ても|(?:の|る|た)?(?:場合|とき|時は|時に|なら|ことは|ことが(?:あ|な)|ことって)|ような(?:気|こと)|"
+    r"^(?:たら|ても|(?:の|る|た)?(?:場合|とき|時は|時に|なら|ことは|ことが(?:あ|な)|ことって)|ような(?:気|こと)|"
     r"では(?:な|あり)|じゃな|かどうか|ないように|ないよう)"
 )
+# A cue in the past tense followed by ら is a conditional (壊れていた|ら); 怒鳴|られた is not.
+_CONDITIONAL_RA = re.compile(r"^ら(?!しい)")
 # A hypothetical before the cue: 「もし」「万が一」 ...
 _NOT_BEFORE = re.compile(r"(?:もし|万が一|万一|仮に|例えば|もしも)[^。!?]{0,20}$")
 _COMPILED = tuple((label, re.compile(pattern)) for label, pattern in _CUES)
@@ -157,6 +159,8 @@ def complaint(text: str) -> Complaint | None:
             after = cleaned[found.end():]
             before = cleaned[: found.start()]
             if _NOT_AFTER.match(after) or _NOT_BEFORE.search(before):
+                continue
+            if found.group(0)[-1] in "ただ" and _CONDITIONAL_RA.match(after):
                 continue
             if label not in kinds:
                 kinds.append(label)
