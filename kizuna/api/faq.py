@@ -17,7 +17,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kizuna.flows.faq import settings as inquiry_settings
 from kizuna.flows.faq.hours import DAYS, MAX_HOLIDAYS, MAX_INTERVALS_PER_DAY
@@ -203,8 +203,17 @@ class InquirySettingsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, float] = Field(default=None, json_schema_extra=_thresholds_schema,
                                          description="overrides of the FAQ matcher's thresholds; {} restores the defaults")
-    unanswered_handoff_after: int = optional(ge=0, le=inquiry_settings.MAX_UNANSWERED_HANDOFF_AFTER, strict=True,
-                                             description=_HANDOFF_AFTER)
+    unanswered_handoff_after: int = optional(ge=0, le=inquiry_settings.MAX_UNANSWERED_HANDOFF_AFTER, description=_HANDOFF_AFTER)
+
+    @field_validator("unanswered_handoff_after", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        """A JSON integer (2, or 2.0 as JSON Schema counts it); not "2", true or 2.5."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a whole number")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
 
 
 # -- FAQ entries ----------------------------------------------------------------------------
