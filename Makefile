@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	@echo "KIZUNA_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')" > .env
 	@echo "wrote .env with a new KIZUNA_SECRET_KEY"
 
+# With the emulator (no LINE credentials) `kizuna serve` sets the rich menus up itself once it
+# answers (the emulator lives inside it), and links the member menu to the members.
 run: $(STAMP) .env
 	$(BIN)/kizuna migrate
 	$(BIN)/kizuna demo

@@ -9,10 +9,14 @@ LINE user and reads the reply captured at the emulator. Queries go one at a time
 latency is one inquiry's: webhook POST sent -> reply received by the emulator.
 
 A reply counts as
-* **answered right** when its first message's text equals the expected entry's answer,
+* **answered right** when a message of it has exactly the expected entry's answer as its text
+  (the first message; after a complaint's apology, the second),
 * **answered wrong** when it is another entry's answer,
 * **offered** when it is the "which question?" choice (quick replies `action=faq&faq=<id>`),
-* otherwise not answered (the apology offering a person, or the small-talk acknowledgement).
+* otherwise not answered (the apology offering a person, the small-talk acknowledgement, or a
+  complaint handed to a person without an FAQ answer).
+Replies that hand the customer to a person (a complaint) are counted apart ("handed off"):
+each query comes from a new LINE user, so the unanswered-in-a-row rule never fires here.
 
 Printed per set, for the FAQ matcher and for a baseline plugged into the same pipeline
 (`InquiryService(matcher_factory=...)`): plain BM25 over Sudachi normalised forms that
@@ -65,6 +69,7 @@ from kizuna.flows.faq.evaluation import load_queries_csv  # noqa: E402
 from kizuna.flows.faq.inquiry import InquiryService  # noqa: E402
 from kizuna.flows.faq.matching import Candidate, MatchResult  # noqa: E402
 from kizuna.storage import faq as faq_store  # noqa: E402
+from kizuna.storage import texts  # noqa: E402
 from kizuna.storage import tokens  # noqa: E402
 from kizuna.storage.db import transaction  # noqa: E402
 from kizuna.storage.migrate import upgrade  # noqa: E402
@@ -204,6 +209,8 @@ class Score:
     unanswerable: int = 0
     not_answered: int = 0
     strict_none: int = 0
+    handed_answerable: int = 0  # answerable messages handed to a person (complaints)
+    handed_unanswerable: int = 0
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     first_ms: float = 0.0  # the first inquiry, which builds the index
@@ -216,7 +223,8 @@ class Score:
             "offered_any": (self.right + self.offered_any) / a, "wrong": self.wrong, "missed": self.missed,
             "unanswerable": self.unanswerable, "not_answered": self.not_answered / u, "none": self.strict_none / u,
             "p50_ms": 1000 * common.percentile(lat, 50), "p99_ms": 1000 * common.percentile(lat, 99),
-            "first_ms": self.first_ms,
+            "first_ms": self.first_ms, "handed_answerable": self.handed_answerable,
+            "handed_unanswerable": self.handed_unanswerable,
         }
 
 
@@ -225,15 +233,22 @@ async def evaluate(pipe: Pipeline, answers: dict[str, str], queries) -> Score:
     for faq_id, answer in answers.items():
         by_text.setdefault(answer, faq_id)
     score = Score()
+    handed_text = texts.DEFAULTS["support_handoff"]["ja"]
     for query, expected in queries:
         messages, latency = await pipe.ask(query)
         score.latencies.append(latency)
-        text = messages[0].get("text", "")
-        offered = [dict(parse_qsl(item["action"].get("data", ""))).get("faq")
-                   for item in (messages[0].get("quickReply") or {}).get("items", [])]
-        offered = [o for o in offered if o]
+        # The answer is the first message whose text is an entry's answer (a complaint's
+        # apology may come before it).
+        text = next((m.get("text", "") for m in messages if m.get("text", "") in by_text), messages[0].get("text", ""))
+        # The choice: quick replies `action=faq` (on the first message; after a complaint's
+        # apology, on the handoff's message).
+        choice = next((m for m in messages if (m.get("quickReply") or {}).get("items")), messages[0])
+        tapped = [dict(parse_qsl(item["action"].get("data", ""))) for item in (choice.get("quickReply") or {}).get("items", [])]
+        offered = [data["faq"] for data in tapped if data.get("action") == "faq" and data.get("faq")]
         answered = by_text.get(text)
+        handed = any(m.get("text") == handed_text for m in messages)
         if expected is None:
+            score.handed_unanswerable += handed
             score.unanswerable += 1
             if answered is None:
                 score.not_answered += 1
@@ -242,6 +257,7 @@ async def evaluate(pipe: Pipeline, answers: dict[str, str], queries) -> Score:
                 score.failures.append(f"ANSWERED {query!r} -> {answered}")
             continue
         score.answerable += 1
+        score.handed_answerable += handed
         if answered is not None:
             if text == answers.get(expected):
                 score.right += 1
@@ -446,6 +462,11 @@ async def main_async(args) -> dict:
     print("with another entry's answer (count); not ans.: unanswerable messages that got no FAQ answer (apology with")
     print("a person offered, small-talk reply, or a choice); p50/p99: webhook POST -> reply at the emulator;")
     print("1st: the first inquiry after start (or after plugging the system in), which builds the index.")
+    print()
+    print("Handed to a person (complaints; each query is a new customer, so never the unanswered-in-a-row rule):")
+    for name, system, r in rows:
+        if system == "FaqMatcher":
+            print(f"  {name:34s} answerable {r['handed_answerable']:3d}   unanswerable {r['handed_unanswerable']:3d}")
     if big:
         print()
         print(f"{results['big_kb']['entries']}-entry KB (cosmetics + synthetic), workload {args.workload} queries:")

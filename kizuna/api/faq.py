@@ -17,7 +17,7 @@ import dataclasses
 from datetime import datetime, timedelta
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kizuna.flows.faq import settings as inquiry_settings
 from kizuna.flows.faq.hours import DAYS, MAX_HOLIDAYS, MAX_INTERVALS_PER_DAY
@@ -179,22 +179,41 @@ class BusinessHoursUpdate(BaseModel):
                                 json_schema_extra={"items": {"type": "string", "format": "date"}})
 
 
+_HANDOFF_AFTER = ("after this many questions in a row that the FAQ could not answer, the customer is handed to a "
+                  "person instead of getting another apology (0: never)")
+
+
 class InquirySettingsRead(BaseModel):
     thresholds: dict[str, float] = Field(description="the values in use")
     overrides: dict[str, float] = Field(description="the values set here (the rest are the defaults)")
+    unanswered_handoff_after: int = Field(description=_HANDOFF_AFTER)
 
 
 def _thresholds_schema(schema: dict) -> None:
     """The thresholds `settings.set_thresholds` takes: each in 0..1, max_offers 2 or 3, no others."""
+    schema.pop("default", None)  # absent: unchanged (never null)
     schema["properties"] = {f.name: {"enum": [2, 3]} if f.name == "max_offers" else {"type": "number", "minimum": 0, "maximum": 1}
                             for f in dataclasses.fields(MatchThresholds)}
     schema["additionalProperties"] = False
 
 
 class InquirySettingsUpdate(BaseModel):
+    """The fields sent are changed; an absent one is kept."""
+
     model_config = ConfigDict(extra="forbid")
-    thresholds: dict[str, float] = Field(description="overrides of the FAQ matcher's thresholds; {} restores the defaults",
-                                         json_schema_extra=_thresholds_schema)
+    thresholds: dict[str, float] = Field(default=None, json_schema_extra=_thresholds_schema,
+                                         description="overrides of the FAQ matcher's thresholds; {} restores the defaults")
+    unanswered_handoff_after: int = optional(ge=0, le=inquiry_settings.MAX_UNANSWERED_HANDOFF_AFTER, description=_HANDOFF_AFTER)
+
+    @field_validator("unanswered_handoff_after", mode="before")
+    @classmethod
+    def _whole_number(cls, value: object) -> object:
+        """A JSON integer (2, or 2.0 as JSON Schema counts it); not "2", true or 2.5."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError("must be a whole number")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
+        return int(value)
 
 
 # -- FAQ entries ----------------------------------------------------------------------------
@@ -328,7 +347,8 @@ async def put_business_hours(request: web.Request) -> web.Response:
 
 
 def _thresholds_read(thresholds: inquiry_settings.Thresholds) -> InquirySettingsRead:
-    return InquirySettingsRead(thresholds=thresholds.effective, overrides=thresholds.overrides)
+    return InquirySettingsRead(thresholds=thresholds.effective, overrides=thresholds.overrides,
+                               unanswered_handoff_after=thresholds.unanswered_handoff_after)
 
 
 async def get_inquiry_settings(request: web.Request) -> web.Response:
@@ -339,7 +359,11 @@ async def get_inquiry_settings(request: web.Request) -> web.Response:
 async def put_inquiry_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, InquirySettingsUpdate)
     async with transaction(services(request).sessions) as session:
-        return json_answer(_thresholds_read(await inquiry_settings.set_thresholds(session, body.thresholds)))
+        if body.thresholds is not None:
+            await inquiry_settings.set_thresholds(session, body.thresholds)
+        if body.unanswered_handoff_after is not None:
+            await inquiry_settings.set_unanswered_handoff_after(session, body.unanswered_handoff_after)
+        return json_answer(_thresholds_read(await inquiry_settings.thresholds(session)))
 
 
 FAQ_ID = text_param("faq_id", "path", maxLength=FAQ_ID_MAX, pattern=FAQ_ID_PATTERN)
@@ -388,9 +412,11 @@ ENDPOINTS = [
     Endpoint("PUT", "/business-hours", put_business_hours,
              "Set business hours; outside them, offers to talk to a person say when someone will reply",
              roles=MARKETING, request=BusinessHoursUpdate, response=BusinessHoursRead),
-    Endpoint("GET", "/inquiry-settings", get_inquiry_settings, "The FAQ matcher's decision thresholds", roles=(Role.ADMIN,),
-             response=InquirySettingsRead),
+    Endpoint("GET", "/inquiry-settings", get_inquiry_settings,
+             "The FAQ matcher's decision thresholds, and after how many unanswered questions in a row a person takes over",
+             roles=(Role.ADMIN,), response=InquirySettingsRead),
     Endpoint("PUT", "/inquiry-settings", put_inquiry_settings,
-             "Override the FAQ matcher's thresholds (answer, margin, disambiguate, ... in 0..1; max_offers 2 or 3)",
+             "Override the FAQ matcher's thresholds (answer, margin, disambiguate, ... in 0..1; max_offers 2 or 3) and set "
+             "unanswered_handoff_after (0..10, 0: never); the fields sent are changed",
              roles=(Role.ADMIN,), request=InquirySettingsUpdate, response=InquirySettingsRead),
 ]

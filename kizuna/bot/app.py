@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app.add_subapp("/console", create_console(settings=SETTINGS, sessions=SESSIONS))
     if settings.emulator:
         _mount_emulator(app, settings)
+        app.cleanup_ctx.append(_demo_rich_menus)
     return app
 
 
@@ -72,6 +73,36 @@ def _mount_emulator(app: web.Application, settings: Settings) -> None:
         webhook_url=f"http://{settings.host}:{settings.port}/callback",
     )
     app.add_subapp("/emulator", emulator.create_app())
+
+
+async def _demo_rich_menus(app: web.Application) -> AsyncIterator[None]:
+    """Emulator mode (`make run`): set the rich menus up as soon as this server answers (its
+    emulator is the LINE the setup talks to, so it cannot run before), and link the member
+    menu to the members, so a newcomer sees the menus without running a command."""
+    task = asyncio.create_task(_set_up_rich_menus(app[LINE], app[SESSIONS]), name="kizuna-demo-richmenu")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _set_up_rich_menus(line: LineClient, sessions, attempts: int = 10) -> None:
+    from .line import LineError
+    from .richmenu import setup
+
+    for attempt in range(attempts):
+        try:
+            report = await setup(line, sessions=sessions)
+        except LineError as error:
+            if error.status is not None or attempt == attempts - 1:  # refused, or never answered
+                log.warning("rich menus not set up: %s (run `kizuna richmenu setup`)", error)
+                return
+            continue  # the server is not listening yet: the client's retries back off meanwhile
+        except Exception:  # never take the server down for a demo convenience
+            log.exception("rich menus not set up (run `kizuna richmenu setup`)")
+            return
+        for line_text in report.lines():
+            log.info("rich menus (emulator): %s", line_text)
+        return
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     richmenu = commands.add_parser("richmenu", help="LINE rich menus")
     richmenu_commands = richmenu.add_subparsers(dest="richmenu_command", required=True)
     richmenu_setup = richmenu_commands.add_parser(
-        "setup", help="create (or reuse) the default and member rich menus, set the default, point the aliases; safe to re-run"
+        "setup", help="create (or reuse) the default and member rich menus, set the default, point the aliases, and link "
+        "the member menu to every registered customer; safe to re-run (with the emulator, `kizuna serve` does it on start)"
     )
     richmenu_setup.add_argument(
         "--prune", action="store_true",
@@ -188,6 +189,7 @@ async def _demo(settings: Settings) -> int:
         login = await _demo_admin(session_factory(engine))
     finally:
         await engine.dispose()
+    print("kizuna demo: `kizuna serve` sets the rich menus up in the emulator when it starts")
     console = f"{settings.base_url}/console/"
     if login is None:
         print(f"kizuna demo: console at {console} (staff accounts exist; `kizuna staff list`, `kizuna staff reset-password --email E`)")
@@ -323,22 +325,34 @@ async def _staff(settings: Settings, args) -> int:
 
 
 async def _richmenu_setup(settings: Settings, *, prune: bool) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from kizuna.storage.db import create_engine, session_factory
+
     from .app import line_client_for
     from .line import LineError
     from .richmenu import setup
 
     line = line_client_for(settings)
+    engine = create_engine(settings.database_url)
     try:
-        report = await setup(line, prune=prune)
+        # With the database: members who registered before the menus existed (or under an
+        # older design) get the member menu too.
+        report = await setup(line, prune=prune, sessions=session_factory(engine))
     except LineError as error:
         print(f"kizuna: rich menu setup failed: {error}", file=sys.stderr)
         if error.status is None and settings.emulator:
             print(f"kizuna: is `kizuna serve` running? Its LINE emulator answers at {settings.line_api_base_url}", file=sys.stderr)
         return 1
+    except SQLAlchemyError as error:
+        print(f"kizuna: the menus are set up, but the registered customers could not be read ({type(error).__name__}); "
+              "is the database migrated (`kizuna migrate`)?", file=sys.stderr)
+        return 1
     finally:
         await line.close()
+        await engine.dispose()
     print("\n".join(report.lines()))
-    return 0
+    return 0 if report.relinked is None or report.relinked.stopped is None else 1
 
 
 async def _faq_import(settings: Settings, path: str, *, replace: bool) -> int:

@@ -20,6 +20,15 @@ the default at it, and deletes only what nobody can be shown: duplicates of the 
 design and superseded default menus. A superseded member menu is kept, because members
 stay linked to it (LINE has no "who is linked to this menu"); `prune=True` deletes it too,
 and those members then see the default menu.
+
+Given the database (`sessions`), setup then links the member menu to every registered
+customer who has not blocked the account (`relink_members`): members who registered
+before the menus were set up kept the channel's default menu, and members of a
+superseded design get the current one. They are read in pages of `RELINK_PAGE` (keyset on
+the customer id, one query per page) and linked one request each, at most
+`RELINK_CONCURRENCY` in flight, paced by the LINE client's limiter for that endpoint
+(LINE allows 2,000 a second). In emulator mode (`make run`) the server runs all this
+itself once it is listening (bot/app.py), so a newcomer sees the menus at once.
 """
 
 from __future__ import annotations
@@ -34,9 +43,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 
-from .line import LineClient, LineError
+import sqlalchemy as sa
+
+from kizuna.storage.models import Customer
+
+from .line import LineClient, LineError, LineUnavailable
 
 log = logging.getLogger("kizuna.richmenu")
+RELINK_PAGE = 500
+RELINK_CONCURRENCY = 16
+MAX_REPORTED_FAILURES = 10
 
 WIDTH, HEIGHT = 2500, 1686
 CONTENT_TYPE = "image/png"
@@ -137,12 +153,34 @@ class MenuResult:
 
 
 @dataclass
+class RelinkReport:
+    """The member menu linked to the registered customers (`relink_members`)."""
+
+    members: int = 0  # registered customers who have not blocked the account
+    linked: int = 0
+    failed: int = 0  # LINE refused (e.g. a user LINE no longer knows)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (LINE user id, reason), the first few
+    stopped: str | None = None  # LINE stayed unavailable: the rest were not tried
+
+    def lines(self) -> list[str]:
+        out = [f"member menu linked to {self.linked} of {self.members} registered customers"
+               + (f" ({self.failed} refused by LINE)" if self.failed else "")]
+        out += [f"  not linked: {user} ({reason})" for user, reason in self.failures]
+        if self.failed > len(self.failures):
+            out.append(f"  ... and {self.failed - len(self.failures)} more")
+        if self.stopped:
+            out.append(f"  stopped early, LINE is unavailable ({self.stopped}); run setup again later")
+        return out
+
+
+@dataclass
 class SetupReport:
     menus: list[MenuResult] = field(default_factory=list)
     default_change: str = "unchanged"  # set | unchanged
     deleted: list[tuple[str, str]] = field(default_factory=list)  # (id, name)
     kept: list[tuple[str, str]] = field(default_factory=list)  # superseded member menus left in place
     left_for_later: list[tuple[str, str]] = field(default_factory=list)  # over MAX_DELETES_PER_RUN
+    relinked: RelinkReport | None = None  # with the database: the member menu linked to the members
 
     def menu(self, key: str) -> MenuResult:
         return next(result for result in self.menus if result.key == key)
@@ -163,11 +201,14 @@ class SetupReport:
             )
         for menu_id, name in self.left_for_later:
             out.append(f"not deleted yet (LINE allows 100 deletes an hour): {menu_id} ({name}); run setup again later")
+        if self.relinked is not None:
+            out += self.relinked.lines()
         return out
 
 
-async def setup(line: LineClient, *, prune: bool = False) -> SetupReport:
-    """Make LINE's rich menus match MENUS; safe to run any number of times."""
+async def setup(line: LineClient, *, prune: bool = False, sessions=None) -> SetupReport:
+    """Make LINE's rich menus match MENUS; safe to run any number of times. With `sessions`
+    (the database), also link the member menu to every registered customer."""
     report = SetupReport()
     existing = await line.list_rich_menus()
     chosen: dict[str, str] = {}
@@ -202,6 +243,47 @@ async def setup(line: LineClient, *, prune: bool = False) -> SetupReport:
     report.left_for_later = doomed[MAX_DELETES_PER_RUN:]
     # The effect's cached alias lookups in this process are stale now.
     alias_cache(line).clear()
+    if sessions is not None:
+        report.relinked = await relink_members(line, sessions, chosen["registered"])
+    return report
+
+
+async def relink_members(line: LineClient, sessions, menu_id: str) -> RelinkReport:
+    """Link `menu_id` to every registered customer who has not blocked the account (see the
+    module docstring). A refusal for one customer is counted and the rest go on; LINE
+    staying unavailable stops the run (a later setup finishes it: linking is idempotent)."""
+    report = RelinkReport()
+    limit = asyncio.Semaphore(RELINK_CONCURRENCY)
+
+    async def link(line_user_id: str) -> None:
+        async with limit:
+            if report.stopped:
+                return
+            try:
+                await line.link_rich_menu(line_user_id, menu_id)
+            except LineUnavailable as error:
+                report.stopped = error.message
+            except LineError as error:
+                report.failed += 1
+                if len(report.failures) < MAX_REPORTED_FAILURES:
+                    report.failures.append((line_user_id, f"LINE {error.status}: {error.message}"))
+            else:
+                report.linked += 1
+
+    after = 0
+    while not report.stopped:
+        async with sessions() as session:
+            page = (await session.execute(
+                sa.select(Customer.id, Customer.line_user_id)
+                .where(Customer.registered.is_(True), Customer.blocked.is_(False), Customer.id > after)
+                .order_by(Customer.id).limit(RELINK_PAGE)
+            )).all()
+        if not page:
+            break
+        report.members += len(page)
+        after = page[-1][0]
+        await asyncio.gather(*(link(line_user_id) for _id, line_user_id in page))
+    log.info("member rich menu %s linked to %d of %d members (%d refused)", menu_id, report.linked, report.members, report.failed)
     return report
 
 

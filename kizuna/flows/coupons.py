@@ -28,7 +28,7 @@ texts.register({
         "ja": "お会計の前にこの画面をスタッフにお見せください。\n【スタッフの方へ】QRコードを読み取るか、上のコードを入力してください。",
         "en": "Please show this screen to our staff before you pay.\nStaff: scan the QR code or enter the code above.",
     },
-    "coupons_alt_text": {"ja": "クーポン: {items}", "en": "Coupons: {items}"},
+    "coupons_alt_text": {"ja": "クーポン：{items}", "en": "Coupons: {items}"},
     "coupons_none": {
         "ja": "現在お使いいただけるクーポンはありません。新しいクーポンはこのトークでお知らせします。",
         "en": "You have no coupons to use right now. We'll tell you here when there's a new one.",
@@ -38,7 +38,7 @@ texts.register({
         "en": "You have no coupons to use right now.\nRegister as a member to receive coupons and news.",
     },
     "coupons_none_register_gift": {
-        "ja": "現在お使いいただけるクーポンはありません。\nいま会員登録いただくと「{title}」クーポンをプレゼント!",
+        "ja": "現在お使いいただけるクーポンはありません。\nいま会員登録いただくと、会員登録特典クーポン「{title}」をお送りします！",
         "en": "You have no coupons to use right now.\nRegister as a member now and get a \"{title}\" coupon!",
     },
     "coupons_register_button": {"ja": "会員登録する", "en": "Register"},

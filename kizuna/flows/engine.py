@@ -22,6 +22,17 @@ A flow module declares itself at the top:
 
 A state's `prompt` sends its question; its `on_input` returns a transition:
 `Goto(state)`, `Retry(message)` (re-prompt with what was wrong), or `Done()`.
+
+Buttons that answer a state's question are postbacks that name the state
+(`step_data(state, value)`: `action=step&state=registration.confirm&value=ok`, with a
+displayText so the chat shows the customer's answer). A tap is for the state it names:
+when the customer has moved on (another question now, or no flow at all: registered,
+cancelled, timed out), the button is an old one and gets a short answer saying so -- the
+question in hand is asked again, or the flow's `on_stale` says what to do now -- never a
+choice of FAQ entries. A state may take the buttons of another (`State.accepts`: the
+confirm card takes a field tapped on the list of fields to change). Cards sent by earlier
+releases sent their labels as plain text; `Flow.stale_texts` names those labels, which
+are read the same way when no flow is in progress.
 """
 
 from __future__ import annotations
@@ -32,7 +43,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from kizuna.storage import flow_states, texts
 from kizuna.storage.models import Customer, Direction, Interaction
@@ -51,6 +62,24 @@ class Input:
     def action(self) -> dict[str, str]:
         """Postback data as key/value pairs ("action=edit&field=name")."""
         return dict(parse_qsl(self.data or "", keep_blank_values=True))
+
+    @property
+    def state(self) -> str | None:
+        """The flow state a tapped button belongs to (`step_data`), if it names one."""
+        return self.action.get("state") if self.kind == "postback" else None
+
+    @property
+    def value(self) -> str | None:
+        """The answer a tapped button gives (`step_data(state, value)`)."""
+        return self.action.get("value") if self.kind == "postback" else None
+
+
+STEP = "step"  # the postback action of a button that answers a flow state's question
+
+
+def step_data(state: str, value: str, **extra: str) -> str:
+    """Postback data of a button answering `state`'s question with `value`."""
+    return urlencode({"action": STEP, "state": state, "value": value, **extra})
 
 
 def normalize(text: str | None) -> str:
@@ -145,6 +174,8 @@ class State:
     id: str
     prompt: Prompt
     on_input: OnInput
+    # Other states whose buttons this state still takes (see the module docstring).
+    accepts: tuple[str, ...] = ()
 
 
 # -- entry points ----------------------------------------------------------------------
@@ -199,6 +230,11 @@ class Flow:
     on_start: Callable[[FlowContext], Awaitable[bool]] | None = None
     # Every transition target is checked against `states` at build time.
     transitions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # A tap on one of this flow's buttons after the flow ended: what to tell the customer
+    # (replies; without it, `flow_stale_ended`: "start again").
+    on_stale: Callable[[FlowContext], Awaitable[None]] | None = None
+    # Text keys of button labels that cards of earlier releases sent as plain text.
+    stale_texts: tuple[str, ...] = ()
 
     @property
     def first_state(self) -> str:
@@ -245,12 +281,16 @@ class FlowEngine:
     async def handle(self, ctx: FlowContext, event: Input) -> bool:
         """Let a flow take the event; False if no flow wants it (the FAQ may)."""
         current = await flow_states.get(ctx.session, ctx.customer.id)
+        timed_out = False
         if current is not None and current.expires_at <= ctx.now:
             await flow_states.clear(ctx.session, ctx.customer.id)
             await ctx.record("flow.timed_out", {"flow": current.flow, "state": current.state})
             await ctx.reply_text("flow_timed_out")
-            current = None
+            current, timed_out = None, True
 
+        if event.state is not None and not self._takes(current, event.state):
+            await self._stale(ctx, event.state, current, timed_out=timed_out)
+            return True
         for flow in self.flows.values():
             if any(entry.matches(event) for entry in flow.entry_points):
                 await self._start(ctx, flow)
@@ -261,6 +301,10 @@ class FlowEngine:
                 await self._ask_again(ctx, current)
                 return True
         if current is None:
+            old_button = self._stale_text(event)
+            if old_button is not None:
+                await self._stale(ctx, old_button, None, timed_out=timed_out)
+                return True
             return False
 
         flow = self.flows.get(current.flow)
@@ -288,6 +332,45 @@ class FlowEngine:
         transition = await state.on_input(ctx, event, data)
         await self._apply(ctx, flow, state, transition, data, event)
         return True
+
+    def _takes(self, current, state_id: str) -> bool:
+        """Whether the state in hand takes a button of `state_id`."""
+        if current is None:
+            return False
+        if current.state == state_id:
+            return True
+        flow = self.flows.get(current.flow)
+        state = flow.state(current.state) if flow is not None else None
+        return state is not None and state_id in state.accepts
+
+    def _stale_text(self, event: Input) -> str | None:
+        """The first state of the flow whose old card sent this text (see `Flow.stale_texts`)."""
+        if event.kind != "text" or not event.text:
+            return None
+        said = normalize(event.text)
+        for flow in self.flows.values():
+            for key in flow.stale_texts:
+                if said in (normalize(text) for text in texts.DEFAULTS.get(key, {}).values()):
+                    return flow.first_state
+        return None
+
+    async def _stale(self, ctx: FlowContext, state_id: str, current, *, timed_out: bool) -> None:
+        """A tap on a button of a question no longer asked (see the module docstring)."""
+        await ctx.record("flow.stale_button", {"state": state_id, "current": current.state if current is not None else None})
+        if timed_out:
+            return  # the timeout notice has just said to start again
+        if current is not None:
+            flow = self.flows.get(current.flow)
+            state = flow.state(current.state) if flow is not None else None
+            if state is not None:
+                await ctx.reply_text("flow_stale_button")
+                await state.prompt(ctx, copy.deepcopy(current.data or {}))
+                return
+        owner = self.flows.get(state_id.split(".", 1)[0])
+        if owner is not None and owner.on_stale is not None:
+            await owner.on_stale(ctx)
+        else:
+            await ctx.reply_text("flow_stale_ended")
 
     async def _ask_again(self, ctx: FlowContext, current) -> None:
         flow = self.flows.get(current.flow) if current is not None else None
@@ -341,6 +424,13 @@ def _check(flows: Iterable[Flow]) -> None:
                 raise FlowDeclarationError(f"state {state.id!r} is declared twice")
             seen.add(state.id)
         ids = {state.id for state in flow.states}
+        for state in flow.states:
+            for other in state.accepts:
+                if other not in ids:
+                    raise FlowDeclarationError(f"state {state.id!r} accepts buttons of unknown state {other!r}")
+        for key in flow.stale_texts:
+            if key not in texts.DEFAULTS:
+                raise FlowDeclarationError(f"flow {flow.name!r}: stale_texts names unknown bot text {key!r}")
         for source, targets in flow.transitions.items():
             for target in (source, *targets):
                 if target not in ids:

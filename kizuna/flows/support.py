@@ -56,7 +56,7 @@ texts.register({
         "en": "We're closed right now. A person will reply in turn on our next business day.",
     },
     "support_still_waiting": {
-        "ja": "担当者からのご返信をお待ちください。自動応答に戻す場合は「ボットに戻る」とお送りください。",
+        "ja": "担当者からのご返信まで、このままお待ちください。自動応答に戻る場合は「ボットに戻る」とお送りください。",
         "en": "A person will reply soon. To go back to automatic answers, send \"back to bot\".",
     },
     "support_handed_back": {
@@ -64,7 +64,7 @@ texts.register({
         "en": "You're back with automatic answers. Send us a question any time.",
     },
     "support_csat_question": {
-        "ja": "今回の対応はいかがでしたか？ 5段階でお選びください（5がいちばん満足）。",
+        "ja": "今回の対応はいかがでしたか？\n5段階でお選びください（5がいちばん満足）。",
         "en": "How did we do? Please choose from 1 to 5 (5 is best).",
     },
     "support_csat_thanks": {

@@ -1,6 +1,7 @@
 """Messages from a customer in a one-to-one chat: silence while a person owns the
 customer's conversation, else an active flow first, then the inquiry answerer (FAQ),
-else a receipt that never echoes the customer's text."""
+else a receipt that never echoes the customer's text (a sticker: a friendly line; a photo
+or a file: how to reach a person)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ async def on_text(event: Any, ctx: HandlerContext) -> None:
 
 @router.on("message", when=one_to_one)
 async def on_other_message(event: Any, ctx: HandlerContext) -> None:
-    """Stickers, images, ...: a flow in progress asks its question again."""
+    """Stickers, images, ...: a flow in progress asks its question again; otherwise a sticker
+    gets a friendly line, and a photo or a file says that a person reads those."""
     flow_ctx = ctx.flow_context()
     conversation = await support.owned_by_person(flow_ctx)
     if conversation is not None:
@@ -44,4 +46,5 @@ async def on_other_message(event: Any, ctx: HandlerContext) -> None:
         return
     if await ctx.services.flows.handle(flow_ctx, Input("other")):
         return
-    await ctx.reply_text("received")
+    sticker = (ctx.payload.get("message") or {}).get("type") == "sticker"
+    await ctx.reply_text("received_sticker" if sticker else "received_media")

@@ -357,6 +357,13 @@ async def _bump(session: AsyncSession, *, faq: bool = False, config: bool = Fals
     )
 
 
+# Questions left unanswered in a row after which the customer is handed to a person (0: never).
+# Kept in the `thresholds` JSON column beside the matcher's overrides, under this key (no
+# migration); `read_settings` gives it apart, so `Settings.thresholds` is the matcher's alone.
+UNANSWERED_HANDOFF_KEY = "unanswered_handoff_after"
+DEFAULT_UNANSWERED_HANDOFF_AFTER = 2
+
+
 @dataclass(frozen=True)
 class Settings:
     faq_revision: int = 0
@@ -364,6 +371,7 @@ class Settings:
     weekly_hours: dict | None = None
     holidays: tuple[str, ...] = ()
     thresholds: dict = field(default_factory=dict)
+    unanswered_handoff_after: int = DEFAULT_UNANSWERED_HANDOFF_AFTER
 
 
 async def read_settings(session: AsyncSession) -> Settings:
@@ -375,7 +383,10 @@ async def read_settings(session: AsyncSession) -> Settings:
     )).first()
     if row is None:
         return Settings()
-    return Settings(int(row[0]), int(row[1]), row[2] or None, tuple(row[3] or ()), dict(row[4] or {}))
+    thresholds = dict(row[4] or {})
+    handoff_after = thresholds.pop(UNANSWERED_HANDOFF_KEY, None)
+    return Settings(int(row[0]), int(row[1]), row[2] or None, tuple(row[3] or ()), thresholds,
+                    DEFAULT_UNANSWERED_HANDOFF_AFTER if handoff_after is None else int(handoff_after))
 
 
 async def faq_revision(session: AsyncSession) -> int:
@@ -386,8 +397,27 @@ async def set_business_hours(session: AsyncSession, weekly: dict | None, holiday
     await _bump(session, config=True, weekly_hours=weekly, holidays=list(holidays))
 
 
+async def _stored_thresholds(session: AsyncSession) -> dict:
+    """The `thresholds` column as stored, locked until the commit (PostgreSQL) so that two
+    changes of different settings in it never undo each other."""
+    await _ensure_settings_row(session)
+    value = (await session.execute(
+        sa.select(InquirySettings.thresholds).where(InquirySettings.id == SETTINGS_ID).with_for_update()
+    )).scalar_one_or_none()
+    return dict(value or {})
+
+
 async def set_thresholds(session: AsyncSession, thresholds: dict) -> None:
-    await _bump(session, config=True, thresholds=dict(thresholds))
+    """Replace the matcher's overrides (the unanswered-questions rule is kept)."""
+    stored = await _stored_thresholds(session)
+    kept = {UNANSWERED_HANDOFF_KEY: stored[UNANSWERED_HANDOFF_KEY]} if UNANSWERED_HANDOFF_KEY in stored else {}
+    await _bump(session, config=True, thresholds={**dict(thresholds), **kept})
+
+
+async def set_unanswered_handoff_after(session: AsyncSession, value: int) -> None:
+    """Set the unanswered-questions rule (checked by flows/faq/settings.py)."""
+    stored = await _stored_thresholds(session)
+    await _bump(session, config=True, thresholds={**stored, UNANSWERED_HANDOFF_KEY: int(value)})
 
 
 async def shop_timezone(session: AsyncSession) -> str:
@@ -598,6 +628,37 @@ async def delete_rule(session: AsyncSession, rule_id: int) -> bool:
         await _bump(session, config=True)
         return True
     return False
+
+
+# -- questions left unanswered in a row (the handoff rule) -----------------------------------
+
+# Timeline rows that end a run of unanswered questions (anything the bot did answer, a
+# person taking over, a flow) besides the unanswered ones themselves. Small talk
+# (「了解です」 after an apology) neither ends nor extends a run.
+_RUN_KINDS = ("inquiry.answered", "inquiry.disambiguated", "inquiry.unanswered", "inquiry.feedback",
+              "inquiry.complaint", "conversation.bot_handoff", "conversation.resolved", "conversation.handed_back",
+              "flow.started")
+
+
+async def unanswered_in_a_row(session: AsyncSession, customer_id: int, *, since: datetime, limit: int) -> int:
+    """How many of the customer's latest inquiries since `since` in a row the FAQ could not
+    answer (outcome "none"), counting back at most `limit`. Reads the latest timeline rows
+    of the customer (index on customer_id, id)."""
+    if limit <= 0:
+        return 0
+    rows = (await session.execute(
+        sa.select(Interaction.kind, Interaction.payload)
+        .where(Interaction.customer_id == customer_id, Interaction.direction == "sys", Interaction.kind.in_(_RUN_KINDS),
+               Interaction.created_at >= since)
+        .order_by(Interaction.id.desc())
+        .limit(limit)
+    )).all()
+    count = 0
+    for kind, payload in rows:
+        if kind != "inquiry.unanswered" or (payload or {}).get("outcome") != "none":
+            break
+        count += 1
+    return count
 
 
 # -- the unanswered-inquiries report ---------------------------------------------------------

@@ -11,28 +11,44 @@ from .types import utcnow
 
 DEFAULTS: dict[str, dict[str, str]] = {
     "greeting": {
-        "ja": "友だち追加ありがとうございます!\nご質問はこのトークでいつでもお気軽にどうぞ。",
+        "ja": "友だち追加ありがとうございます！\nご質問はこのトークで、いつでもお気軽にお送りください。",
         "en": "Thank you for adding us as a friend!\nFeel free to ask us anything in this chat.",
     },
     "greeting_again": {
-        "ja": "おかえりなさい!またご利用いただけてうれしいです。",
-        "en": "Welcome back! We're glad to see you again.",
+        "ja": "再び友だち追加していただき、ありがとうございます！\nご質問はこのトークで、いつでもお気軽にお送りください。",
+        "en": "Thank you for adding us again!\nFeel free to ask us anything in this chat.",
     },
     "flow_timed_out": {
-        "ja": "前回のお手続きは時間が経ったため終了しました。お手数ですが、もう一度はじめからお願いいたします。",
+        "ja": "前回のお手続きは、一定時間が経過したため終了しました。お手数ですが、もう一度はじめからお願いいたします。",
         "en": "Your previous request timed out. Please start again from the beginning.",
     },
     "flow_cancelled": {
-        "ja": "お手続きを中止しました。またいつでもどうぞ。",
+        "ja": "お手続きを中止しました。またいつでもお気軽にどうぞ。",
         "en": "Cancelled. You can start again any time.",
     },
+    "flow_stale_button": {
+        "ja": "こちらのボタンは受付を終了しました。お手数ですが、下の質問にお答えください。",
+        "en": "This button is no longer in use. Please answer the question below.",
+    },
+    "flow_stale_ended": {
+        "ja": "こちらのボタンは受付を終了しました。お手数ですが、もう一度はじめからお手続きください。",
+        "en": "This button is no longer in use. Please start again from the beginning.",
+    },
     "handoff_requested": {
-        "ja": "担当者におつなぎします。順番にご案内しますので、このままお待ちください。",
-        "en": "We'll connect you with a staff member. Please wait a moment.",
+        "ja": "担当者におつなぎします。順番にご返信しますので、このままお待ちください。",
+        "en": "We're connecting you with a person. They will reply in turn; please wait a moment.",
     },
     "received": {
-        "ja": "メッセージを受け付けました。ありがとうございます。",
-        "en": "We've received your message. Thank you.",
+        "ja": "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。",
+        "en": "Thanks for your message. To talk to a person, send “agent”.",
+    },
+    "received_sticker": {
+        "ja": "スタンプありがとうございます！ご質問があれば、いつでもお気軽にメッセージでお送りください。",
+        "en": "Thanks for the sticker! Send us a message any time you have a question.",
+    },
+    "received_media": {
+        "ja": "お送りいただき、ありがとうございます。画像やファイルには自動でお答えできないため、ご用件を文字でお送りいただくか、「担当者」とお送りください。",
+        "en": "Thank you. We can't answer photos and files automatically: please type your question, or send “agent” to talk to a person.",
     },
 }
 

@@ -239,8 +239,10 @@ async def test_unanswered_report_groups_and_orders(kizuna):
 async def test_thresholds_are_a_shop_setting(kizuna):
     assert (await import_faq(kizuna))[0] == 200
     chat = Chat(kizuna.emulator)
-    answer, _ask = await chat.say("送料かかりますか", expect=2)
+    [answer] = await chat.say("送料かかりますか")
     assert answer["text"] == ANSWERS["shipping_fee"]
+    status, body = await kizuna.api("GET", "/api/v1/inquiry-settings")
+    assert status == 200 and body["unanswered_handoff_after"] == 2 and body["overrides"] == {}
 
     marketer = await token_for(kizuna, "marketer")
     assert (await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"thresholds": {"answer": 1}}, token=marketer))[0] == 403
@@ -249,14 +251,35 @@ async def test_thresholds_are_a_shop_setting(kizuna):
     assert status == 200 and body["overrides"] == strict
     assert body["thresholds"]["margin"] == MatchThresholds().margin and body["thresholds"]["answer"] == 0.99
     [reply] = await chat.say("送料かかりますか")
-    assert reply["text"].startswith("申し訳ありません")  # below every threshold now: a person is offered
+    assert reply["text"].startswith("申し訳ございません")  # below every threshold now: a person is offered
 
     for bad in ({"answer": 1.5}, {"nonsense": 0.1}, {"max_offers": 5}):
         status, error = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"thresholds": bad})
         assert status == 400 and error["error"]["field"].startswith("thresholds."), error
     assert (await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"thresholds": {}}))[1]["overrides"] == {}
-    answer, _ask = await chat.say("送料かかりますか", expect=2)
+    [answer] = await chat.say("送料かかりますか")
     assert answer["text"] == ANSWERS["shipping_fee"]
+
+
+async def test_the_unanswered_questions_rule_is_a_shop_setting(kizuna):
+    """After how many unanswered questions in a row a person takes over: set beside the
+    thresholds, checked by the same service, and neither setting undoes the other."""
+    marketer = await token_for(kizuna, "marketer")
+    assert (await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"unanswered_handoff_after": 3}, token=marketer))[0] == 403
+    status, body = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"unanswered_handoff_after": 3})
+    assert status == 200 and body["unanswered_handoff_after"] == 3 and body["overrides"] == {}
+    status, body = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"thresholds": {"answer": 0.5}})
+    assert status == 200 and body["overrides"] == {"answer": 0.5} and body["unanswered_handoff_after"] == 3
+    status, body = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"unanswered_handoff_after": 0})
+    assert status == 200 and body["overrides"] == {"answer": 0.5} and body["unanswered_handoff_after"] == 0
+    assert (await kizuna.api("GET", "/api/v1/inquiry-settings"))[1]["unanswered_handoff_after"] == 0
+    for bad in (-1, 11, 2.5, "2", True, None):
+        status, error = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={"unanswered_handoff_after": bad})
+        assert status == 400 and error["error"]["field"] == "unanswered_handoff_after", (bad, error)
+    status, body = await kizuna.api("PUT", "/api/v1/inquiry-settings", json={})
+    assert status == 200 and body["unanswered_handoff_after"] == 0  # nothing sent, nothing changed
+    async with kizuna.sessions() as session:
+        assert (await faq_store.read_settings(session)).thresholds == {"answer": 0.5}  # the rule is kept apart
 
 
 def test_the_endpoints_are_in_the_openapi_document():

@@ -47,7 +47,7 @@ async def test_healthz_names_redis_while_it_is_down(database_url, emulator, redi
 
             await eventually(healthy, what="/healthz to be 200 again")
             [reply] = await emulator.wait_for_messages(user.user_id, 1, timeout=20)
-            assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+            assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
         finally:
             await server.close()
 
@@ -77,6 +77,6 @@ async def test_without_the_database_the_webhook_says_503_and_the_worker_waits_fo
             await eventually(healthy, timeout=20, what="/healthz to be 200 once PostgreSQL is back")
             assert (await emulator.redeliver(refused.event)).status == 200
             [reply] = await emulator.wait_for_messages(user.user_id, 1, timeout=20)
-            assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+            assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
         finally:
             await server.close()

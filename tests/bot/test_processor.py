@@ -32,7 +32,7 @@ async def test_failing_event_is_retried_then_parked_and_later_events_flow(settin
             emulator.make_event("message", user.user_id, text="その次", timestamp=1_790_000_000_002),
         ])
         [reply] = await emulator.wait_for_messages(user.user_id, 1)
-        assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+        assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
         assert calls == ["壊れる"] * settings.max_event_attempts
 
         status, parked = await kizuna.api("GET", "/api/v1/events?status=parked")

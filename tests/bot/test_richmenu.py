@@ -281,16 +281,21 @@ async def test_cli_sets_up_the_menus_against_a_running_emulator(emulator, tmp_pa
         "PYTHONPATH": str(REPO),
     }
 
-    async def run() -> tuple[int, str, str]:
+    async def run(*command: str) -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "kizuna.bot.cli", "richmenu", "setup",
+            sys.executable, "-m", "kizuna.bot.cli", *(command or ("richmenu", "setup")),
             cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)
         return process.returncode, out.decode(), err.decode()
 
+    assert (await run("migrate"))[0] == 0
+    member = emulator.add_user("会員", followed=True)  # registered before the menus existed
+    await _register(env["DATABASE_URL"], member.user_id)
+
     code, out, err = await run()
     assert code == 0, err
+    assert "member menu linked to 1 of 1 registered customers" in out
     ids = dict(re.findall(r"^(default|registered) menu: created (richmenu-[0-9a-f]+) ", out, re.M))
     assert set(ids) == {"default", "registered"}, out
     assert set(ids.values()) == set(emulator.rich_menus)
@@ -303,3 +308,98 @@ async def test_cli_sets_up_the_menus_against_a_running_emulator(emulator, tmp_pa
     assert f"default menu: unchanged {ids['default']}" in out and f"registered menu: unchanged {ids['registered']}" in out
     assert "(already set)" in out
     assert len(emulator.rich_menus) == 2 and len(emulator.requests_to("richmenu_create")) == 2
+    assert member.rich_menu_id == ids["registered"]
+
+
+# -- members who registered before the menus, or under an older design ----------------------------
+
+
+async def _register(database_url: str, line_user_id: str, *, blocked: bool = False) -> None:
+    """A member as registration leaves one (the flow itself is tested in tests/flows)."""
+    from kizuna.storage import customers
+    from kizuna.storage.db import create_engine, session_factory, transaction
+    from kizuna.storage.types import utcnow
+
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            customer, _ = await customers.get_or_create(session, line_user_id, None)
+            customers.complete_registration(customer, profile={"full_name": "会員 花子"}, marketing_opt_in=False,
+                                            consented_at=utcnow(), at=utcnow())
+            customer.blocked = blocked
+    finally:
+        await engine.dispose()
+
+
+async def test_setup_links_the_member_menu_to_every_member(line, emulator, settings):
+    """The defect: customers who registered before `kizuna richmenu setup` kept the menu for
+    non-members. Setup links the member menu to each of them, paced by the client."""
+    from kizuna.storage.db import create_engine, session_factory
+
+    members = [emulator.add_user(f"会員{i}", followed=True) for i in range(7)]
+    for user in members:
+        await _register(settings.database_url, user.user_id)
+    visitor = emulator.add_user("未登録", followed=True)
+    from kizuna.storage import customers
+    from kizuna.storage.db import transaction
+
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    async with transaction(sessions) as session:
+        await customers.get_or_create(session, visitor.user_id, None)
+    blocked = emulator.add_user("ブロック", followed=False)
+    await _register(settings.database_url, blocked.user_id, blocked=True)
+    gone = "U" + "0" * 32  # a member LINE no longer knows
+    await _register(settings.database_url, gone)
+    try:
+        report = await richmenu.setup(line, sessions=sessions)
+        member_menu = report.menu("registered").rich_menu_id
+        assert all(user.rich_menu_id == member_menu for user in members)
+        assert visitor.rich_menu_id is None and blocked.rich_menu_id is None
+        assert emulator.rich_menu_for(visitor.user_id).rich_menu_id == report.menu("default").rich_menu_id
+        relinked = report.relinked
+        assert (relinked.members, relinked.linked, relinked.failed) == (8, 7, 1)
+        assert relinked.failures[0][0] == gone and relinked.stopped is None
+        assert "member menu linked to 7 of 8 registered customers (1 refused by LINE)" in report.lines()
+        assert len(emulator.requests_to("richmenu_link")) == 8  # one each, blocked customers skipped
+
+        # A new design: members move to the new member menu with the same run.
+        old = await old_design(line, richmenu.REGISTERED)
+        for user in members:
+            await line.link_rich_menu(user.user_id, old)
+        again = await richmenu.setup(line, sessions=sessions)
+        assert again.menu("registered").rich_menu_id == member_menu  # the alias went back to the current design
+        assert all(user.rich_menu_id == member_menu for user in members)
+    finally:
+        await engine.dispose()
+
+
+async def test_the_server_sets_the_menus_up_itself_in_emulator_mode(database_url, redis_prefix, redis_cleanup):
+    """`make run`: the emulator lives inside `kizuna serve`, so the server sets the menus up
+    once it answers, and a newcomer's chat shows them without any command."""
+    import socket
+
+    from aiohttp.test_utils import TestServer
+
+    from kizuna.bot.app import create_app
+    from tests.conftest import make_settings
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    base = f"http://127.0.0.1:{port}/emulator"
+    settings = make_settings(database_url, base, redis_prefix=redis_prefix, emulator=True, host="127.0.0.1", port=port)
+    server = TestServer(create_app(settings, run_worker=False), host="127.0.0.1", port=port)
+    await server.start_server()
+    client = LineClient(access_token=ACCESS_TOKEN, api_base_url=base, data_api_base_url=base, timeout=2.0)
+    try:
+        async def default_menu_set() -> bool:
+            return await client.get_default_rich_menu_id() is not None
+
+        await eventually(default_menu_set, timeout=30, what="the rich menus set up by the server")
+        default = await client.get_default_rich_menu_id()
+        assert await client.get_rich_menu_alias("kizuna-default") == default
+        assert await client.get_rich_menu_alias("kizuna-registered") is not None
+    finally:
+        await client.close()
+        await server.close()

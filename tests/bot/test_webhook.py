@@ -46,7 +46,7 @@ async def test_text_message_gets_a_receipt_that_does_not_echo(kizuna):
     user = kizuna.emulator.add_user(display_name="Taro")
     await kizuna.emulator.send_text(user.user_id, "注文した商品はいつ届きますか")
     [reply] = await kizuna.emulator.wait_for_messages(user.user_id, 1)
-    assert reply.message["text"] == "メッセージを受け付けました。ありがとうございます。"
+    assert reply.message["text"] == "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
     assert "注文" not in reply.message["text"]
     timeline = await kizuna.timeline(user.user_id)
     assert timeline[0]["kind"] == "message.text" and timeline[0]["text"] == "注文した商品はいつ届きますか"
@@ -175,7 +175,7 @@ async def test_unfollow_blocks_and_refollow_welcomes_back(kizuna):
 
     await kizuna.emulator.follow(user.user_id, is_unblocked=True)
     messages = await kizuna.emulator.wait_for_messages(user.user_id, 2)
-    assert messages[1].message["text"].startswith("おかえりなさい")
+    assert messages[1].message["text"].startswith("再び友だち追加していただき、ありがとうございます！")
     _, customer = await kizuna.api("GET", f"/api/v1/customers/{customer_id}")
     assert customer["followed"] is True and customer["blocked"] is False
 

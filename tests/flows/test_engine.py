@@ -69,11 +69,24 @@ def test_every_flow_and_command_builds():
         ([flow(entry_points=(Postback("register"),))], [Command("dup", (Postback("register"),), _run)], "both start on postback"),
         ([flow(entry_points=(Follow(),)), flow(name="b", states=("b.one",), entry_points=(Follow(),))], [], "both start on follow"),
         ([flow()], [Command("empty", (), _run)], "no entry points"),
+        ([Flow("demo", (Keyword("デモ"),), (State("demo.one", _prompt, _on_input, accepts=("demo.gone",)),))], [],
+         "accepts buttons of unknown state 'demo.gone'"),
+        ([Flow("demo", (Keyword("デモ"),), (State("demo.one", _prompt, _on_input),), stale_texts=("no_such_text",))], [],
+         "stale_texts names unknown bot text 'no_such_text'"),
     ],
 )
 def test_bad_declarations_raise_when_built(flows, commands, message):
     with pytest.raises(FlowDeclarationError, match=message):
         FlowEngine(flows, commands=commands)
+
+
+def test_buttons_name_the_state_they_answer():
+    from kizuna.flows.engine import step_data
+
+    tapped = Input("postback", data=step_data("registration.confirm", "ok"))
+    assert tapped.action == {"action": "step", "state": "registration.confirm", "value": "ok"}
+    assert (tapped.state, tapped.value) == ("registration.confirm", "ok")
+    assert Input("text", text="登録する").state is None and Input("postback", data="action=coupons").state is None
 
 
 def test_our_flows_collide_with_nothing_we_add_by_mistake():

@@ -106,7 +106,7 @@ def test_bad_schedules(weekly, holidays):
 def test_when_a_person_replies_in_words():
     now = datetime(2026, 12, 5, 18, 30, tzinfo=JST)
     assert describe_when(datetime(2026, 12, 5, 19, 0, tzinfo=JST), now, "ja") == "本日 19:00"
-    assert describe_when(datetime(2026, 12, 8, 10, 0, tzinfo=JST), now, "ja") == "翌営業日 12月8日(火) 10:00"
+    assert describe_when(datetime(2026, 12, 8, 10, 0, tzinfo=JST), now, "ja") == "翌営業日 12月8日（火） 10:00"
     assert describe_when(datetime(2026, 12, 8, 10, 0, tzinfo=JST), now, "en") == "Tue, Dec 8 at 10:00"
 
 

@@ -20,7 +20,8 @@ from kizuna.storage.models import CouponGrant, Customer, FlowState, Interaction
 from kizuna.storage.types import utcnow
 from tests.conftest import TEST_REDIS_URL, eventually, start_kizuna
 
-ASK_NAME = "お名前を教えてください。(例: 山田 花子)"
+ASK_NAME = "お名前を教えてください。（例：山田 花子）"
+RECEIPT = "メッセージありがとうございます。担当者へのお問い合わせは、「担当者」とお送りください。"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ async def test_happy_path_stores_typed_values_issues_the_coupon_and_records_the_
     assert (await chat.say("同意する"))[0]["text"] == ASK_NAME
     [ask_birthday] = await chat.say("山田　花子")  # a full-width space
     picker = quick_actions(ask_birthday)[0]
-    assert picker["type"] == "datetimepicker" and picker["data"] == "action=birthday" and picker["mode"] == "date"
+    assert picker["type"] == "datetimepicker" and picker["data"] == "action=birthday&state=registration.birthday" and picker["mode"] == "date"
     assert picker["initial"] == "1990-01-01" and picker["min"] == "1900-01-01"
     assert picker["max"] == datetime.now(timezone(timedelta(hours=9))).date().isoformat()
     [ask_gender] = await chat.say("１９９０年１月３１日")  # full-width digits
@@ -184,13 +185,13 @@ async def test_happy_path_stores_typed_values_issues_the_coupon_and_records_the_
     assert quick_labels(ask_phone) == ["スキップ"]
     [ask_email] = await chat.say("０９０ー１２３４ー５６７８")
     [ask_marketing] = await chat.say("Hanako@Example.COM")
-    assert quick_labels(ask_marketing) == ["はい", "いいえ"]
+    assert quick_labels(ask_marketing) == ["受け取る", "受け取らない"]
     [confirm] = await chat.say("はい")
 
     assert confirm["type"] == "flex" and confirm["altText"] == "登録内容の確認"  # no personal data in notifications
     assert flex_rows(confirm) == {
         "お名前": "山田 花子", "生年月日": "1990年1月31日", "性別": "女性", "都道府県": "大阪府",
-        "電話番号": "090-1234-5678", "メールアドレス": "Hanako@example.com", "お知らせ": "受け取る",
+        "電話番号": "090-1234-5678", "メールアドレス": "Hanako@example.com", "お知らせの配信": "受け取る",
     }
     assert quick_labels(confirm) == ["登録する", "修正する"]
     assert [b["label"] for b in flex_buttons(confirm)] == ["登録する", "修正する"]
@@ -199,7 +200,7 @@ async def test_happy_path_stores_typed_values_issues_the_coupon_and_records_the_
     assert before.registered is False and before.full_name is None and before.privacy_consented_at is None
 
     done, intro, coupon_message = await chat.say("登録する", expect=3)
-    assert done["text"] == "会員登録が完了しました。ありがとうございます!"
+    assert done["text"] == "会員登録が完了しました。ありがとうございます！"
     assert "特典クーポン" in intro["text"]
     assert coupon_message["type"] == "flex"  # the coupon is the last reply
     assert time.monotonic() - started < 30
@@ -261,7 +262,7 @@ async def test_consent_declined_stores_nothing(kizuna):
     assert kinds == ["flow.started"]
     # The next message is not taken as an answer.
     [receipt] = await chat.say("山田 花子")
-    assert receipt["text"] == "メッセージを受け付けました。ありがとうございます。"
+    assert receipt["text"] == RECEIPT
 
 
 async def test_invalid_answers_explain_and_ask_again(kizuna):
@@ -303,13 +304,13 @@ async def test_invalid_answers_explain_and_ask_again(kizuna):
     await chat.say("ｈａｎａｋｏ＠ｅｘａｍｐｌｅ．ｃｏｍ")
 
     wrong, _ = await chat.say("どうしようかな", expect=2)
-    assert "「はい」" in wrong["text"]
+    assert "「受け取る」" in wrong["text"]
     [confirm] = await chat.say("いいえ")
     assert flex_rows(confirm)["生年月日"] == "1990年1月31日"
     assert flex_rows(confirm)["性別"] == "男性" and flex_rows(confirm)["都道府県"] == "東京都"
     assert flex_rows(confirm)["電話番号"] == "03-1234-5678" and flex_rows(confirm)["メールアドレス"] == "hanako@example.com"
     wrong, _ = await chat.say("うーん", expect=2)
-    assert wrong["text"] == "「登録する」か「修正する」を押してください。"
+    assert wrong["text"] == "「登録する」か「修正する」をタップしてください。"
     assert (await flow_row(kizuna, user.user_id)).state == "registration.confirm"
 
 
@@ -317,7 +318,7 @@ async def test_optional_fields_skip_and_the_date_picker(kizuna):
     user = kizuna.emulator.add_user(display_name="テスト")
     chat = Chat(kizuna.emulator, user.user_id)
     await walk_to(chat, "registration.birthday")
-    [ask_gender] = await chat.tap("action=birthday", params={"date": "1985-04-01"})
+    [ask_gender] = await chat.tap("action=birthday&state=registration.birthday", params={"date": "1985-04-01"})
     assert quick_labels(ask_gender)[0] == "女性"
     await chat.say("回答しない")
     await chat.say("hokkaido")
@@ -326,11 +327,11 @@ async def test_optional_fields_skip_and_the_date_picker(kizuna):
     [confirm] = await chat.say("いいえ")
     rows = flex_rows(confirm)
     assert rows["電話番号"] == rows["メールアドレス"] == "未登録" and rows["生年月日"] == "1985年4月1日"
-    assert rows["性別"] == "回答しない" and rows["都道府県"] == "北海道" and rows["お知らせ"] == "受け取らない"
+    assert rows["性別"] == "回答しない" and rows["都道府県"] == "北海道" and rows["お知らせの配信"] == "受け取らない"
 
-    done, no_coupon = await chat.say("登録する", expect=2)  # no registration coupon is configured
-    assert done["text"].startswith("会員登録が完了しました")
-    assert "クーポンは現在お配りできません" in no_coupon["text"]
+    # No registration coupon is configured: nothing is said about one (no "none left").
+    [done] = await chat.say("登録する")
+    assert done["text"] == "会員登録が完了しました。ありがとうございます！"
     stored = await customer_row(kizuna, user.user_id)
     assert stored.registered and stored.birthday == date(1985, 4, 1) and stored.gender == "unanswered"
     assert stored.phone is None and stored.email is None and stored.prefecture == "北海道"
@@ -344,7 +345,7 @@ async def test_out_of_stock_coupon_still_registers(kizuna):
     chat = Chat(kizuna.emulator, user.user_id)
     await walk_to(chat, "registration.confirm")
     done, no_coupon = await chat.say("登録する", expect=2)
-    assert "クーポンは現在お配りできません" in no_coupon["text"]
+    assert no_coupon["text"] == "申し訳ございません。会員登録特典クーポンの配布は終了しました。"
     stored = await customer_row(kizuna, user.user_id)
     assert stored.registered and await grants_of(kizuna, stored.id) == []
 
@@ -355,10 +356,10 @@ async def test_edit_one_field_goes_back_to_confirm(kizuna):
     await walk_to(chat, "registration.confirm")
     [which] = await chat.say("修正する")
     actions = quick_actions(which)
-    assert {"type": "postback", "label": "生年月日", "data": "action=edit&field=birthday", "displayText": "生年月日"} in actions
+    assert {"type": "postback", "label": "生年月日", "data": "action=edit&field=birthday&state=registration.edit", "displayText": "生年月日"} in actions
     assert [a["label"] for a in actions][-1] == "戻る"
 
-    [ask_birthday] = await chat.tap("action=edit&field=birthday")
+    [ask_birthday] = await chat.tap("action=edit&field=birthday&state=registration.edit")
     assert quick_actions(ask_birthday)[0]["initial"] == "1990-01-31"  # the picker starts at the answer given
     [confirm] = await chat.say("1991-02-03")  # straight back, not through gender and the rest
     assert confirm["type"] == "flex" and flex_rows(confirm)["生年月日"] == "1991年2月3日"
@@ -371,7 +372,7 @@ async def test_edit_one_field_goes_back_to_confirm(kizuna):
     [confirm] = await chat.say("戻る")
     assert confirm["type"] == "flex"
 
-    await chat.say("登録する", expect=2)
+    await chat.say("登録する")
     stored = await customer_row(kizuna, user.user_id)
     assert stored.birthday == date(1991, 2, 3) and stored.email is None and stored.gender == "female"
 
@@ -402,7 +403,7 @@ async def test_cancel_handoff_timeout_and_stickers_work_in_every_state(kizuna):
         assert (await flow_row(kizuna, chat.user_id)).state == state, state
 
         [cancelled] = await chat.say("やめる")
-        assert cancelled["text"] == "お手続きを中止しました。またいつでもどうぞ。", state
+        assert cancelled["text"] == "お手続きを中止しました。またいつでもお気軽にどうぞ。", state
         assert await flow_row(kizuna, chat.user_id) is None
 
         await _put_in_state(kizuna, customer.id, state)
@@ -413,7 +414,7 @@ async def test_cancel_handoff_timeout_and_stickers_work_in_every_state(kizuna):
 
         await _put_in_state(kizuna, customer.id, state, expires_at=utcnow() - timedelta(seconds=1))
         messages = await chat.sticker(expect=2)
-        assert messages[0]["text"].startswith("前回のお手続きは時間が経ったため終了しました"), state
+        assert messages[0]["text"].startswith("前回のお手続きは、一定時間が経過したため終了しました"), state
         assert await flow_row(kizuna, chat.user_id) is None
 
     async with kizuna.sessions() as session:
@@ -459,7 +460,7 @@ async def test_timeout_says_so_on_the_next_message(kizuna):
     before = len(kizuna.emulator.messages_to(user.user_id))
     await kizuna.emulator.send_text(user.user_id, "1990/01/31")
     messages = await kizuna.emulator.wait_for_messages(user.user_id, before + 1)
-    assert messages[before].message["text"].startswith("前回のお手続きは時間が経ったため終了しました")
+    assert messages[before].message["text"].startswith("前回のお手続きは、一定時間が経過したため終了しました")
     assert await flow_row(kizuna, user.user_id) is None
     assert (await customer_row(kizuna, user.user_id)).birthday is None
     [row] = [row for row in await kizuna.timeline(user.user_id) if row["kind"] == "flow.timed_out"]
@@ -485,7 +486,7 @@ async def test_conversation_survives_a_restart(settings, emulator):
         await chat.say("スキップ")
         await chat.say("スキップ")
         await chat.say("はい")
-        await chat.say("登録する", expect=2)
+        await chat.say("登録する")
         async with _sessions(server)() as session:
             stored = await customers.get_by_line_user_id(session, user.user_id)
         assert stored.registered and stored.full_name == "山田 花子" and stored.gender == "other" and stored.prefecture == "福岡県"
@@ -544,8 +545,8 @@ async def test_two_workers_continue_each_others_conversation(settings, emulator)
             emulator.webhook_url = urls[index % 2]
             result = await emulator.send_text(user.user_id, answer)
             assert result.status == 200
-        messages = await emulator.wait_for_messages(user.user_id, before + 4, timeout=15)
-        assert messages[-2].message["text"].startswith("会員登録が完了しました"), [m.message for m in messages[before:]]
+        messages = await emulator.wait_for_messages(user.user_id, before + 3, timeout=15)
+        assert messages[-1].message["text"].startswith("会員登録が完了しました"), [m.message for m in messages[before:]]
 
         async with _sessions(servers[0])() as session:
             stored = await customers.get_by_line_user_id(session, user.user_id)
@@ -568,12 +569,12 @@ async def test_member_info_shows_details_and_changes_a_field(kizuna):
     [card] = await chat.say("会員情報")
     assert card["type"] == "flex" and card["altText"] == "会員情報"
     assert flex_rows(card) == {"お名前": "会員 太郎", "生年月日": "1980年5月5日", "性別": "男性", "都道府県": "東京都",
-                               "電話番号": "090-1234-5678", "メールアドレス": "未登録", "お知らせ": "受け取る"}
+                               "電話番号": "090-1234-5678", "メールアドレス": "未登録", "お知らせの配信": "受け取る"}
     assert [b["data"] for b in flex_buttons(card)] == ["action=profile_edit", "action=marketing&value=off"]
 
     [which] = await chat.tap("action=profile_edit")
-    assert [a["data"] for a in quick_actions(which)] == [f"action=edit&field={f}" for f in ("name", "birthday", "gender", "prefecture", "phone", "email")]
-    [ask] = await chat.tap("action=edit&field=prefecture")
+    assert [a["data"] for a in quick_actions(which)] == [f"action=edit&field={f}&state=profile.edit" for f in ("name", "birthday", "gender", "prefecture", "phone", "email")]
+    [ask] = await chat.tap("action=edit&field=prefecture&state=profile.edit")
     assert ask["text"].startswith("お住まいの都道府県")
     wrong, _ = await chat.say("どこか", expect=2)
     assert wrong["text"].startswith("都道府県名を")
@@ -583,7 +584,7 @@ async def test_member_info_shows_details_and_changes_a_field(kizuna):
     assert await flow_row(kizuna, chat.user_id) is None
 
     await chat.tap("action=profile_edit")
-    await chat.tap("action=edit&field=phone")
+    await chat.tap("action=edit&field=phone&state=profile.edit")
     removed, _card = await chat.say("スキップ", expect=2)
     assert removed["text"] == "電話番号の登録を削除しました。"
     stored = await customer_row(kizuna, chat.user_id)
@@ -597,15 +598,15 @@ async def test_marketing_can_be_turned_off_and_on(kizuna):
     chat, customer = await make_registered(kizuna, kizuna.emulator)
     chosen_at = customer.marketing_consent_changed_at
     [off] = await chat.tap("action=marketing&value=off")
-    assert off["text"].startswith("お知らせの配信を停止しました")
+    assert off["text"].startswith("お知らせの配信を受け取らない設定にしました")
     stored = await customer_row(kizuna, chat.user_id)
     assert stored.marketing_opt_in is False and stored.marketing_consent_changed_at > chosen_at
 
     [card] = await chat.tap("action=member_info")
-    assert flex_rows(card)["お知らせ"] == "受け取らない"
+    assert flex_rows(card)["お知らせの配信"] == "受け取らない"
     assert flex_buttons(card)[1] == {"type": "postback", "label": "お知らせを受け取る", "data": "action=marketing&value=on", "displayText": "お知らせを受け取る"}
     [on] = await chat.tap("action=marketing&value=on")
-    assert on["text"].startswith("お知らせの配信を受け付けました")
+    assert on["text"].startswith("お知らせの配信を受け取る設定にしました")
     assert (await customer_row(kizuna, chat.user_id)).marketing_opt_in is True
     await chat.tap("action=marketing&value=on")  # no change, no new row
 
@@ -619,7 +620,7 @@ async def test_unregistered_customers_are_invited_to_register(kizuna):
     for send in (lambda: chat.say("会員情報"), lambda: chat.tap("action=member_info"), lambda: chat.tap("action=profile_edit"),
                  lambda: chat.tap("action=marketing&value=on")):
         [invite] = await send()
-        assert invite["text"].startswith("まだ会員登録がお済みでないようです")
+        assert invite["text"] == "まだ会員登録がお済みではありません。会員登録は「会員登録する」をタップしてお手続きください。"
         assert quick_actions(invite)[0]["data"] == "action=register"
     stored = await customer_row(kizuna, user.user_id)
     assert stored.marketing_opt_in is False and await flow_row(kizuna, user.user_id) is None
@@ -659,7 +660,7 @@ async def test_english_customers_get_english(kizuna):
     await chat.say("Skip")
     [confirm] = await chat.say("No")
     assert flex_rows(confirm)["Date of birth"] == "1990-01-31" and flex_rows(confirm)["Prefecture"] == "京都府"
-    done, _no_coupon = await chat.say("Confirm", expect=2)
+    [done] = await chat.say("Confirm")
     assert done["text"] == "You are now registered. Thank you!"
     stored = await customer_row(kizuna, user.user_id)
     assert stored.registered and stored.full_name == "Alex Smith" and stored.gender == "unanswered"
@@ -679,3 +680,112 @@ async def test_texts_are_editable(kizuna):
     status, body = await kizuna.api("GET", "/api/v1/texts")
     keys = {item["key"] for item in body["items"]} if "items" in body else {item["key"] for item in body}
     assert {"registration_ask_name", "registration_invalid_birthday", "member_info_title", "privacy_policy_url"} <= keys
+
+
+# -- buttons of cards the customer has moved past -------------------------------------------------
+
+STALE_REGISTERED = ("こちらのボタンは受付を終了しました。会員登録はすでに完了しています。"
+                    "ご登録内容は「会員情報を見る」をタップしてご確認いただけます。")
+STALE_RESTART = "こちらのボタンは受付を終了しました。会員登録をご希望の場合は、「会員登録する」をタップして、はじめからお手続きください。"
+STALE_ANSWER_BELOW = "こちらのボタンは受付を終了しました。お手数ですが、下の質問にお答えください。"
+
+
+async def tap_button(chat: Chat, action: dict, expect: int = 1) -> list[dict]:
+    """Tap a button as LINE sends it: a postback's data (its displayText shows in the chat
+    only), or a message action's text as a message."""
+    if action["type"] == "message":
+        return await chat.say(action["text"], expect=expect)
+    return await chat._replies(chat.emulator.send_postback(chat.user_id, data=action["data"], display_text=action.get("displayText")), expect)
+
+
+async def stale_rows(kizuna, user_id: str) -> list[dict]:
+    return [row["payload"] for row in await kizuna.timeline(user_id) if row["kind"] == "flow.stale_button"]
+
+
+async def test_the_summary_card_buttons_after_registering_get_a_short_right_answer(kizuna):
+    """The defect: 登録する on an earlier summary sent plain text and got an FAQ choice list."""
+    from tests.flows.test_inquiry import import_faq
+
+    assert (await import_faq(kizuna))[0] == 200  # with an FAQ that would offer 会員登録 entries
+    await registration_coupon(kizuna)
+    user = kizuna.emulator.add_user(display_name="山田 花子")
+    chat = Chat(kizuna.emulator, user.user_id)
+    await walk_to(chat, "registration.marketing")
+    [card] = await chat.say("はい")
+    ok, edit = flex_buttons(card)
+    assert ok["type"] == edit["type"] == "postback" and (ok["displayText"], edit["displayText"]) == ("登録する", "修正する")
+    assert [a["type"] for a in quick_actions(card)] == ["postback", "postback"]
+
+    done, _intro, _coupon = await tap_button(chat, ok, expect=3)
+    assert done["text"] == "会員登録が完了しました。ありがとうございます！"
+    assert (await customer_row(kizuna, user.user_id)).registered
+
+    for button in (ok, edit, quick_actions(card)[0]):  # the same card, scrolled back to
+        [reply] = await tap_button(chat, button)
+        assert reply["text"] == STALE_REGISTERED
+        assert [a["data"] for a in quick_actions(reply)] == ["action=member_info"]
+    assert len(await grants_of(kizuna, (await customer_row(kizuna, user.user_id)).id)) == 1
+    assert await stale_rows(kizuna, user.user_id) == [{"state": "registration.confirm", "current": None}] * 3
+    kinds = [row["kind"] for row in await kizuna.timeline(user.user_id) if row["kind"].startswith("inquiry.")]
+    assert kinds == []  # never the FAQ
+
+    # A card of an earlier release sent its label as text: read the same way.
+    [legacy] = await chat.say("登録する")
+    assert legacy["text"] == STALE_REGISTERED
+
+
+async def test_a_button_of_a_cancelled_registration_says_how_to_start_again(kizuna):
+    user = kizuna.emulator.add_user(display_name="テスト")
+    chat = Chat(kizuna.emulator, user.user_id)
+    [consent] = await chat.tap("action=register")
+    agree = quick_actions(consent)[0]
+    assert agree["data"] == "action=step&state=registration.consent&value=yes" and agree["displayText"] == "同意する"
+    await chat.say("やめる")
+    [reply] = await tap_button(chat, agree)
+    assert reply["text"] == STALE_RESTART
+    assert [a["data"] for a in quick_actions(reply)] == ["action=register"]
+    assert await flow_row(kizuna, user.user_id) is None
+    [consent] = await chat.tap(quick_actions(reply)[0]["data"])  # and starting again works
+    assert quick_labels(consent) == ["同意する", "同意しない"]
+
+
+async def test_a_button_of_an_earlier_question_asks_the_current_one_again(kizuna):
+    user = kizuna.emulator.add_user(display_name="テスト")
+    chat = Chat(kizuna.emulator, user.user_id)
+    [consent] = await chat.tap("action=register")
+    await tap_button(chat, quick_actions(consent)[0])  # 同意する, tapped: the name is asked
+    await chat.say("山田 花子")
+    [ask_gender] = await chat.say("1990/01/31")
+    stale, again = await tap_button(chat, quick_actions(consent)[1], expect=2)  # 同意しない, from the consent message
+    assert stale["text"] == STALE_ANSWER_BELOW and again["text"] == ask_gender["text"]
+    assert (await flow_row(kizuna, user.user_id)).state == "registration.gender"
+    # The current question's buttons answer it.
+    female = quick_actions(ask_gender)[0]
+    assert (female["displayText"], female["data"]) == ("女性", "action=step&state=registration.gender&value=female")
+    [ask_prefecture] = await tap_button(chat, female)
+    tokyo = next(a for a in quick_actions(ask_prefecture) if a["label"] == "東京都")
+    [ask_phone] = await tap_button(chat, tokyo)
+    skip = quick_actions(ask_phone)[-1]
+    await tap_button(chat, skip)
+    [ask_marketing] = await chat.say("スキップ")
+    [card] = await tap_button(chat, quick_actions(ask_marketing)[1])  # 受け取らない
+    assert flex_rows(card)["都道府県"] == "東京都" and flex_rows(card)["電話番号"] == "未登録"
+    assert flex_rows(card)["性別"] == "女性" and flex_rows(card)["お知らせの配信"] == "受け取らない"
+    # The list of fields to change still works from the card it follows.
+    [which] = await tap_button(chat, flex_buttons(card)[1])
+    [back] = [a for a in quick_actions(which) if a["label"] == "戻る"]
+    [card_again] = await tap_button(chat, back)
+    [ask_email] = await tap_button(chat, next(a for a in quick_actions(which) if a["label"] == "メールアドレス"))
+    assert ask_email["text"].startswith("メールアドレスを教えてください")
+    assert await stale_rows(kizuna, user.user_id) == [{"state": "registration.consent", "current": "registration.gender"}]
+
+
+async def test_an_old_list_of_details_to_change(kizuna):
+    chat, customer = await make_registered(kizuna, kizuna.emulator)
+    [which] = await chat.tap("action=profile_edit")
+    phone = next(a for a in quick_actions(which) if a["label"] == "電話番号")
+    await tap_button(chat, phone)
+    await chat.say("03-1234-5678", expect=2)  # saved; the member card follows
+    [reply] = await tap_button(chat, phone)
+    assert reply["text"] == "こちらのボタンは受付を終了しました。登録内容を変更する場合は、「登録内容を変更する」をタップしてください。"
+    assert [a["data"] for a in quick_actions(reply)] == ["action=profile_edit"]

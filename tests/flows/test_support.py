@@ -66,7 +66,7 @@ async def test_a_person_takes_over_and_the_bot_is_silent_until_resolved(kizuna):
     await _silently(kizuna, chat, "注文番号12345の件で相談したいです")
     await _silently(kizuna, chat, "まだですか?")
     [again] = await chat.say("担当者")
-    assert again["text"].startswith("担当者からのご返信をお待ちください")
+    assert again["text"].startswith("担当者からのご返信まで、このままお待ちください。")
 
     taken = await desk.take(conversation.id, sakura.staff_id)
     assert (taken.status, taken.assignee_id) == ("open", sakura.staff_id)

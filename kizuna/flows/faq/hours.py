@@ -124,11 +124,11 @@ def canonical(weekly: dict | None) -> dict | None:
 
 
 def describe_when(opening: datetime, now: datetime, locale: str) -> str:
-    """「本日 10:00」 or 「翌営業日 12月1日(月) 10:00」 (en: "today at 10:00", "Mon, Dec 1 at 10:00")."""
+    """「本日 10:00」 or 「翌営業日 12月1日（月） 10:00」 (en: "today at 10:00", "Mon, Dec 1 at 10:00")."""
     local_now = now.astimezone(opening.tzinfo)
     clock = f"{opening:%H:%M}"
     if opening.date() == local_now.date():
         return f"today at {clock}" if locale == "en" else f"本日 {clock}"
     if locale == "en":
         return f"{opening:%a}, {opening:%b} {opening.day} at {clock}"
-    return f"翌営業日 {opening.month}月{opening.day}日({_WEEKDAYS_JA[opening.weekday()]}) {clock}"
+    return f"翌営業日 {opening.month}月{opening.day}日（{_WEEKDAYS_JA[opening.weekday()]}） {clock}"

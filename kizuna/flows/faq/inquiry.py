@@ -8,28 +8,45 @@ flow. In that order, a message goes to:
 1. the built-in handoff words (「担当者」, ...): a person is asked for;
 2. the operator's keyword rules (priority order): a fixed reply, or a flow started by
    its postback action (``register`` ...);
-3. the FAQ matcher (:mod:`.matching`):
+3. a complaint (:func:`.intents.complaint`: 「店員さんの態度がひどかったです」「最悪」
+   「届いた商品が壊れていました」): an apology (申し訳ございません), the FAQ's answer when
+   the shop wrote one for that very problem (a damaged parcel: send a photo), then
+   ``support.handoff(reason="complaint")``; when the FAQ is not sure, its close questions
+   are quick replies on the handoff's message (taps work while a person owns the chat);
+4. the FAQ matcher (:mod:`.matching`):
 
-   * ``answer``  -> the entry's answer text exactly as stored, then 「解決しましたか?」
-     with はい / いいえ (postback ``action=faq_feedback&faq=<id>&value=yes|no``);
-     いいえ offers a person (「担当者と話す」 -> ``action=handoff``);
+   * ``answer``  -> the entry's answer text exactly as stored, in one bubble whose quick
+     replies ask whether it solved the question: 「解決しました」 / 「解決しませんでした」
+     (postback ``action=faq_feedback&faq=<id>&value=yes|no``), then the close runner-up
+     questions (``action=faq&faq=<id>``); 「解決しませんでした」 offers a person
+     (「担当者と話す」 -> ``action=handoff``);
    * ``disambiguate`` -> the 2-3 questions in the text and as quick replies
      (``action=faq&faq=<id>``; a tap answers that entry);
-   * ``none`` -> never an FAQ answer: a short apology offering a person. A message
-     with no content word at all (「ありがとう」「こんにちは」「はい」, emoji) gets a
-     friendly acknowledgement instead.
+   * ``none`` -> never an FAQ answer. Small talk (:func:`.intents.is_small_talk`: no
+     content word at all, or weather, thanks and praise, 「了解です」) gets a friendly line
+     that invites a question; a real question gets a short apology offering a person,
+     and the N-th question in a row left unanswered (the shop's setting
+     ``unanswered_handoff_after``, default 2, within ``UNANSWERED_RUN_WITHIN``) hands the
+     customer to a person (``support.handoff(reason="unanswered")``) instead.
 
-   Outside business hours every offer of a person says when one will reply.
+   Offers of a person promise nothing about when: the handoff itself says when a person
+   will answer (business hours).
 
-When the shop has no enabled FAQ entry (and no rule matched) ``answer`` returns False
-and the handler sends its plain receipt: a bot without an FAQ does not apologise for
-every message.
+When the shop has no enabled FAQ entry (and no rule matched, and it is no complaint)
+``answer`` returns False and the handler sends its plain receipt: a bot without an FAQ
+does not apologise for every message.
+
+A tap on 「こちらの質問」 whose entry has since been disabled or deleted is an old button:
+it says so and asks for the question as a message (``inquiry_faq_gone``).
 
 Recorded on the timeline (``sys`` rows, the customer's text in ``text``):
 ``inquiry.answered`` / ``inquiry.disambiguated`` / ``inquiry.unanswered`` /
 ``inquiry.smalltalk`` with ``{"outcome", "faq_id", "score", "candidates", "revision"}``
-(``via``: ``faq`` | ``choice`` | ``keyword_rule`` | ``flow``), ``inquiry.feedback``
-with ``{"faq_id", "value"}``; a handoff is flows/support.py's (``conversation.bot_handoff``).
+(``via``: ``faq`` | ``choice`` | ``keyword_rule`` | ``flow``; an unanswered question that
+was handed to a person: ``"handoff": true``), ``inquiry.complaint`` with the same and
+``{"kinds", "matched"}`` (``faq_id``: the answer sent with the apology, if any),
+``inquiry.feedback`` with ``{"faq_id", "value"}``; a handoff is flows/support.py's
+(``conversation.bot_handoff`` with its reason).
 
 Process-wide state (one ``InquiryService`` per worker process, in ``Services``): the
 matcher over the enabled entries, the compiled keyword rules, and the revisions they
@@ -47,7 +64,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 from kizuna.storage import faq as faq_store
@@ -57,6 +74,7 @@ from kizuna.storage.types import utcnow
 from .. import support
 from ..engine import HANDOFF_WORDS, FlowContext, Input
 from .analysis import get_analyzer
+from .intents import Complaint, complaint, is_small_talk
 from .matching import FaqDoc, FaqMatcher, MatchResult, MatchThresholds
 from .rules import CompiledRule, compile_rule, first_match
 
@@ -65,39 +83,47 @@ log = logging.getLogger("kizuna.inquiry")
 LABEL_MAX = 20  # LINE's limit for a quick reply label (UTF-16 code units)
 MAX_CHOICES = 3
 
+QUICK_REPLY_MAX = 13  # LINE's limit of quick-reply items on one message
+# Unanswered questions count as "in a row" only within this time: yesterday's miss and
+# today's are not one conversation.
+UNANSWERED_RUN_WITHIN = timedelta(hours=1)
+
 texts.register({
-    "inquiry_feedback_question": {"ja": "解決しましたか?", "en": "Did this answer your question?"},
-    "inquiry_feedback_yes": {"ja": "はい", "en": "Yes"},
-    "inquiry_feedback_no": {"ja": "いいえ", "en": "No"},
+    "inquiry_feedback_yes": {"ja": "解決しました", "en": "Solved, thanks"},
+    "inquiry_feedback_no": {"ja": "解決しませんでした", "en": "Not solved"},
     "inquiry_feedback_thanks": {
-        "ja": "ご回答ありがとうございます。ほかにもご質問があれば、お気軽にどうぞ。",
-        "en": "Thank you! Feel free to ask if you have any other questions.",
+        "ja": "お役に立ててよかったです。ほかにもご質問があれば、お気軽にお送りください。",
+        "en": "Glad we could help! Feel free to ask if you have any other questions.",
     },
     "inquiry_feedback_sorry": {
-        "ja": "お役に立てず申し訳ありません。担当者におつなぎすることもできます。",
-        "en": "Sorry we couldn't help. We can connect you with a staff member.",
+        "ja": "お役に立てず申し訳ございません。担当者とお話しになる場合は、「担当者と話す」をタップしてください。",
+        "en": "Sorry we couldn't help. Tap “Talk to a person” to reach one of us.",
     },
     "inquiry_choose": {
-        "ja": "次のうち、どのご質問でしょうか?",
-        "en": "Which of these is your question?",
+        "ja": "お問い合わせの内容に近いものをお選びください。",
+        "en": "Which of these is closest to your question?",
     },
     "inquiry_unanswered": {
-        "ja": "申し訳ありません。そのご質問にはこちらでお答えできませんでした。担当者におつなぎしましょうか?",
-        "en": "Sorry, we couldn't answer that here. Would you like to talk to a staff member?",
+        "ja": "申し訳ございません。そのご質問には、自動応答ではお答えできませんでした。担当者とお話しになる場合は、「担当者と話す」をタップしてください。",
+        "en": "Sorry, we couldn't answer that automatically. Tap “Talk to a person” to reach one of us.",
     },
     "inquiry_smalltalk": {
-        "ja": "メッセージありがとうございます!ご質問があれば、このトークでお気軽にお送りください。",
+        "ja": "メッセージありがとうございます！ご質問があれば、いつでもお気軽にお送りください。",
         "en": "Thanks for your message! Send us your question here any time.",
+    },
+    "inquiry_complaint": {
+        "ja": "ご不便・ご不快な思いをおかけし、大変申し訳ございません。",
+        "en": "We're very sorry for the trouble this has caused you.",
     },
     "inquiry_prompt": {
         "ja": "ご質問をこのトークにお送りください。よくあるご質問にはすぐにお答えします。",
         "en": "Send us your question in this chat. We answer common questions right away.",
     },
     "inquiry_faq_gone": {
-        "ja": "申し訳ありません。そのご質問のご案内は終了しました。",
-        "en": "Sorry, that answer is no longer available.",
+        "ja": "こちらのボタンは受付を終了しました。お手数ですが、ご質問をもう一度メッセージでお送りください。",
+        "en": "This button is no longer in use. Please send us your question again as a message.",
     },
-    "inquiry_handoff_label": {"ja": "担当者と話す", "en": "Talk to staff"},
+    "inquiry_handoff_label": {"ja": "担当者と話す", "en": "Talk to a person"},
 })
 
 
@@ -224,6 +250,10 @@ class InquiryService:
         rule = first_match(self._rules, text)
         if rule is not None and await self._apply_rule(ctx, rule, text):
             return True
+        found = complaint(text)
+        if found is not None:
+            await self._complaint(ctx, text, found)
+            return True
         if not self._entries:
             return False  # no FAQ set up: the handler's plain receipt
         result, entries, revision = await self._match(text)
@@ -236,13 +266,53 @@ class InquiryService:
         elif result.outcome == "disambiguate" and chosen:
             await ctx.record("inquiry.disambiguated", {**payload, "via": "faq"}, text=text)
             await self._reply_choices(ctx, chosen[:MAX_CHOICES])
-        elif not result.candidates and not get_analyzer().analyze(text[:1000]).units:
-            await ctx.record("inquiry.smalltalk", payload, text=text)
+        elif is_small_talk(text, get_analyzer().analyze(text[:1000])):
+            await ctx.record("inquiry.smalltalk", {**payload, "outcome": "none"}, text=text)
             await ctx.reply_text("inquiry_smalltalk")
         else:
-            await ctx.record("inquiry.unanswered", payload, text=text)
-            await self._offer_handoff(ctx, "inquiry_unanswered")
+            await self._unanswered(ctx, text, {**payload, "outcome": "none"}, settings)
         return True
+
+    async def _unanswered(self, ctx: FlowContext, text: str, payload: dict, settings: faq_store.Settings) -> None:
+        """A question the FAQ cannot answer: an apology offering a person, or, when it is the
+        shop's N-th in a row, the person (the rule ``unanswered_handoff_after``)."""
+        after = settings.unanswered_handoff_after
+        earlier = await faq_store.unanswered_in_a_row(
+            ctx.session, ctx.customer.id, since=ctx.now - UNANSWERED_RUN_WITHIN, limit=max(0, after - 1),
+        ) if after > 0 else 0
+        if after > 0 and earlier + 1 >= after:
+            await ctx.record("inquiry.unanswered", {**payload, "handoff": True, "in_a_row": earlier + 1}, text=text)
+            await support.handoff(ctx, reason="unanswered")
+            return
+        await ctx.record("inquiry.unanswered", payload, text=text)
+        await self._offer_handoff(ctx, "inquiry_unanswered")
+
+    async def _complaint(self, ctx: FlowContext, text: str, found: Complaint) -> None:
+        """An apology, the FAQ's answer when it has one for this very problem (a shop writes
+        「届いた商品が破損していました」 to say what it needs: a photo, the order number), and a
+        person: a complaint is never left to the bot."""
+        entry, choices, payload = None, [], {"outcome": "complaint", "faq_id": None}
+        if self._entries:
+            result, entries, revision = await self._match(text)
+            payload = {**_payload(result, revision), "outcome": "complaint", "faq_id": None}
+            if result.outcome == "answer" and result.best is not None:
+                entry = entries.get(result.best.faq_id)
+                payload["faq_id"] = entry.id if entry is not None else None
+            elif result.outcome == "disambiguate":
+                choices = [entries[c.faq_id] for c in result.candidates if c.faq_id in entries][:MAX_CHOICES]
+                payload["offered"] = [choice.id for choice in choices]
+        await ctx.record("inquiry.complaint", {**payload, "kinds": list(found.kinds), "matched": list(found.matched)}, text=text)
+        if entry is None or "申し訳" not in entry.answer:  # the shop's answer may apologise already
+            await ctx.reply_text("inquiry_complaint")
+        if entry is not None:
+            ctx.reply({"type": "text", "text": entry.answer})  # exactly as stored
+        await support.handoff(ctx, reason="complaint")
+        last = ctx.replies[-1] if ctx.replies else None
+        if choices and last is not None and last.get("type") == "text" and "quickReply" not in last:
+            # Entries close to the problem, one tap away while the customer waits (a tap is a
+            # postback, which works while a person owns the conversation). On the last
+            # message: LINE shows only its quick replies.
+            last["quickReply"] = {"items": [_postback(c.question, {"action": "faq", "faq": c.id}, c.question) for c in choices]}
 
     async def _apply_rule(self, ctx: FlowContext, rule: CompiledRule, text: str) -> bool:
         payload = {"outcome": "keyword_rule", "via": "keyword_rule", "rule_id": rule.id, "flow_action": rule.flow_action}
@@ -290,7 +360,7 @@ class InquiryService:
             await self._feedback(ctx, data.get("faq", ""), data.get("value", ""))
         elif action == "faq":
             entry = await faq_store.get_entry(ctx.session, data.get("faq", ""))
-            if entry is None or not entry.enabled:
+            if entry is None or not entry.enabled:  # a button of an old answer or choice
                 await ctx.record("inquiry.unanswered", {"outcome": "gone", "faq_id": data.get("faq"), "via": "choice"})
                 await self._offer_handoff(ctx, "inquiry_faq_gone")
             else:
@@ -320,15 +390,17 @@ class InquiryService:
     # -- replies ------------------------------------------------------------------------------
 
     async def _reply_answer(self, ctx: FlowContext, entry: _Entry, runner_ups: list[_Entry] = ()) -> None:
-        """The answer, then 解決しましたか? — with the close runner-up questions (a near
-        tie the matcher answered) one tap away, so a wrong guess is cheap to fix."""
-        ctx.reply({"type": "text", "text": entry.answer})  # exactly as stored
+        """The answer in one bubble; its quick replies ask whether it solved the question
+        and keep the close runner-up questions (a near tie the matcher answered) one tap
+        away, so a wrong guess is cheap to fix."""
         yes, no = await ctx.text("inquiry_feedback_yes"), await ctx.text("inquiry_feedback_no")
-        await ctx.reply_text("inquiry_feedback_question", quick_reply=[
+        items = [
             _postback(yes, {"action": "faq_feedback", "faq": entry.id, "value": "yes"}, yes),
             _postback(no, {"action": "faq_feedback", "faq": entry.id, "value": "no"}, no),
             *(_postback(other.question, {"action": "faq", "faq": other.id}, other.question) for other in runner_ups[: MAX_CHOICES - 1]),
-        ])
+        ]
+        # The text exactly as stored.
+        ctx.reply({"type": "text", "text": entry.answer, "quickReply": {"items": items[:QUICK_REPLY_MAX]}})
 
     async def _reply_choices(self, ctx: FlowContext, entries: list[_Entry]) -> None:
         lines = [await ctx.text("inquiry_choose"), *(f"・{entry.question}" for entry in entries)]

@@ -1,5 +1,6 @@
-"""What staff change about how the bot answers inquiries: keyword rules, business hours and
-the FAQ matcher's thresholds, with the rules that keep them valid.
+"""What staff change about how the bot answers inquiries: keyword rules, business hours, the
+FAQ matcher's thresholds and when unanswered questions go to a person, with the rules that
+keep them valid.
 
 The REST API and the console call these same functions (each in a transaction of its own),
 so a check is made here once. What is refused is raised as the typed errors of
@@ -116,16 +117,32 @@ async def set_business_hours(session: AsyncSession, weekly: dict | None, holiday
 class Thresholds:
     effective: dict[str, float]  # the values in use
     overrides: dict[str, float]  # the values set by staff (the rest are the defaults)
+    # Questions left unanswered in a row after which the customer is handed to a person (0: never).
+    unanswered_handoff_after: int = faq_store.DEFAULT_UNANSWERED_HANDOFF_AFTER
 
 
-def _thresholds(overrides: dict) -> Thresholds:
+def _thresholds(overrides: dict, unanswered_handoff_after: int) -> Thresholds:
     effective = dataclasses.asdict(thresholds_from(overrides))
     return Thresholds({name: float(value) for name, value in effective.items()},
-                      {name: float(value) for name, value in overrides.items()})
+                      {name: float(value) for name, value in overrides.items()}, unanswered_handoff_after)
 
 
 async def thresholds(session: AsyncSession) -> Thresholds:
-    return _thresholds((await faq_store.read_settings(session)).thresholds)
+    settings = await faq_store.read_settings(session)
+    return _thresholds(settings.thresholds, settings.unanswered_handoff_after)
+
+
+# The most unanswered questions in a row a shop may let a customer ask before a person takes over.
+MAX_UNANSWERED_HANDOFF_AFTER = 10
+
+
+async def set_unanswered_handoff_after(session: AsyncSession, value: int) -> Thresholds:
+    """After `value` questions in a row that the FAQ could not answer, the customer is handed
+    to a person instead of getting another apology (0: never; at most 10)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UNANSWERED_HANDOFF_AFTER:
+        raise Invalid("unanswered_handoff_after", f"must be a whole number from 0 (never) to {MAX_UNANSWERED_HANDOFF_AFTER}")
+    await faq_store.set_unanswered_handoff_after(session, value)
+    return await thresholds(session)
 
 
 async def set_thresholds(session: AsyncSession, values: dict[str, float]) -> Thresholds:
@@ -144,4 +161,4 @@ async def set_thresholds(session: AsyncSession, values: dict[str, float]) -> Thr
         else:
             overrides[name] = float(value)
     await faq_store.set_thresholds(session, overrides)
-    return _thresholds(overrides)
+    return _thresholds(overrides, (await faq_store.read_settings(session)).unanswered_handoff_after)

@@ -18,7 +18,7 @@ from typing import Any
 
 import phonenumbers
 
-from kizuna.flows.engine import FlowContext, Input
+from kizuna.flows.engine import FlowContext, Input, step_data
 
 from .validators import (
     InvalidInput,
@@ -50,6 +50,11 @@ class NoAnswer(Exception):
 class Choice:
     value: Any
     label: str  # text key of the quick-reply label (also how the value is shown)
+    key: str = ""  # what its button sends (`step_data(state, key)`); default str(value)
+
+    @property
+    def data_value(self) -> str:
+        return self.key or str(self.value)
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def parse_yes_no(text: str, _today: date | None = None) -> bool:
         return True
     if key in {comparable(w) for w in _NO}:
         return False
-    raise InvalidInput("「はい」か「いいえ」でお答えください。")
+    raise InvalidInput("「受け取る」か「受け取らない」でお答えください。")
 
 
 _QUESTION_ENDINGS = ("ですか", "ますか", "でしょうか", "ませんか", "のか", "かな")
@@ -131,7 +136,7 @@ FIELDS: tuple[Field, ...] = (
     Field("email", "email", lambda text, _today: parse_email(text), optional=True),
     Field(
         "marketing", "marketing_opt_in", parse_yes_no, in_profile=False,
-        choices=(Choice(True, "registration_yes"), Choice(False, "registration_no")),
+        choices=(Choice(True, "registration_marketing_on", "on"), Choice(False, "registration_marketing_off", "off")),
     ),
 )
 BY_STEP = {field.step: field for field in FIELDS}
@@ -141,27 +146,32 @@ PROFILE_FIELDS = tuple(field for field in FIELDS if field.in_profile)
 # -- asking -------------------------------------------------------------------------------
 
 
-async def ask(ctx: FlowContext, field: Field, current: Any = None) -> None:
-    """Send the field's question with its quick-reply answers."""
+SKIP = "skip"  # the value of the 「スキップ」 button
+
+
+async def ask(ctx: FlowContext, field: Field, current: Any = None, *, state: str) -> None:
+    """Send the field's question with its quick-reply answers: buttons of `state` (see
+    engine.step_data), each showing its label as the customer's line."""
     items: list[dict] = []
     if field.date_picker:
         initial = current if isinstance(current, date) else date(1990, 1, 1)
         items.append({"type": "action", "action": {
             "type": "datetimepicker", "label": await ctx.text("registration_birthday_picker"),
-            "data": BIRTHDAY_PICKER_DATA, "mode": "date", "initial": initial.isoformat(),
+            "data": f"{BIRTHDAY_PICKER_DATA}&state={state}", "mode": "date", "initial": initial.isoformat(),
             "max": today(ctx).isoformat(), "min": "1900-01-01",
         }})
     for choice in field.choices:
-        items.append(message_item(await ctx.text(choice.label)))
+        items.append(answer_item(await ctx.text(choice.label), state, choice.data_value))
     if ctx.locale == "ja":  # the suggestions are Japanese names; English speakers type
-        items.extend(message_item(text) for text in field.suggestions)
+        items.extend(answer_item(text, state, text) for text in field.suggestions)
     if field.optional:
-        items.append(message_item(await ctx.text("registration_skip")))
+        items.append(answer_item(await ctx.text("registration_skip"), state, SKIP))
     await ctx.reply_text(field.ask_key, quick_reply=items or None)
 
 
-def message_item(label: str, text: str | None = None) -> dict:
-    return {"type": "action", "action": {"type": "message", "label": label[:20], "text": text or label}}
+def answer_item(label: str, state: str, value: str) -> dict:
+    """A quick reply that answers `state`'s question with `value` (the label shows in the chat)."""
+    return postback_item(label, step_data(state, value), label)
 
 
 def postback_item(label: str, data: str, display_text: str | None = None) -> dict:
@@ -174,10 +184,19 @@ SKIPPED = None
 
 
 async def read(ctx: FlowContext, field: Field, event: Input) -> Any:
-    """The value the customer gave; InvalidInput with the re-prompt, or NoAnswer."""
+    """The value the customer gave (typed, or tapped on a button of this question);
+    InvalidInput with the re-prompt, or NoAnswer."""
     if event.kind == "postback":
         if field.date_picker and event.action.get("action") == "birthday":
             return parse_birthday_param((event.params or {}).get("date", ""), today(ctx))
+        if event.value is not None:
+            if field.optional and event.value == SKIP:
+                return SKIPPED
+            for choice in field.choices:
+                if event.value == choice.data_value:
+                    return choice.value
+            if event.value in field.suggestions:
+                return field.parse(event.value, today(ctx))
         raise NoAnswer
     if event.kind != "text" or not (event.text or "").strip():
         raise NoAnswer

@@ -21,12 +21,15 @@ stateDiagram-v2
 
 Every state: a wrong answer is explained and asked again; a question is answered by
 the FAQ, then asked again; stickers and images ask again; やめる (cancel), 担当者
-(talk to a person) and the timeout are the engine's and work everywhere. Already
-registered customers are told so instead of starting again.
+(talk to a person) and the timeout are the engine's and work everywhere (the consent
+question and the list of details to change say that やめる cancels). Already
+registered customers are told so instead of starting again. Every button is a postback
+naming its state (engine.step_data), so a tap on an old card -- the summary's 登録する
+after registering -- gets a short answer (`registration_stale`), never an FAQ list.
 
 Member info (会員情報) is a command: the registered details with 「登録内容を変更する」
 (the `profile` flow: pick a field, answer the same question as in registration, saved
-at once) and 「お知らせを停止する」/「お知らせを受け取る」 (`action=marketing&value=off|on`).
+at once) and 「お知らせを受け取らない」/「お知らせを受け取る」 (`action=marketing&value=off|on`).
 The per-field states of both flows come from one table, `fields.FIELDS`.
 docs/flows/registration.md has the states in a table.
 """
@@ -51,7 +54,9 @@ from .steps import (
     on_field_to_edit,
     on_profile_field,
     profile_field_states,
+    profile_stale,
     refuse_if_registered,
+    registration_stale,
     refuse_unless_registered,
     registration_field_states,
     set_marketing,
@@ -68,7 +73,8 @@ registration = Flow(
         State(CONSENT, prompt=ask_consent, on_input=on_consent),
         # registration.name, .birthday, .gender, .prefecture, .phone, .email, .marketing
         *registration_field_states(),
-        State(CONFIRM, prompt=show_confirm, on_input=on_confirm),
+        # The confirm card still takes a field tapped on the list of fields to change.
+        State(CONFIRM, prompt=show_confirm, on_input=on_confirm, accepts=(EDIT,)),
         State(EDIT, prompt=ask_field_to_edit, on_input=on_field_to_edit),
     ),
     transitions={
@@ -82,6 +88,9 @@ registration = Flow(
         EDIT: (CONFIRM, *(state_id("registration", field) for field in FIELDS)),
     },
     timeout=timedelta(minutes=30),
+    on_stale=registration_stale,
+    # The consent and summary buttons of earlier releases sent their labels as text.
+    stale_texts=("registration_confirm_ok", "registration_confirm_edit", "registration_consent_yes", "registration_consent_no"),
 )
 
 profile = Flow(
@@ -95,6 +104,7 @@ profile = Flow(
     ),
     transitions={PROFILE_CHOOSE: tuple(state_id("profile", field) for field in PROFILE_FIELDS)},
     timeout=timedelta(minutes=30),
+    on_stale=profile_stale,
 )
 
 member_info = Command(
@@ -105,7 +115,7 @@ member_info = Command(
 
 marketing = Command(
     name="marketing",
-    entry_points=(Postback("marketing"), Keyword("配信停止", "お知らせ停止", "お知らせを停止する")),
+    entry_points=(Postback("marketing"), Keyword("配信停止", "お知らせ停止", "お知らせを停止する", "お知らせを受け取らない")),
     run=set_marketing,
 )
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from kizuna.flows.coupons import coupon_flex, load_words
-from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition
+from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition, step_data
 from kizuna.storage import coupons, customers
 
 from . import bot_texts as _texts  # noqa: F401  (registers the default texts)
@@ -22,11 +22,11 @@ from .fields import (
     PROFILE_FIELDS,
     Field,
     NoAnswer,
+    answer_item,
     ask,
     button,
     comparable,
     invalid,
-    message_item,
     postback_item,
     read,
     summary_bubble,
@@ -63,14 +63,37 @@ async def _member_info_offer(ctx: FlowContext) -> dict:
 
 
 async def _invite(ctx: FlowContext) -> None:
-    await ctx.reply_text("member_info_not_registered", quick_reply=[await registration_offer(ctx)])
+    """Member info and the like, asked by a customer who is not a member: how to become one
+    (the registration coupon is mentioned only when the shop gives one)."""
+    gift = await coupons.registration_coupon(ctx.session)
+    if gift is not None:
+        await ctx.reply_text("member_info_not_registered_gift", quick_reply=[await registration_offer(ctx)], title=gift.title)
+    else:
+        await ctx.reply_text("member_info_not_registered", quick_reply=[await registration_offer(ctx)])
+
+
+async def registration_stale(ctx: FlowContext) -> None:
+    """A button of a registration that has ended (the summary's 登録する on an old card ...)."""
+    if ctx.customer.registered:
+        await ctx.reply_text("registration_stale_registered", quick_reply=[await _member_info_offer(ctx)])
+    else:
+        await ctx.reply_text("registration_stale_restart", quick_reply=[await registration_offer(ctx)])
+
+
+async def profile_stale(ctx: FlowContext) -> None:
+    """A button of a change of details that has ended."""
+    label = await ctx.text("member_info_edit")
+    await ctx.reply_text("profile_stale", quick_reply=[postback_item(label, "action=profile_edit", label)])
 
 
 # -- matching a tapped or typed choice ------------------------------------------------------
 
 
 async def _choice(ctx: FlowContext, event: Input, options: dict[str, tuple[str, ...]]) -> str | None:
-    """Which option the text names: option -> (label text key, other accepted words...)."""
+    """Which option the customer chose: a button's value, or the text naming it
+    (option -> (label text key, other accepted words...))."""
+    if event.kind == "postback":
+        return event.value if event.value in options else None
     if event.kind != "text" or not event.text:
         return None
     said = comparable(event.text)
@@ -92,11 +115,11 @@ async def _field_chosen(ctx: FlowContext, event: Input, fields: tuple[Field, ...
     return None
 
 
-async def _ask_which_field(ctx: FlowContext, fields: tuple[Field, ...], question_key: str, extra: Sequence[dict] = ()) -> None:
+async def _ask_which_field(ctx: FlowContext, fields: tuple[Field, ...], question_key: str, state: str, extra: Sequence[dict] = ()) -> None:
     items = []
     for field in fields:
         label = await ctx.text(field.label_key)
-        items.append(postback_item(label, f"action=edit&field={field.step}", label))
+        items.append(postback_item(label, f"action=edit&field={field.step}&state={state}", label))
     await ctx.reply_text(question_key, quick_reply=[*items, *extra])
 
 
@@ -110,7 +133,7 @@ def field_state(flow: str, field: Field, *, after: After, current: Current) -> S
     """Ask the field's question; on a valid answer, `after` decides where to go."""
 
     async def prompt(ctx: FlowContext, data: dict) -> None:
-        await ask(ctx, field, current(ctx, field, data))
+        await ask(ctx, field, current(ctx, field, data), state=state_id(flow, field))
 
     async def on_input(ctx: FlowContext, event: Input, data: dict) -> Transition:
         try:
@@ -137,7 +160,7 @@ async def refuse_if_registered(ctx: FlowContext) -> bool:
 async def ask_consent(ctx: FlowContext, data: dict) -> None:
     yes, no = await ctx.text("registration_consent_yes"), await ctx.text("registration_consent_no")
     url = await ctx.text("privacy_policy_url")
-    await ctx.reply_text("registration_consent", url=url, quick_reply=[message_item(yes), message_item(no)])
+    await ctx.reply_text("registration_consent", url=url, quick_reply=[answer_item(yes, CONSENT, "yes"), answer_item(no, CONSENT, "no")])
 
 
 _CONSENT = {
@@ -186,12 +209,16 @@ _CONFIRM = {
 async def show_confirm(ctx: FlowContext, data: dict) -> None:
     ok, edit = await ctx.text("registration_confirm_ok"), await ctx.text("registration_confirm_edit")
     title = await ctx.text("registration_confirm_title")
+    # Postbacks that name this state: a tap on an old card is told apart (engine.py).
+    ok_action = {"type": "postback", "data": step_data(CONFIRM, "ok"), "displayText": ok}
+    edit_action = {"type": "postback", "data": step_data(CONFIRM, "edit"), "displayText": edit}
     bubble = summary_bubble(
         title, await summary_rows(ctx, _answers(data)), lead=await ctx.text("registration_confirm"),
-        buttons=[button(ok, {"type": "message", "text": ok}, primary=True), button(edit, {"type": "message", "text": edit})],
+        buttons=[button(ok, ok_action, primary=True), button(edit, edit_action)],
     )
     # altText shows in notifications: the title only, never the customer's details.
-    ctx.reply({"type": "flex", "altText": title, "contents": bubble, "quickReply": {"items": [message_item(ok), message_item(edit)]}})
+    ctx.reply({"type": "flex", "altText": title, "contents": bubble,
+               "quickReply": {"items": [answer_item(ok, CONFIRM, "ok"), answer_item(edit, CONFIRM, "edit")]}})
 
 
 async def on_confirm(ctx: FlowContext, event: Input, data: dict) -> Transition:
@@ -209,7 +236,7 @@ async def on_confirm(ctx: FlowContext, event: Input, data: dict) -> Transition:
 
 async def ask_field_to_edit(ctx: FlowContext, data: dict) -> None:
     back = await ctx.text("registration_edit_back")
-    await _ask_which_field(ctx, FIELDS, "registration_edit_which", [message_item(back)])
+    await _ask_which_field(ctx, FIELDS, "registration_edit_which", EDIT, [answer_item(back, EDIT, "back")])
 
 
 async def on_field_to_edit(ctx: FlowContext, event: Input, data: dict) -> Transition:
@@ -253,13 +280,16 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
 
 
 async def _issue_registration_coupon(ctx: FlowContext) -> list[dict]:
-    """The welcome coupon's messages, or a kind word when there is none to give.
+    """The welcome coupon's messages; a word of apology when the shop offers one but none
+    is left to give; nothing when the shop offers none.
 
     `coupons.issue` keeps one grant per customer and the stock in the database, and
     puts `coupon.issued` on the timeline."""
     coupon = await coupons.registration_coupon(ctx.session)
-    result = await coupons.issue(ctx.session, coupon_id=coupon.id, customer_id=ctx.customer.id, now=ctx.now) if coupon else None
-    if result is None or result.grant is None:
+    if coupon is None:
+        return []  # the shop gives no registration coupon: nothing to say about one
+    result = await coupons.issue(ctx.session, coupon_id=coupon.id, customer_id=ctx.customer.id, now=ctx.now)
+    if result.grant is None:  # offered, but none left (out of stock, ended)
         return [{"type": "text", "text": await ctx.text("registration_coupon_unavailable")}]
     if not result.created:
         return []  # given before (by staff, say): theirs already, nothing new to show
@@ -298,7 +328,7 @@ async def show_member_info(ctx: FlowContext, event: Input) -> None:
 
 
 async def set_marketing(ctx: FlowContext, event: Input) -> None:
-    """「お知らせを停止する」/「お知らせを受け取る」 (postback value=off|on) or 「配信停止」 typed."""
+    """「お知らせを受け取らない」/「お知らせを受け取る」 (postback value=off|on) or 「配信停止」 typed."""
     value = event.action.get("value") if event.kind == "postback" else "off"
     if value not in ("on", "off"):
         await show_member_info(ctx, event)
@@ -320,7 +350,7 @@ async def refuse_unless_registered(ctx: FlowContext) -> bool:
 
 
 async def ask_profile_field(ctx: FlowContext, data: dict) -> None:
-    await _ask_which_field(ctx, PROFILE_FIELDS, "profile_edit_which")
+    await _ask_which_field(ctx, PROFILE_FIELDS, "profile_edit_which", PROFILE_CHOOSE)
 
 
 async def on_profile_field(ctx: FlowContext, event: Input, data: dict) -> Transition:
