@@ -65,7 +65,8 @@ async def callback(request: web.Request) -> web.Response:
     if inbound:
         received_at = utcnow()
         rows = [events.event_row(**event._asdict(), received_at=received_at) for event in inbound]
-        # Committed (with other requests' rows, in one transaction) and queued before 200.
+        # Committed (with other requests' rows, in one transaction) before the 200; queued for
+        # the workers right after, beside the next batch.
         try:
             await request.app[INGEST].store(rows)
         except StorageUnavailable:
