@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from kizuna.storage.roles import STAFF_ROLES, Role
+from kizuna.storage.roles import CONVERSATION_ROLES, STAFF_ROLES, Role
 
 from . import context, security
 from .render import render
@@ -31,8 +31,8 @@ View = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 ALL_STAFF = frozenset(STAFF_ROLES)
 ADMIN_ONLY = frozenset({Role.ADMIN})
-# For the conversation routes (1:1チャット, built next): support and admins, never marketers.
-CONVERSATIONS = frozenset({Role.ADMIN, Role.SUPPORT})
+# For the conversation routes (1:1チャット): support and admins, never marketers.
+CONVERSATIONS = frozenset(CONVERSATION_ROLES)
 
 
 class Access(Enum):
