@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import LIKE_ESCAPE, contains
 from .errors import NotFound
 from .models import Customer
 from .types import utcnow
@@ -104,12 +105,6 @@ async def list_page(
     return list((await session.execute(statement)).scalars())
 
 
-def _like(text: str) -> str:
-    """`text` anywhere, with LIKE's wildcards taken literally (escape character \\)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 def _without_spaces(column) -> Any:
     return sa.func.replace(sa.func.replace(sa.func.lower(column), " ", ""), "\u3000", "")
 
@@ -120,15 +115,15 @@ def _search_filter(query: str) -> Any:
     text = " ".join(unicodedata.normalize("NFKC", query).split()).lower()
     squeezed = text.replace(" ", "")
     matches = [
-        _without_spaces(Customer.display_name).like(_like(squeezed), escape="\\"),
-        _without_spaces(Customer.full_name).like(_like(squeezed), escape="\\"),
-        sa.func.lower(Customer.email).like(_like(text), escape="\\"),
-        sa.func.lower(Customer.line_user_id).like(_like(squeezed), escape="\\"),
+        _without_spaces(Customer.display_name).like(contains(squeezed), escape=LIKE_ESCAPE),
+        _without_spaces(Customer.full_name).like(contains(squeezed), escape=LIKE_ESCAPE),
+        sa.func.lower(Customer.email).like(contains(text), escape=LIKE_ESCAPE),
+        sa.func.lower(Customer.line_user_id).like(contains(squeezed), escape=LIKE_ESCAPE),
     ]
     digits = re.sub(r"\D", "", text)
     if len(digits) >= 3 and not re.search(r"[^\d\s()+\-]", text):
         # Phones are stored as E.164 (+819012345678): a national 090… number is searched without its 0.
-        matches.append(Customer.phone.like(_like(digits[1:] if digits.startswith("0") else digits), escape="\\"))
+        matches.append(Customer.phone.like(contains(digits[1:] if digits.startswith("0") else digits), escape=LIKE_ESCAPE))
     return sa.or_(*matches)
 
 
