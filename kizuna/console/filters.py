@@ -51,6 +51,8 @@ def duration(jinja_context, seconds: float | None) -> str:
         return "—"
     ctx = jinja_context["ctx"]
     minutes = int(seconds) // 60
+    if minutes < 1:
+        return ctx.t("common.under_a_minute")
     if minutes < 60:
         return ctx.t("common.minutes", n=minutes)
     return ctx.t("common.hours_minutes", h=minutes // 60, m=minutes % 60)

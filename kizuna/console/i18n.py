@@ -300,7 +300,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "composer.faq.submit": ("この回答を送る", "Send this answer"),
     "coupon.amount": ("{value}円OFF", "¥{value} off"),
     "coupon.percent": ("{value}%OFF", "{value}% off"),
-    "composer.closed": ("解決済みのため送信できません。", "Resolved: nothing can be sent."),
     "panel.profile": ("プロフィール", "Profile"),
     "panel.line_name": ("LINEの表示名", "LINE name"),
     "panel.line_id": ("LINEユーザーID", "LINE user ID"),
@@ -535,6 +534,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "common.days_ago": ("{n}日前", "{n} days ago"),
     "common.just_now": ("たった今", "just now"),
     "common.minutes": ("{n}分", "{n} min"),
+    "common.under_a_minute": ("1分未満", "< 1 min"),
     "common.hours_minutes": ("{h}時間{m}分", "{h} h {m} min"),
 }
 

@@ -174,6 +174,7 @@ async def _record_csat(ctx: FlowContext, event: Input) -> None:
     if await conversations.record_csat(ctx.session, conversation_id, score, _now(ctx)):
         await ctx.record("conversation.csat", {"conversation_id": conversation_id, "score": score})
         await ctx.reply_text("support_csat_thanks")
+        ctx.publish(conversation_update(conversation))  # a console showing it shows the rating
 
 
 # The CSAT buttons work whatever the customer is doing.

@@ -193,7 +193,7 @@ class Tab(StrEnum):
 class InboxRow:
     conversation: Conversation
     customer: Customer
-    last_message: Interaction | None  # the latest message either way (the preview)
+    last_message: Interaction | None  # the customer's or a person's latest message (the preview)
     # The customer wrote after the last reply of a person (or no person has replied yet):
     # shown highlighted while the conversation is active.
     unanswered: bool
@@ -228,7 +228,9 @@ def _latest(direction_filter) -> sa.ScalarSelect:
 async def inbox(session: AsyncSession, *, tab: Tab, staff_id: int, limit: int, offset: int = 0) -> list[InboxRow]:
     """One page of a tab: the most urgent, then the longest waiting first; resolved ones
     most recently resolved first."""
-    last_message = _latest(Interaction.kind.like("message.%"))
+    # The preview: the latest message of the customer or of a person (the bot's automatic
+    # 「担当者におつなぎします」 says nothing about what the customer needs).
+    last_message = _latest(sa.and_(Interaction.kind.like("message.%"), sa.or_(Interaction.direction == Direction.IN, Interaction.sender_type == "staff")))
     last_in = _latest(sa.and_(Interaction.direction == Direction.IN, Interaction.kind.like("message.%")))
     last_staff = _latest(sa.and_(Interaction.direction == Direction.OUT, Interaction.sender_type == "staff"))
     order = (

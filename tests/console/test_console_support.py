@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from kizuna.storage import tags
 from kizuna.storage.db import transaction
-from kizuna.storage.models import AuditEntry, Conversation, ConversationNote, Customer, Interaction, StaffSession
+from kizuna.storage.models import Conversation, Customer, Interaction, StaffSession
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
 from tests.console.helpers import Console, stored_customer
@@ -160,11 +160,11 @@ async def test_take_reply_note_and_resolve_from_the_console(console):
     assert "ほかのスタッフが先にこのお問い合わせを担当しました。" in page and "担当: さくら" in page
 
     response, _ = await first.post(f"{path}/messages", {"mode": "reply", "text": "お待たせしました。確認します。"})
-    assert response.headers["Location"] == f"{path}?notice=replied#composer"
+    assert response.headers["Location"] == f"{path}?notice=replied#conversation"
     delivered = (await emulator.wait_for_messages(user_id, sent_before + 1))[-1]
     assert (delivered.via, delivered.message["text"]) == ("push", "お待たせしました。確認します。") and delivered.retry_key
     response, _ = await first.post(f"{path}/messages", {"mode": "note", "text": "倉庫に確認中 <b>急ぎ</b>"})
-    assert response.headers["Location"] == f"{path}?notice=noted#composer"
+    assert response.headers["Location"] == f"{path}?notice=noted#conversation"
     _, page = await first.get(path)
     assert "倉庫に確認中 &lt;b&gt;急ぎ&lt;/b&gt;" in page and "メモ（お客様には表示されません）" in page
     assert len(emulator.messages_to(user_id)) == sent_before + 1  # the note was never sent
@@ -226,20 +226,20 @@ async def test_canned_responses_coupons_and_faq_answers_from_the_composer(consol
     assert f'<option value="{canned_id}" data-text="山田 花子様、ご連絡ありがとうございます。">/thanks — お礼</option>' in page
     before = len(emulator.messages_to(user_id))
     response, _ = await browser.post(f"{path}/messages", {"mode": "reply", "text": "", "canned_id": canned_id})  # (without JS)
-    assert response.headers["Location"] == f"{path}?notice=replied#composer"
+    assert response.headers["Location"] == f"{path}?notice=replied#conversation"
     assert (await emulator.wait_for_messages(user_id, before + 1))[-1].message["text"] == "山田 花子様、ご連絡ありがとうございます。"
 
     coupon = await create_coupon(console.kizuna, title="おわび500円OFF")
     _, page = await browser.get(path)
     assert f'<option value="{coupon["id"]}">おわび500円OFF（500円OFF）</option>' in page
     response, _ = await browser.post(f"{path}/coupon", {"coupon_id": str(coupon["id"])})
-    assert response.headers["Location"] == f"{path}?notice=coupon_sent#composer"
+    assert response.headers["Location"] == f"{path}?notice=coupon_sent#conversation"
     flex = (await emulator.wait_for_messages(user_id, before + 2))[-1].message
     assert flex["type"] == "flex" and "おわび500円OFF" in flex["altText"]
     response, _ = await browser.post(f"{path}/coupon", {"coupon_id": str(coupon["id"])})
-    assert response.headers["Location"] == f"{path}?notice=coupon_resent#composer"
+    assert response.headers["Location"] == f"{path}?notice=coupon_resent#conversation"
     response, _ = await browser.post(f"{path}/coupon", {"coupon_id": "999999"})
-    assert response.headers["Location"] == f"{path}?error=not_found#composer"
+    assert response.headers["Location"] == f"{path}?error=not_found#conversation"
     _, page = await browser.get(path)
     assert "おわび500円OFF" in page and "利用可能" in page  # the panel's coupons
     [granted] = [entry for entry in await console.audit("coupon.granted")]
@@ -252,7 +252,7 @@ async def test_canned_responses_coupons_and_faq_answers_from_the_composer(consol
     _, page = await browser.get(f"{path}?faq_q=送料")
     assert "送料はいくら?" in page and "営業時間は?" not in page
     response, _ = await browser.post(f"{path}/faq", {"faq_id": "shipping"})
-    assert response.headers["Location"] == f"{path}?notice=faq_sent#composer"
+    assert response.headers["Location"] == f"{path}?notice=faq_sent#conversation"
     assert (await emulator.wait_for_messages(user_id, before + 4))[-1].message["text"] == "全国一律550円です。"
 
     response, _ = await browser.post(f"/console/canned/{canned_id}/delete")

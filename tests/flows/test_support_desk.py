@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from kizuna.appkeys import SERVICES
 from kizuna.flows.coupons import coupon_flex
-from kizuna.storage import audit, canned, conversations, customers, tags
+from kizuna.storage import canned, conversations, customers, tags
 from kizuna.storage import faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage.audit import CLI, Actor

@@ -13,7 +13,6 @@
   var busy = false;
   var again = false;
   var timer = null;
-  var connectedOnce = false;
 
   function concerns(update) {
     if (update.type === "reload") return true;
@@ -99,9 +98,9 @@
     });
     source.addEventListener("ready", function () {
       document.documentElement.setAttribute("data-live", "connected");
-      // After a reconnect something may have changed meanwhile: read the page again.
-      if (connectedOnce) soon();
-      connectedOnce = true;
+      // Subscribed now: what changed since the page was rendered (or while reconnecting) was
+      // not sent to us, so the page is read once more.
+      soon();
     });
     source.addEventListener("logout", function () { source.close(); window.location.reload(); });
     source.onerror = function () {

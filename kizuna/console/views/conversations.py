@@ -4,6 +4,9 @@ Thin: every action is a `SupportDesk` call (flows/support.py), as the REST API's
 
 from __future__ import annotations
 
+import logging
+import re
+
 from aiohttp import web
 
 from kizuna.appkeys import SERVICES
@@ -18,7 +21,9 @@ from kizuna.storage.roles import CONVERSATION_ROLES
 from .. import customer_panel, outcomes, timeline
 from ..context import CONTEXT, db
 from ..render import render
-from ..routes import CONVERSATIONS, Refused, route, see_other
+from ..routes import CONVERSATIONS, REFRESH_HEADER, Refused, route, see_other
+
+log = logging.getLogger("kizuna.console")
 
 ID = "{conversation_id:[0-9]{1,9}}"
 PAGE = 50
@@ -40,8 +45,9 @@ def conversation_url(request: web.Request, conversation_id: int, *, anchor: str 
     return str(url.with_query(query) if query else url) + (f"#{anchor}" if anchor else "")
 
 
-def _number(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() and len(text) < 10 else None
+def number(text: str | None) -> int | None:
+    """An id or a page number from a query or a form (ASCII digits only), else None."""
+    return int(text) if text and re.fullmatch(r"[0-9]{1,9}", text) else None
 
 
 async def staff_by_id(session) -> dict:
@@ -58,7 +64,7 @@ async def inbox(request: web.Request) -> web.StreamResponse:
         tab = conversations.Tab(request.query.get("tab", "pending"))
     except ValueError:
         tab = conversations.Tab.PENDING
-    page = max(1, min(_number(request.query.get("page")) or 1, 1000))
+    page = max(1, min(number(request.query.get("page")) or 1, 1000))
     async with db(request) as session:
         rows = await conversations.inbox(session, tab=tab, staff_id=ctx.staff.id, limit=PAGE + 1, offset=(page - 1) * PAGE)
         counts = await conversations.tab_counts(session, ctx.staff.id)
@@ -81,7 +87,7 @@ async def conversation_page(request: web.Request, *, draft: str = "", error: str
     ctx = request[CONTEXT]
     conversation_id = _conversation_id(request)
     faq_query = request.query.get("faq_q", "")[:100]
-    before = _number(request.query.get("before"))
+    before = number(request.query.get("before"))
     async with db(request) as session:
         conversation = await conversations.get(session, conversation_id)
         if conversation is None:
@@ -110,9 +116,13 @@ async def conversation_page(request: web.Request, *, draft: str = "", error: str
 @route("GET", f"/conversations/{ID}", name="conversation", roles=CONVERSATIONS)
 async def conversation(request: web.Request) -> web.StreamResponse:
     response = await conversation_page(request)
-    # Opened by a person (not a live refresh): the customer's chat shows 既読 on LINE.
-    if request.headers.get("X-Kizuna-Refresh") != "1":
-        await desk(request).mark_read(_conversation_id(request))
+    # Opened by a person (not a live refresh): the customer's chat shows 既読 on LINE. Best
+    # effort: the page is shown whatever happens to the mark.
+    if request.headers.get(REFRESH_HEADER) != "1":
+        try:
+            await desk(request).mark_read(_conversation_id(request))
+        except Exception:
+            log.warning("conversation %s: read mark not queued", request.match_info["conversation_id"], exc_info=True)
     return response
 
 
@@ -134,7 +144,7 @@ async def take(request: web.Request) -> web.StreamResponse:
 
 @route("POST", f"/conversations/{ID}/assign", name="conversation_assign", roles=CONVERSATIONS)
 async def assign(request: web.Request) -> web.StreamResponse:
-    assignee = _number(str((await request.post()).get("assignee_id", ""))) or 0
+    assignee = number(str((await request.post()).get("assignee_id", ""))) or 0
     return await _act(request, lambda: desk(request).assign(_conversation_id(request), assignee), "assigned")
 
 
@@ -153,7 +163,7 @@ async def message(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await request.post()
     text = str(form.get("text", ""))[:TEXT_MAX]
-    canned_id = _number(str(form.get("canned_id", "")))
+    canned_id = number(str(form.get("canned_id", "")))
     conversation_id = _conversation_id(request)
     try:
         if form.get("mode") == "note":
@@ -168,26 +178,26 @@ async def message(request: web.Request) -> web.StreamResponse:
     except ServiceError as error:
         # The draft is kept: a long text must not be lost to a refusal.
         return await conversation_page(request, draft=text, error=f"outcome.error.{outcomes.error_key(error)}", status=409 if error.code != "invalid_field" else 400)
-    return see_other(conversation_url(request, conversation_id, anchor="composer", notice=notice))
+    return see_other(conversation_url(request, conversation_id, anchor="conversation", notice=notice))
 
 
 @route("POST", f"/conversations/{ID}/coupon", name="conversation_coupon", roles=CONVERSATIONS)
 async def send_coupon(request: web.Request) -> web.StreamResponse:
     actor = request[CONTEXT].actor()
-    coupon_id = _number(str((await request.post()).get("coupon_id", ""))) or 0
+    coupon_id = number(str((await request.post()).get("coupon_id", ""))) or 0
 
     async def action() -> str:
         sent = await desk(request).send_coupon(_conversation_id(request), actor, coupon_id)
         return "coupon_sent" if sent.created else "coupon_resent"
 
-    return await _act(request, action, "coupon_sent", anchor="composer")
+    return await _act(request, action, "coupon_sent", anchor="conversation")
 
 
 @route("POST", f"/conversations/{ID}/faq", name="conversation_faq", roles=CONVERSATIONS)
 async def send_faq(request: web.Request) -> web.StreamResponse:
     actor = request[CONTEXT].actor()
     faq_id = str((await request.post()).get("faq_id", ""))[:64]
-    return await _act(request, lambda: desk(request).send_faq_answer(_conversation_id(request), actor, faq_id), "faq_sent", anchor="composer")
+    return await _act(request, lambda: desk(request).send_faq_answer(_conversation_id(request), actor, faq_id), "faq_sent", anchor="conversation")
 
 
 @route("POST", f"/conversations/{ID}/resolve", name="conversation_resolve", roles=CONVERSATIONS)

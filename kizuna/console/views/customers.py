@@ -14,7 +14,7 @@ from .. import customer_panel, outcomes, security, timeline
 from ..context import CONTEXT, db
 from ..render import render
 from ..routes import CONVERSATIONS, Refused, route, see_other
-from .conversations import TIMELINE_PAGE, desk, staff_by_id
+from .conversations import TIMELINE_PAGE, desk, number, staff_by_id
 
 ID = "{customer_id:[0-9]{1,9}}"
 PAGE = 50
@@ -32,8 +32,7 @@ def _customer_url(request: web.Request, customer_id: int, **query: str) -> str:
 @route("GET", "/customers", name="customers")
 async def customer_list(request: web.Request) -> web.StreamResponse:
     query = request.query.get("q", "")[:200].strip()
-    before = request.query.get("before", "")
-    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    before_id = number(request.query.get("before"))
     async with db(request) as session:
         rows = await customers.search(session, query, limit=PAGE + 1, before_id=before_id)
         total = await customers.count_matching(session, query)
@@ -51,8 +50,7 @@ async def customer_list(request: web.Request) -> web.StreamResponse:
 async def customer_page(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     chats = ctx.role in CONVERSATIONS
-    before = request.query.get("before", "")
-    before_id = int(before) if before.isdigit() and len(before) < 10 else None
+    before_id = number(request.query.get("before"))
     async with db(request) as session:
         customer = await customers.get(session, _customer_id(request))
         if customer is None:
