@@ -381,18 +381,19 @@ class SupportDesk:
     # -- the customer's tags --------------------------------------------------------------------
 
     async def add_tag(self, customer_id: int, actor: Actor, tag: str) -> bool:
-        async with transaction(self.sessions) as session:
-            added = await tags.add(session, customer_id, tag, actor=actor)
-        if added:
-            await self.publish(customer_update(customer_id))
-        return added
+        """False when the customer had the tag already."""
+        return await self._edit_tags(tags.add, customer_id, actor, tag)
 
     async def remove_tag(self, customer_id: int, actor: Actor, tag: str) -> bool:
+        """False when the customer did not have the tag."""
+        return await self._edit_tags(tags.remove, customer_id, actor, tag)
+
+    async def _edit_tags(self, change, customer_id: int, actor: Actor, tag: str) -> bool:
         async with transaction(self.sessions) as session:
-            removed = await tags.remove(session, customer_id, tag, actor=actor)
-        if removed:
+            changed = await change(session, customer_id, tag, actor=actor)
+        if changed:
             await self.publish(customer_update(customer_id))
-        return removed
+        return changed
 
     # -- helpers ----------------------------------------------------------------------------------
 

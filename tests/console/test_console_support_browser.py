@@ -13,20 +13,14 @@ are copied there too (docs/screenshots/console/ is made that way).
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from kizuna.bot.app import create_app
 from kizuna.bot.cli import _demo, _demo_admin
 from kizuna.bot.keys import SESSIONS
-from kizuna.bot.settings import Settings
-from tests.conftest import SECRET_KEY, TEST_REDIS_URL
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, _free_port
+from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, keep_screenshots, like_make_run
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 HOSTILE_TEXT = "<script>alert(1)</script>"
@@ -40,15 +34,7 @@ async def test_a_newcomer_answers_a_customer_from_the_console(database_url, redi
     expect.set_options(timeout=10_000)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    settings = Settings(_env_file=None, secret_key=SECRET_KEY, database_url=database_url, port=port,
-                        redis_url=TEST_REDIS_URL, redis_prefix=redis_prefix, sweep_interval_seconds=0.5)
-    assert settings.emulator and not settings.line_connected  # as with `make run`
-    runner = web.AppRunner(create_app(settings, run_worker=True))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
+    async with like_make_run(database_url, redis_prefix) as (base, settings, runner):
         email, password = await _demo_admin(runner.app[SESSIONS])
         await _demo(settings)  # the example FAQ, the registration coupon, the canned responses
 
@@ -74,7 +60,7 @@ async def test_a_newcomer_answers_a_customer_from_the_console(database_url, redi
 
                 async def shot(name: str, page=console) -> None:
                     await page.wait_for_load_state("networkidle")
-                    await page.screenshot(path=shots / f"{name}.png", full_page=name.endswith("full"))
+                    await page.screenshot(path=shots / f"{name}.png")
 
                 # -- the admin logs in with what `kizuna demo` printed and opens 1:1チャット ----------
                 await console.goto(f"{base}/console/login")
@@ -147,7 +133,6 @@ async def test_a_newcomer_answers_a_customer_from_the_console(database_url, redi
                 await console.locator("#reply-text").press("Control+Enter")
                 await expect(customer.locator(".bot-bubble", has_text="配送状況を確認いたします")).to_be_visible()
                 await shot("18-conversation")
-                await shot("18-conversation-full")
 
                 # -- resolve with the CSAT question; the customer rates; the rating shows -----------------
                 await console.locator("#resolve-menu summary").click()
@@ -219,15 +204,7 @@ async def test_a_newcomer_answers_a_customer_from_the_console(database_url, redi
                 assert alerts == []
             finally:
                 await browser.close()
-    finally:
-        await runner.cleanup()
-
-    target = os.environ.get("KIZUNA_CONSOLE_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for png in sorted(shots.glob("*.png")):
-            if not png.stem.endswith("full"):
-                shutil.copyfile(png, Path(target) / png.name)
+    keep_screenshots(shots)
 
 
 async def _sent_to_customer(base: str) -> int:
