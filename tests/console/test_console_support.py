@@ -4,6 +4,7 @@ responses, customers' search and tags. What a customer wrote is shown as text, n
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 
@@ -65,6 +66,19 @@ async def test_the_inbox_lists_who_waits_and_escapes_what_they_wrote(console):
     for path in ("/console/conversations", f"/console/conversations/{conversation_id}"):
         response, page = await marketer.get(path)
         assert response.status == 403 and "alert(1)" not in page
+    _, home = await marketer.get("/console/")  # the home page's counts are everyone's
+    assert re.search(r'data-figure="waiting">.*?<div class="tile-value">1</div>', home, re.S)
+    assert re.search(r'data-figure="oldest-wait">.*?<div class="tile-value">1分未満</div>', home, re.S)
+
+
+async def test_two_staff_taking_one_conversation_at_once_one_is_told(console):
+    first = await console.logged_in(await console.add_staff("sakura@example.com", "support"))
+    second = await console.logged_in(await console.add_staff("kaede@example.com", "support"))
+    _user, _customer_id, conversation_id = await waiting_customer(console, "競争 太郎")
+    path = f"/console/conversations/{conversation_id}"
+    tokens = [await first.csrf(), await second.csrf()]
+    answers = await asyncio.gather(first.post(f"{path}/take", csrf=tokens[0]), second.post(f"{path}/take", csrf=tokens[1]))
+    assert sorted(response.headers["Location"] for response, _ in answers) == [f"{path}?error=already_taken", f"{path}?notice=taken"]
 
 
 async def test_a_conversation_shows_the_timeline_with_line_media_and_marks_it_read(console):
