@@ -23,6 +23,7 @@ from kizuna.console import create_console
 from kizuna.flows import all_commands, all_flows, support
 from kizuna.flows.engine import FlowEngine
 from kizuna.flows.faq.inquiry import InquiryService
+from kizuna.flows.media import MediaLibrary, MediaUnavailable
 from kizuna.flows.services import Services
 from kizuna.flows.support import SupportDesk
 from kizuna.handlers import Router, build_router
@@ -34,7 +35,7 @@ from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 from . import webhook
 from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
-from .line import LineClient
+from .line import LineClient, LineError
 from .processor import EventProcessor
 from .sender import DeliverySender
 from .settings import Settings
@@ -213,8 +214,22 @@ def build_services(
     # Staff replies are sent by this process right after their commit (the sweeper of
     # any worker resends them if it dies first).
     sender = delivery_sender(settings, sessions=sessions, line=line)
-    services.support = SupportDesk(sessions, send=sender.send, publish=broadcaster.publish, clock=lambda: services.clock())
+    services.support = SupportDesk(
+        sessions, send=sender.send, publish=broadcaster.publish, clock=lambda: services.clock(), public_url=settings.base_url,
+    )
+    services.media = MediaLibrary(sessions, fetch=media_fetcher(line))
     return services
+
+
+def media_fetcher(line: LineClient):
+    """LINE's content endpoint for flows/media.py, its errors in the services' terms."""
+    async def fetch(message_id: str) -> tuple[bytes, str] | None:
+        try:
+            return await line.get_message_content(message_id)
+        except LineError as error:
+            raise MediaUnavailable(f"LINE did not give the content: {error}") from None
+
+    return fetch
 
 
 def delivery_sender(settings: Settings, *, sessions, line: LineClient) -> DeliverySender:

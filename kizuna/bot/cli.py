@@ -155,6 +155,12 @@ async def _run_worker(settings: Settings) -> None:
 
 
 DEMO_FAQ = Path(__file__).parent / "assets" / "demo_faq.csv"  # a cosmetics shop's FAQ (shared/data/faq)
+# Replies support staff pick in 1:1チャット (the console's 定型文); {name} becomes the customer's name.
+DEMO_CANNED = (
+    ("greeting", "はじめのあいさつ", "{name}様、お問い合わせありがとうございます。担当の者がお伺いします。"),
+    ("checking", "確認中", "確認いたしますので、少々お待ちください。"),
+    ("thanks", "お礼・締め", "{name}様、ご連絡ありがとうございました。ほかにもご不明な点があれば、いつでもお送りください。"),
+)
 
 
 async def _demo(settings: Settings) -> int:
@@ -165,7 +171,7 @@ async def _demo(settings: Settings) -> int:
         print("kizuna demo: skipped (real LINE credentials are set; create coupons and the FAQ through the API, "
               "the first admin with `kizuna staff create --email E --role admin`)")
         return 0
-    from kizuna.storage import coupons, faq
+    from kizuna.storage import audit, canned, coupons, faq
     from kizuna.storage.db import create_engine, session_factory, transaction
     from kizuna.storage.models import CouponCreate
 
@@ -186,6 +192,10 @@ async def _demo(settings: Settings) -> int:
             else:
                 report = await faq.import_entries(session, faq.parse_csv(DEMO_FAQ.read_bytes()))
                 print(f"kizuna demo: imported the example FAQ ({len(report.created)} entries; replace it with `kizuna faq import`)")
+            if not await canned.list_all(session):
+                for shortcut, title, text in DEMO_CANNED:
+                    await canned.create(session, shortcut=shortcut, title=title, text=text, actor=audit.CLI)
+                print(f"kizuna demo: added {len(DEMO_CANNED)} example canned responses (定型文) for 1:1チャット")
         login = await _demo_admin(session_factory(engine))
     finally:
         await engine.dispose()

@@ -26,6 +26,7 @@ from linebot.v3.messaging import (
     AsyncMessagingApi,
     AsyncMessagingApiBlob,
     Configuration,
+    MarkMessagesAsReadByTokenRequest,
     MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
@@ -45,7 +46,10 @@ T = TypeVar("T")
 # Rich menus: "richmenu" (list is 10/s) paces the set-up calls; create and delete are 100
 # an HOUR, which a per-second limiter cannot express: `richmenu.setup` spends a handful a
 # run at most. Linking a menu to one user is one of the "other" endpoints (2,000/s).
-RATE_LIMITS = {"reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10, "richmenu_link": 2000}
+RATE_LIMITS = {
+    "reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10,
+    "richmenu_link": 2000, "mark_read": 2000, "content": 2000,
+}
 
 
 class LineError(Exception):
@@ -211,6 +215,33 @@ class LineClient:
             )
         except LineError as error:
             log.info("loading animation not shown: %s", error)
+
+    async def mark_as_read(self, token: str) -> None:
+        """Mark the chat read up to the message that carried `token` (its markAsReadToken).
+        One attempt: it is a courtesy to the customer, not worth a queue of retries."""
+        request = MarkMessagesAsReadByTokenRequest(markAsReadToken=token)
+        await self._call(
+            "mark_read",
+            lambda: self.api.mark_messages_as_read_by_token_with_http_info(request, _request_timeout=min(self.timeout, 5.0)),
+            retry=False,
+        )
+
+    async def get_message_content(self, message_id: str) -> tuple[bytes, str] | None:
+        """What the customer sent (image, video, audio, file) and its content type, from the
+        data host; None when LINE has it no more (404: deleted after a while, or never there)."""
+        try:
+            response = await self._call(
+                "content", lambda: self.blob.get_message_content_with_http_info(message_id, _request_timeout=self.timeout)
+            )
+        except LineError as error:
+            if error.status == 404:
+                return None
+            raise
+        content_type = "application/octet-stream"
+        for name, value in dict(response.headers or {}).items():
+            if name.lower() == "content-type":
+                content_type = value.split(";")[0].strip() or content_type
+        return bytes(response.data or b""), content_type
 
     async def get_quota(self) -> dict:
         response = await self._call("quota", lambda: self.api.get_message_quota_with_http_info(_request_timeout=self.timeout))

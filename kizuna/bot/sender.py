@@ -3,7 +3,8 @@
 A delivery is claimed with one conditional UPDATE before any request, so two
 senders never both send it; its retry key was fixed when it was created, so a push
 retried after a crash or a 5xx is executed by LINE once. Effects (a rich menu link)
-are idempotent at LINE, so applying one again after a crash is harmless.
+are idempotent at LINE, so applying one again after a crash is harmless; marking a chat
+read is best effort (one attempt: a refusal or an outage is recorded, never retried).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class DeliverySender:
         assert customer is not None
         if delivery.kind == DeliveryKind.RICH_MENU:
             return await self._apply_rich_menu(delivery, customer.line_user_id)
+        if delivery.kind == DeliveryKind.MARK_READ:
+            return await self._mark_read(delivery)
 
         if utcnow() - delivery.created_at > RETRY_KEY_SAFE_AGE:
             return await self._finish(delivery_id, DeliveryStatus.UNDETERMINED, None, error="retry key older than 23 h")
@@ -89,6 +92,14 @@ class DeliverySender:
         if outcome == "unknown menu":
             return await self._finish(delivery.id, DeliveryStatus.FAILED, None, error=f"no such menu: {menu!r}")
         return await self._finish(delivery.id, DeliveryStatus.SENT, "rich_menu", error=None if outcome in ("linked", "unlinked") else outcome)
+
+    async def _mark_read(self, delivery) -> DeliveryStatus:
+        try:
+            await self.line.mark_as_read((delivery.effect or {}).get("token", ""))
+        except LineError as error:  # LineUnavailable too: the next message read marks it anyway
+            log.info("chat not marked read (delivery %s): %s", delivery.id, error)
+            return await self._finish(delivery.id, DeliveryStatus.FAILED, None, error=str(error), request_id=error.request_id)
+        return await self._finish(delivery.id, DeliveryStatus.SENT, "mark_read")
 
     async def _forget_reply_token(self, delivery_id: int) -> None:
         async with transaction(self.sessions) as session:

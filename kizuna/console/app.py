@@ -27,9 +27,12 @@ STATIC = HERE / "static"
 def create_console(*, settings: web.AppKey, sessions: web.AppKey) -> web.Application:
     # The views register their routes on import.
     from . import views  # noqa: F401
+    from .views.live import LIVE, LiveStreams
 
     console = web.Application(middlewares=[_not_found])
     console[PARENT] = Parent(settings=settings, sessions=sessions)
+    console[LIVE] = LiveStreams()
+    console.on_shutdown.append(console[LIVE].on_shutdown)
     env = aiohttp_jinja2.setup(
         console, app_key=JINJA, loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,

@@ -105,7 +105,8 @@ def db(request: web.Request):
     return transaction(sessions_of(request))
 
 
-async def load(request: web.Request) -> Context:
+async def load(request: web.Request, *, touch: bool = True) -> Context:
+    """`touch=False`: a request the page made by itself (`staff_sessions.resolve`)."""
     settings = settings_of(request)
     https = settings.https
     now = utcnow()
@@ -117,7 +118,7 @@ async def load(request: web.Request) -> Context:
     async with db(request) as session:
         ctx.timezone = zone((await get_shop(session)).timezone)
         if plain:
-            found = await staff_sessions.resolve(session, plain, timeouts=config.timeouts(settings), now=now)
+            found = await staff_sessions.resolve(session, plain, timeouts=config.timeouts(settings), now=now, touch=touch)
             if found is None:
                 ctx.stale_session = True
             else:

@@ -51,13 +51,34 @@ def duration(jinja_context, seconds: float | None) -> str:
         return "—"
     ctx = jinja_context["ctx"]
     minutes = int(seconds) // 60
+    if minutes < 1:
+        return ctx.t("common.under_a_minute")
     if minutes < 60:
         return ctx.t("common.minutes", n=minutes)
     return ctx.t("common.hours_minutes", h=minutes // 60, m=minutes % 60)
+
+
+@jinja2.pass_context
+def clock(jinja_context, value: datetime | None) -> str:
+    """14:03, shop time (a chat message's time; the day is shown above it)."""
+    if value is None:
+        return "—"
+    return value.astimezone(jinja_context["ctx"].timezone).strftime("%H:%M")
 
 
 def number(value: int) -> str:
     return f"{value:,}"
 
 
-FILTERS = {"when": when, "date": date, "ago": ago, "duration": duration, "number": number}
+def size(value: int | None) -> str:
+    """A file's size: 512 B, 2.0 KB, 3.4 MB."""
+    if not isinstance(value, int) or value < 0:
+        return ""
+    if value < 1024:
+        return f"{value} B"
+    if value < 1024 * 1024:
+        return f"{value / 1024:.1f} KB"
+    return f"{value / 1024 / 1024:.1f} MB"
+
+
+FILTERS = {"when": when, "date": date, "ago": ago, "duration": duration, "clock": clock, "number": number, "size": size}

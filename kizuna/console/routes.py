@@ -6,6 +6,10 @@ from these declarations only, so no view is reachable without its check.
 - `Access.STAFF`: a logged-in staff member whose role is in `roles`. An admin who must still
   enrol a second factor reaches only the routes marked `before_enrolment`.
 
+Requests a page makes by itself (the live updates stream, a region refreshed with the header
+`X-Kizuna-Refresh: 1`) do not count as activity: they never keep a session from its idle
+timeout (`background=True` routes, or that header).
+
 The guard answers: no session → 303 to the login page; a role not in `roles` → 403; a
 request that is not GET without the session's CSRF token → 403. Then the view runs.
 """
@@ -20,7 +24,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from kizuna.storage.roles import STAFF_ROLES, Role
+from kizuna.storage.roles import CONVERSATION_ROLES, STAFF_ROLES, Role
 
 from . import context, security
 from .render import render
@@ -28,11 +32,12 @@ from .render import render
 log = logging.getLogger("kizuna.console")
 
 View = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REFRESH_HEADER = "X-Kizuna-Refresh"
 
 ALL_STAFF = frozenset(STAFF_ROLES)
 ADMIN_ONLY = frozenset({Role.ADMIN})
-# For the conversation routes (1:1チャット, built next): support and admins, never marketers.
-CONVERSATIONS = frozenset({Role.ADMIN, Role.SUPPORT})
+# For the conversation routes (1:1チャット): support and admins, never marketers.
+CONVERSATIONS = frozenset(CONVERSATION_ROLES)
 
 
 class Access(Enum):
@@ -50,6 +55,7 @@ class ConsoleRoute:
     access: Access = Access.STAFF
     roles: frozenset[Role] = ALL_STAFF
     before_enrolment: bool = False
+    background: bool = False  # only ever requested by a page itself (see the module docstring)
 
 
 ROUTES: list[ConsoleRoute] = []
@@ -57,12 +63,14 @@ ROUTES: list[ConsoleRoute] = []
 
 def route(
     method: str, path: str, *, name: str, access: Access = Access.STAFF, roles: frozenset[Role] = ALL_STAFF,
-    before_enrolment: bool = False,
+    before_enrolment: bool = False, background: bool = False,
 ) -> Callable[[View], View]:
     def register(view: View) -> View:
         if any(item.name == name or (item.method, item.path) == (method, path) for item in ROUTES):
             raise ValueError(f"console route declared twice: {method} {path} ({name})")
-        ROUTES.append(ConsoleRoute(method, path, name, view, access, roles if access is Access.STAFF else frozenset(), before_enrolment))
+        ROUTES.append(ConsoleRoute(
+            method, path, name, view, access, roles if access is Access.STAFF else frozenset(), before_enrolment, background,
+        ))
         return view
 
     return register
@@ -87,7 +95,7 @@ class Refused(Exception):
 
 def _guarded(item: ConsoleRoute) -> View:
     async def guarded(request: web.Request) -> web.StreamResponse:
-        ctx = await context.load(request)
+        ctx = await context.load(request, touch=not item.background and request.headers.get(REFRESH_HEADER) != "1")
         request[context.CONTEXT] = ctx
         try:
             await _check(item, request, ctx)

@@ -32,6 +32,7 @@ CONTENT_SECURITY_POLICY = "; ".join((
     "script-src 'self'",
     "style-src 'self'",
     "img-src 'self'",
+    "media-src 'self'",  # the video and audio customers sent (served by the console)
     "font-src 'self'",
     "connect-src 'self'",
     "form-action 'self'",

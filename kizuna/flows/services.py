@@ -24,6 +24,7 @@ from .engine import FlowEngine
 
 if TYPE_CHECKING:
     from .faq.inquiry import InquiryService
+    from .media import MediaLibrary
     from .support import SupportDesk
 
 
@@ -41,5 +42,7 @@ class Services:
     inquiries: "InquiryService | None" = None
     # Staff's actions on support conversations (flows/support.py).
     support: "SupportDesk | None" = None
+    # What customers sent as images, video, audio, files: fetched from LINE once, kept (flows/media.py).
+    media: "MediaLibrary | None" = None
     # "Now" for decisions that depend on the time of day (business hours); tests set it.
     clock: Callable[[], datetime] = field(default=utcnow)

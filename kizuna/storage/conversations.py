@@ -6,14 +6,19 @@ acting at once never both win: taking a pending conversation succeeds for exactl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Conversation, ConversationNote, ConversationStatus, Interaction
+from .errors import Invalid
+from .models import Conversation, ConversationNote, ConversationPriority, ConversationStatus, Customer, Direction, Interaction
 
 ACTIVE = (ConversationStatus.PENDING, ConversationStatus.OPEN)
+LABEL_MAX = 30
+LABELS_MAX = 10
 
 
 async def get(session: AsyncSession, conversation_id: int) -> Conversation | None:
@@ -150,3 +155,148 @@ async def waiting(session: AsyncSession) -> tuple[int, datetime | None]:
         )
     ).one()
     return row[0], row[1]
+
+
+async def set_labels(session: AsyncSession, conversation_id: int, labels: list[str], priority: str) -> bool:
+    """Labels and priority, as staff sort the inbox by them; False if there is no such conversation."""
+    try:
+        priority = ConversationPriority(priority)
+    except ValueError:
+        raise Invalid("priority", "one of " + ", ".join(ConversationPriority)) from None
+    cleaned: list[str] = []
+    for label in labels:
+        label = " ".join(label.split())
+        if not label or label in cleaned:
+            continue
+        if len(label) > LABEL_MAX or not label.isprintable():
+            raise Invalid("labels", f"a label is at most {LABEL_MAX} printable characters")
+        cleaned.append(label)
+    if len(cleaned) > LABELS_MAX:
+        raise Invalid("labels", f"at most {LABELS_MAX} labels")
+    statement = sa.update(Conversation).where(Conversation.id == conversation_id).values(labels=cleaned, priority=priority)
+    return (await session.execute(statement)).rowcount == 1
+
+
+# -- what the console shows --------------------------------------------------------------------
+
+
+class Tab(StrEnum):
+    """The inbox's tabs: 対応待ち, 自分の担当, すべて (every active one), 解決済み."""
+
+    PENDING = "pending"
+    MINE = "mine"
+    ALL = "all"
+    RESOLVED = "resolved"
+
+
+@dataclass
+class InboxRow:
+    conversation: Conversation
+    customer: Customer
+    last_message: Interaction | None  # the customer's or a person's latest message (the preview)
+    # The customer wrote after the last reply of a person (or no person has replied yet):
+    # shown highlighted while the conversation is active.
+    unanswered: bool
+
+
+_PRIORITY_RANK = sa.case(
+    {ConversationPriority.URGENT: 0, ConversationPriority.HIGH: 1, ConversationPriority.NORMAL: 2, ConversationPriority.LOW: 3},
+    value=Conversation.priority, else_=2,
+)
+
+
+def _tab_filter(tab: Tab, staff_id: int):
+    if tab is Tab.PENDING:
+        return Conversation.status == ConversationStatus.PENDING
+    if tab is Tab.MINE:
+        return sa.and_(Conversation.status.in_(ACTIVE), Conversation.assignee_id == staff_id)
+    if tab is Tab.ALL:
+        return Conversation.status.in_(ACTIVE)
+    return Conversation.status == ConversationStatus.RESOLVED
+
+
+def _latest(direction_filter) -> sa.ScalarSelect:
+    """The id of the customer's latest interaction matching the filter (one range of
+    ix_interactions_customer_id_id per conversation shown)."""
+    return (
+        sa.select(sa.func.max(Interaction.id))
+        .where(Interaction.customer_id == Conversation.customer_id, direction_filter)
+        .scalar_subquery()
+    )
+
+
+async def inbox(session: AsyncSession, *, tab: Tab, staff_id: int, limit: int, offset: int = 0) -> list[InboxRow]:
+    """One page of a tab: the most urgent, then the longest waiting first; resolved ones
+    most recently resolved first."""
+    # The preview: the latest message of the customer or of a person (the bot's automatic
+    # 「担当者におつなぎします」 says nothing about what the customer needs).
+    last_message = _latest(sa.and_(Interaction.kind.like("message.%"), sa.or_(Interaction.direction == Direction.IN, Interaction.sender_type == "staff")))
+    last_in = _latest(sa.and_(Interaction.direction == Direction.IN, Interaction.kind.like("message.%")))
+    last_staff = _latest(sa.and_(Interaction.direction == Direction.OUT, Interaction.sender_type == "staff"))
+    order = (
+        (Conversation.resolved_at.desc(), Conversation.id.desc()) if tab is Tab.RESOLVED
+        else (_PRIORITY_RANK, Conversation.waiting_since, Conversation.id)
+    )
+    statement = (
+        sa.select(Conversation, Customer, last_message, last_in, last_staff)
+        .join(Customer, Customer.id == Conversation.customer_id)
+        .where(_tab_filter(tab, staff_id))
+        .order_by(*order).limit(limit).offset(offset)
+    )
+    rows = (await session.execute(statement)).all()
+    wanted = [row[2] for row in rows if row[2] is not None]
+    messages = {}
+    if wanted:
+        found = await session.execute(sa.select(Interaction).where(Interaction.id.in_(wanted)))
+        messages = {item.id: item for item in found.scalars()}
+    return [
+        InboxRow(
+            conversation=conversation, customer=customer, last_message=messages.get(last_id),
+            unanswered=conversation.status != ConversationStatus.RESOLVED and last_in_id is not None and last_in_id > (last_staff_id or 0),
+        )
+        for conversation, customer, last_id, last_in_id, last_staff_id in rows
+    ]
+
+
+async def tab_counts(session: AsyncSession, staff_id: int) -> dict[Tab, int]:
+    """How many conversations each active tab holds (the resolved tab is not counted)."""
+    count = sa.func.count
+    pending, mine, active = (await session.execute(sa.select(
+        count().filter(_tab_filter(Tab.PENDING, staff_id)),
+        count().filter(_tab_filter(Tab.MINE, staff_id)),
+        count().filter(_tab_filter(Tab.ALL, staff_id)),
+    ).where(Conversation.status.in_(ACTIVE)))).one()
+    return {Tab.PENDING: pending, Tab.MINE: mine, Tab.ALL: active}
+
+
+async def of_customer(session: AsyncSession, customer_id: int, *, limit: int = 20) -> list[Conversation]:
+    """The customer's conversations, newest first."""
+    statement = sa.select(Conversation).where(Conversation.customer_id == customer_id).order_by(Conversation.id.desc()).limit(limit)
+    return list((await session.execute(statement)).scalars())
+
+
+async def timeline(
+    session: AsyncSession, customer_id: int, *, limit: int = 200, before_id: int | None = None,
+) -> tuple[list[Interaction | ConversationNote], bool]:
+    """The customer's whole timeline, oldest first, one page back from `before_id` (newest
+    page first), with staff's notes of the customer's conversations in their place; and
+    whether there is more before it. Conversation boundaries are the timeline's own
+    `conversation.*` rows."""
+    statement = sa.select(Interaction).where(Interaction.customer_id == customer_id).order_by(Interaction.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        statement = statement.where(Interaction.id < before_id)
+    rows = list((await session.execute(statement)).scalars())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    notes = (
+        sa.select(ConversationNote).join(Conversation, Conversation.id == ConversationNote.conversation_id)
+        .where(Conversation.customer_id == customer_id)
+    )
+    if more and rows:
+        notes = notes.where(ConversationNote.created_at >= rows[-1].created_at)
+    if before_id is not None:
+        boundary = await session.get(Interaction, before_id)
+        if boundary is not None:
+            notes = notes.where(ConversationNote.created_at < boundary.created_at)
+    items = [*rows, *(await session.execute(notes)).scalars()]
+    return sorted(items, key=lambda item: (item.created_at, isinstance(item, ConversationNote), item.id)), more

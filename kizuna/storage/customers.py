@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import LIKE_ESCAPE, contains
 from .errors import NotFound
 from .models import Customer
 from .types import utcnow
@@ -39,6 +42,11 @@ async def get_existing(session: AsyncSession, customer_id: int) -> Customer:
     if customer is None:
         raise NotFound("no such customer")
     return customer
+
+
+def audit_target(customer: Customer) -> str:
+    """How the audit log names a customer whose details staff changed."""
+    return f"customer:{customer.id} {customer.display_name or ''}".strip()[:200]
 
 
 async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profile | None) -> tuple[Customer, bool]:
@@ -95,6 +103,47 @@ async def list_page(
     if after_id is not None:
         statement = statement.where(Customer.id > after_id)
     return list((await session.execute(statement)).scalars())
+
+
+def _without_spaces(column) -> Any:
+    return sa.func.replace(sa.func.replace(sa.func.lower(column), " ", ""), "\u3000", "")
+
+
+def _search_filter(query: str) -> Any:
+    """Name (LINE name or registered name, spaces ignored), phone (as typed in Japan: 090-…),
+    e-mail, or LINE user id: any one may match."""
+    text = " ".join(unicodedata.normalize("NFKC", query).split()).lower()
+    squeezed = text.replace(" ", "")
+    matches = [
+        _without_spaces(Customer.display_name).like(contains(squeezed), escape=LIKE_ESCAPE),
+        _without_spaces(Customer.full_name).like(contains(squeezed), escape=LIKE_ESCAPE),
+        sa.func.lower(Customer.email).like(contains(text), escape=LIKE_ESCAPE),
+        sa.func.lower(Customer.line_user_id).like(contains(squeezed), escape=LIKE_ESCAPE),
+    ]
+    digits = re.sub(r"\D", "", text)
+    if len(digits) >= 3 and not re.search(r"[^\d\s()+\-]", text):
+        # Phones are stored as E.164 (+819012345678): a national 090… number is searched without its 0.
+        matches.append(Customer.phone.like(contains(digits[1:] if digits.startswith("0") else digits), escape=LIKE_ESCAPE))
+    return sa.or_(*matches)
+
+
+async def search(
+    session: AsyncSession, query: str | None, *, limit: int, before_id: int | None = None
+) -> list[Customer]:
+    """友だち in the console: newest first, `before_id` pages back; `query` as `_search_filter`."""
+    statement = sa.select(Customer).order_by(Customer.id.desc()).limit(limit)
+    if query and query.strip():
+        statement = statement.where(_search_filter(query[:200]))
+    if before_id is not None:
+        statement = statement.where(Customer.id < before_id)
+    return list((await session.execute(statement)).scalars())
+
+
+async def count_matching(session: AsyncSession, query: str | None) -> int:
+    statement = sa.select(sa.func.count()).select_from(Customer)
+    if query and query.strip():
+        statement = statement.where(_search_filter(query[:200]))
+    return (await session.execute(statement)).scalar_one()
 
 
 # -- member registration and the customer's own changes ------------------------------------

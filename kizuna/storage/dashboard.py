@@ -1,8 +1,8 @@
 """The console's home page figures: "how are we doing today", in the shop's time zone.
 
 One scan of `customers` (counts with FILTER) and one indexed range of `inbound_events`
-(messages received today). The support figures (conversations waiting, the oldest wait)
-belong to the conversations service and are added there: see `Today.support`.
+(messages received today); the support figures (conversations waiting, the oldest wait)
+come from `conversations.waiting()`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from datetime import datetime, time
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import conversations
 from .coupons import get_shop, zone
 from .models import Customer, InboundEvent
 
@@ -21,7 +22,7 @@ EVENT_STATUSES = ("pending", "done", "parked")  # every status, so the (status, 
 @dataclass
 class SupportFigures:
     """1:1チャット on the home page: conversations waiting for a person and since when the
-    longest has waited. Computed by the conversations service (issue 13), not here."""
+    longest has waited (`conversations.waiting()`)."""
 
     waiting: int
     oldest_waiting_since: datetime | None
@@ -38,10 +39,8 @@ class Today:
     registered_today: int
     messages_today: int  # messages customers sent since midnight
     recent_friends: list[Customer] = field(default_factory=list)
-    # ---- support: conversations waiting and the oldest wait (issue 13, conversations) ----
-    # TODO(conversations): set `support = SupportFigures(...)` from the conversations table
-    # (here in `today`, or by the home view). The home page shows the 対応待ち / 最長の待ち時間
-    # tiles only when it is set: never a made-up number.
+    # 1:1チャット: conversations waiting and the oldest wait. The home page shows its tiles
+    # only when it is set (never a made-up number); `today` always sets it.
     support: SupportFigures | None = None
 
 
@@ -71,5 +70,7 @@ async def today(session: AsyncSession, *, now: datetime, recent: int = 5) -> Tod
         sa.select(Customer).where(Customer.followed.is_(True), Customer.followed_at.is_not(None))
         .order_by(Customer.followed_at.desc()).limit(recent)
     )).scalars())
-    return Today(start, *figures, messages_today=messages, recent_friends=recent_friends)
+    waiting, oldest = await conversations.waiting(session)
+    return Today(start, *figures, messages_today=messages, recent_friends=recent_friends,
+                 support=SupportFigures(waiting=waiting, oldest_waiting_since=oldest))
 

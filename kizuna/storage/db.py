@@ -99,3 +99,15 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session inside one transaction: committed on success, rolled back on error."""
     async with sessions() as session, session.begin():
         yield session
+
+
+# -- query helpers ----------------------------------------------------------------------------
+
+LIKE_ESCAPE = "\\"
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern for `text` anywhere, its wildcards taken literally (use with
+    `escape=LIKE_ESCAPE`): a search for 「100%」 or 「_」 finds just that."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -73,17 +73,22 @@ async def create(
 
 
 async def create_effect(
-    session: AsyncSession, *, customer_id: int, kind: DeliveryKind, effect: dict, retry_key: str, inbound_event_id: int | None = None
+    session: AsyncSession, *, customer_id: int, kind: DeliveryKind, effect: dict, retry_key: str, inbound_event_id: int | None = None,
+    sender_type: str = "bot", sender_id: str | None = None,
 ) -> Delivery:
     """A LINE-side effect (e.g. kind "rich_menu", effect {"menu": "registered"}) in the
     outbox: sent after commit like a message, retried if the sender dies."""
     delivery = Delivery(
-        customer_id=customer_id, sender_type="bot", inbound_event_id=inbound_event_id,
+        customer_id=customer_id, sender_type=sender_type, sender_id=sender_id, inbound_event_id=inbound_event_id,
         kind=kind, messages=[], effect=effect, retry_key=retry_key,
     )
     session.add(delivery)
     await session.flush()
     return delivery
+
+
+async def by_retry_key(session: AsyncSession, retry_key: str) -> Delivery | None:
+    return (await session.execute(sa.select(Delivery).where(Delivery.retry_key == retry_key))).scalar_one_or_none()
 
 
 async def claim(session: AsyncSession, delivery_id: int, *, claim_timeout: timedelta = CLAIM_TIMEOUT) -> Delivery | None:

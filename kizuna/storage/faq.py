@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import LIKE_ESCAPE, contains
 from .errors import Conflict, Invalid
 from .models import (
     FAQ_ALTERNATE_MAX,
@@ -447,6 +448,17 @@ async def list_entries(
 
 async def get_entry(session: AsyncSession, faq_id: str) -> FaqEntry | None:
     return await session.get(FaqEntry, faq_id)
+
+
+async def search_entries(session: AsyncSession, text: str | None, *, limit: int) -> list[FaqEntry]:
+    """Enabled entries whose id, question or answer hold every word of `text` (all of them
+    without a text), in id order: staff picking an answer to send by hand."""
+    statement = sa.select(FaqEntry).where(FaqEntry.enabled.is_(True)).order_by(FaqEntry.id).limit(limit)
+    for word in (text or "").lower().split()[:5]:
+        statement = statement.where(sa.or_(*(
+            sa.func.lower(column).like(contains(word), escape=LIKE_ESCAPE) for column in (FaqEntry.id, FaqEntry.question, FaqEntry.answer)
+        )))
+    return list((await session.execute(statement)).scalars())
 
 
 def _raise_problems(entry: FaqFields) -> None:

@@ -175,6 +175,7 @@ class InteractionRead(InteractionBase):
 class DeliveryKind(StrEnum):
     MESSAGE = "message"  # a reply or push of `messages`
     RICH_MENU = "rich_menu"  # link or unlink a rich menu (`effect`)
+    MARK_READ = "mark_read"  # mark the customer's messages read on LINE (`effect`: {"token": markAsReadToken})
 
 
 class DeliveryStatus(StrEnum):
@@ -699,3 +700,49 @@ class ConversationNote(SQLModel, table=True):
     author: str = Field(max_length=64)  # who wrote it: "staff:<id>" or "token:<id>"
     text: str = Field(sa_type=sa.Text)
     created_at: datetime = _created_at()
+
+
+# -- the support console: canned responses, customer tags, cached media (issue 13) ------------
+
+CANNED_SHORTCUT_MAX = 32
+CANNED_TITLE_MAX = 80
+TAG_MAX = 40
+
+
+class CannedResponse(SQLModel, table=True):
+    """A reply staff pick instead of typing it (Chatwoot's word). `{name}` in `text` is
+    filled with the customer's name when it is used (`storage.canned.fill`)."""
+
+    __tablename__ = "canned_responses"
+
+    id: int | None = Field(default=None, primary_key=True)
+    shortcut: str = Field(max_length=CANNED_SHORTCUT_MAX, unique=True)
+    title: str = Field(max_length=CANNED_TITLE_MAX)
+    text: str = Field(sa_type=sa.Text)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class CustomerTag(SQLModel, table=True):
+    """A tag (タグ) staff put on a customer: free text, at most once per customer. The
+    index on `tag` serves "every customer with this tag" (segments)."""
+
+    __tablename__ = "customer_tags"
+
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+    tag: str = Field(max_length=TAG_MAX, primary_key=True, index=True)
+    created_at: datetime = _created_at()
+
+
+class MediaContent(SQLModel, table=True):
+    """What a customer sent as an image, video, audio or file, fetched once from LINE's
+    content endpoint and kept here: LINE deletes it after a while, and every `serve`
+    process shows it from the same place."""
+
+    __tablename__ = "media_contents"
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    content_type: str = Field(max_length=100)
+    size: int
+    data: bytes = Field(sa_type=sa.LargeBinary)
+    fetched_at: datetime = _created_at()

@@ -25,3 +25,5 @@ TOKEN_ROLES = tuple(Role)
 # redeem a coupon at the till; the REST API and the console check the same groups.
 MARKETING = (Role.ADMIN, Role.MARKETER)
 TILL = (Role.ADMIN, Role.SUPPORT, Role.POS)
+# Who reads and answers support conversations (and may be assigned one): never marketers.
+CONVERSATION_ROLES = (Role.ADMIN, Role.SUPPORT)

@@ -66,10 +66,12 @@ def expiry_reason(row: StaffSession, *, timeouts: Timeouts, now: datetime) -> st
 
 
 async def resolve(
-    session: AsyncSession, plain: str, *, timeouts: Timeouts, now: datetime
+    session: AsyncSession, plain: str, *, timeouts: Timeouts, now: datetime, touch: bool = True
 ) -> tuple[StaffSession, Staff] | None:
     """The live session with this id and its staff member, or None (unknown, ended, timed
-    out, or the account is disabled). A session found timed out is ended here."""
+    out, or the account is disabled). A session found timed out is ended here. `touch=False`
+    for requests a page makes by itself (live updates): they are no sign that anyone is there,
+    so they never keep a session from its idle timeout."""
     if not plain or len(plain) > 100:
         return None
     row = await session.get(StaffSession, hash_id(plain))
@@ -82,9 +84,19 @@ async def resolve(
     staff = await session.get(Staff, row.staff_id)
     if staff is None or staff.disabled_at is not None:
         return None
-    if now - row.last_seen_at >= TOUCH_EVERY:
+    if touch and now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
     return row, staff
+
+
+async def still_live(session: AsyncSession, id_hash: str, *, timeouts: Timeouts, now: datetime) -> Staff | None:
+    """The staff member of a session that is still good (read only: a long-lived request
+    checks on its session now and then), else None."""
+    row = await session.get(StaffSession, id_hash, populate_existing=True)
+    if row is None or row.ended_at is not None or expiry_reason(row, timeouts=timeouts, now=now) is not None:
+        return None
+    staff = await session.get(Staff, row.staff_id, populate_existing=True)
+    return staff if staff is not None and staff.disabled_at is None else None
 
 
 def end(row: StaffSession, *, reason: str, now: datetime) -> None:

@@ -56,6 +56,11 @@ LOCALES = ("ja", "en")
 MAX_TEXT = 5000  # LINE's limit for one text message
 
 
+def utf16_length(text: str) -> int:
+    """Length as LINE counts it: UTF-16 code units (an emoji outside the BMP is 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def register(defaults: dict[str, dict[str, str]]) -> None:
     """Add a module's default texts (flows keep their texts beside their code).
 

@@ -129,3 +129,17 @@ async def test_reply_lost_in_the_pipeline_is_recorded_undetermined(kizuna):
     await eventually(settled, what="delivery undetermined")
     assert len(kizuna.emulator.messages_to(user.user_id)) == 1
     assert kizuna.emulator.requests_to("push") == []
+
+
+async def test_content_a_customer_sent_and_the_read_mark(line, emulator):
+    user = _friend(emulator)
+    event = emulator.make_event("image", user.user_id)
+    await emulator.send_events([event])  # (no webhook URL: LINE keeps the content all the same)
+    data, content_type = await line.get_message_content(event["message"]["id"])
+    assert content_type == "image/png" and data.startswith(b"\x89PNG")
+    assert await line.get_message_content("999999999") is None  # gone from LINE (or never there)
+    await line.mark_as_read(event["message"]["markAsReadToken"])
+    assert [chat for chat, _at in emulator.read_marks] == [user.user_id]
+    with pytest.raises(LineError) as refused:
+        await line.mark_as_read(event["message"]["markAsReadToken"])  # used: LINE refuses it, once
+    assert refused.value.status == 400 and len(emulator.requests_to("mark_as_read")) == 2

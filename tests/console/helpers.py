@@ -19,7 +19,7 @@ from kizuna.storage import audit, staff as staff_store, staff_sessions
 from kizuna.storage.db import transaction
 from kizuna.storage.models import AuditEntry, Staff, StaffSession
 from kizuna.storage.types import utcnow
-from tests.conftest import Kizuna, start_kizuna
+from tests.conftest import Kizuna, eventually, start_kizuna
 
 PASSWORD = "correct horse battery staple"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -60,7 +60,7 @@ class Browser:
 
     async def get(self, path: str, *, headers: dict | None = None, **kwargs) -> tuple[aiohttp.ClientResponse, str]:
         async with self.client.get(self.base_url + path, allow_redirects=False, headers={**self.headers, **(headers or {})}, **kwargs) as response:
-            return response, await response.text()
+            return response, await response.text(errors="replace")  # (media are bytes)
 
     async def post(
         self, path: str, data: dict | None = None, *, csrf: bool | str = True, headers: dict | None = None, **kwargs
@@ -167,3 +167,16 @@ async def kizuna_with(settings: Settings, emulator) -> AsyncIterator[Kizuna]:
     finally:
         await server.close()
 
+
+
+async def stored_customer(kizuna: Kizuna, line_user_id: str) -> int:
+    """The customer's id once their first event is processed (a worker may still be at it)."""
+    found: list[int] = []
+
+    async def exists() -> bool:
+        status, body = await kizuna.api("GET", f"/api/v1/customers?line_user_id={line_user_id}")
+        found.extend(item["id"] for item in body.get("items", []))
+        return bool(found)
+
+    await eventually(exists, what=f"the customer {line_user_id} to be stored")
+    return found[0]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -79,13 +81,11 @@ async def _customers_chat(base: str, sessions) -> None:
                               .values(registered=True, registered_at=utcnow()))
 
 
-async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):
-    from playwright.async_api import async_playwright, expect
-
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+@asynccontextmanager
+async def like_make_run(database_url: str, redis_prefix: str) -> AsyncIterator[tuple[str, Settings, web.AppRunner]]:
+    """Kizuna as `make run` runs it (the emulator mounted, no LINE credentials), on a free port:
+    (its base URL, its settings, its runner)."""
     port = _free_port()
-    base = f"http://127.0.0.1:{port}"
     settings = Settings(_env_file=None, secret_key=SECRET_KEY, database_url=database_url, port=port,
                         redis_url=TEST_REDIS_URL, redis_prefix=redis_prefix, sweep_interval_seconds=0.5)
     assert settings.emulator and not settings.line_connected  # as with `make run`
@@ -93,6 +93,26 @@ async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_c
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
+        yield f"http://127.0.0.1:{port}", settings, runner
+    finally:
+        await runner.cleanup()
+
+
+def keep_screenshots(shots: Path) -> None:
+    """With KIZUNA_CONSOLE_SCREENSHOTS=DIR, the test's screenshots are copied there too."""
+    target = os.environ.get("KIZUNA_CONSOLE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for png in sorted(shots.glob("*.png")):
+            shutil.copyfile(png, Path(target) / png.name)
+
+
+async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):
+    from playwright.async_api import async_playwright, expect
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         sessions = runner.app[SESSIONS]
         email, password = await _demo_admin(sessions)  # what `kizuna demo` prints
         await _customers_chat(base, sessions)
@@ -218,11 +238,4 @@ async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_c
                 assert dialogs == []
             finally:
                 await browser.close()
-    finally:
-        await runner.cleanup()
-
-    target = os.environ.get("KIZUNA_CONSOLE_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for png in sorted(shots.glob("*.png")):
-            shutil.copyfile(png, Path(target) / png.name)
+    keep_screenshots(shots)

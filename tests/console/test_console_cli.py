@@ -103,6 +103,7 @@ def test_demo_creates_the_first_admin_once_and_prints_the_login(env, capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "created the first console admin" in out
+    assert "added 3 example canned responses (定型文)" in out  # for the README's 1:1チャット story
     assert "console:  http://127.0.0.1:8080/console/" in out and f"e-mail:   {DEMO_ADMIN_EMAIL}" in out
     password = out.split("password: ")[1].split()[0]
     staff, _ = stored(env, DEMO_ADMIN_EMAIL)
@@ -110,6 +111,7 @@ def test_demo_creates_the_first_admin_once_and_prints_the_login(env, capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "created the first console admin" not in out and "staff accounts exist" in out
+    assert "canned responses" not in out  # there are some: left as they are
 
 
 def test_demo_creates_no_admin_with_real_line_credentials(env, monkeypatch, capsys):

@@ -16,18 +16,22 @@ from __future__ import annotations
 import itertools
 
 import pyotp
+import sqlalchemy as sa
 from aiohttp import web
 
+from kizuna.storage import audit, canned, conversations
 from kizuna.storage import staff as staff_store
 from kizuna.storage import staff_sessions
 from kizuna.storage.db import transaction
-from kizuna.storage.models import Staff
+from kizuna.storage.models import Interaction, Staff
 from kizuna.storage.types import utcnow
-from tests.console.helpers import PASSWORD, Browser, Console, Member
+from tests.conftest import eventually
+from tests.console.helpers import PASSWORD, Browser, Console, Member, stored_customer
 
 ADMIN, MARKETER, SUPPORT = "admin", "marketer", "support"
 STAFF = frozenset({ADMIN, MARKETER, SUPPORT})
 ADMIN_ONLY = frozenset({ADMIN})
+CONVERSATIONS = frozenset({ADMIN, SUPPORT})  # 1:1チャット: never marketers
 PUBLIC = "public"  # anyone, with or without a session
 SECOND_FACTOR = "second_factor"  # only a session waiting for its TOTP code
 IDENTITIES = ("admin", "marketer", "support", "awaiting_totp", "anonymous")
@@ -58,6 +62,25 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/account/totp"): STAFF,
     ("POST", "/console/account/totp"): STAFF,
     ("POST", "/console/account/totp/disable"): STAFF,
+    ("GET", "/console/conversations"): CONVERSATIONS,
+    ("GET", "/console/conversations/{conversation_id}"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/take"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/assign"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/labels"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/messages"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/coupon"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/faq"): CONVERSATIONS,
+    ("POST", "/console/conversations/{conversation_id}/resolve"): CONVERSATIONS,
+    ("GET", "/console/media/{interaction_id}"): CONVERSATIONS,  # what customers sent in the chat
+    ("GET", "/console/customers"): STAFF,  # 友だち: marketers work with them too
+    ("GET", "/console/customers/{customer_id}"): STAFF,  # (the chat timeline on it only for CONVERSATIONS)
+    ("POST", "/console/customers/{customer_id}/tags"): STAFF,
+    ("POST", "/console/customers/{customer_id}/tags/remove"): STAFF,
+    ("GET", "/console/live"): STAFF,  # each role is sent only what it may see (test_console_live.py)
+    ("GET", "/console/canned"): ADMIN_ONLY,
+    ("POST", "/console/canned"): ADMIN_ONLY,
+    ("POST", "/console/canned/{canned_id}"): ADMIN_ONLY,
+    ("POST", "/console/canned/{canned_id}/delete"): ADMIN_ONLY,
     ("GET", "/console/static/console.css"): PUBLIC,
     ("HEAD", "/console/static/console.css"): PUBLIC,
 }
@@ -96,6 +119,29 @@ class Fixtures:
             self.members[role] = await self.console.add_staff(f"{role}@example.com", role, totp=role == ADMIN)
         self.members["awaiting_totp"] = await self.console.add_staff("pending@example.com", SUPPORT, totp=True)
         self.target = await self.console.add_staff("target@example.com", SUPPORT, totp=True)
+        # a customer in a conversation, who sent an image (the media route's content)
+        emulator = self.console.kizuna.emulator
+        user = emulator.add_user(display_name="権限 確認")
+        await emulator.follow(user.user_id)
+        await emulator.send_text(user.user_id, "担当者")
+        await emulator.send_image(user.user_id)
+        self.customer_id = await stored_customer(self.console.kizuna, user.user_id)
+
+        async def stored() -> bool:
+            async with self.console.sessions() as session:
+                image = (await session.execute(sa.select(Interaction.id).where(
+                    Interaction.customer_id == self.customer_id, Interaction.kind == "message.image"))).scalar_one_or_none()
+                self.conversation = await conversations.active_for(session, self.customer_id)
+            self.image_id = image
+            return image is not None and self.conversation is not None
+
+        await eventually(stored, what="the customer's handoff and image to be stored")
+
+    async def fresh_canned(self) -> int:
+        """A canned response of its own for each request (deleting one twice would be a 404)."""
+        async with transaction(self.console.sessions) as session:
+            return (await canned.create(session, shortcut=f"c{next(self.counter)}", title="お礼", text="{name}様、ありがとうございます。",
+                                        actor=audit.CLI)).id
 
     async def browser(self, identity: str) -> Browser:
         browser = self.console.browser()
@@ -108,8 +154,11 @@ class Fixtures:
         browser.set_session(plain)
         return browser
 
-    def path(self, path: str) -> str:
-        return path.replace("{staff_id}", str(self.target.id))
+    async def path(self, path: str) -> str:
+        if "{canned_id}" in path:
+            path = path.replace("{canned_id}", str(await self.fresh_canned()))
+        return (path.replace("{staff_id}", str(self.target.id)).replace("{conversation_id}", str(self.conversation.id))
+                .replace("{customer_id}", str(self.customer_id)).replace("{interaction_id}", str(self.image_id)))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
         member = self.members.get(identity)
@@ -124,6 +173,18 @@ class Fixtures:
             return {"display_name": f"新人 {number}", "email": f"new{number}@example.com", "role": SUPPORT}
         if path.endswith("/role"):
             return {"role": MARKETER if number % 2 else SUPPORT}
+        if path.endswith("/assign"):
+            return {"assignee_id": str(self.target.id)}
+        if path.endswith("/labels"):
+            return {"labels": "配送", "priority": "high"}
+        if path.endswith("/messages"):
+            return {"mode": "note", "text": f"メモ {number}"}
+        if path.endswith("/resolve"):
+            return {"csat": "on"}
+        if "/tags" in path:
+            return {"tag": "VIP"}
+        if path.startswith("/console/canned"):
+            return {"shortcut": f"s{number}", "title": "タイトル", "text": "本文"}
         if path == "/console/account/password":
             password = member.password if member else PASSWORD
             if member is not None:
@@ -141,7 +202,11 @@ class Fixtures:
 
     async def request(self, method: str, path: str, identity: str):
         browser = await self.browser(identity)
-        url = self.path(path)
+        url = await self.path(path)
+        if path == "/console/live":  # an endless stream: the status and type are the answer
+            async with browser.client.get(browser.base_url + url, allow_redirects=False) as response:
+                assert response.status != 200 or response.content_type == "text/event-stream"
+            return response
         if method == "GET":
             response, _ = await browser.get(url)
         elif method == "HEAD":

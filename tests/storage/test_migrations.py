@@ -67,3 +67,17 @@ def test_0007_renames_the_staff_role_and_checks_statuses(scratch_url):
             _run(scratch_url, statement)
     downgrade(scratch_url, "0006")
     assert _run(scratch_url, "SELECT role FROM api_tokens")[0] == [("staff",)]
+
+
+def test_0010_accepts_the_mark_read_delivery_kind_and_no_other(scratch_url):
+    upgrade(scratch_url)
+    _run(scratch_url, "INSERT INTO customers (line_user_id, followed, blocked, registered, marketing_opt_in, created_at) "
+                      "VALUES ('U0', true, false, false, false, CURRENT_TIMESTAMP)")
+    insert = ("INSERT INTO deliveries (customer_id, sender_type, kind, messages, retry_key, status, attempts, created_at) "
+              "VALUES (1, 'staff', '{kind}', '[]', '{key}', 'pending', 0, CURRENT_TIMESTAMP)")
+    _run(scratch_url, insert.format(kind="mark_read", key="k1"))
+    with pytest.raises(sa.exc.IntegrityError, match="ck_deliveries_kind"):
+        _run(scratch_url, insert.format(kind="mark_unread", key="k2"))
+    downgrade(scratch_url, "0009")  # the best-effort mark_read rows go with the kind
+    assert _run(scratch_url, "SELECT count(*) FROM deliveries")[0] == [(0,)]
+    upgrade(scratch_url)

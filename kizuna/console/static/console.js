@@ -34,3 +34,48 @@
     }
   });
 })();
+
+// The conversation page: the composer and the timeline.
+(function () {
+  "use strict";
+
+  // A timeline opens at its latest message (again once its images have their size).
+  var toEnd = function () {
+    document.querySelectorAll("[data-scroll-end]").forEach(function (element) {
+      element.scrollTop = element.scrollHeight;
+    });
+  };
+  toEnd();
+  window.addEventListener("load", toEnd);
+
+  var text = document.getElementById("reply-text");
+  if (!text) return;
+  var form = text.form;
+
+  // 返信 / メモ: the placeholder says which.
+  form.addEventListener("change", function (event) {
+    if (event.target.name !== "mode") return;
+    text.placeholder = text.getAttribute(event.target.value === "note" ? "data-placeholder-note" : "data-placeholder-reply");
+  });
+
+  // A canned response goes into the text (its {name} already filled), to be read and sent.
+  var canned = form.querySelector("[data-canned-target]");
+  if (canned) {
+    canned.addEventListener("change", function () {
+      var option = canned.options[canned.selectedIndex];
+      var value = option && option.getAttribute("data-text");
+      if (!value) return;
+      text.value = text.value.trim() ? text.value.replace(/\s*$/, "\n") + value : value;
+      canned.selectedIndex = 0;
+      text.focus();
+    });
+  }
+
+  // Ctrl+Enter (⌘+Enter) sends.
+  text.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && text.value.trim()) {
+      event.preventDefault();
+      if (form.requestSubmit) form.requestSubmit(); else form.submit();
+    }
+  });
+})();

@@ -1,3 +1,3 @@
 """The console's pages; importing this package registers their routes (`routes.ROUTES`)."""
 
-from . import account, audit_log, home, login, staff  # noqa: F401
+from . import account, audit_log, canned, conversations, customers, home, live, login, media, staff  # noqa: F401
