@@ -25,7 +25,7 @@ from kizuna.storage.models import (
 from kizuna.storage.roles import MARKETING, STAFF_ROLES, TILL, Role
 
 from .http import (
-    LIMIT, NOT_BLANK, TOKEN, ApiError, Endpoint, bool_param, bool_query, column_max, cursor_param, found, id_param,
+    LIMIT, NOT_BLANK, TOKEN, ApiError, Endpoint, actor, bool_param, bool_query, column_max, cursor_param, found, id_param,
     int_query, json_answer, next_cursor, optional, parse_body, path_id, read_as, services,
 )
 
@@ -132,7 +132,7 @@ def _grant_read(grant: CouponGrant, coupon: Coupon, now: datetime) -> CouponGran
 async def create_coupon(request: web.Request) -> web.Response:
     body = await parse_body(request, CouponIn)
     async with transaction(services(request).sessions) as session:
-        coupon = await coupons.create_coupon(session, body.model_dump())
+        coupon = await coupons.create_coupon(session, body.model_dump(), actor=actor(request))
     return json_answer(read_as(CouponRead, coupon), status=201)
 
 
@@ -154,7 +154,8 @@ async def update_coupon(request: web.Request) -> web.Response:
     coupon_id = path_id(request)
     body = await parse_body(request, CouponChange)
     async with transaction(services(request).sessions) as session:
-        coupon = found(await coupons.update_coupon(session, coupon_id, body.model_dump(exclude_unset=True)), "coupon")
+        coupon = found(await coupons.update_coupon(session, coupon_id, body.model_dump(exclude_unset=True), actor=actor(request)),
+                       "coupon")
     return json_answer(read_as(CouponRead, coupon))
 
 
@@ -167,7 +168,7 @@ async def issue_coupon(request: web.Request) -> web.Response:
     now = services(request).clock()
     async with transaction(services(request).sessions) as session:
         result = await coupons.issue_by_staff(session, coupon_id=coupon_id, customer_id=body.customer_id, now=now,
-                                              by=request[TOKEN].name)
+                                              by=request[TOKEN].name, actor=actor(request))
     return json_answer(_grant_read(result.grant, result.coupon, now), status=201 if result.created else 200)
 
 
@@ -194,7 +195,8 @@ async def redeem_coupon(request: web.Request) -> web.Response:
     now = services(request).clock()
     try:
         async with transaction(services(request).sessions) as session:
-            grant = await coupons.redeem(session, code_text=body.code, by=request[TOKEN].name, where=body.where, now=now)
+            grant = await coupons.redeem(session, code_text=body.code, by=request[TOKEN].name, where=body.where, now=now,
+                                         actor=actor(request))
             coupon = await coupons.get_coupon(session, grant.coupon_id)
     except coupons.RedeemError as error:
         raise ApiError(_REDEEM_STATUS[error.code], error.code, error.message, **error.details) from None
@@ -205,7 +207,7 @@ async def revoke_grant(request: web.Request) -> web.Response:
     grant_id = path_id(request)
     now = services(request).clock()
     async with transaction(services(request).sessions) as session:
-        grant = await coupons.revoke(session, grant_id=grant_id, by=request[TOKEN].name, now=now)
+        grant = await coupons.revoke(session, grant_id=grant_id, by=request[TOKEN].name, now=now, actor=actor(request))
         coupon = await coupons.get_coupon(session, grant.coupon_id)
     return json_answer(_grant_read(grant, coupon, now))
 

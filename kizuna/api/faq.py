@@ -43,7 +43,7 @@ from kizuna.storage.models import (
 from kizuna.storage.roles import MARKETING, STAFF_ROLES, Role
 
 from .http import (
-    NOT_BLANK, ApiError, Endpoint, bool_param, bool_query, found, id_param, int_param, int_query, json_answer, next_cursor,
+    NOT_BLANK, ApiError, Endpoint, actor, bool_param, bool_query, found, id_param, int_param, int_query, json_answer, next_cursor,
     optional, parse_body, path_id, read_as, services, text_param,
 )
 
@@ -241,7 +241,7 @@ async def import_faq(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_csv", f"nothing was imported: {exc}",
                        errors=[e.as_dict() for e in exc.errors], total=exc.total) from None
     async with transaction(services(request).sessions) as session:
-        report = await faq_store.import_entries(session, parsed, replace=replace)
+        report = await faq_store.import_entries(session, parsed, replace=replace, actor=actor(request))
     return json_answer(ImportResult(**dataclasses.asdict(report)))
 
 
@@ -268,7 +268,7 @@ async def create_faq(request: web.Request) -> web.Response:
     fields = faq_store.FaqFields(id=body.id, question=body.question, answer=body.answer,
                                  alternates=tuple(body.alternates), category=body.category, enabled=body.enabled)
     async with transaction(services(request).sessions) as session:
-        entry = await faq_store.create_entry(session, fields)
+        entry = await faq_store.create_entry(session, fields, actor=actor(request))
     return json_answer(read_as(FaqEntryRead, entry), status=201)
 
 
@@ -281,13 +281,14 @@ async def get_faq(request: web.Request) -> web.Response:
 async def update_faq(request: web.Request) -> web.Response:
     body = await parse_body(request, FaqEntryChange)
     async with transaction(services(request).sessions) as session:
-        entry = found(await faq_store.update_entry(session, _faq_id(request), body.model_dump(exclude_unset=True)), "FAQ entry")
+        entry = found(await faq_store.update_entry(session, _faq_id(request), body.model_dump(exclude_unset=True),
+                                                 actor=actor(request)), "FAQ entry")
     return json_answer(read_as(FaqEntryRead, entry))
 
 
 async def delete_faq(request: web.Request) -> web.Response:
     async with transaction(services(request).sessions) as session:
-        deleted = await faq_store.delete_entry(session, _faq_id(request))
+        deleted = await faq_store.delete_entry(session, _faq_id(request), actor=actor(request))
     found(deleted, "FAQ entry")
     return json_answer(FaqDeleted(id=_faq_id(request), deleted=True))
 
@@ -304,7 +305,7 @@ async def list_keyword_rules(request: web.Request) -> web.Response:
 async def create_keyword_rule(request: web.Request) -> web.Response:
     body = await parse_body(request, KeywordRuleIn)
     async with transaction(services(request).sessions) as session:
-        rule = await inquiry_settings.create_keyword_rule(session, body.model_dump())
+        rule = await inquiry_settings.create_keyword_rule(session, body.model_dump(), actor=actor(request))
     return json_answer(read_as(KeywordRuleRead, rule), status=201)
 
 
@@ -318,15 +319,15 @@ async def update_keyword_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
     body = await parse_body(request, KeywordRuleChange)
     async with transaction(services(request).sessions) as session:
-        rule = await inquiry_settings.update_keyword_rule(session, rule_id, body.model_dump(exclude_unset=True))
+        rule = await inquiry_settings.update_keyword_rule(session, rule_id, body.model_dump(exclude_unset=True),
+                                                          actor=actor(request))
     return json_answer(read_as(KeywordRuleRead, rule))
 
 
 async def delete_keyword_rule(request: web.Request) -> web.Response:
     rule_id = path_id(request)
     async with transaction(services(request).sessions) as session:
-        deleted = await faq_store.delete_rule(session, rule_id)
-    found(deleted, "keyword rule")
+        await inquiry_settings.delete_keyword_rule(session, rule_id, actor=actor(request))
     return json_answer(KeywordRuleDeleted(id=rule_id, deleted=True))
 
 
@@ -342,7 +343,8 @@ async def get_business_hours(request: web.Request) -> web.Response:
 async def put_business_hours(request: web.Request) -> web.Response:
     body = await parse_body(request, BusinessHoursUpdate)
     async with transaction(services(request).sessions) as session:
-        hours = await inquiry_settings.set_business_hours(session, body.weekly, body.holidays, services(request).clock())
+        hours = await inquiry_settings.set_business_hours(session, body.weekly, body.holidays, services(request).clock(),
+                                                          actor=actor(request))
     return json_answer(BusinessHoursRead(**dataclasses.asdict(hours)))
 
 
@@ -360,9 +362,9 @@ async def put_inquiry_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, InquirySettingsUpdate)
     async with transaction(services(request).sessions) as session:
         if body.thresholds is not None:
-            await inquiry_settings.set_thresholds(session, body.thresholds)
+            await inquiry_settings.set_thresholds(session, body.thresholds, actor=actor(request))
         if body.unanswered_handoff_after is not None:
-            await inquiry_settings.set_unanswered_handoff_after(session, body.unanswered_handoff_after)
+            await inquiry_settings.set_unanswered_handoff_after(session, body.unanswered_handoff_after, actor=actor(request))
         return json_answer(_thresholds_read(await inquiry_settings.thresholds(session)))
 
 

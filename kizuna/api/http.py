@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from kizuna.appkeys import SERVICES
 from kizuna.flows.services import Services
+from kizuna.storage import audit
 from kizuna.storage.errors import Conflict, Invalid, NotFound, ServiceError
 from kizuna.storage.models import ApiToken
 from kizuna.storage.roles import Role
@@ -59,6 +60,13 @@ def service_error(error: ServiceError) -> ApiError:
 
 def services(request: web.Request) -> Services:
     return request.app[SERVICES]
+
+
+def actor(request: web.Request) -> audit.Actor:
+    """Who acts, for the audit log the services write: the API token (by name) and the
+    client's address as this server sees it."""
+    agent = request.headers.get("User-Agent")
+    return audit.Actor(f"token:{request[TOKEN].name}", None, request.remote, agent[:200] if agent else None)
 
 
 # -- what may come in: ids, integers, text -------------------------------------------------

@@ -9,7 +9,7 @@ from kizuna.storage import texts
 from kizuna.storage.db import transaction
 from kizuna.storage.roles import Role
 
-from .http import NOT_BLANK, Endpoint, json_answer, parse_body, services, text_param
+from .http import NOT_BLANK, Endpoint, actor, json_answer, parse_body, services, text_param
 
 
 class BotTextRead(BaseModel):
@@ -40,7 +40,7 @@ async def put_text(request: web.Request) -> web.Response:
     texts.check_exists(key, locale)  # before the body: there is nothing to edit
     update = await parse_body(request, BotTextUpdate)
     async with transaction(services(request).sessions) as session:
-        item = await texts.set_text(session, key, locale, update.text)
+        item = await texts.set_text(session, key, locale, update.text, actor=actor(request))
     return json_answer(BotTextRead(**item))
 
 

@@ -37,6 +37,7 @@ from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient, LineError
 from .processor import EventProcessor
+from .richmenu import RichMenus
 from .sender import DeliverySender
 from .settings import Settings
 from .worker import Worker
@@ -218,6 +219,7 @@ def build_services(
         sessions, send=sender.send, publish=broadcaster.publish, clock=lambda: services.clock(), public_url=settings.base_url,
     )
     services.media = MediaLibrary(sessions, fetch=media_fetcher(line))
+    services.rich_menus = RichMenus(line, sessions)
     return services
 
 

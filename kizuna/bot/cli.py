@@ -366,7 +366,7 @@ async def _richmenu_setup(settings: Settings, *, prune: bool) -> int:
 
 
 async def _faq_import(settings: Settings, path: str, *, replace: bool) -> int:
-    from kizuna.storage import faq
+    from kizuna.storage import audit, faq
     from kizuna.storage.db import create_engine, session_factory, transaction
 
     try:
@@ -386,7 +386,7 @@ async def _faq_import(settings: Settings, path: str, *, replace: bool) -> int:
     engine = create_engine(settings.database_url)
     try:
         async with transaction(session_factory(engine)) as session:
-            report = await faq.import_entries(session, parsed, replace=replace)
+            report = await faq.import_entries(session, parsed, replace=replace, actor=audit.CLI)
     finally:
         await engine.dispose()
     print(f"imported {path}:\n  " + "\n  ".join(report.lines()))

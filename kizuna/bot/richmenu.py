@@ -44,7 +44,11 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna.storage import audit
+from kizuna.storage.db import transaction
+from kizuna.storage.errors import Conflict
 from kizuna.storage.models import Customer
 
 from .line import LineClient, LineError, LineUnavailable
@@ -325,6 +329,71 @@ async def _upload(line: LineClient, menu_id: str, spec: MenuSpec) -> None:
             log.info("rich menu %s already has its image", menu_id)
             return
         raise
+
+
+# -- for the console: status and setup through Services.rich_menus -----------------------
+
+
+@dataclass(frozen=True)
+class MenuStatus:
+    key: str
+    alias: str
+    chat_bar_text: str
+    labels: tuple[str, ...]  # the four areas: top-left, top-right, bottom-left, bottom-right
+    rich_menu_id: str | None  # where the alias points; None: not set up
+    current: bool  # the alias points at a menu of today's design (name and image)
+
+
+@dataclass(frozen=True)
+class RichMenuStatus:
+    menus: tuple[MenuStatus, ...]
+    default_set: bool  # the channel's default menu is our "default" menu
+
+    @property
+    def set_up(self) -> bool:
+        return self.default_set and all(menu.current for menu in self.menus)
+
+
+class RichMenus:
+    """The rich menus as staff see them in the console (`Services.rich_menus`, built by the
+    app factory): the console may not import bot/ or talk to LINE, so it gets this object.
+    A refusal or an outage of LINE is raised as `Conflict("line_error")`, a service error
+    the console shows like any other."""
+
+    def __init__(self, line: LineClient, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.line = line
+        self.sessions = sessions
+
+    async def status(self) -> RichMenuStatus:
+        try:
+            names = {menu["richMenuId"]: menu.get("name") for menu in await self.line.list_rich_menus()}
+            default_id = await self.line.get_default_rich_menu_id()
+            aliases = {spec.key: await self.line.get_rich_menu_alias(spec.alias) for spec in MENUS.values()}
+        except LineError as error:
+            raise Conflict("line_error", str(error)) from None
+        menus = tuple(
+            MenuStatus(spec.key, spec.alias, spec.chat_bar_text, tuple(area.label for area in spec.areas),
+                       aliases[spec.key], aliases[spec.key] is not None and names.get(aliases[spec.key]) == spec.name())
+            for spec in MENUS.values()
+        )
+        return RichMenuStatus(menus, default_set=default_id is not None and default_id == aliases["default"])
+
+    async def setup(self, *, actor: audit.Actor) -> SetupReport:
+        """`setup` (never prunes: members keep their menu; relinks the members), then the audit entry."""
+        try:
+            report = await setup(self.line, sessions=self.sessions)
+        except LineError as error:
+            raise Conflict("line_error", str(error)) from None
+        async with transaction(self.sessions) as session:
+            audit.record(session, actor, audit.Action.RICH_MENU_SETUP, target="rich_menus",
+                         menus=", ".join(f"{result.key} {result.menu}" for result in report.menus),
+                         default=report.default_change, deleted=len(report.deleted))
+        return report
+
+    @staticmethod
+    def image(key: str) -> bytes | None:
+        spec = MENUS.get(key)
+        return spec.image() if spec is not None else None
 
 
 # -- switching one customer (the "rich_menu" effect) -------------------------------------

@@ -9,6 +9,8 @@ from datetime import datetime, tzinfo
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna.appkeys import SERVICES
+from kizuna.flows.services import Services
 from kizuna.storage import audit, staff_sessions
 from kizuna.storage.coupons import get_shop, zone
 from kizuna.storage.db import transaction
@@ -98,6 +100,11 @@ def settings_of(request: web.Request) -> ConsoleSettings:
 
 def sessions_of(request: web.Request) -> async_sessionmaker[AsyncSession]:
     return request.config_dict[request.config_dict[PARENT].sessions]
+
+
+def services_of(request: web.Request) -> Services:
+    """The process's services (the same object the REST API and the bot use)."""
+    return request.config_dict[SERVICES]
 
 
 def db(request: web.Request):

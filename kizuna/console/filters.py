@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import jinja2
 
@@ -81,4 +81,14 @@ def size(value: int | None) -> str:
     return f"{value / 1024 / 1024:.1f} MB"
 
 
-FILTERS = {"when": when, "date": date, "ago": ago, "duration": duration, "clock": clock, "number": number, "size": size}
+@jinja2.pass_context
+def last_day(jinja_context, value: datetime | None) -> str:
+    """The last day an exclusive end covers (a coupon valid until 2027-01-01 00:00 is good
+    through 2026年12月31日), shop time."""
+    return date(jinja_context, value - timedelta(microseconds=1) if value is not None else None)
+
+
+FILTERS = {
+    "when": when, "date": date, "ago": ago, "duration": duration, "clock": clock, "number": number, "size": size,
+    "last_day": last_day,
+}

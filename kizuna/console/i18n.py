@@ -554,3 +554,10 @@ def pick_locale(*candidates: str | None) -> str:
         if candidate in LOCALES:
             return candidate
     return DEFAULT_LOCALE
+
+
+# The pages that set up the shop's bot and coupons keep their texts in a module of their own.
+from .i18n_shop import MESSAGES as _SHOP  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _SHOP.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SHOP.keys())}"
+MESSAGES.update(_SHOP)

@@ -24,7 +24,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from kizuna.storage.roles import CONVERSATION_ROLES, STAFF_ROLES, Role
+from kizuna.storage import roles as role_groups
+from kizuna.storage.roles import STAFF_ROLES, Role
 
 from . import context, security
 from .render import render
@@ -36,8 +37,13 @@ REFRESH_HEADER = "X-Kizuna-Refresh"
 
 ALL_STAFF = frozenset(STAFF_ROLES)
 ADMIN_ONLY = frozenset({Role.ADMIN})
-# For the conversation routes (1:1チャット): support and admins, never marketers.
-CONVERSATIONS = frozenset(CONVERSATION_ROLES)
+# The groups the REST API checks too (storage/roles.py), so a page and its endpoint agree:
+# conversations (1:1チャット) are support's and admins', never marketers'; the FAQ, keyword
+# rules, business hours and coupon definitions are marketing's; redeeming a coupon at the
+# till is for support and admins (a marketer has no till).
+CONVERSATIONS = frozenset(role_groups.CONVERSATION_ROLES)
+MARKETING = frozenset(role_groups.MARKETING)
+TILL = frozenset(role_groups.TILL) & ALL_STAFF
 
 
 class Access(Enum):

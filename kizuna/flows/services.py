@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +26,18 @@ if TYPE_CHECKING:
     from .faq.inquiry import InquiryService
     from .media import MediaLibrary
     from .support import SupportDesk
+
+
+class RichMenus(Protocol):
+    """The rich menus on LINE, for staff (bot/richmenu.py `RichMenus` is the one there is):
+    `status()`, `setup(actor=...)` (raising `Conflict("line_error")` when LINE refuses or is
+    away) and `image(key)`, the PNG of a menu."""
+
+    async def status(self) -> Any: ...
+
+    async def setup(self, *, actor: Any) -> Any: ...
+
+    def image(self, key: str) -> bytes | None: ...
 
 
 @dataclass
@@ -46,3 +58,5 @@ class Services:
     media: "MediaLibrary | None" = None
     # "Now" for decisions that depend on the time of day (business hours); tests set it.
     clock: Callable[[], datetime] = field(default=utcnow)
+    # The rich menus on LINE, for the console (the console may not talk to LINE itself).
+    rich_menus: RichMenus | None = None

@@ -41,6 +41,26 @@ class Action(StrEnum):
     CUSTOMER_EDITED = "customer.edited"
     COUPON_GRANTED = "coupon.granted"
     SETTINGS_CHANGED = "settings.changed"
+    # What staff change about the bot and the coupons, recorded by the services that change
+    # it (storage/faq.py, storage/coupons.py, storage/texts.py, flows/faq/settings.py, the
+    # rich menu setup) whenever the caller says who acts (`actor=`): the REST API and the
+    # console always do.
+    FAQ_CREATED = "faq.created"
+    FAQ_UPDATED = "faq.updated"
+    FAQ_DELETED = "faq.deleted"
+    FAQ_IMPORTED = "faq.imported"
+    KEYWORD_RULE_CREATED = "keyword_rule.created"
+    KEYWORD_RULE_UPDATED = "keyword_rule.updated"
+    KEYWORD_RULE_DELETED = "keyword_rule.deleted"
+    BUSINESS_HOURS_CHANGED = "business_hours.changed"
+    THRESHOLDS_CHANGED = "thresholds.changed"
+    TEXT_CHANGED = "text.changed"
+    TEXT_RESET = "text.reset"
+    COUPON_CREATED = "coupon.created"
+    COUPON_UPDATED = "coupon.updated"
+    COUPON_REDEEMED = "coupon.redeemed"
+    COUPON_REVOKED = "coupon.revoked"
+    RICH_MENU_SETUP = "rich_menu.setup"
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,20 @@ def record(session: AsyncSession, actor: Actor, action: Action, *, target: str |
     )
     session.add(entry)
     return entry
+
+
+def record_by(session: AsyncSession, actor: Actor | None, action: Action, *, target: str | None = None, **details: Any) -> None:
+    """`record` when someone is named: the services that also serve the bot and the tests
+    (which name no one) take an optional `actor`."""
+    if actor is not None:
+        record(session, actor, action, target=target, **details)
+
+
+def excerpt(text: str | None, limit: int = 100) -> str | None:
+    """A long text (an answer, a bot text) as the audit log keeps it: its beginning."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
 
 
 async def page(

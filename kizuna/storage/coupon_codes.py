@@ -39,6 +39,7 @@ __all__ = [
     "normalize_code",
     "parse_code",
     "qr_png",
+    "read_qr",
 ]
 
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
@@ -188,3 +189,25 @@ def qr_png(code: str, scale: int = 8) -> bytes:
     out = io.BytesIO()
     qr.save(out, kind="png", scale=scale, border=4)
     return out.getvalue()
+
+
+# A camera frame the till's page sends: at most 640×480 grey pixels (300 KB), plenty for a
+# version-1 symbol on a phone's screen, and a bound on what one request makes us decode.
+MAX_FRAME = (640, 480)
+
+
+def read_qr(pixels: bytes, width: int, height: int) -> str | None:
+    """The text of the first QR code in a greyscale frame (one byte per pixel, row by row),
+    or None. The console's redemption screen reads codes from the camera this way: the
+    browser sends small grey frames and zxing-cpp decodes them here, so the page needs no
+    decoder of its own (nor a CDN)."""
+    import numpy
+    import zxingcpp  # imported here: only the till's camera needs it
+
+    if not (0 < width <= MAX_FRAME[0] and 0 < height <= MAX_FRAME[1]) or len(pixels) != width * height:
+        raise ValueError(f"a frame is width × height bytes, at most {MAX_FRAME[0]}×{MAX_FRAME[1]}")
+    frame = numpy.frombuffer(pixels, dtype=numpy.uint8).reshape(height, width)
+    for found in zxingcpp.read_barcodes(frame, formats=zxingcpp.BarcodeFormat.QRCode):
+        if found.text:
+            return found.text
+    return None

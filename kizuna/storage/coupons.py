@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from . import audit
 from .coupon_codes import InvalidCode, generate_code, normalize_code, parse_code
 from .errors import Conflict, Invalid, NotFound
 from .models import Coupon, CouponGrant, CouponTrigger, Customer, DiscountType, Direction, GrantStatus, Interaction, Shop
@@ -183,7 +184,14 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def create_coupon(session: AsyncSession, data: Any, *, now: datetime | None = None) -> Coupon:
+def audit_target(coupon: Coupon) -> str:
+    """How the audit log names a coupon: `coupon:<id> <title>`."""
+    return f"coupon:{coupon.id} {coupon.title}"
+
+
+async def create_coupon(
+    session: AsyncSession, data: Any, *, now: datetime | None = None, actor: audit.Actor | None = None
+) -> Coupon:
     """`data`: a `CouponCreate` or a dict of its fields. Raises `CouponInvalid`."""
     fields = data.model_dump() if hasattr(data, "model_dump") else dict(data)
     unknown = set(fields) - set(EDITABLE)
@@ -197,10 +205,15 @@ async def create_coupon(session: AsyncSession, data: Any, *, now: datetime | Non
     coupon = Coupon(**values, issued_count=0, created_at=moment, updated_at=moment)
     session.add(coupon)
     await session.flush()
+    audit.record_by(session, actor, audit.Action.COUPON_CREATED, target=audit_target(coupon),
+                    discount=f"{coupon.discount_value} {coupon.discount_type}")
     return coupon
 
 
-async def update_coupon(session: AsyncSession, coupon_id: int, changes: dict[str, Any], *, now: datetime | None = None) -> Coupon | None:
+async def update_coupon(
+    session: AsyncSession, coupon_id: int, changes: dict[str, Any], *, now: datetime | None = None,
+    actor: audit.Actor | None = None,
+) -> Coupon | None:
     """Change the given fields (a PATCH: `model_dump(exclude_unset=True)`); None if there is
     no such coupon. The whole result is checked, so a change can't break another field's rule.
     Grants already issued keep their code and expiry."""
@@ -217,10 +230,13 @@ async def update_coupon(session: AsyncSession, coupon_id: int, changes: dict[str
         raise CouponInvalid("one_per_customer", "cannot change once the coupon has been issued")
     if values["stock"] is not None and values["stock"] < coupon.issued_count:
         raise CouponInvalid("stock", f"{coupon.issued_count} already issued: stock cannot be lower than that")
+    changed = [name for name in changes if getattr(coupon, name) != values[name]]
     for name in changes:
         setattr(coupon, name, values[name])
     coupon.updated_at = now or utcnow()
     await session.flush()
+    if changed:
+        audit.record_by(session, actor, audit.Action.COUPON_UPDATED, target=audit_target(coupon), changed=", ".join(changed))
     return coupon
 
 
@@ -401,7 +417,8 @@ async def issue(
 
 
 async def issue_by_staff(
-    session: AsyncSession, *, coupon_id: int, customer_id: int, now: datetime, by: str | None
+    session: AsyncSession, *, coupon_id: int, customer_id: int, now: datetime, by: str | None,
+    actor: audit.Actor | None = None,
 ) -> IssueResult:
     """A person or system (the REST API, the console) gives the coupon to a customer: `issue`,
     for a customer that must exist, and a refusal raised as `IssueRefused`. (The bot calls
@@ -411,6 +428,9 @@ async def issue_by_staff(
     result = await issue(session, coupon_id=coupon_id, customer_id=customer_id, now=now, by=by)
     if result.refusal is not None:
         raise IssueRefused(result.refusal, _REFUSALS[result.refusal])
+    if result.created:
+        audit.record_by(session, actor, audit.Action.COUPON_GRANTED, target=audit_target(result.coupon),
+                        customer_id=customer_id, grant_id=result.grant.id)
     return result
 
 
@@ -474,17 +494,61 @@ _CODE_MESSAGES = {
 }
 
 
+def _redeemable_code(code_text: str, shop_code: str) -> str:
+    """The code as stored, or the `RedeemError` saying why it is not one of this shop's."""
+    try:
+        return parse_code(code_text, shop_code)
+    except InvalidCode as error:
+        raise RedeemError(error.reason, _CODE_MESSAGES[error.reason]) from None
+
+
+def _why_not(grant: CouponGrant | None, now: datetime) -> RedeemError | None:
+    """Why this grant cannot be redeemed now (None: it can)."""
+    if grant is None:
+        return RedeemError("unknown", "no coupon has this code")
+    if grant.status == GrantStatus.REDEEMED:
+        return RedeemError("already_redeemed", f"this coupon was already used at {grant.redeemed_at.isoformat()}", grant)
+    if grant.status == GrantStatus.REVOKED:
+        return RedeemError("revoked", "this coupon was cancelled by the shop", grant)
+    if grant.expires_at <= now:
+        return RedeemError("expired", f"this coupon expired at {grant.expires_at.isoformat()}", grant)
+    return None
+
+
+@dataclass
+class Found:
+    grant: CouponGrant
+    coupon: Coupon
+    customer: Customer
+
+
+async def look_up(session: AsyncSession, *, code_text: str, now: datetime) -> Found:
+    """What a code would redeem, before anyone confirms (the console's redemption screen):
+    the grant, its coupon and customer. Raises the `RedeemError` `redeem` would raise now."""
+    code = _redeemable_code(code_text, (await get_shop(session)).code)
+    grant = await find_grant_by_code(session, code)
+    refusal = _why_not(grant, now)
+    if refusal is not None:
+        raise refusal
+    return await describe(session, grant)
+
+
+async def describe(session: AsyncSession, grant: CouponGrant) -> Found:
+    """The grant with its coupon and customer."""
+    coupon, customer = await session.get(Coupon, grant.coupon_id), await session.get(Customer, grant.customer_id)
+    assert coupon is not None and customer is not None
+    return Found(grant, coupon, customer)
+
+
 async def redeem(
-    session: AsyncSession, *, code_text: str, shop_code: str | None = None, by: str | None, where: str | None, now: datetime
+    session: AsyncSession, *, code_text: str, shop_code: str | None = None, by: str | None, where: str | None, now: datetime,
+    actor: audit.Actor | None = None,
 ) -> CouponGrant:
     """Use the coupon at the till. One conditional UPDATE decides: two tills redeeming one
     code at once get one success and one `already_redeemed`. Raises `RedeemError`."""
     if shop_code is None:
         shop_code = (await get_shop(session)).code
-    try:
-        code = parse_code(code_text, shop_code)
-    except InvalidCode as error:
-        raise RedeemError(error.reason, _CODE_MESSAGES[error.reason]) from None
+    code = _redeemable_code(code_text, shop_code)
     grant = (await session.execute(
         sa.update(CouponGrant)
         .where(CouponGrant.code == code, CouponGrant.status == GrantStatus.ISSUED, CouponGrant.expires_at > now)
@@ -493,21 +557,19 @@ async def redeem(
         .execution_options(synchronize_session=False, populate_existing=True)
     )).scalar_one_or_none()
     if grant is None:
-        grant = await find_grant_by_code(session, code)
-        if grant is None:
-            raise RedeemError("unknown", "no coupon has this code")
-        if grant.status == GrantStatus.REDEEMED:
-            raise RedeemError("already_redeemed", f"this coupon was already used at {grant.redeemed_at.isoformat()}", grant)
-        if grant.status == GrantStatus.REVOKED:
-            raise RedeemError("revoked", "this coupon was cancelled by the shop", grant)
-        raise RedeemError("expired", f"this coupon expired at {grant.expires_at.isoformat()}", grant)
+        # The UPDATE matched nothing: `_why_not`, with the same `now`, says why.
+        raise _why_not(await find_grant_by_code(session, code), now) or RedeemError("expired", "this coupon has expired")
     coupon = await session.get(Coupon, grant.coupon_id)
     assert coupon is not None
     await session.execute(_timeline("coupon.redeemed", coupon, grant, now, actor=by, by=by, where=where))
+    audit.record_by(session, actor, audit.Action.COUPON_REDEEMED, target=audit_target(coupon), grant_id=grant.id,
+                    customer_id=grant.customer_id, where=where)
     return grant
 
 
-async def revoke(session: AsyncSession, *, grant_id: int, by: str | None, now: datetime) -> CouponGrant:
+async def revoke(
+    session: AsyncSession, *, grant_id: int, by: str | None, now: datetime, actor: audit.Actor | None = None
+) -> CouponGrant:
     """Cancel an unused grant (it can no longer be redeemed; the stock is not given back,
     and a one-per-customer coupon is not issued to the customer again). Revoking a revoked
     grant returns it unchanged. Raises NotFound, or CouponError("already_redeemed")."""
@@ -528,4 +590,6 @@ async def revoke(session: AsyncSession, *, grant_id: int, by: str | None, now: d
     coupon = await session.get(Coupon, grant.coupon_id)
     assert coupon is not None
     await session.execute(_timeline("coupon.revoked", coupon, grant, now, actor=by, by=by))
+    audit.record_by(session, actor, audit.Action.COUPON_REVOKED, target=audit_target(coupon), grant_id=grant.id,
+                    customer_id=grant.customer_id)
     return grant

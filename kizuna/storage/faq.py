@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,8 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import LIKE_ESCAPE, contains
-from .errors import Conflict, Invalid
+from . import audit
+from .errors import Conflict, Invalid, NotFound
 from .models import (
     FAQ_ALTERNATE_MAX,
     FAQ_ALTERNATES_MAX,
@@ -450,15 +451,39 @@ async def get_entry(session: AsyncSession, faq_id: str) -> FaqEntry | None:
     return await session.get(FaqEntry, faq_id)
 
 
-async def search_entries(session: AsyncSession, text: str | None, *, limit: int) -> list[FaqEntry]:
-    """Enabled entries whose id, question or answer hold every word of `text` (all of them
-    without a text), in id order: staff picking an answer to send by hand."""
-    statement = sa.select(FaqEntry).where(FaqEntry.enabled.is_(True)).order_by(FaqEntry.id).limit(limit)
-    for word in (text or "").lower().split()[:5]:
-        statement = statement.where(sa.or_(*(
-            sa.func.lower(column).like(contains(word), escape=LIKE_ESCAPE) for column in (FaqEntry.id, FaqEntry.question, FaqEntry.answer)
-        )))
+def folded(text: str) -> str:
+    """Text as search compares it: full/half width and case folded, outer spaces dropped."""
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+async def search_entries(
+    session: AsyncSession, query: str | None, *, enabled: bool | None = None, limit: int | None = None
+) -> list[FaqEntry]:
+    """Entries whose id, question, answer, phrasings or category contain every word of
+    `query` (folded), in id order: the FAQ editor's search, and staff picking an answer to
+    send by hand (`enabled=True`). An FAQ is hundreds of entries, not millions: one read,
+    filtered here (SQLite keeps the phrasings as escaped JSON, which LIKE cannot search)."""
+    words = folded(query or "").split()
+    found = [
+        entry for entry in await list_entries(session, enabled=enabled)
+        if all(word in folded("\n".join((entry.id, entry.question, entry.answer, entry.category or "", *(entry.alternates or ()))))
+               for word in words)
+    ]
+    return found[:limit] if limit is not None else found
+
+
+async def categories(session: AsyncSession) -> list[str]:
+    statement = sa.select(FaqEntry.category).where(FaqEntry.category.is_not(None)).distinct().order_by(FaqEntry.category)
     return list((await session.execute(statement)).scalars())
+
+
+async def unused_id(session: AsyncSession, prefix: str = "faq") -> str:
+    """An id no entry has yet (faq-35, ...): what the console offers for a new entry."""
+    taken = set((await session.execute(sa.select(FaqEntry.id))).scalars())
+    number = len(taken) + 1
+    while f"{prefix}-{number}" in taken:
+        number += 1
+    return f"{prefix}-{number}"
 
 
 def _raise_problems(entry: FaqFields) -> None:
@@ -467,7 +492,12 @@ def _raise_problems(entry: FaqFields) -> None:
         raise FaqInvalid(*problems[0])
 
 
-async def create_entry(session: AsyncSession, fields: FaqFields) -> FaqEntry:
+def audit_target(faq_id: str) -> str:
+    """How the audit log names an entry: `faq:<id>`."""
+    return f"faq:{faq_id}"
+
+
+async def create_entry(session: AsyncSession, fields: FaqFields, *, actor: audit.Actor | None = None) -> FaqEntry:
     fields = _stripped(fields)
     _raise_problems(fields)
     if await session.get(FaqEntry, fields.id) is not None:
@@ -482,6 +512,7 @@ async def create_entry(session: AsyncSession, fields: FaqFields) -> FaqEntry:
     except IntegrityError:  # created by another request since the check above
         raise FaqExists(fields.id) from None
     await _bump(session, faq=True)
+    audit.record_by(session, actor, audit.Action.FAQ_CREATED, target=audit_target(entry.id), question=entry.question)
     return entry
 
 
@@ -493,7 +524,9 @@ def _stripped(fields: FaqFields) -> FaqFields:
     )
 
 
-async def update_entry(session: AsyncSession, faq_id: str, changes: dict) -> FaqEntry | None:
+async def update_entry(
+    session: AsyncSession, faq_id: str, changes: dict, *, actor: audit.Actor | None = None
+) -> FaqEntry | None:
     """Change the given fields (question, answer, alternates, category, enabled)."""
     entry = await session.get(FaqEntry, faq_id, with_for_update=True)
     if entry is None:
@@ -508,15 +541,39 @@ async def update_entry(session: AsyncSession, faq_id: str, changes: dict) -> Faq
     )
     merged = _stripped(merged)
     _raise_problems(merged)
-    if _apply(entry, merged, with_category=True):
+    changed = _apply(entry, merged, with_category=True)
+    if changed:
         entry.updated_at = utcnow()
         await session.flush()
         await _bump(session, faq=True)
+        audit.record_by(session, actor, audit.Action.FAQ_UPDATED, target=audit_target(entry.id), changed=", ".join(changed))
     return entry
 
 
-def _apply(entry: FaqEntry, fields: FaqFields, *, with_category: bool) -> bool:
-    """Copy `fields` onto `entry`; True if anything changed."""
+async def add_alternate(session: AsyncSession, faq_id: str, text: str, *, actor: audit.Actor | None = None) -> FaqEntry:
+    """Teach an entry a customer's phrasing (an unanswered question, as asked): it becomes
+    one more alternate, under the same checks as any edit. Raises NotFound or FaqInvalid."""
+    entry = await session.get(FaqEntry, faq_id, with_for_update=True, populate_existing=True)
+    if entry is None:
+        raise NotFound("no such FAQ entry")
+    phrasing = text.strip()
+    if not phrasing:
+        raise FaqInvalid("alternates", "the phrasing is empty")
+    if phrasing in (entry.alternates or ()) or phrasing == entry.question:
+        return entry  # known already: nothing to learn
+    merged = _stripped(FaqFields(entry.id, entry.question, entry.answer, (*(entry.alternates or ()), phrasing),
+                                 entry.category, entry.enabled))
+    _raise_problems(merged)
+    entry.alternates = list(merged.alternates)
+    entry.updated_at = utcnow()
+    await session.flush()
+    await _bump(session, faq=True)
+    audit.record_by(session, actor, audit.Action.FAQ_UPDATED, target=audit_target(entry.id), alternate_added=phrasing)
+    return entry
+
+
+def _apply(entry: FaqEntry, fields: FaqFields, *, with_category: bool) -> list[str]:
+    """Copy `fields` onto `entry`; the names of the fields that changed."""
     new = {
         "question": fields.question,
         "answer": fields.answer,
@@ -525,18 +582,19 @@ def _apply(entry: FaqEntry, fields: FaqFields, *, with_category: bool) -> bool:
     }
     if with_category:
         new["category"] = fields.category
-    changed = False
+    changed = []
     for name, value in new.items():
         if getattr(entry, name) != value:
             setattr(entry, name, value)
-            changed = True
+            changed.append(name)
     return changed
 
 
-async def delete_entry(session: AsyncSession, faq_id: str) -> bool:
+async def delete_entry(session: AsyncSession, faq_id: str, *, actor: audit.Actor | None = None) -> bool:
     result = await session.execute(sa.delete(FaqEntry).where(FaqEntry.id == faq_id))
     if result.rowcount:
         await _bump(session, faq=True)
+        audit.record_by(session, actor, audit.Action.FAQ_DELETED, target=audit_target(faq_id))
         return True
     return False
 
@@ -566,7 +624,9 @@ class ImportReport:
         return out
 
 
-async def import_entries(session: AsyncSession, parsed: ParsedCsv, *, replace: bool = False) -> ImportReport:
+async def import_entries(
+    session: AsyncSession, parsed: ParsedCsv, *, replace: bool = False, actor: audit.Actor | None = None
+) -> ImportReport:
     """Create or update every entry of the file by id, in the caller's transaction.
 
     An entry in the file is enabled unless the file has an `enabled` column saying
@@ -598,6 +658,8 @@ async def import_entries(session: AsyncSession, parsed: ParsedCsv, *, replace: b
     if report.changed:
         await session.flush()
         await _bump(session, faq=True)
+        audit.record_by(session, actor, audit.Action.FAQ_IMPORTED, target="faq", created=len(report.created),
+                        updated=len(report.updated), disabled=len(report.disabled), replace=replace)
     return report
 
 
@@ -684,9 +746,18 @@ class UnansweredQuestion:
     last_asked_at: datetime
 
 
+async def _taught(session: AsyncSession) -> set[str]:
+    """The questions and phrasings of the enabled entries, folded."""
+    rows = await session.execute(sa.select(FaqEntry.question, FaqEntry.alternates).where(FaqEntry.enabled.is_(True)))
+    return {folded(text) for question, alternates in rows for text in (question, *(alternates or ()))}
+
+
 async def unanswered(session: AsyncSession, *, since: datetime, limit: int) -> list[UnansweredQuestion]:
     """Inquiries the bot could not answer since `since`, the same text grouped, most
-    frequent first (then most recent). Scans the timeline rows of that kind."""
+    frequent first (then most recent). Scans the timeline rows of that kind. A text an
+    enabled entry now has as its question or a phrasing is left out: it has been taught
+    (in the console, one click), and the list is what is left to do."""
+    taught = await _taught(session)
     last = sa.func.max(Interaction.created_at)
     count = sa.func.count()
     rows = (await session.execute(
@@ -694,7 +765,8 @@ async def unanswered(session: AsyncSession, *, since: datetime, limit: int) -> l
         .where(Interaction.kind == "inquiry.unanswered", Interaction.created_at >= since, Interaction.text.is_not(None))
         .group_by(Interaction.text)
         .order_by(count.desc(), last.desc())
-        .limit(limit)
+        .limit(limit + len(taught))  # room for the taught ones, dropped below
     )).all()
     # max() keeps the column's type, so `at` comes back an aware UTC datetime on both backends.
-    return [UnansweredQuestion(text, int(n), int(people), at) for text, n, people, at in rows]
+    left = [UnansweredQuestion(text, int(n), int(people), at) for text, n, people, at in rows if folded(text) not in taught]
+    return left[:limit]

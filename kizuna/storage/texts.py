@@ -1,10 +1,23 @@
-"""Bot texts: defaults in code (Japanese first, English available), operator edits in the database."""
+"""Bot texts: defaults in code (Japanese first, English available), operator edits in the database.
+
+A text with `{placeholders}` (`{url}`, `{date}` ...) is filled in by the bot: an edit may
+use those its default has, and no others (an unknown one would fail every message).
+
+A text whose key ends in `_url` (`privacy_policy_url`) is a link the bot sends, not prose: an
+edit must be one http(s) URL, and a locale the shop has not edited uses the Japanese edit
+(one shop, one privacy policy: setting it once is enough), then its own default.
+"""
 
 from __future__ import annotations
+
+import re
+import string
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import audit
 from .errors import Invalid, NotFound
 from .models import BotText
 from .types import utcnow
@@ -54,6 +67,10 @@ DEFAULTS: dict[str, dict[str, str]] = {
 
 LOCALES = ("ja", "en")
 MAX_TEXT = 5000  # LINE's limit for one text message
+MAX_URL = 1000
+URL_SUFFIX = "_url"
+# What LINE turns into a link: http(s), a host, nothing that ends the link early.
+_URL = re.compile(r"https?://[^\s<>\"]+", re.IGNORECASE)
 
 
 def utf16_length(text: str) -> int:
@@ -80,24 +97,50 @@ def locale_for(language: str | None) -> str:
     return "ja"
 
 
-async def get_text(session: AsyncSession, key: str, locale: str) -> str:
-    if key not in DEFAULTS:
-        raise KeyError(f"unknown bot text {key!r}")
-    edited = await session.get(BotText, (key, locale))
-    if edited is not None:
-        return edited.text
+def is_url(key: str) -> bool:
+    return key.endswith(URL_SUFFIX)
+
+
+def _effective(key: str, locale: str, edits: dict[tuple[str, str], str]) -> str:
+    """The text the bot sends: the shop's edit; for a URL, else the Japanese edit; else the default."""
+    if (key, locale) in edits:
+        return edits[(key, locale)]
+    if is_url(key) and (key, "ja") in edits:
+        return edits[(key, "ja")]
     return DEFAULTS[key].get(locale) or DEFAULTS[key]["ja"]
 
 
-def _item(key: str, locale: str, edited: str | None) -> dict:
-    default = DEFAULTS[key].get(locale, "")
-    return {"key": key, "locale": locale, "text": default if edited is None else edited, "default": default,
-            "edited": edited is not None}
+async def _edits(session: AsyncSession, key: str | None = None) -> dict[tuple[str, str], str]:
+    statement = sa.select(BotText)
+    if key is not None:
+        statement = statement.where(BotText.key == key)
+    return {(t.key, t.locale): t.text for t in (await session.execute(statement)).scalars()}
+
+
+async def get_text(session: AsyncSession, key: str, locale: str) -> str:
+    if key not in DEFAULTS:
+        raise KeyError(f"unknown bot text {key!r}")
+    if not is_url(key):  # the common case: one primary-key read
+        edited = await session.get(BotText, (key, locale))
+        return edited.text if edited is not None else DEFAULTS[key].get(locale) or DEFAULTS[key]["ja"]
+    return _effective(key, locale, await _edits(session, key))
+
+
+def _item(key: str, locale: str, edits: dict[tuple[str, str], str]) -> dict:
+    return {"key": key, "locale": locale, "text": _effective(key, locale, edits), "default": DEFAULTS[key].get(locale, ""),
+            "edited": (key, locale) in edits}
 
 
 async def all_texts(session: AsyncSession) -> list[dict]:
-    edits = {(t.key, t.locale): t.text for t in (await session.execute(sa.select(BotText))).scalars()}
-    return [_item(key, locale, edits.get((key, locale))) for key in DEFAULTS for locale in LOCALES]
+    edits = await _edits(session)
+    return [_item(key, locale, edits) for key in DEFAULTS for locale in LOCALES]
+
+
+async def texts_of(session: AsyncSession, key: str) -> list[dict]:
+    """One text in every locale, as `all_texts` lists it. Raises NotFound."""
+    check_exists(key, "ja")
+    edits = await _edits(session, key)
+    return [_item(key, locale, edits) for locale in LOCALES]
 
 
 def check_exists(key: str, locale: str) -> None:
@@ -106,16 +149,72 @@ def check_exists(key: str, locale: str) -> None:
         raise NotFound(f"no such bot text (locales: {', '.join(LOCALES)})")
 
 
-async def set_text(session: AsyncSession, key: str, locale: str, text: str) -> dict:
+def check_url(text: str) -> str:
+    """A URL text as stored (outer spaces dropped); Invalid("text") unless it is one http(s)
+    URL with a host, which LINE shows as a link."""
+    url = text.strip()
+    if len(url) > MAX_URL or not _URL.fullmatch(url) or not urlsplit(url).hostname:
+        raise Invalid("text", f"must be one http:// or https:// URL (at most {MAX_URL} characters), e.g. https://example.jp/privacy")
+    return url
+
+
+def placeholders(key: str) -> list[str]:
+    """The `{names}` the bot fills into this text (those of its defaults)."""
+    names: dict[str, None] = {}
+    for default in DEFAULTS[key].values():
+        names.update((name, None) for _, name, _, _ in string.Formatter().parse(default) if name)
+    return list(names)
+
+
+def check_placeholders(key: str, text: str) -> None:
+    """Invalid("text") when the bot could not fill the edit in: a placeholder its default does
+    not have, or a lone brace. (A text without placeholders is sent as it is: braces are fine.)"""
+    known = placeholders(key)
+    if not known:
+        return
+    try:
+        used = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError:
+        raise Invalid("text", "a { or } without its pair: write {{ or }} for a brace itself") from None
+    unknown = [name for name in used if name not in known]
+    if unknown:
+        raise Invalid("text", f"{{{unknown[0]}}} is not filled in by the bot; this text can use "
+                              + ", ".join(f"{{{name}}}" for name in known))
+
+
+def audit_target(key: str, locale: str) -> str:
+    return f"text:{key}/{locale}"
+
+
+async def set_text(session: AsyncSession, key: str, locale: str, text: str, *, actor: audit.Actor | None = None) -> dict:
     """An operator's edit; the text as `all_texts` lists it. Raises NotFound or Invalid("text")."""
     check_exists(key, locale)
     if not text.strip() or len(text) > MAX_TEXT:
         raise Invalid("text", f"must be 1 to {MAX_TEXT} characters, not blank")
+    if is_url(key):
+        text = check_url(text)
+    check_placeholders(key, text)
     edited = await session.get(BotText, (key, locale))
+    old = edited.text if edited is not None else None
     if edited is None:
         session.add(BotText(key=key, locale=locale, text=text))
     else:
         edited.text = text
         edited.updated_at = utcnow()
     await session.flush()
-    return _item(key, locale, text)
+    if old != text:
+        audit.record_by(session, actor, audit.Action.TEXT_CHANGED, target=audit_target(key, locale),
+                        old=audit.excerpt(old if old is not None else DEFAULTS[key].get(locale)), new=audit.excerpt(text))
+    return _item(key, locale, await _edits(session, key))
+
+
+async def reset_text(session: AsyncSession, key: str, locale: str, *, actor: audit.Actor | None = None) -> dict:
+    """Drop the shop's edit: the default applies again. Raises NotFound."""
+    check_exists(key, locale)
+    edited = await session.get(BotText, (key, locale))
+    if edited is not None:
+        old = edited.text
+        await session.delete(edited)
+        await session.flush()
+        audit.record_by(session, actor, audit.Action.TEXT_RESET, target=audit_target(key, locale), old=audit.excerpt(old))
+    return _item(key, locale, await _edits(session, key))

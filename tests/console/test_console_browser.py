@@ -50,6 +50,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def keep_screenshots(shots: Path) -> None:
+    """With KIZUNA_CONSOLE_SCREENSHOTS=DIR, copy the test's screenshots there (the committed set)."""
+    target = os.environ.get("KIZUNA_CONSOLE_SCREENSHOTS")
+    if target:
+        Path(target).mkdir(parents=True, exist_ok=True)
+        for png in sorted(shots.glob("*.png")):
+            shutil.copyfile(png, Path(target) / png.name)
+
+
 async def _customers_chat(base: str, sessions) -> None:
     """Friends through the emulator's own API (as a person in its chat page would): follows,
     messages, one block; two registrations are marked in the database."""
@@ -96,15 +105,6 @@ async def like_make_run(database_url: str, redis_prefix: str) -> AsyncIterator[t
         yield f"http://127.0.0.1:{port}", settings, runner
     finally:
         await runner.cleanup()
-
-
-def keep_screenshots(shots: Path) -> None:
-    """With KIZUNA_CONSOLE_SCREENSHOTS=DIR, the test's screenshots are copied there too."""
-    target = os.environ.get("KIZUNA_CONSOLE_SCREENSHOTS")
-    if target:
-        Path(target).mkdir(parents=True, exist_ok=True)
-        for png in sorted(shots.glob("*.png")):
-            shutil.copyfile(png, Path(target) / png.name)
 
 
 async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):

@@ -9,21 +9,27 @@ that would be accepted:
 - a role that is not allowed → 403;
 - no session → 303 to the login page.
 (The REST API half of the matrix comes with the move of the API to kizuna/api.)
+
+The pages that set up the bot and the coupons take their roles from the REST API's groups:
+MARKETING (admin, marketer) changes the FAQ, keyword replies, business hours and coupons;
+TILL (admin, support) redeems a coupon; bot messages and the rich menu are admins'. Support
+may read the FAQ and export it (the API's GET /faq is every staff role's too).
 """
 
 from __future__ import annotations
 
 import itertools
 
+import aiohttp
 import pyotp
 import sqlalchemy as sa
 from aiohttp import web
 
-from kizuna.storage import audit, canned, conversations
+from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage import staff_sessions
 from kizuna.storage.db import transaction
-from kizuna.storage.models import Interaction, Staff
+from kizuna.storage.models import Interaction, KeywordRule, Staff
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
 from tests.console.helpers import PASSWORD, Browser, Console, Member, stored_customer
@@ -32,6 +38,8 @@ ADMIN, MARKETER, SUPPORT = "admin", "marketer", "support"
 STAFF = frozenset({ADMIN, MARKETER, SUPPORT})
 ADMIN_ONLY = frozenset({ADMIN})
 CONVERSATIONS = frozenset({ADMIN, SUPPORT})  # 1:1チャット: never marketers
+MARKETING = frozenset({ADMIN, MARKETER})
+TILL = frozenset({ADMIN, SUPPORT})
 PUBLIC = "public"  # anyone, with or without a session
 SECOND_FACTOR = "second_factor"  # only a session waiting for its TOTP code
 IDENTITIES = ("admin", "marketer", "support", "awaiting_totp", "anonymous")
@@ -83,6 +91,43 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/canned/{canned_id}/delete"): ADMIN_ONLY,
     ("GET", "/console/static/console.css"): PUBLIC,
     ("HEAD", "/console/static/console.css"): PUBLIC,
+    # よくある質問: support reads (and exports) it, marketing changes it
+    ("GET", "/console/faq"): STAFF,
+    ("GET", "/console/faq/export.csv"): STAFF,
+    ("POST", "/console/faq/import"): MARKETING,
+    ("POST", "/console/faq/alternates"): MARKETING,
+    ("GET", "/console/faq/new"): MARKETING,
+    ("POST", "/console/faq"): MARKETING,
+    ("GET", "/console/faq/entries/{faq_id}"): STAFF,
+    ("POST", "/console/faq/entries/{faq_id}"): MARKETING,
+    ("POST", "/console/faq/entries/{faq_id}/enabled"): MARKETING,
+    # キーワード応答, 営業時間
+    ("GET", "/console/keyword-rules"): MARKETING,
+    ("POST", "/console/keyword-rules"): MARKETING,
+    ("GET", "/console/keyword-rules/{rule_id}"): MARKETING,
+    ("POST", "/console/keyword-rules/{rule_id}"): MARKETING,
+    ("POST", "/console/keyword-rules/{rule_id}/delete"): MARKETING,
+    ("GET", "/console/hours"): MARKETING,
+    ("POST", "/console/hours"): MARKETING,
+    # クーポン (definitions) and クーポン利用 (the till)
+    ("GET", "/console/coupons"): MARKETING,
+    ("GET", "/console/coupons/new"): MARKETING,
+    ("POST", "/console/coupons"): MARKETING,
+    ("GET", "/console/coupons/{coupon_id}"): MARKETING,
+    ("POST", "/console/coupons/{coupon_id}"): MARKETING,
+    ("POST", "/console/coupons/{coupon_id}/active"): MARKETING,
+    ("GET", "/console/coupons/redeem"): TILL,
+    ("POST", "/console/coupons/redeem/check"): TILL,
+    ("POST", "/console/coupons/redeem"): TILL,
+    ("POST", "/console/coupons/redeem/scan"): TILL,
+    # 応答メッセージ, リッチメニュー
+    ("GET", "/console/texts"): ADMIN_ONLY,
+    ("GET", "/console/texts/{key}"): ADMIN_ONLY,
+    ("POST", "/console/texts/{key}/{locale}"): ADMIN_ONLY,
+    ("POST", "/console/texts/{key}/{locale}/reset"): ADMIN_ONLY,
+    ("GET", "/console/richmenu"): ADMIN_ONLY,
+    ("POST", "/console/richmenu/setup"): ADMIN_ONLY,
+    ("GET", "/console/richmenu/{key}.png"): ADMIN_ONLY,
 }
 # Routes whose success is, rightly, a redirect to the login page.
 ENDS_THE_SESSION = {("POST", "/console/logout"), ("POST", "/console/login/totp/cancel")}
@@ -136,12 +181,31 @@ class Fixtures:
             return image is not None and self.conversation is not None
 
         await eventually(stored, what="the customer's handoff and image to be stored")
+        async with transaction(self.console.sessions) as session:
+            await faq_store.create_entry(session, faq_store.FaqFields("matrix", "送料はいくらですか", "全国一律500円です。"))
+            self.coupon = await coupons.create_coupon(session, {"title": "matrix", "discount_type": "amount",
+                                                                "discount_value": 100, "valid_days": 30, "one_per_customer": False})
 
     async def fresh_canned(self) -> int:
         """A canned response of its own for each request (deleting one twice would be a 404)."""
         async with transaction(self.console.sessions) as session:
             return (await canned.create(session, shortcut=f"c{next(self.counter)}", title="お礼", text="{name}様、ありがとうございます。",
                                         actor=audit.CLI)).id
+
+    async def fresh_code(self) -> str:
+        """A coupon code that can be redeemed (each allowed redemption uses one up)."""
+        async with transaction(self.console.sessions) as session:
+            result = await coupons.issue(session, coupon_id=self.coupon.id, customer_id=self.customer_id, now=utcnow())
+        return result.grant.code
+
+    async def fresh_rule(self) -> int:
+        """A keyword rule of its own for each request that deletes one."""
+        async with transaction(self.console.sessions) as session:
+            rule = KeywordRule(match_type="contains", pattern=f"matrix {next(self.counter)}", reply_text="はい",
+                               created_at=utcnow(), updated_at=utcnow())
+            session.add(rule)
+            await session.flush()
+            return rule.id
 
     async def browser(self, identity: str) -> Browser:
         browser = self.console.browser()
@@ -157,8 +221,15 @@ class Fixtures:
     async def path(self, path: str) -> str:
         if "{canned_id}" in path:
             path = path.replace("{canned_id}", str(await self.fresh_canned()))
+        if path.endswith("/delete") and "{rule_id}" in path:
+            return path.replace("{rule_id}", str(await self.fresh_rule()))
+        if "{rule_id}" in path:
+            self.rule_id = getattr(self, "rule_id", None) or await self.fresh_rule()
         return (path.replace("{staff_id}", str(self.target.id)).replace("{conversation_id}", str(self.conversation.id))
-                .replace("{customer_id}", str(self.customer_id)).replace("{interaction_id}", str(self.image_id)))
+                .replace("{customer_id}", str(self.customer_id)).replace("{interaction_id}", str(self.image_id))
+                .replace("{faq_id}", "matrix").replace("{rule_id}", str(getattr(self, "rule_id", "")))
+                .replace("{coupon_id}", str(self.coupon.id))
+                .replace("{key}.png", "default.png").replace("{key}", "greeting").replace("{locale}", "ja"))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
         member = self.members.get(identity)
@@ -169,6 +240,26 @@ class Fixtures:
             return {"code": member.code() if member and member.totp_secret else "000000"}
         if path == "/console/language":
             return {"locale": "en"}
+        if path == "/console/faq":
+            return {"id": f"matrix-{number}", "question": f"質問 {number}", "answer": "回答です。", "alternates": "", "category": ""}
+        if path == "/console/faq/alternates":
+            return {"faq_id": "matrix", "text": f"送料の言い方 {number}"}
+        if path == "/console/faq/entries/{faq_id}":
+            return {"question": "送料はいくらですか", "answer": f"全国一律500円です。({number})", "alternates": "", "category": ""}
+        if path.endswith("/enabled") or path.endswith("/active"):
+            return {"enabled": "true", "active": "true"}
+        if path.startswith("/console/keyword-rules") and not path.endswith("/delete"):
+            return {"match_type": "contains", "pattern": f"キーワード {number}", "reply": "text", "reply_text": "はい",
+                    "priority": "0", "enabled": "on"}
+        if path == "/console/hours":
+            return {"configured": "yes", "mon-0-open": "10:00", "mon-0-close": "20:00", "holidays": "2026-12-31"}
+        if path.startswith("/console/coupons/redeem"):
+            return {"code": await self.fresh_code()} if member is not None and member.role in TILL else {"code": "x"}
+        if path.startswith("/console/coupons") and not path.endswith("/active"):
+            # (the matrix's coupon gives any number per customer, and has been given: that stays)
+            return {"title": f"クーポン {number}", "discount_type": "amount", "discount_value": "100", "valid_days": "30"}
+        if path == "/console/texts/{key}/{locale}":
+            return {"text": f"友だち追加ありがとうございます ({number})"}
         if path == "/console/staff":
             return {"display_name": f"新人 {number}", "email": f"new{number}@example.com", "role": SUPPORT}
         if path.endswith("/role"):
@@ -207,7 +298,10 @@ class Fixtures:
             async with browser.client.get(browser.base_url + url, allow_redirects=False) as response:
                 assert response.status != 200 or response.content_type == "text/event-stream"
             return response
-        if method == "GET":
+        if method == "GET" and url.endswith(".png"):
+            async with browser.client.get(browser.base_url + url, allow_redirects=False) as response:
+                await response.read()
+        elif method == "GET":
             response, _ = await browser.get(url)
         elif method == "HEAD":
             async with browser.client.head(browser.base_url + url, allow_redirects=False) as response:
@@ -215,6 +309,16 @@ class Fixtures:
         else:
             page = {"anonymous": "/console/login", "awaiting_totp": "/console/login/totp"}.get(identity, "/console/account")
             token = await browser.csrf(page)
+            if path == "/console/coupons/redeem/scan":  # a camera frame: grey bytes, the token in a header
+                async with browser.client.post(browser.base_url + url + "?w=4&h=2", data=bytes(8), allow_redirects=False,
+                                               headers={"X-CSRF-Token": token}) as response:
+                    return response
+            if path == "/console/faq/import":  # a file upload
+                upload = aiohttp.FormData({"csrf_token": token})
+                upload.add_field("file", f"id,question,answer,alternates\nimported-{next(self.counter)},質問,回答,\n".encode(),
+                                 filename="faq.csv", content_type="text/csv")
+                async with browser.client.post(browser.base_url + url, data=upload, allow_redirects=False) as response:
+                    return response
             response, _ = await browser.post(url, await self.form(method, path, identity), csrf=token)
         return response
 

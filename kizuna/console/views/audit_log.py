@@ -35,14 +35,24 @@ def _details(ctx, entry) -> list[tuple[str, str]]:
     return shown
 
 
+# Targets with a page: `kind:<id> <name>` → (route, its id parameter).
+LINKED = {"staff": ("staff_detail", "staff_id"), "coupon": ("coupon", "coupon_id"), "faq": ("faq_entry", "faq_id"),
+          "keyword_rule": ("keyword_rule", "rule_id")}
+
+
 def _target(request: web.Request, entry) -> tuple[str, str | None]:
-    """What the entry is about, and a link to it (a staff member's page)."""
+    """What the entry is about, and a link to its page (a staff member, a coupon, an FAQ entry ...)."""
     if not entry.target:
         return "—", None
     kind, _, rest = entry.target.partition(":")
     number, _, name = rest.partition(" ")
-    if kind == "staff" and number.isdigit():
-        return name or f"#{number}", str(request.app.router["staff_detail"].url_for(staff_id=number))
+    if kind in LINKED and number:
+        route, parameter = LINKED[kind]
+        return name or number, str(request.app.router[route].url_for(**{parameter: number}))
+    if kind == "text" and rest:
+        return rest, str(request.app.router["text_edit"].url_for(key=rest.partition("/")[0]))
+    if f"audit.target.{entry.target}" in MESSAGES:  # a setting of the shop as a whole
+        return request[CONTEXT].t(f"audit.target.{entry.target}"), None
     return entry.target, None
 
 

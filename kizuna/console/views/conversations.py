@@ -98,7 +98,7 @@ async def conversation_page(request: web.Request, *, draft: str = "", error: str
         panel = await customer_panel.values(session, customer, now=ctx.now, timezone=ctx.timezone, locale=ctx.locale)
         replies = [(item, canned.fill(item.text, customer)) for item in await canned.list_all(session)]
         offers = await coupons.list_coupons(session, active=True, limit=100)
-        answers = await faq_store.search_entries(session, faq_query, limit=FAQ_SHOWN)
+        answers = await faq_store.search_entries(session, faq_query, enabled=True, limit=FAQ_SHOWN)
     name = customer.display_name or ctx.t("home.no_name")
     items = timeline.build(rows, staff=staff, customer_name=name, timezone=ctx.timezone, t=ctx.t)
     notice, flagged = outcomes.shown(request.query)

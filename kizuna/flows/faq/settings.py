@@ -14,11 +14,13 @@ import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kizuna.storage import audit
 from kizuna.storage import faq as faq_store
 from kizuna.storage.errors import Conflict, Invalid, NotFound
-from kizuna.storage.models import KeywordRule, KeywordRuleRead
+from kizuna.storage.models import KeywordRule, KeywordRuleCreate, KeywordRuleRead, KeywordRuleUpdate
 
 from .. import all_commands, all_flows
 from ..engine import Postback
@@ -57,21 +59,57 @@ def check_keyword_rule(values: dict) -> None:
         raise Invalid("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
 
 
-async def create_keyword_rule(session: AsyncSession, values: dict) -> KeywordRule:
+def _read_as(model: type[BaseModel], values: dict) -> dict:
+    """`values` read by the model that declares each field's own limits (a priority is a
+    whole number of -1000..1000, ...; the API's schema is made from it): a value it refuses is
+    Invalid naming the field. Only the fields given are returned."""
+    try:
+        return model.model_validate(values).model_dump(include=set(values))
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise Invalid(".".join(str(part) for part in first["loc"]) or "rule", first["msg"]) from None
+
+
+def _rule_target(rule: KeywordRule) -> str:
+    """How the audit log names a rule: `keyword_rule:<id> <pattern>`."""
+    return f"keyword_rule:{rule.id} {rule.pattern}"
+
+
+async def create_keyword_rule(session: AsyncSession, values: dict, *, actor: audit.Actor | None = None) -> KeywordRule:
     """A new rule (the fields of `KeywordRuleCreate`); at most MAX_RULES of them."""
+    values = _read_as(KeywordRuleCreate, values)
     check_keyword_rule(values)
     if len(await faq_store.list_rules(session)) >= MAX_RULES:
         raise Conflict("too_many_rules", f"at most {MAX_RULES} keyword rules")
-    return await faq_store.create_rule(session, values)
+    rule = await faq_store.create_rule(session, values)
+    audit.record_by(session, actor, audit.Action.KEYWORD_RULE_CREATED, target=_rule_target(rule),
+                    match_type=rule.match_type, pattern=rule.pattern)
+    return rule
 
 
-async def update_keyword_rule(session: AsyncSession, rule_id: int, changes: dict) -> KeywordRule:
+async def update_keyword_rule(
+    session: AsyncSession, rule_id: int, changes: dict, *, actor: audit.Actor | None = None
+) -> KeywordRule:
     """Change the fields in `changes`; the rule they make with the stored fields is checked whole."""
+    changes = _read_as(KeywordRuleUpdate, changes)
     rule = await faq_store.get_rule(session, rule_id)
     if rule is None:
         raise NotFound("no such keyword rule")
-    check_keyword_rule({**KeywordRuleRead.model_validate(rule, from_attributes=True).model_dump(), **changes})
-    return await faq_store.update_rule(session, rule, changes)
+    stored = KeywordRuleRead.model_validate(rule, from_attributes=True).model_dump()
+    check_keyword_rule({**stored, **changes})
+    changed = [name for name, value in changes.items() if stored.get(name) != value]
+    rule = await faq_store.update_rule(session, rule, changes)
+    if changed:
+        audit.record_by(session, actor, audit.Action.KEYWORD_RULE_UPDATED, target=_rule_target(rule),
+                        changed=", ".join(changed))
+    return rule
+
+
+async def delete_keyword_rule(session: AsyncSession, rule_id: int, *, actor: audit.Actor | None = None) -> None:
+    rule = await faq_store.get_rule(session, rule_id)
+    if rule is None or not await faq_store.delete_rule(session, rule_id):
+        raise NotFound("no such keyword rule")
+    audit.record_by(session, actor, audit.Action.KEYWORD_RULE_DELETED, target=_rule_target(rule))
 
 
 # -- business hours ----------------------------------------------------------------------------
@@ -98,7 +136,9 @@ async def business_hours(session: AsyncSession, now: datetime) -> BusinessHours:
     )
 
 
-async def set_business_hours(session: AsyncSession, weekly: dict | None, holidays: list[str], now: datetime) -> BusinessHours:
+async def set_business_hours(
+    session: AsyncSession, weekly: dict | None, holidays: list[str], now: datetime, *, actor: audit.Actor | None = None
+) -> BusinessHours:
     """Set the weekly schedule (None clears it: always open) and the holidays."""
     try:
         # `{}` when clearing the schedule: parse_schedule checks the holidays only beside a
@@ -106,8 +146,18 @@ async def set_business_hours(session: AsyncSession, weekly: dict | None, holiday
         parse_schedule(weekly if weekly is not None else {}, holidays)
     except HoursInvalid as exc:
         raise Invalid("holidays" if str(exc).startswith("holidays") else "weekly", str(exc)) from None
-    await faq_store.set_business_hours(session, canonical(weekly), sorted(set(holidays)))
+    weekly, holidays = canonical(weekly), sorted(set(holidays))
+    await faq_store.set_business_hours(session, weekly, holidays)
+    audit.record_by(session, actor, audit.Action.BUSINESS_HOURS_CHANGED, target="business_hours",
+                    weekly=_weekly_summary(weekly), holidays=len(holidays))
     return await business_hours(session, now)
+
+
+def _weekly_summary(weekly: dict | None) -> str:
+    """The schedule in one line for the audit log: "mon 10:00-20:00, tue closed, ..."."""
+    if weekly is None:
+        return "not set"
+    return ", ".join(f"{day} " + (" ".join(f"{start}-{end}" for start, end in weekly[day]) or "closed") for day in weekly)
 
 
 # -- the FAQ matcher's thresholds ------------------------------------------------------------
@@ -136,16 +186,17 @@ async def thresholds(session: AsyncSession) -> Thresholds:
 MAX_UNANSWERED_HANDOFF_AFTER = 10
 
 
-async def set_unanswered_handoff_after(session: AsyncSession, value: int) -> Thresholds:
+async def set_unanswered_handoff_after(session: AsyncSession, value: int, *, actor: audit.Actor | None = None) -> Thresholds:
     """After `value` questions in a row that the FAQ could not answer, the customer is handed
     to a person instead of getting another apology (0: never; at most 10)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UNANSWERED_HANDOFF_AFTER:
         raise Invalid("unanswered_handoff_after", f"must be a whole number from 0 (never) to {MAX_UNANSWERED_HANDOFF_AFTER}")
     await faq_store.set_unanswered_handoff_after(session, value)
+    audit.record_by(session, actor, audit.Action.THRESHOLDS_CHANGED, target="unanswered_handoff_after", value=value)
     return await thresholds(session)
 
 
-async def set_thresholds(session: AsyncSession, values: dict[str, float]) -> Thresholds:
+async def set_thresholds(session: AsyncSession, values: dict[str, float], *, actor: audit.Actor | None = None) -> Thresholds:
     """Override thresholds: each in 0..1, max_offers 2 or 3; `{}` restores the defaults."""
     known = [field.name for field in dataclasses.fields(MatchThresholds)]
     overrides: dict[str, float] = {}
@@ -161,4 +212,5 @@ async def set_thresholds(session: AsyncSession, values: dict[str, float]) -> Thr
         else:
             overrides[name] = float(value)
     await faq_store.set_thresholds(session, overrides)
+    audit.record_by(session, actor, audit.Action.THRESHOLDS_CHANGED, target="thresholds", **overrides)
     return _thresholds(overrides, (await faq_store.read_settings(session)).unanswered_handoff_after)
