@@ -25,8 +25,7 @@ STATIC = HERE / "static"
 
 
 def create_console(*, settings: web.AppKey, sessions: web.AppKey) -> web.Application:
-    # The views register their routes on import.
-    from . import views  # noqa: F401
+    from . import views
     from .views.live import LIVE, LiveStreams
 
     console = web.Application(middlewares=[_not_found])
@@ -39,7 +38,7 @@ def create_console(*, settings: web.AppKey, sessions: web.AppKey) -> web.Applica
     )
     env.globals["asset"] = asset
     env.filters.update(filters.FILTERS)
-    routes.add_routes(console)
+    routes.add_routes(console, views.routes())
     console.router.add_static("/static", STATIC, name="static", append_version=False)
     console.on_response_prepare.append(_headers)
     return console

@@ -1,5 +1,6 @@
 """The console's route table: every route declares who may use it, and the router is built
-from these declarations only, so no view is reachable without its check.
+from these declarations only, so no view is reachable without its check. Each view module
+lists its routes in `ROUTES`; the app factory joins the lists (`views.routes()`).
 
 - `Access.PUBLIC`: anyone (the login page, the language switch);
 - `Access.SECOND_FACTOR`: a session that passed the password and waits for its TOTP code;
@@ -17,7 +18,7 @@ request that is not GET without the session's CSRF token → 403. Then the view 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlencode
@@ -64,31 +65,22 @@ class ConsoleRoute:
     background: bool = False  # only ever requested by a page itself (see the module docstring)
 
 
-ROUTES: list[ConsoleRoute] = []
-
-
 def route(
-    method: str, path: str, *, name: str, access: Access = Access.STAFF, roles: frozenset[Role] = ALL_STAFF,
+    method: str, path: str, view: View, *, name: str, access: Access = Access.STAFF, roles: frozenset[Role] = ALL_STAFF,
     before_enrolment: bool = False, background: bool = False,
-) -> Callable[[View], View]:
-    def register(view: View) -> View:
-        if any(item.name == name or (item.method, item.path) == (method, path) for item in ROUTES):
-            raise ValueError(f"console route declared twice: {method} {path} ({name})")
-        ROUTES.append(ConsoleRoute(
-            method, path, name, view, access, roles if access is Access.STAFF else frozenset(), before_enrolment, background,
-        ))
-        return view
-
-    return register
+) -> ConsoleRoute:
+    """One line of a view module's `ROUTES`; only staff routes have roles."""
+    return ConsoleRoute(method, path, name, view, access, roles if access is Access.STAFF else frozenset(), before_enrolment, background)
 
 
-def add_routes(app: web.Application) -> None:
-    for item in ROUTES:
+def add_routes(app: web.Application, table: Sequence[ConsoleRoute]) -> None:
+    """Serve `table` (built by the app factory from the view modules' lists), every view behind its guard."""
+    seen: set = set()
+    for item in table:
+        if {item.name, (item.method, item.path)} & seen:
+            raise ValueError(f"console route declared twice: {item.method} {item.path} ({item.name})")
+        seen |= {item.name, (item.method, item.path)}
         app.router.add_route(item.method, item.path, _guarded(item), name=item.name)
-
-
-def declaration(name: str) -> ConsoleRoute:
-    return next(item for item in ROUTES if item.name == name)
 
 
 class Refused(Exception):

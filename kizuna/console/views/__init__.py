@@ -1,4 +1,16 @@
-"""The console's pages; importing this package registers their routes (`routes.ROUTES`)."""
+"""The console's pages. Each module lists its routes in `ROUTES`; `routes()` joins them for the
+app factory."""
 
-from . import account, audit_log, canned, conversations, customers, home, live, login, media, staff  # noqa: F401
-from . import bot_texts, coupons, faq, hours, keyword_rules, redeem, richmenu  # noqa: F401
+from ..routes import ConsoleRoute
+
+from . import account, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
+from . import keyword_rules, live, login, media, redeem, richmenu, staff
+
+MODULES = (
+    login, account, home, conversations, customers, canned, media, live, staff, audit_log,
+    faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu,
+)
+
+
+def routes() -> list[ConsoleRoute]:
+    return [item for module in MODULES for item in module.ROUTES]

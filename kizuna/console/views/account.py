@@ -38,12 +38,10 @@ async def _account_page(request: web.Request, *, error: str | None = None, statu
     }, status=status)
 
 
-@route("GET", "/account", name="account", before_enrolment=True)
 async def account(request: web.Request) -> web.StreamResponse:
     return await _account_page(request)
 
 
-@route("POST", "/account/password", name="account_password", before_enrolment=True)
 async def account_password(request: web.Request) -> web.StreamResponse:
     """Change one's password: the current one is checked (a failure counts towards the
     login throttle), the other sessions end, this one stays."""
@@ -86,7 +84,6 @@ def _grouped(secret: str) -> str:
     return " ".join(secret[index:index + 4] for index in range(0, len(secret), 4))
 
 
-@route("GET", "/account/totp", name="account_totp", before_enrolment=True)
 async def account_totp(request: web.Request) -> web.StreamResponse:
     """Enrolment: a secret (kept until confirmed) as a QR code and as text, and the code form."""
     ctx = request[CONTEXT]
@@ -99,7 +96,6 @@ async def account_totp(request: web.Request) -> web.StreamResponse:
     return render(request, "account_totp.html", {"qr": _qr_svg(uri), "secret": _grouped(secret), "error": None})
 
 
-@route("POST", "/account/totp", name="account_totp_confirm", before_enrolment=True)
 async def account_totp_confirm(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     code = str((await request.post()).get("code", ""))[:20]
@@ -117,7 +113,6 @@ async def account_totp_confirm(request: web.Request) -> web.StreamResponse:
     return see_other(_account_url(request, notice="totp_enabled"))
 
 
-@route("POST", "/account/totp/disable", name="account_totp_disable", before_enrolment=True)
 async def account_totp_disable(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     if ctx.staff.role == Role.ADMIN:
@@ -126,3 +121,12 @@ async def account_totp_disable(request: web.Request) -> web.StreamResponse:
         me = await staff_store.get(session, ctx.staff.id)
         await staff_store.reset_totp(session, me, actor=ctx.actor())
     return see_other(_account_url(request, notice="totp_disabled"))
+
+
+ROUTES = [
+    route("GET", "/account", account, name="account", before_enrolment=True),
+    route("POST", "/account/password", account_password, name="account_password", before_enrolment=True),
+    route("GET", "/account/totp", account_totp, name="account_totp", before_enrolment=True),
+    route("POST", "/account/totp", account_totp_confirm, name="account_totp_confirm", before_enrolment=True),
+    route("POST", "/account/totp/disable", account_totp_disable, name="account_totp_disable", before_enrolment=True),
+]

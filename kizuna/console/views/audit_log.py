@@ -56,7 +56,6 @@ def _target(request: web.Request, entry) -> tuple[str, str | None]:
     return entry.target, None
 
 
-@route("GET", "/audit", name="audit", roles=ADMIN_ONLY)
 async def audit_page(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     action = request.query.get("action") or None
@@ -79,3 +78,8 @@ async def audit_page(request: web.Request) -> web.StreamResponse:
         "older_url": str(base.with_query({**keep, "before": str(entries[-1].id)})) if more and entries else None,
         "newest_url": str(base.with_query(keep)) if before_id is not None else None,
     })
+
+
+ROUTES = [
+    route("GET", "/audit", audit_page, name="audit", roles=ADMIN_ONLY),
+]

@@ -48,7 +48,6 @@ def _by_key(items: list[dict]) -> dict[str, dict[str, dict]]:
     return keyed
 
 
-@route("GET", "/texts", name="texts", roles=ADMIN_ONLY)
 async def texts_page(request: web.Request) -> web.StreamResponse:
     """The texts of one group at a time (there are about a hundred), or those a search finds."""
     query = request.query.get("q", "")[:100].strip()
@@ -86,7 +85,6 @@ async def _edit_page(request: web.Request, key: str, *, typed: dict[str, str] | 
     }, status=status)
 
 
-@route("GET", f"/texts/{KEY}", name="text_edit", roles=ADMIN_ONLY)
 async def text_edit(request: web.Request) -> web.StreamResponse:
     return await _edit_page(request, request.match_info["key"])
 
@@ -98,7 +96,6 @@ def _back(request: web.Request, key: str, notice: str) -> web.Response:
     return see_other(request.app.router["text_edit"].url_for(key=key).with_query({"notice": notice}))
 
 
-@route("POST", f"/texts/{KEY}/{LOCALE}", name="text_save", roles=ADMIN_ONLY)
 async def text_save(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     key, locale = request.match_info["key"], request.match_info["locale"]
@@ -115,7 +112,6 @@ async def text_save(request: web.Request) -> web.StreamResponse:
     return _back(request, key, "text_saved")
 
 
-@route("POST", f"/texts/{KEY}/{LOCALE}/reset", name="text_reset", roles=ADMIN_ONLY)
 async def text_reset(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     key, locale = request.match_info["key"], request.match_info["locale"]
@@ -125,3 +121,11 @@ async def text_reset(request: web.Request) -> web.StreamResponse:
     except NotFound:
         raise Refused(404, "error.404") from None
     return _back(request, key, "text_reset")
+
+
+ROUTES = [
+    route("GET", "/texts", texts_page, name="texts", roles=ADMIN_ONLY),
+    route("GET", f"/texts/{KEY}", text_edit, name="text_edit", roles=ADMIN_ONLY),
+    route("POST", f"/texts/{KEY}/{LOCALE}", text_save, name="text_save", roles=ADMIN_ONLY),
+    route("POST", f"/texts/{KEY}/{LOCALE}/reset", text_reset, name="text_reset", roles=ADMIN_ONLY),
+]

@@ -35,12 +35,10 @@ async def _fields(request: web.Request) -> dict[str, str]:
     return {key: str(form.get(key, ""))[:6000] for key in FIELDS}
 
 
-@route("GET", "/canned", name="canned", roles=ADMIN_ONLY)
 async def canned_list(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-@route("POST", "/canned", name="canned_create", roles=ADMIN_ONLY)
 async def canned_create(request: web.Request) -> web.StreamResponse:
     fields = await _fields(request)
     try:
@@ -51,7 +49,6 @@ async def canned_create(request: web.Request) -> web.StreamResponse:
     return see_other(_list_url(request, notice="canned_created"))
 
 
-@route("POST", f"/canned/{ID}", name="canned_update", roles=ADMIN_ONLY)
 async def canned_update(request: web.Request) -> web.StreamResponse:
     fields = await _fields(request)
     try:
@@ -64,7 +61,6 @@ async def canned_update(request: web.Request) -> web.StreamResponse:
     return see_other(_list_url(request, notice="canned_updated"))
 
 
-@route("POST", f"/canned/{ID}/delete", name="canned_delete", roles=ADMIN_ONLY)
 async def canned_delete(request: web.Request) -> web.StreamResponse:
     try:
         async with db(request) as session:
@@ -72,3 +68,11 @@ async def canned_delete(request: web.Request) -> web.StreamResponse:
     except NotFound:
         raise Refused(404, "error.404") from None
     return see_other(_list_url(request, notice="canned_deleted"))
+
+
+ROUTES = [
+    route("GET", "/canned", canned_list, name="canned", roles=ADMIN_ONLY),
+    route("POST", "/canned", canned_create, name="canned_create", roles=ADMIN_ONLY),
+    route("POST", f"/canned/{ID}", canned_update, name="canned_update", roles=ADMIN_ONLY),
+    route("POST", f"/canned/{ID}/delete", canned_delete, name="canned_delete", roles=ADMIN_ONLY),
+]

@@ -57,7 +57,6 @@ async def staff_by_id(session) -> dict:
 # -- the inbox ----------------------------------------------------------------------------------
 
 
-@route("GET", "/conversations", name="conversations", roles=CONVERSATIONS)
 async def inbox(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     try:
@@ -113,7 +112,6 @@ async def conversation_page(request: web.Request, *, draft: str = "", error: str
     }, status=status)
 
 
-@route("GET", f"/conversations/{ID}", name="conversation", roles=CONVERSATIONS)
 async def conversation(request: web.Request) -> web.StreamResponse:
     response = await conversation_page(request)
     # Opened by a person (not a live refresh): the customer's chat shows 既読 on LINE. Best
@@ -136,19 +134,16 @@ async def _act(request: web.Request, action, notice: str, *, anchor: str = "") -
     return see_other(conversation_url(request, conversation_id, anchor=anchor, notice=done if isinstance(done, str) else notice))
 
 
-@route("POST", f"/conversations/{ID}/take", name="conversation_take", roles=CONVERSATIONS)
 async def take(request: web.Request) -> web.StreamResponse:
     staff_id = request[CONTEXT].staff.id
     return await _act(request, lambda: desk(request).take(_conversation_id(request), staff_id), "taken")
 
 
-@route("POST", f"/conversations/{ID}/assign", name="conversation_assign", roles=CONVERSATIONS)
 async def assign(request: web.Request) -> web.StreamResponse:
     assignee = number(str((await request.post()).get("assignee_id", ""))) or 0
     return await _act(request, lambda: desk(request).assign(_conversation_id(request), assignee), "assigned")
 
 
-@route("POST", f"/conversations/{ID}/labels", name="conversation_labels", roles=CONVERSATIONS)
 async def labels(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     given = str(form.get("labels", ""))[:1000].replace("、", ",")
@@ -156,7 +151,6 @@ async def labels(request: web.Request) -> web.StreamResponse:
     return await _act(request, lambda: desk(request).label(_conversation_id(request), given.split(","), priority), "labels_saved")
 
 
-@route("POST", f"/conversations/{ID}/messages", name="conversation_message", roles=CONVERSATIONS)
 async def message(request: web.Request) -> web.StreamResponse:
     """The composer: a reply to the customer, or (mode "note") a note only staff see. With
     no text and a canned response chosen, the canned response is sent as it is."""
@@ -181,7 +175,6 @@ async def message(request: web.Request) -> web.StreamResponse:
     return see_other(conversation_url(request, conversation_id, anchor="conversation", notice=notice))
 
 
-@route("POST", f"/conversations/{ID}/coupon", name="conversation_coupon", roles=CONVERSATIONS)
 async def send_coupon(request: web.Request) -> web.StreamResponse:
     actor = request[CONTEXT].actor()
     coupon_id = number(str((await request.post()).get("coupon_id", ""))) or 0
@@ -193,15 +186,26 @@ async def send_coupon(request: web.Request) -> web.StreamResponse:
     return await _act(request, action, "coupon_sent", anchor="conversation")
 
 
-@route("POST", f"/conversations/{ID}/faq", name="conversation_faq", roles=CONVERSATIONS)
 async def send_faq(request: web.Request) -> web.StreamResponse:
     actor = request[CONTEXT].actor()
     faq_id = str((await request.post()).get("faq_id", ""))[:64]
     return await _act(request, lambda: desk(request).send_faq_answer(_conversation_id(request), actor, faq_id), "faq_sent", anchor="conversation")
 
 
-@route("POST", f"/conversations/{ID}/resolve", name="conversation_resolve", roles=CONVERSATIONS)
 async def resolve(request: web.Request) -> web.StreamResponse:
     actor = request[CONTEXT].actor()
     ask_csat = (await request.post()).get("csat") == "on"
     return await _act(request, lambda: desk(request).resolve(_conversation_id(request), actor, ask_csat=ask_csat), "resolved")
+
+
+ROUTES = [
+    route("GET", "/conversations", inbox, name="conversations", roles=CONVERSATIONS),
+    route("GET", f"/conversations/{ID}", conversation, name="conversation", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/take", take, name="conversation_take", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/assign", assign, name="conversation_assign", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/labels", labels, name="conversation_labels", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/messages", message, name="conversation_message", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/coupon", send_coupon, name="conversation_coupon", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/faq", send_faq, name="conversation_faq", roles=CONVERSATIONS),
+    route("POST", f"/conversations/{ID}/resolve", resolve, name="conversation_resolve", roles=CONVERSATIONS),
+]

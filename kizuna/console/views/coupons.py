@@ -79,7 +79,6 @@ async def _posted(request: web.Request) -> dict[str, str]:
     return await forms.posted(request, *TEXT_FIELDS, *CHECKS, limit=3000)
 
 
-@route("GET", "/coupons", name="coupons", roles=MARKETING)
 async def coupon_list(request: web.Request) -> web.StreamResponse:
     async with db(request) as session:
         rows = await coupons.list_coupons(session, limit=500)
@@ -93,12 +92,10 @@ async def _form_page(request: web.Request, *, coupon=None, form: dict, errors=No
     }, status=status)
 
 
-@route("GET", "/coupons/new", name="coupon_new", roles=MARKETING)
 async def coupon_new(request: web.Request) -> web.StreamResponse:
     return await _form_page(request, form=dict(BLANK))
 
 
-@route("POST", "/coupons", name="coupon_create", roles=MARKETING)
 async def coupon_create(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await _posted(request)
@@ -122,13 +119,11 @@ async def _coupon(request: web.Request):
     return coupon
 
 
-@route("GET", f"/coupons/{ID}", name="coupon", roles=MARKETING)
 async def coupon_detail(request: web.Request) -> web.StreamResponse:
     coupon = await _coupon(request)
     return await _form_page(request, coupon=coupon, form=_form_of(coupon, request[CONTEXT].timezone))
 
 
-@route("POST", f"/coupons/{ID}", name="coupon_update", roles=MARKETING)
 async def coupon_update(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     coupon = await _coupon(request)
@@ -143,7 +138,6 @@ async def coupon_update(request: web.Request) -> web.StreamResponse:
     return see_other(_detail_url(request, coupon.id, "coupon_saved"))
 
 
-@route("POST", f"/coupons/{ID}/active", name="coupon_active", roles=MARKETING)
 async def coupon_active(request: web.Request) -> web.StreamResponse:
     """配布を停止 / 再開: a stopped coupon is not issued any more; codes already given stay usable."""
     ctx = request[CONTEXT]
@@ -152,3 +146,13 @@ async def coupon_active(request: web.Request) -> web.StreamResponse:
     async with db(request) as session:
         await coupons.update_coupon(session, coupon.id, {"active": active}, actor=ctx.actor())
     return see_other(_detail_url(request, coupon.id, "coupon_restarted" if active else "coupon_stopped"))
+
+
+ROUTES = [
+    route("GET", "/coupons", coupon_list, name="coupons", roles=MARKETING),
+    route("GET", "/coupons/new", coupon_new, name="coupon_new", roles=MARKETING),
+    route("POST", "/coupons", coupon_create, name="coupon_create", roles=MARKETING),
+    route("GET", f"/coupons/{ID}", coupon_detail, name="coupon", roles=MARKETING),
+    route("POST", f"/coupons/{ID}", coupon_update, name="coupon_update", roles=MARKETING),
+    route("POST", f"/coupons/{ID}/active", coupon_active, name="coupon_active", roles=MARKETING),
+]

@@ -29,7 +29,6 @@ def _customer_url(request: web.Request, customer_id: int, **query: str) -> str:
     return str(url.with_query(query) if query else url)
 
 
-@route("GET", "/customers", name="customers")
 async def customer_list(request: web.Request) -> web.StreamResponse:
     query = request.query.get("q", "")[:200].strip()
     before_id = number(request.query.get("before"))
@@ -46,7 +45,6 @@ async def customer_list(request: web.Request) -> web.StreamResponse:
     })
 
 
-@route("GET", f"/customers/{ID}", name="customer")
 async def customer_page(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     chats = ctx.role in CONVERSATIONS
@@ -88,11 +86,17 @@ async def _tag(request: web.Request, change, notice: str) -> web.StreamResponse:
     return see_other(f"{back}{separator}notice={notice if changed else 'unchanged'}#tags")
 
 
-@route("POST", f"/customers/{ID}/tags", name="customer_tag_add")
 async def tag_add(request: web.Request) -> web.StreamResponse:
     return await _tag(request, desk(request).add_tag, "tag_added")
 
 
-@route("POST", f"/customers/{ID}/tags/remove", name="customer_tag_remove")
 async def tag_remove(request: web.Request) -> web.StreamResponse:
     return await _tag(request, desk(request).remove_tag, "tag_removed")
+
+
+ROUTES = [
+    route("GET", "/customers", customer_list, name="customers"),
+    route("GET", f"/customers/{ID}", customer_page, name="customer"),
+    route("POST", f"/customers/{ID}/tags", tag_add, name="customer_tag_add"),
+    route("POST", f"/customers/{ID}/tags/remove", tag_remove, name="customer_tag_remove"),
+]

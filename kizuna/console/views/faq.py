@@ -75,12 +75,10 @@ async def _list_page(
     }, status=status)
 
 
-@route("GET", "/faq", name="faq")
 async def faq_page(request: web.Request) -> web.StreamResponse:
     return await _list_page(request)
 
 
-@route("GET", "/faq/export.csv", name="faq_export")
 async def faq_export(request: web.Request) -> web.StreamResponse:
     """The CSV `kizuna faq import` and `POST /api/v1/faq/import` read."""
     async with db(request) as session:
@@ -89,7 +87,6 @@ async def faq_export(request: web.Request) -> web.StreamResponse:
                         headers={"Content-Disposition": 'attachment; filename="faq.csv"'})
 
 
-@route("POST", "/faq/import", name="faq_import", roles=MARKETING)
 async def faq_import(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await request.post()
@@ -107,7 +104,6 @@ async def faq_import(request: web.Request) -> web.StreamResponse:
     return see_other(location)
 
 
-@route("POST", "/faq/alternates", name="faq_add_alternate", roles=MARKETING)
 async def faq_add_alternate(request: web.Request) -> web.StreamResponse:
     """「言い換えとして追加」: an unanswered question becomes a phrasing of the chosen entry."""
     ctx = request[CONTEXT]
@@ -138,7 +134,6 @@ async def _entry_page(request: web.Request, *, entry=None, form: dict, errors=No
     }, status=status)
 
 
-@route("GET", "/faq/new", name="faq_new", roles=MARKETING)
 async def faq_new(request: web.Request) -> web.StreamResponse:
     """The form for a new entry; 「新しい質問として追加」 comes here with the question filled in."""
     async with db(request) as session:
@@ -151,7 +146,6 @@ def _fields(form: dict[str, str], **extra) -> faq_store.FaqFields:
                                alternates=tuple(forms.lines(form["alternates"])), category=form["category"] or None, **extra)
 
 
-@route("POST", "/faq", name="faq_create", roles=MARKETING)
 async def faq_create(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await forms.posted(request, *FIELDS)
@@ -170,14 +164,12 @@ async def _entry(session, request: web.Request):
     return entry
 
 
-@route("GET", f"/faq/entries/{ID}", name="faq_entry")
 async def faq_entry(request: web.Request) -> web.StreamResponse:
     async with db(request) as session:
         entry = await _entry(session, request)
     return await _entry_page(request, entry=entry, form=_entry_form(entry))
 
 
-@route("POST", f"/faq/entries/{ID}", name="faq_update", roles=MARKETING)
 async def faq_update(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await forms.posted(request, *FIELDS)
@@ -194,7 +186,6 @@ async def faq_update(request: web.Request) -> web.StreamResponse:
     return see_other(_entry_url(request, entry.id, notice="faq_saved"))
 
 
-@route("POST", f"/faq/entries/{ID}/enabled", name="faq_enable", roles=MARKETING)
 async def faq_enable(request: web.Request) -> web.StreamResponse:
     """無効にする / 有効にする: a disabled entry is kept (and its history) but never answered."""
     ctx = request[CONTEXT]
@@ -203,3 +194,16 @@ async def faq_enable(request: web.Request) -> web.StreamResponse:
         entry = await _entry(session, request)
         await faq_store.update_entry(session, entry.id, {"enabled": enabled}, actor=ctx.actor())
     return see_other(_entry_url(request, entry.id, notice="faq_enabled" if enabled else "faq_disabled"))
+
+
+ROUTES = [
+    route("GET", "/faq", faq_page, name="faq"),
+    route("GET", "/faq/export.csv", faq_export, name="faq_export"),
+    route("POST", "/faq/import", faq_import, name="faq_import", roles=MARKETING),
+    route("POST", "/faq/alternates", faq_add_alternate, name="faq_add_alternate", roles=MARKETING),
+    route("GET", "/faq/new", faq_new, name="faq_new", roles=MARKETING),
+    route("POST", "/faq", faq_create, name="faq_create", roles=MARKETING),
+    route("GET", f"/faq/entries/{ID}", faq_entry, name="faq_entry"),
+    route("POST", f"/faq/entries/{ID}", faq_update, name="faq_update", roles=MARKETING),
+    route("POST", f"/faq/entries/{ID}/enabled", faq_enable, name="faq_enable", roles=MARKETING),
+]

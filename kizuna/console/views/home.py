@@ -11,9 +11,13 @@ from ..render import render
 from ..routes import route
 
 
-@route("GET", "/", name="home")
 async def home(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
         today = await dashboard.today(session, now=ctx.now)
     return render(request, "home.html", {"today": today})
+
+
+ROUTES = [
+    route("GET", "/", home, name="home"),
+]

@@ -74,12 +74,10 @@ async def _page(request: web.Request, *, form=None, errors=None, status: int = 2
     }, status=status)
 
 
-@route("GET", "/hours", name="hours", roles=MARKETING)
 async def hours_page(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-@route("POST", "/hours", name="hours_save", roles=MARKETING)
 async def hours_save(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     posted = await request.post()
@@ -94,3 +92,9 @@ async def hours_save(request: web.Request) -> web.StreamResponse:
         form = {"configured": configured, "weekly": weekly, "holidays": "\n".join(holidays)}
         return await _page(request, form=form, errors=forms.problems(error, "hours"), status=400)
     return see_other(request.app.router["hours"].url_for().with_query({"notice": "hours_saved"}))
+
+
+ROUTES = [
+    route("GET", "/hours", hours_page, name="hours", roles=MARKETING),
+    route("POST", "/hours", hours_save, name="hours_save", roles=MARKETING),
+]

@@ -58,12 +58,10 @@ async def _page(request: web.Request, template: str, *, rule=None, form: dict, e
     }, status=status)
 
 
-@route("GET", "/keyword-rules", name="keyword_rules", roles=MARKETING)
 async def keyword_rules(request: web.Request) -> web.StreamResponse:
     return await _page(request, "keyword_rules.html", form=dict(BLANK))
 
 
-@route("POST", "/keyword-rules", name="keyword_rule_create", roles=MARKETING)
 async def keyword_rule_create(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await forms.posted(request, *FIELDS)
@@ -83,13 +81,11 @@ async def _rule(request: web.Request):
     return rule
 
 
-@route("GET", f"/keyword-rules/{ID}", name="keyword_rule", roles=MARKETING)
 async def keyword_rule(request: web.Request) -> web.StreamResponse:
     rule = await _rule(request)
     return await _page(request, "keyword_rule.html", rule=rule, form=_form_of(rule))
 
 
-@route("POST", f"/keyword-rules/{ID}", name="keyword_rule_update", roles=MARKETING)
 async def keyword_rule_update(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     rule = await _rule(request)
@@ -103,7 +99,6 @@ async def keyword_rule_update(request: web.Request) -> web.StreamResponse:
     return see_other(url.with_query({"notice": "rule_saved"}))
 
 
-@route("POST", f"/keyword-rules/{ID}/delete", name="keyword_rule_delete", roles=MARKETING)
 async def keyword_rule_delete(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     rule = await _rule(request)
@@ -113,3 +108,12 @@ async def keyword_rule_delete(request: web.Request) -> web.StreamResponse:
     except NotFound:
         pass  # deleted by someone else meanwhile: gone either way
     return see_other(request.app.router["keyword_rules"].url_for().with_query({"notice": "rule_deleted"}))
+
+
+ROUTES = [
+    route("GET", "/keyword-rules", keyword_rules, name="keyword_rules", roles=MARKETING),
+    route("POST", "/keyword-rules", keyword_rule_create, name="keyword_rule_create", roles=MARKETING),
+    route("GET", f"/keyword-rules/{ID}", keyword_rule, name="keyword_rule", roles=MARKETING),
+    route("POST", f"/keyword-rules/{ID}", keyword_rule_update, name="keyword_rule_update", roles=MARKETING),
+    route("POST", f"/keyword-rules/{ID}/delete", keyword_rule_delete, name="keyword_rule_delete", roles=MARKETING),
+]

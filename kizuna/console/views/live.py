@@ -68,7 +68,6 @@ def _event(update: dict) -> bytes:
     return f"event: {update['type']}\ndata: {json.dumps(update)}\n\n".encode()
 
 
-@route("GET", "/live", name="live", background=True)
 async def live(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     streams = request.app[LIVE]
@@ -115,3 +114,8 @@ async def _role_if_still_live(request: web.Request) -> Role | None:
     async with db(request) as session:
         staff = await staff_sessions.still_live(session, ctx.session.id_hash, timeouts=config.timeouts(ctx.settings), now=utcnow())
     return Role(staff.role) if staff is not None else None
+
+
+ROUTES = [
+    route("GET", "/live", live, name="live", background=True),
+]

@@ -44,7 +44,6 @@ def _with_session(response: web.StreamResponse, request: web.Request, cookie: st
     return response
 
 
-@route("GET", "/login", name="login", access=Access.PUBLIC)
 async def login_page(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     if ctx.logged_in:
@@ -54,7 +53,6 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return _login_page(request)
 
 
-@route("POST", "/login", name="login_submit", access=Access.PUBLIC)
 async def login_submit(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await request.post()
@@ -72,12 +70,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     return _with_session(see_other(target), request, outcome.cookie)
 
 
-@route("GET", "/login/totp", name="login_totp", access=Access.SECOND_FACTOR)
 async def login_totp_page(request: web.Request) -> web.StreamResponse:
     return render(request, "login_totp.html", {"error": None, "next": security.safe_next(request.query.get("next"), "")})
 
 
-@route("POST", "/login/totp", name="login_totp_submit", access=Access.SECOND_FACTOR)
 async def login_totp_submit(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     form = await request.post()
@@ -90,7 +86,6 @@ async def login_totp_submit(request: web.Request) -> web.StreamResponse:
     return _with_session(see_other(target), request, outcome.cookie)
 
 
-@route("POST", "/login/totp/cancel", name="login_totp_cancel", access=Access.SECOND_FACTOR)
 async def login_totp_cancel(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     await auth.log_out(sessions_of(request), ctx)
@@ -99,7 +94,6 @@ async def login_totp_cancel(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@route("POST", "/logout", name="logout", before_enrolment=True)
 async def logout(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     await auth.log_out(sessions_of(request), ctx)
@@ -108,7 +102,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-@route("POST", "/language", name="language", access=Access.PUBLIC)
 async def set_language(request: web.Request) -> web.StreamResponse:
     """日本語 / English: kept on the staff member's account, and in a cookie (the login page)."""
     ctx = request[CONTEXT]
@@ -121,3 +114,14 @@ async def set_language(request: web.Request) -> web.StreamResponse:
     response = see_other(security.safe_next(str(form.get("next", "")), _home(request)))
     security.set_cookie(response, security.LANG_COOKIE, locale, https=ctx.settings.https, max_age=365 * 86_400)
     return response
+
+
+ROUTES = [
+    route("GET", "/login", login_page, name="login", access=Access.PUBLIC),
+    route("POST", "/login", login_submit, name="login_submit", access=Access.PUBLIC),
+    route("GET", "/login/totp", login_totp_page, name="login_totp", access=Access.SECOND_FACTOR),
+    route("POST", "/login/totp", login_totp_submit, name="login_totp_submit", access=Access.SECOND_FACTOR),
+    route("POST", "/login/totp/cancel", login_totp_cancel, name="login_totp_cancel", access=Access.SECOND_FACTOR),
+    route("POST", "/logout", logout, name="logout", before_enrolment=True),
+    route("POST", "/language", set_language, name="language", access=Access.PUBLIC),
+]

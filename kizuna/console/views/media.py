@@ -21,7 +21,6 @@ INLINE = frozenset({
 })
 
 
-@route("GET", "/media/{interaction_id:[0-9]{1,18}}", name="media", roles=CONVERSATIONS)
 async def media(request: web.Request) -> web.StreamResponse:
     library = request.config_dict[SERVICES].media
     if library is None:
@@ -41,3 +40,8 @@ async def media(request: web.Request) -> web.StreamResponse:
         "Content-Security-Policy": "default-src 'none'; sandbox",
     }
     return web.Response(body=content.data, content_type=content_type if inline else "application/octet-stream", headers=headers)
+
+
+ROUTES = [
+    route("GET", "/media/{interaction_id:[0-9]{1,18}}", media, name="media", roles=CONVERSATIONS),
+]

@@ -51,7 +51,6 @@ def _page(request: web.Request, *, code: str = "", found=None, refusal=None, red
     return response
 
 
-@route("GET", "/coupons/redeem", name="redeem", roles=TILL)
 async def redeem_page(request: web.Request) -> web.StreamResponse:
     return _page(request, redeemed=await _redeemed(request))
 
@@ -60,7 +59,6 @@ async def _code(request: web.Request) -> str:
     return str((await request.post()).get("code", ""))[:CODE_MAX]
 
 
-@route("POST", "/coupons/redeem/check", name="redeem_check", roles=TILL)
 async def redeem_check(request: web.Request) -> web.StreamResponse:
     """Step 1: what the code would redeem (nothing is changed)."""
     ctx = request[CONTEXT]
@@ -73,7 +71,6 @@ async def redeem_check(request: web.Request) -> web.StreamResponse:
     return _page(request, code=code, found=found)
 
 
-@route("POST", "/coupons/redeem", name="redeem_confirm", roles=TILL)
 async def redeem_confirm(request: web.Request) -> web.StreamResponse:
     """Step 2: redeem it. Another till may have been quicker: that is a refusal like any other."""
     ctx = request[CONTEXT]
@@ -86,7 +83,6 @@ async def redeem_confirm(request: web.Request) -> web.StreamResponse:
     return see_other(request.app.router["redeem"].url_for().with_query({"redeemed": str(grant.id)}))
 
 
-@route("POST", "/coupons/redeem/scan", name="redeem_scan", roles=TILL)
 async def redeem_scan(request: web.Request) -> web.StreamResponse:
     """A camera frame from the page's scanner (console.js): `?w=&h=`, then w×h grey bytes.
     Answers {"code": the QR code's text} or {"code": null}; the page then checks the code
@@ -99,3 +95,11 @@ async def redeem_scan(request: web.Request) -> web.StreamResponse:
     except ValueError as error:
         raise web.HTTPBadRequest(text=str(error)) from None
     return web.json_response({"code": text[:CODE_MAX] if text else None})
+
+
+ROUTES = [
+    route("GET", "/coupons/redeem", redeem_page, name="redeem", roles=TILL),
+    route("POST", "/coupons/redeem/check", redeem_check, name="redeem_check", roles=TILL),
+    route("POST", "/coupons/redeem", redeem_confirm, name="redeem_confirm", roles=TILL),
+    route("POST", "/coupons/redeem/scan", redeem_scan, name="redeem_scan", roles=TILL),
+]

@@ -38,12 +38,10 @@ async def _page(request: web.Request, *, problem: forms.Problem | None = None, r
     }, status=status)
 
 
-@route("GET", "/richmenu", name="richmenu", roles=ADMIN_ONLY)
 async def richmenu_page(request: web.Request) -> web.StreamResponse:
     return await _page(request)
 
 
-@route("POST", "/richmenu/setup", name="richmenu_setup", roles=ADMIN_ONLY)
 async def richmenu_setup(request: web.Request) -> web.StreamResponse:
     try:
         await _menus(request).setup(actor=request[CONTEXT].actor())
@@ -52,10 +50,16 @@ async def richmenu_setup(request: web.Request) -> web.StreamResponse:
     return see_other(request.app.router["richmenu"].url_for().with_query({"notice": "rich_menu_set_up"}))
 
 
-@route("GET", "/richmenu/{key:default|registered}.png", name="richmenu_image", roles=ADMIN_ONLY)
 async def richmenu_image(request: web.Request) -> web.StreamResponse:
     """The menu's image, as the setup uploads it (bundled with the bot)."""
     image = _menus(request).image(request.match_info["key"])
     if image is None:
         raise Refused(404, "error.404")
     return web.Response(body=image, content_type="image/png")
+
+
+ROUTES = [
+    route("GET", "/richmenu", richmenu_page, name="richmenu", roles=ADMIN_ONLY),
+    route("POST", "/richmenu/setup", richmenu_setup, name="richmenu_setup", roles=ADMIN_ONLY),
+    route("GET", "/richmenu/{key:default|registered}.png", richmenu_image, name="richmenu_image", roles=ADMIN_ONLY),
+]

@@ -39,12 +39,10 @@ async def _list_page(request: web.Request, *, form: dict | None = None, error: s
     }, status=status)
 
 
-@route("GET", "/staff", name="staff", roles=ADMIN_ONLY)
 async def staff_list(request: web.Request) -> web.StreamResponse:
     return await _list_page(request)
 
 
-@route("POST", "/staff", name="staff_create", roles=ADMIN_ONLY)
 async def staff_create(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     posted = await request.post()
@@ -66,7 +64,6 @@ async def _member(session, request: web.Request):
     return member
 
 
-@route("GET", f"/staff/{ID}", name="staff_detail", roles=ADMIN_ONLY)
 async def staff_detail(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
@@ -94,7 +91,6 @@ async def _change(request: web.Request, change) -> web.StreamResponse:
     return see_other(_detail_url(request, staff_id, notice=notice))
 
 
-@route("POST", f"/staff/{ID}/role", name="staff_role", roles=ADMIN_ONLY)
 async def staff_role(request: web.Request) -> web.StreamResponse:
     role = str((await request.post()).get("role", ""))
 
@@ -104,7 +100,6 @@ async def staff_role(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-@route("POST", f"/staff/{ID}/disable", name="staff_disable", roles=ADMIN_ONLY)
 async def staff_disable(request: web.Request) -> web.StreamResponse:
     async def change(session, member, ctx):
         return "disabled" if await staff_store.disable(session, member, actor=ctx.actor(), now=ctx.now) else "unchanged"
@@ -112,7 +107,6 @@ async def staff_disable(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-@route("POST", f"/staff/{ID}/enable", name="staff_enable", roles=ADMIN_ONLY)
 async def staff_enable(request: web.Request) -> web.StreamResponse:
     async def change(session, member, ctx):
         return "enabled" if await staff_store.enable(session, member, actor=ctx.actor()) else "unchanged"
@@ -120,7 +114,6 @@ async def staff_enable(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-@route("POST", f"/staff/{ID}/sessions/end", name="staff_end_sessions", roles=ADMIN_ONLY)
 async def staff_end_sessions(request: web.Request) -> web.StreamResponse:
     async def change(session, member, ctx):
         keep = ctx.session.id_hash if member.id == ctx.staff.id else None  # not the admin's own current session
@@ -130,7 +123,6 @@ async def staff_end_sessions(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-@route("POST", f"/staff/{ID}/totp/reset", name="staff_reset_totp", roles=ADMIN_ONLY)
 async def staff_reset_totp(request: web.Request) -> web.StreamResponse:
     async def change(session, member, ctx):
         return "totp_reset" if await staff_store.reset_totp(session, member, actor=ctx.actor()) else "unchanged"
@@ -138,7 +130,6 @@ async def staff_reset_totp(request: web.Request) -> web.StreamResponse:
     return await _change(request, change)
 
 
-@route("POST", f"/staff/{ID}/password", name="staff_reset_password", roles=ADMIN_ONLY)
 async def staff_reset_password(request: web.Request) -> web.StreamResponse:
     """A new generated password, shown once; the account's sessions end."""
     ctx = request[CONTEXT]
@@ -149,3 +140,16 @@ async def staff_reset_password(request: web.Request) -> web.StreamResponse:
         keep = ctx.session.id_hash if member.id == ctx.staff.id else None
         await staff_store.set_password(session, member, password_hash, actor=ctx.actor(), now=ctx.now, keep_session=keep)
     return render(request, "staff_password.html", {"member": member, "password": password, "created": False})
+
+
+ROUTES = [
+    route("GET", "/staff", staff_list, name="staff", roles=ADMIN_ONLY),
+    route("POST", "/staff", staff_create, name="staff_create", roles=ADMIN_ONLY),
+    route("GET", f"/staff/{ID}", staff_detail, name="staff_detail", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/role", staff_role, name="staff_role", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/disable", staff_disable, name="staff_disable", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/enable", staff_enable, name="staff_enable", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/sessions/end", staff_end_sessions, name="staff_end_sessions", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/totp/reset", staff_reset_totp, name="staff_reset_totp", roles=ADMIN_ONLY),
+    route("POST", f"/staff/{ID}/password", staff_reset_password, name="staff_reset_password", roles=ADMIN_ONLY),
+]
