@@ -38,6 +38,7 @@ are read the same way when no flow is in progress.
 from __future__ import annotations
 
 import copy
+import re
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -257,7 +258,35 @@ class Command:
 
 # Words that work in every state of every flow.
 CANCEL_WORDS = Keyword("やめる", "やめます", "キャンセル", "中止", "cancel", "stop", "quit")
-HANDOFF_WORDS = Keyword("担当者", "担当者と話したい", "オペレーター", "有人", "人と話したい", "スタッフと話したい", "agent", "human")
+@dataclass(frozen=True)
+class PersonRequest:
+    """A short text asking for a person, however it is put: the words (担当者, オペレーター, …)
+    or a request such as 「担当者と話したいです」「オペレーターにつないでください」
+    「人間と話せますか」「担当の方に代わってもらえますか」. Customers rarely type the bare
+    keyword, and an FAQ answer to 「担当者と話したいです」 (about how to reach one) would
+    tell them to do what they just did. A message that only mentions staff
+    (「前回の担当者の方が親切でした」「スタッフのおすすめは？」) is not a request: a verb of
+    talking, connecting or swapping must follow the person directly."""
+
+    words: Keyword
+    longest: int = 40  # a longer message is about something else, and the FAQ reads it
+
+    # who (人 not inside a word such as 友人, 個人), an optional politeness, then the verb
+    PATTERN = re.compile(
+        r"(?:担当者?|担当の(?:方|かた|人)|お?係の(?:方|かた|人)|オペレーター|スタッフ|店員|人間|(?<![\u4e00-\u9fff])人|有人(?:対応|チャット)?|"
+        r"(?<![\u4e00-\u9fff])ひと)(?:さん|様|さま)?(?:の(?:方|かた))?(?:と|に|へ|で|を)?(?:直接|ちょくせつ)?"
+        r"(?:(?:話|はな)(?:す(?:$|には)|した[いく]|せ|させ|して|を|が)|相談(?:したい|でき|させ|を|に乗)|(?:つな|繋)(?:いで|げ|ぎ)|"
+        r"(?:代|替|変|か)わ(?:って|れま|れる|りたい)|チャット|(?:お願い|おねがい)(?:します|したい|でき|いた|$)|(?:呼|よ)(?:んで|べ)|(?:出|だ)して)"
+    )
+
+    def matches(self, event: Input) -> bool:
+        if event.kind != "text":
+            return False
+        text = normalize(event.text)
+        return text in self.words.words or (len(text) <= self.longest and self.PATTERN.search(text) is not None)
+
+
+HANDOFF_WORDS = PersonRequest(Keyword("担当者", "オペレーター", "有人", "有人対応", "agent", "human", "operator", "staff please"))
 
 
 class FlowEngine:

@@ -150,3 +150,28 @@ async def test_a_handoff_and_a_message_reach_a_listening_console(kizuna):
         async with asyncio.timeout(5):
             message = await anext(updates)
         assert message["type"] == "message" and message["conversation_id"] == update["conversation_id"]
+
+
+ASKING_FOR_A_PERSON = (
+    "担当者と話したいです", "オペレーターにつないでください", "人間と話せますか？", "担当の方に代わってもらえますか",
+    "有人対応をお願いします", "スタッフの方と直接話したい",
+)
+ONLY_MENTIONING_STAFF = ("前回の担当者の方がとても親切でした", "スタッフのおすすめは？", "友人と話したいのでギフトを贈りたい")
+
+
+async def test_a_customer_who_asks_for_a_person_in_their_own_words_is_handed_off(kizuna):
+    # The example FAQ has an entry on how to reach the shop: before, 「担当者と話したいです」
+    # got that answer (「「担当者」とお送りいただくと、担当者におつなぎします」).
+    from tests.flows.test_inquiry import import_faq
+
+    assert (await import_faq(kizuna))[0] == 200
+    for text in ASKING_FOR_A_PERSON:
+        chat = Chat(kizuna.emulator, kizuna.emulator.add_user(display_name="依頼 花子").user_id)
+        [connected] = await chat.say(text)
+        assert connected["text"].startswith("担当者におつなぎします"), text
+        assert (await _active(kizuna, chat.user_id)).status == "pending"
+    for text in ONLY_MENTIONING_STAFF:
+        chat = Chat(kizuna.emulator, kizuna.emulator.add_user(display_name="感想 太郎").user_id)
+        [reply] = await chat.say(text)
+        assert "担当者におつなぎします" not in reply["text"], text
+        assert await _active(kizuna, chat.user_id) is None, text
