@@ -241,13 +241,17 @@ def _migrate(settings: Settings) -> int:
 
 
 async def _create_token(settings: Settings, name: str, role: str) -> int:
-    from kizuna.storage import tokens
+    from kizuna.storage import audit, tokens
     from kizuna.storage.db import create_engine, session_factory, transaction
+    from kizuna.storage.errors import Invalid
 
     engine = create_engine(settings.database_url)
     try:
         async with transaction(session_factory(engine)) as session:
-            token, plain = await tokens.create(session, name=name, role=role)
+            token, plain = await tokens.create(session, name=name, role=role, actor=audit.CLI)
+    except Invalid as error:
+        print(f"kizuna token create: {error}", file=sys.stderr)
+        return 2
     finally:
         await engine.dispose()
     print(f"created {token.role} token {token.name!r} (id {token.id}); it is shown only now:")

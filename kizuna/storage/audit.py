@@ -61,6 +61,8 @@ class Action(StrEnum):
     COUPON_REDEEMED = "coupon.redeemed"
     COUPON_REVOKED = "coupon.revoked"
     RICH_MENU_SETUP = "rich_menu.setup"
+    API_TOKEN_CREATED = "api_token.created"
+    API_TOKEN_REVOKED = "api_token.revoked"
 
 
 @dataclass(frozen=True)

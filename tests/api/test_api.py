@@ -101,3 +101,6 @@ def test_token_create_prints_the_token_on_its_last_line(database_url, tmp_path):
     refused = subprocess.run([sys.executable, "-m", "kizuna.bot.cli", "token", "create", "--name", "x", "--role", "root"],
                              env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "role" in refused.stderr
+    unnamed = subprocess.run([sys.executable, "-m", "kizuna.bot.cli", "token", "create", "--name", "  ", "--role", "pos"],
+                             env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert unnamed.returncode == 2 and "name" in unnamed.stderr and "Traceback" not in unnamed.stderr

@@ -139,6 +139,10 @@ class Console:
         browser.set_session(plain)
         return browser
 
+    async def admin(self) -> Browser:
+        """A browser logged in as an admin (with the second factor admins need)."""
+        return await self.logged_in(await self.add_staff("admin@example.com", "admin", totp=True))
+
     async def session_row(self, plain: str) -> StaffSession | None:
         async with self.sessions() as session:
             return await session.get(StaffSession, staff_sessions.hash_id(plain))

@@ -23,14 +23,9 @@ async def entries(console: Console) -> dict[str, FaqEntry]:
         return {entry.id: entry for entry in await faq_store.list_entries(session)}
 
 
-async def admin_browser(console: Console):
-    admin = await console.add_staff("admin@example.com", "admin", totp=True)
-    return await console.logged_in(admin)
-
-
 async def test_the_faq_pages_render_and_search(console):
     assert (await import_faq(console.kizuna))[0] == 200
-    browser = await admin_browser(console)
+    browser = await console.admin()
     response, page = await browser.get("/console/faq")
     assert response.status == 200 and "送料はいくらですか" in page and "CSVインポート" in page
     response, page = await browser.get("/console/faq?q=ＰＡＹＰＡＹ")  # full width, any case
@@ -44,7 +39,7 @@ async def test_the_faq_pages_render_and_search(console):
 
 
 async def test_create_edit_and_disable_an_entry(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     form = {"id": "gift-wrap", "question": "ギフト包装はできますか", "answer": "1点220円で承ります。",
             "alternates": "ラッピングできますか\n\nラッピングできますか", "category": "order"}
     response, _ = await browser.post("/console/faq", form)
@@ -69,7 +64,7 @@ async def test_create_edit_and_disable_an_entry(console):
 
 
 async def test_what_the_service_refuses_is_shown_beside_the_field_and_nothing_changes(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     good = {"id": "gift-wrap", "question": "ギフト包装はできますか", "answer": "1点220円で承ります。", "alternates": "", "category": ""}
     assert (await browser.post("/console/faq", good))[0].status == 303
     before = await entries(console)
@@ -102,7 +97,7 @@ async def test_an_unanswered_question_becomes_a_phrasing_and_the_bot_then_answer
         assert reply["text"].startswith("申し訳ございません")
     await second.say(SCRIPT)
 
-    browser = await admin_browser(console)
+    browser = await console.admin()
     response, page = await browser.get("/console/faq")
     assert response.status == 200
     assert html.escape(UNANSWERED) in page and "2回" in page and "2人" in page
@@ -131,7 +126,7 @@ async def test_an_unanswered_question_becomes_a_phrasing_and_the_bot_then_answer
 
 
 async def test_csv_import_and_export_are_the_clis(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
 
     async def upload(body: bytes, replace: bool = False) -> tuple[int, str, str]:
         form = aiohttp.FormData({"csrf_token": await browser.csrf()})
@@ -181,7 +176,7 @@ RULE = {"name": "", "match_type": "contains", "pattern": "駐車場", "reply": "
 
 
 async def test_keyword_replies_are_created_changed_and_deleted(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     response, page = await browser.get("/console/keyword-rules")
     assert response.status == 200 and "キーワード応答はまだありません" in page
     assert (await browser.post("/console/keyword-rules", RULE))[0].status == 303
@@ -203,7 +198,7 @@ async def test_keyword_replies_are_created_changed_and_deleted(console):
 
 
 async def test_keyword_reply_refusals_name_the_field_and_change_nothing(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     for change, field in (
         ({"match_type": "regex", "pattern": "(a+)+"}, "pattern"),
         ({"pattern": ""}, "pattern"),

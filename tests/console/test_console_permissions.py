@@ -27,7 +27,7 @@ from aiohttp import web
 
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
-from kizuna.storage import staff_sessions
+from kizuna.storage import staff_sessions, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Interaction, KeywordRule, Staff
 from kizuna.storage.types import utcnow
@@ -65,6 +65,9 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/staff/{staff_id}/password"): ADMIN_ONLY,
     ("POST", "/console/staff/{staff_id}/totp/reset"): ADMIN_ONLY,
     ("GET", "/console/audit"): ADMIN_ONLY,
+    ("GET", "/console/api-tokens"): ADMIN_ONLY,
+    ("POST", "/console/api-tokens"): ADMIN_ONLY,
+    ("POST", "/console/api-tokens/{token_id}/revoke"): ADMIN_ONLY,
     ("GET", "/console/account"): STAFF,
     ("POST", "/console/account/password"): STAFF,
     ("GET", "/console/account/totp"): STAFF,
@@ -198,6 +201,12 @@ class Fixtures:
             result = await coupons.issue(session, coupon_id=self.coupon.id, customer_id=self.customer_id, now=utcnow())
         return result.grant.code
 
+    async def fresh_token(self) -> int:
+        """An API token of its own for each request that revokes one (revoking twice is refused)."""
+        async with transaction(self.console.sessions) as session:
+            token, _plain = await tokens.create(session, name=f"matrix {next(self.counter)}", role="pos")
+            return token.id
+
     async def fresh_rule(self) -> int:
         """A keyword rule of its own for each request that deletes one."""
         async with transaction(self.console.sessions) as session:
@@ -221,6 +230,8 @@ class Fixtures:
     async def path(self, path: str) -> str:
         if "{canned_id}" in path:
             path = path.replace("{canned_id}", str(await self.fresh_canned()))
+        if "{token_id}" in path:
+            path = path.replace("{token_id}", str(await self.fresh_token()))
         if path.endswith("/delete") and "{rule_id}" in path:
             return path.replace("{rule_id}", str(await self.fresh_rule()))
         if "{rule_id}" in path:
@@ -260,6 +271,8 @@ class Fixtures:
             return {"title": f"クーポン {number}", "discount_type": "amount", "discount_value": "100", "valid_days": "30"}
         if path == "/console/texts/{key}/{locale}":
             return {"text": f"友だち追加ありがとうございます ({number})"}
+        if path == "/console/api-tokens":
+            return {"name": f"POS {number}", "role": "pos"}
         if path == "/console/staff":
             return {"display_name": f"新人 {number}", "email": f"new{number}@example.com", "role": SUPPORT}
         if path.endswith("/role"):

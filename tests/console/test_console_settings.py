@@ -14,10 +14,6 @@ from tests.flows.test_inquiry import Chat
 PRIVACY = "/console/texts/privacy_policy_url"
 
 
-async def admin_browser(console: Console):
-    return await console.logged_in(await console.add_staff("admin@example.com", "admin", totp=True))
-
-
 async def text_of(console: Console, key: str, locale: str) -> str:
     async with console.sessions() as session:
         return await texts.get_text(session, key, locale)
@@ -33,7 +29,7 @@ async def edits(console: Console) -> list[tuple[str, str, str]]:
 
 
 async def test_the_privacy_policy_url_is_set_once_and_registration_sends_it(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     response, page = await browser.get("/console/texts")
     assert response.status == 200 and "仮の値（example.com）のまま" in page and "greeting" in page
     response, page = await browser.get("/console/texts?group=registration")
@@ -61,7 +57,7 @@ async def test_the_privacy_policy_url_is_set_once_and_registration_sends_it(cons
 
 
 async def test_a_text_is_edited_and_reset_per_language(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     response, page = await browser.get("/console/texts/registration_consent")
     assert response.status == 200 and "{url}" in page and "初期値" in page
     assert (await browser.get("/console/texts/no_such_text"))[0].status == 404
@@ -136,7 +132,7 @@ async def test_business_hours_are_set_and_refused_beside_the_field(console):
 
 
 async def test_the_rich_menus_are_set_up_from_the_console(console):
-    browser = await admin_browser(console)
+    browser = await console.admin()
     emulator = console.kizuna.emulator
     response, page = await browser.get("/console/richmenu")
     assert response.status == 200 and "リッチメニューはまだ設定されていません" in page and 'data-set-up="no"' in page

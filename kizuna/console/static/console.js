@@ -33,6 +33,10 @@
       selection.addRange(range);
     }
   });
+
+  // The sidebar scrolls on a short screen: keep the current page's link in sight.
+  var current = document.querySelector(".nav .nav-item.active");
+  if (current && current.scrollIntoView) current.scrollIntoView({ block: "nearest" });
 })();
 
 // The conversation page: the composer and the timeline.
