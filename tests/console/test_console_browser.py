@@ -107,6 +107,13 @@ async def like_make_run(database_url: str, redis_prefix: str) -> AsyncIterator[t
         await runner.cleanup()
 
 
+async def fill_login(page, email: str, password: str) -> None:
+    """Type the e-mail and password into the login page shown and press ログイン."""
+    await page.get_by_label("メールアドレス").fill(email)
+    await page.get_by_label("パスワード").fill(password)
+    await page.get_by_role("button", name="ログイン", exact=True).click()
+
+
 async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):
     from playwright.async_api import async_playwright, expect
 
@@ -135,9 +142,7 @@ async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_c
                 await expect(page).to_have_url(f"{base}/console/login")
                 await expect(page.get_by_role("heading", name="管理画面にログイン")).to_be_visible()
                 await shot("01-login")
-                await page.get_by_label("メールアドレス").fill(email)
-                await page.get_by_label("パスワード").fill(password)
-                await page.get_by_role("button", name="ログイン", exact=True).click()
+                await fill_login(page, email, password)
 
                 # -- the home page: how the shop is doing today --------------------------------
                 await expect(page).to_have_url(f"{base}/console/")
@@ -214,9 +219,7 @@ async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_c
                 await shot("11-account-totp-on")
                 await page.get_by_role("button", name="ログアウト").click()
                 await expect(page.get_by_text("ログアウトしました。")).to_be_visible()
-                await page.get_by_label("メールアドレス").fill(email)
-                await page.get_by_label("パスワード").fill(password)
-                await page.get_by_role("button", name="ログイン", exact=True).click()
+                await fill_login(page, email, password)
                 await expect(page.get_by_role("heading", name="二段階認証")).to_be_visible()
                 await shot("12-login-totp")
                 await page.get_by_label("確認コード").fill(totp.generate_otp(step + 1))  # the next code: each is good once
@@ -236,9 +239,7 @@ async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_c
                 support = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP")).new_page()
                 support.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
                 await support.goto(f"{base}/console/login")
-                await support.get_by_label("メールアドレス").fill("support@example.com")
-                await support.get_by_label("パスワード").fill(support_password)
-                await support.get_by_role("button", name="ログイン", exact=True).click()
+                await fill_login(support, "support@example.com", support_password)
                 await expect(support.get_by_role("heading", name="今日の状況")).to_be_visible()
                 await expect(support.locator(".user-name")).to_have_text(HOSTILE)
                 await expect(support.get_by_role("link", name="スタッフ管理")).to_have_count(0)

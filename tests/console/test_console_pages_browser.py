@@ -27,7 +27,7 @@ from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer, InboundEvent
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, fill_login, keep_screenshots, like_make_run
 from tests.console.test_console_coupons import qr_frame
 
 UNANSWERED = "紙袋つけてください"  # the demo FAQ has no answer for it; it is gift wrapping's business
@@ -139,9 +139,7 @@ async def test_a_shop_sets_up_its_bot_and_redeems_a_coupon(database_url, redis_p
                         await (target or page).screenshot(path=shots / f"{name}.png", full_page=True)
 
                     await page.goto(f"{base}/console/login")
-                    await page.get_by_label("メールアドレス").fill(email)
-                    await page.get_by_label("パスワード").fill(password)
-                    await page.get_by_role("button", name="ログイン", exact=True).click()
+                    await fill_login(page, email, password)
                     await expect(page.get_by_role("heading", name="今日の状況")).to_be_visible()
 
                     # -- よくある質問: the unanswered question becomes a phrasing, in one click ----------
@@ -286,9 +284,7 @@ async def test_a_shop_sets_up_its_bot_and_redeems_a_coupon(database_url, redis_p
                     till.set_default_timeout(10_000)
                     till.on("dialog", on_dialog)
                     await till.goto(f"{base}/console/login")
-                    await till.get_by_label("メールアドレス").fill("till@example.com")
-                    await till.get_by_label("パスワード").fill(SUPPORT_PASSWORD)
-                    await till.get_by_role("button", name="ログイン", exact=True).click()
+                    await fill_login(till, "till@example.com", SUPPORT_PASSWORD)
                     await expect(till.get_by_role("link", name="キーワード応答")).to_have_count(0)
                     await till.locator(".sidebar").get_by_role("link", name="クーポン利用").click()
                     await shot("45-redeem", till)

@@ -20,7 +20,7 @@ import pytest
 
 from kizuna.bot.cli import _demo, _demo_admin
 from kizuna.bot.keys import SESSIONS
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, TABLET, fill_login, keep_screenshots, like_make_run
 
 HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 HOSTILE_TEXT = "<script>alert(1)</script>"
@@ -64,9 +64,7 @@ async def test_a_newcomer_answers_a_customer_from_the_console(database_url, redi
 
                 # -- the admin logs in with what `kizuna demo` printed and opens 1:1チャット ----------
                 await console.goto(f"{base}/console/login")
-                await console.get_by_label("メールアドレス").fill(email)
-                await console.get_by_label("パスワード").fill(password)
-                await console.get_by_role("button", name="ログイン", exact=True).click()
+                await fill_login(console, email, password)
                 await expect(console.get_by_role("heading", name="今日の状況")).to_be_visible()
                 await console.locator(".sidebar").get_by_role("link", name="1:1チャット").click()
                 await expect(console.get_by_text("対応待ちのお問い合わせはありません。")).to_be_visible()
