@@ -328,3 +328,11 @@ def test_special_functions_agree_with_the_direct_form_where_it_is_safe(fitted):
         / (1 + a / (b + x - 1) * ((alpha + T) / (alpha + t_x)) ** (r + x))
     )
     assert fitted.expected_purchases(t, x, t_x, T) == pytest.approx(direct, rel=1e-10)
+
+
+def test_a_equal_to_one(fitted):
+    """Eq. (10) is 0/0 at a = 1 exactly; the value there is the limit (E is continuous in a)."""
+    at_one = BGNBDModel(r=fitted.r, alpha=fitted.alpha, a=1.0, b=fitted.b)
+    expected = at_one.expected_purchases(39, 2, 30.43, 38.86)
+    assert math.isfinite(expected)
+    assert expected == pytest.approx(_by_integration(at_one, 39, 2, 30.43, 38.86)[1], rel=1e-7)
