@@ -1,4 +1,5 @@
-"""Customers: one row per person on LINE, keyed by their LINE user id."""
+"""Customers: one row per person, keyed by their LINE user id when they are on LINE (a customer
+known only from the shop's orders or customer records has none; see identities.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import identities
 from .db import LIKE_ESCAPE, contains
 from .errors import NotFound
+from .identity_values import IdentityKind
 from .models import Customer
 from .types import utcnow
 
@@ -70,6 +73,8 @@ async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profi
         existing = await get_by_line_user_id(session, line_user_id)
         assert existing is not None
         return existing, False
+    # The LINE user id is an identity like any other, so orders naming it find this customer.
+    await identities.add(session, [(customer.id, IdentityKind.LINE_USER_ID, line_user_id)], source="line", now=utcnow())
     return customer, True
 
 
