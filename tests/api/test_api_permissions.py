@@ -54,6 +54,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("DELETE", "/keyword-rules/{id}"): {A, M},
     ("GET", "/business-hours"): {A, M, S},
     ("PUT", "/business-hours"): {A, M},
+    ("POST", "/orders"): {A, M, P},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 
