@@ -6,7 +6,7 @@ per order:
 
 1. read the stored fingerprints of the batch's external ids: an order sent again unchanged is
    dropped here, so a re-sent order (or a re-run import) changes nothing at all;
-2. find each remaining order's customer by its references (identities.holders), in the
+2. find each remaining order's customer by its references (storage/matching.py), in the
    precedence of `IdentityKind` — LINE user id, external customer id, e-mail, phone. When the
    references match two different customers, the order goes to the first by that precedence and
    the pair becomes a merge candidate (never merged silently). References nobody holds become
@@ -33,11 +33,10 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import identities
+from . import matching
 from .db import chunked, insert_on_conflict
 from .errors import Invalid
-from .identity_values import IdentityKind
-from .models import Customer, Direction, Interaction, Order, OrderCreate, OrderItem, OrderStatus
+from .models import Direction, Interaction, Order, OrderCreate, OrderItem, OrderStatus
 
 # Timeline kinds, by the status an order arrives with.
 KIND_BY_STATUS = {
@@ -93,7 +92,12 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate], *, now: d
     if not todo:
         return result
 
-    customer_of = await _customers(session, todo, now=now, source=source, result=result)
+    found = await matching.resolve(
+        session, [matching.Record(order.external_id, order.refs(), order.line_user_id, f"order:{order.external_id}") for order in todo],
+        now=now, source=f"orders:{source}",
+    )
+    customer_of = found.customer_of
+    result.customers_created, result.merge_candidates = found.customers_created, found.merge_candidates
     table = Order.__table__
     insert = insert_on_conflict(session, table)
     changing = ("customer_id", "ordered_at", "total", "channel", "store", "status", "fingerprint", "updated_at")
@@ -155,94 +159,3 @@ async def _stored(session: AsyncSession, external_ids: list[str]) -> dict[str, t
         )
         found.update((external_id, (order_id, print_, status)) for external_id, order_id, print_, status in rows)
     return found
-
-
-@dataclass(frozen=True)
-class _New:
-    """A customer to create: its place among the new ones, and the LINE user id it comes with."""
-
-    index: int
-    line_user_id: str | None
-
-
-async def _customers(
-    session: AsyncSession, orders: Sequence[OrderCreate], *, now: datetime, source: str, result: UpsertResult
-) -> dict[str, int]:
-    """external_id → customer id for each order, creating customers and identities as needed.
-
-    The choice runs in memory over what one read of the identities returned (no statement per
-    order), in the orders' sequence: each order sees the identities the orders before it gave."""
-    holder: dict[tuple[str, str], int | _New] = dict(
-        await identities.holders(session, (ref for order in orders for ref in order.refs()))
-    )
-    new: list[_New] = []
-    chosen_for: dict[str, int | _New] = {}
-    give: list[tuple[int | _New, str, str]] = []  # identities to add: (customer, kind, value)
-    conflicts: list[tuple[int | _New, int | _New, str, str, str]] = []
-    for order in orders:
-        refs = order.refs()
-        matched: list[tuple[int | _New, tuple[str, str]]] = []
-        for ref in refs:
-            owner = holder.get(ref)
-            if owner is not None and all(owner != seen for seen, _ in matched):
-                matched.append((owner, ref))
-        if matched:
-            chosen = matched[0][0]
-            conflicts.extend((chosen, other, *ref, f"order:{order.external_id}") for other, ref in matched[1:])
-        else:
-            chosen = _New(len(new), order.line_user_id)
-            new.append(chosen)
-        for ref in refs:
-            if ref not in holder:
-                holder[ref] = chosen
-                give.append((chosen, *ref))
-        chosen_for[order.external_id] = chosen
-
-    ids = await _create(session, new, now=now)
-    result.customers_created = len(new)
-
-    def resolved(customer: int | _New) -> int:
-        return ids[customer.index] if isinstance(customer, _New) else customer
-
-    # An existing customer without a LINE user id who now has one (an order named it): it goes on
-    # the customer too, where LINE's events look for it, so their next message finds them.
-    line_ids = [(resolved(customer), value) for customer, kind, value in give
-                if kind == IdentityKind.LINE_USER_ID and not isinstance(customer, _New)]
-    for customer_id, value in line_ids:
-        await session.execute(
-            sa.update(Customer).where(Customer.id == customer_id, Customer.line_user_id.is_(None)).values(line_user_id=value)
-        )
-    result.merge_candidates += await identities.add(
-        session, [(resolved(customer), kind, value) for customer, kind, value in give], source=f"orders:{source}", now=now
-    )
-    result.merge_candidates += await identities.record_candidates(
-        session, [(resolved(first), resolved(second), *rest) for first, second, *rest in conflicts], now=now,
-    )
-    return {external_id: resolved(customer) for external_id, customer in chosen_for.items()}
-
-
-async def _create(session: AsyncSession, new: list[_New], *, now: datetime) -> list[int]:
-    """Insert the new customers (one multi-row INSERT … RETURNING per chunk); their ids by index.
-    Those with a LINE user id are matched back by it; the others are blank rows, alike until
-    their identities are added, so any returned id serves any of them."""
-    if not new:
-        return []
-    table = Customer.__table__
-    ids: list[int | None] = [None] * len(new)
-    by_line = {customer.line_user_id: customer.index for customer in new if customer.line_user_id}
-    blank = [customer.index for customer in new if not customer.line_user_id]
-    defaults = {"followed": False, "blocked": False, "registered": False, "marketing_opt_in": False, "created_at": now}
-    rows = [{**defaults, "line_user_id": customer.line_user_id} for customer in new]
-    blank_ids = []
-    for chunk in chunked(rows, _CHUNK):
-        returned = await session.execute(sa.insert(table).returning(table.c.id, table.c.line_user_id), chunk)
-        for customer_id, line_user_id in returned:
-            if line_user_id:
-                ids[by_line[line_user_id]] = customer_id
-            else:
-                blank_ids.append(customer_id)
-    # Ascending ids in the orders' sequence: the first stranger in a batch gets the lowest id.
-    for index, customer_id in zip(blank, sorted(blank_ids), strict=True):
-        ids[index] = customer_id
-    assert all(customer_id is not None for customer_id in ids)
-    return ids  # type: ignore[return-value]

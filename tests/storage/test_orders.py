@@ -219,3 +219,13 @@ async def test_registering_with_an_ec_customers_e_mail_records_a_merge_candidate
     assert await rows(sessions, sa.select(MergeCandidate.customer_id, MergeCandidate.other_customer_id,
                                           MergeCandidate.kind, MergeCandidate.source)) == [
         (ec, line, "email", "registration")]
+
+
+async def test_a_line_user_id_named_later_goes_on_the_customer_known_by_e_mail(sessions):
+    await upsert(sessions, order("A-1"))
+    await upsert(sessions, order("A-2", line_user_id=LINE_ID))
+    (customer,) = await rows(sessions, sa.select(Customer.id, Customer.line_user_id))
+    assert customer[1] == LINE_ID
+    async with transaction(sessions) as session:
+        found, created = await customers.get_or_create(session, LINE_ID, None)
+    assert (found.id, created) == (customer[0], False)
