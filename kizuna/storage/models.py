@@ -118,6 +118,7 @@ class CustomerBase(SQLModel):
     registered_at: datetime | None = _optional_time()
     privacy_consented_at: datetime | None = _optional_time()
     full_name: str | None = Field(default=None, max_length=80)
+    name_kana: str | None = Field(default=None, max_length=80)  # from the shop's customer records (フリガナ)
     birthday: date | None = None
     gender: str | None = Field(default=None, max_length=16)  # female | male | other | unanswered
     prefecture: str | None = Field(default=None, max_length=8)
@@ -754,6 +755,9 @@ class MediaContent(SQLModel, table=True):
 
 from pydantic import ValidationInfo, field_validator, model_validator  # noqa: E402  (this section is appended)
 
+import unicodedata  # noqa: E402
+
+from . import prefectures  # noqa: E402
 from .identity_values import IDENTITY_VALUE_MAX, BadIdentity, IdentityKind, normalise  # noqa: E402
 
 ORDER_EXTERNAL_ID_MAX = 64
@@ -957,3 +961,92 @@ class OrderBatchCreate(SQLModel):
     model_config = {"extra": "forbid"}
 
     orders: list[OrderCreate] = Field(min_length=1, max_length=1000)
+
+
+class Gender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNANSWERED = "unanswered"
+
+
+# What Japanese exports write for gender, besides the English values.
+_GENDER_WORDS = {"女性": "female", "女": "female", "f": "female", "男性": "male", "男": "male", "m": "male",
+                 "その他": "other", "回答しない": "unanswered", "無回答": "unanswered", "不明": "unanswered"}
+CUSTOMER_TAGS_MAX = 20
+
+
+class CustomerRecordCreate(SQLModel):
+    """A customer as the shop's EC site or POS knows them. At least one reference (as on orders);
+    the rest fills the customer's details (see storage/customer_records.py for which win)."""
+
+    model_config = {"extra": "forbid"}
+
+    external_customer_id: str | None = Field(default=None, max_length=64)
+    line_user_id: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
+    phone: str | None = Field(default=None, max_length=40)
+    name: str | None = Field(default=None, max_length=80)
+    kana: str | None = Field(default=None, max_length=80)
+    birthday: date | None = None
+    gender: Gender | None = None
+    prefecture: str | None = Field(default=None, max_length=20)  # any common spelling: 東京, とうきょう, tokyo
+    tags: list[str] = Field(default_factory=list, max_length=CUSTOMER_TAGS_MAX)
+
+    @field_validator(*CUSTOMER_REFS, "name", "kana", "birthday", "gender", "prefecture", mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        value = _blank_to_none(value)
+        return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+    @field_validator("gender", mode="before")
+    @classmethod
+    def _gender(cls, value: Any) -> Any:
+        return _GENDER_WORDS.get(value.lower(), value.lower()) if isinstance(value, str) else value
+
+    @field_validator(*CUSTOMER_REFS)
+    @classmethod
+    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise(info.field_name, value)
+        except BadIdentity as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("prefecture")
+    @classmethod
+    def _prefecture(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = prefectures.lookup(value)
+        if found is None:
+            raise ValueError("not a prefecture of Japan")
+        return found.name
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for tag in value:
+            text = " ".join(unicodedata.normalize("NFKC", tag).split())
+            if not text or len(text) > TAG_MAX or any(unicodedata.category(char).startswith("C") for char in text):
+                raise ValueError(f"a tag is 1 to {TAG_MAX} characters, no control characters")
+            if text not in cleaned:
+                cleaned.append(text)
+        return cleaned
+
+    @model_validator(mode="after")
+    def _someone(self) -> CustomerRecordCreate:
+        if not any(getattr(self, name) for name in CUSTOMER_REFS):
+            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
+        return self
+
+    def refs(self) -> list[tuple[str, str]]:
+        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
+
+
+class CustomerRecordBatchCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    customers: list[CustomerRecordCreate] = Field(min_length=1, max_length=1000)

@@ -116,3 +116,16 @@ async def test_a_line_customer_registering_with_an_ec_customers_e_mail_is_a_merg
     async with kizuna.sessions() as session:
         pairs = (await session.execute(sa.select(MergeCandidate.kind, MergeCandidate.source))).all()
     assert pairs == [("email", "registration")]
+
+
+async def test_customer_records_then_their_orders(kizuna):
+    record = {"external_customer_id": "C-001", "name": "山田 花子", "kana": "ヤマダ ハナコ", "email": "hanako@example.com",
+              "gender": "female", "prefecture": "東京都", "tags": ["EC会員"]}
+    status, body = await kizuna.api("POST", "/api/v1/customers", json=record)
+    assert (status, body) == (200, {"created": 1, "updated": 0, "unchanged": 0, "merge_candidates": 0}), body
+    status, body = await kizuna.api("POST", "/api/v1/customers", json={"customers": [record, {**record, "phone": "12"}]})
+    assert (status, body["error"]["field"]) == (400, "customers[1].phone"), body
+    status, body = await kizuna.api("POST", "/api/v1/customers", json={"customers": [record]})
+    assert (status, body["unchanged"]) == (200, 1), body
+    status, body = await kizuna.api("POST", "/api/v1/orders", json=an_order(email=None, external_customer_id="C-001"))
+    assert (status, body["customers_created"]) == (200, 0), body

@@ -55,6 +55,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/business-hours"): {A, M, S},
     ("PUT", "/business-hours"): {A, M},
     ("POST", "/orders"): {A, M, P},
+    ("POST", "/customers"): {A, M, P},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 

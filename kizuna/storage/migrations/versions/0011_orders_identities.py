@@ -1,7 +1,7 @@
 """orders and identities: orders and their lines from the shop's EC site and POS, customers'
 identities (LINE user id, external customer id, e-mail, phone; unique per kind and value) backfilled
-from the customers there are, merge candidates, and customers without a LINE user id (known only
-from an order or a customer record)
+from the customers there are, merge candidates, customers without a LINE user id (known only
+from an order or a customer record) and their name in kana (from customer records)
 
 Revision ID: 0011
 Revises: 0010
@@ -94,6 +94,7 @@ def upgrade() -> None:
     sa.UniqueConstraint('order_id', 'line_no', name='uq_order_items_order_line')
     )
     with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('name_kana', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True))
         batch_op.alter_column('line_user_id',
                existing_type=sa.VARCHAR(length=64),
                nullable=True)
@@ -117,6 +118,7 @@ def downgrade() -> None:
         batch_op.alter_column('line_user_id',
                existing_type=sa.VARCHAR(length=64),
                nullable=False)
+        batch_op.drop_column('name_kana')
 
     op.drop_table('order_items')
     with op.batch_alter_table('orders', schema=None) as batch_op:
