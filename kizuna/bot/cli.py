@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kizuna.storage.imports import ORDERS_HEADER
+from kizuna.storage.imports import CUSTOMERS_HEADER, ORDERS_HEADER
 from kizuna.storage.roles import Role
 
 from .settings import Settings, SettingsError, load_settings
@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     import_orders.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
     import_orders.add_argument("--timezone", default="Asia/Tokyo",
                                help="the time zone of an ordered_at without an offset (default Asia/Tokyo)")
+    import_customers = import_commands.add_parser(
+        "customers", help="create or update customers from the shop's records, one row per customer (header: "
+        + ",".join(CUSTOMERS_HEADER) + "; tags split by |); matched by their references; exits 1 if any row is bad",
+    )
+    import_customers.add_argument("file", help="CSV, UTF-8 (with or without BOM) or Shift_JIS/CP932")
+    import_customers.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
 
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (("port", getattr(args, "port", None)), ("host", getattr(args, "host", None))) if value is not None}
@@ -113,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "richmenu":
         return asyncio.run(_richmenu_setup(settings, prune=args.prune))
     if args.command == "import":
-        return asyncio.run(_import_orders(settings, args.file, dry_run=args.dry_run, zone=args.timezone))
+        return asyncio.run(_import(settings, args.import_command, args.file, dry_run=args.dry_run,
+                                   zone=getattr(args, "timezone", "Asia/Tokyo")))
     return 2
 
 
@@ -431,7 +438,7 @@ async def _faq_export(settings: Settings, output: str | None) -> int:
 MAX_PRINTED_ERRORS = 100
 
 
-async def _import_orders(settings: Settings, path: str, *, dry_run: bool, zone: str) -> int:
+async def _import(settings: Settings, what: str, path: str, *, dry_run: bool, zone: str) -> int:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     from kizuna.storage import imports
@@ -464,8 +471,8 @@ async def _import_orders(settings: Settings, path: str, *, dry_run: bool, zone: 
                 if printed <= MAX_PRINTED_ERRORS:
                     bar.console.print(f"{path}: {error}", markup=False, highlight=False, soft_wrap=True)
 
-            summary = await imports.run_order_import(
-                file, session_factory(engine) if engine is not None else None, zone=tz, now=utcnow, dry_run=dry_run,
+            summary = await imports.run_import(
+                imports.ORDERS if what == "orders" else imports.CUSTOMERS, file, session_factory(engine) if engine is not None else None, zone=tz, now=utcnow, dry_run=dry_run,
                 progress=bar.advance, on_error=on_error,
             )
     except imports.ImportFileError as error:
@@ -476,24 +483,26 @@ async def _import_orders(settings: Settings, path: str, *, dry_run: bool, zone: 
             await engine.dispose()
     if printed > MAX_PRINTED_ERRORS:
         print(f"{path}: ... and {printed - MAX_PRINTED_ERRORS} more bad rows", file=sys.stderr)
-    print("\n".join(_import_summary(summary, encoding=info.encoding, dry_run=dry_run)))
+    print("\n".join(_import_summary(what, summary, encoding=info.encoding, dry_run=dry_run)))
     return 1 if summary.error_count else 0
 
 
-def _import_summary(summary, *, encoding: str, dry_run: bool) -> list[str]:
+def _import_summary(what: str, summary, *, encoding: str, dry_run: bool) -> list[str]:
     stored = summary.stored
     lines = [f"read {summary.rows} rows ({'UTF-8' if encoding.startswith('utf-8') else 'Shift_JIS/CP932'}) in "
-             f"{summary.batches} batches: {summary.orders} orders in good batches"]
+             f"{summary.batches} batches: {summary.records} {what} in good batches"]
     if summary.error_count:
         lines.append(f"{summary.error_count} bad rows: {summary.skipped_batches} batches not "
                      f"{'importable' if dry_run else 'imported'} (fix the rows and run again; a re-run changes nothing that is stored)")
     if dry_run:
         lines.append("dry run: nothing was stored")
-    else:
+    elif what == "orders":
         lines.append(f"orders: {stored.created} created, {stored.updated} updated, {stored.unchanged} unchanged; "
                      f"customers created: {stored.customers_created}; merge candidates: {stored.merge_candidates}")
+    else:
+        lines.append(f"customers: {stored.created} created, {stored.updated} updated, {stored.unchanged} unchanged; "
+                     f"merge candidates: {stored.merge_candidates}")
     return lines
-
 
 if __name__ == "__main__":
     sys.exit(main())

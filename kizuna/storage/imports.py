@@ -2,7 +2,7 @@
 
 A file of a million rows is never held in memory: it is read row by row and handed on in batches
 of at most BATCH_ORDERS orders (an order's lines always in one batch), each with the errors of
-its rows. The caller stores a batch only when it has none (`run_order_import`), so a bad row
+its rows. The caller stores a batch only when it has none (`run_import`), so a bad row
 never half-imports its batch; the other batches go in. A second run of the same file changes
 nothing (storage/orders.upsert is idempotent).
 
@@ -18,6 +18,9 @@ which must be consecutive:
     sku,name,category,quantity,unit_price
 Required: external_id, ordered_at, total and at least one customer reference. A row whose item
 columns are all empty is an order without lines.
+
+The customers file has one row per customer (at least one reference; tags split by "|"):
+    external_customer_id,name,kana,email,phone,birthday,gender,prefecture,line_user_id,tags
 """
 
 from __future__ import annotations
@@ -26,17 +29,19 @@ import codecs
 import csv
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from . import customer_records
 from . import orders as order_store
 from .db import transaction
-from .models import ORDER_ITEMS_MAX, OrderCreate, OrderItemCreate
+from .models import ORDER_ITEMS_MAX, CustomerRecordCreate, OrderCreate, OrderItemCreate
 
 BATCH_ORDERS = 1000
 ORDER_COLUMNS = ("external_id", "ordered_at", "total", "external_customer_id", "email", "phone", "line_user_id",
@@ -63,7 +68,7 @@ class RowError:
 
 @dataclass
 class Batch:
-    orders: list[OrderCreate] = field(default_factory=list)
+    orders: list[Any] = field(default_factory=list)  # OrderCreate, or CustomerRecordCreate in a customers file
     errors: list[RowError] = field(default_factory=list)
     rows: int = 0  # data rows read into this batch (bad ones included)
 
@@ -282,33 +287,96 @@ def order_batches(rows: Iterator[tuple[int, dict[str, str]]], zone: tzinfo, *, s
         yield batch
 
 
+# -- customer records ----------------------------------------------------------------------------
+
+CUSTOMERS_HEADER = ("external_customer_id", "name", "kana", "email", "phone", "birthday", "gender", "prefecture",
+                    "line_user_id", "tags")
+TAG_SEPARATOR = "|"
+
+
+def _record(cells: dict[str, str], row: int) -> tuple[CustomerRecordCreate | None, list[RowError]]:
+    values: dict[str, object] = {name: value.strip() for name, value in cells.items() if value.strip()}
+    if "birthday" in values:
+        values["birthday"] = unicodedata.normalize("NFKC", str(values["birthday"])).replace("/", "-")
+    if "tags" in values:
+        values["tags"] = [tag for tag in str(values["tags"]).split(TAG_SEPARATOR) if tag.strip()]
+    try:
+        return CustomerRecordCreate.model_validate(values), []
+    except ValidationError as error:
+        return None, _problems(error, row)
+
+
+def customer_batches(rows: Iterator[tuple[int, dict[str, str]]], *, size: int = BATCH_ORDERS) -> Iterator[Batch]:
+    """The rows of a customers file (one customer a row) as batches of at most `size` records."""
+    batch = Batch()
+    seen: dict[str, int] = {}
+    for row, cells in rows:
+        if batch.rows >= size:
+            yield batch
+            batch, seen = Batch(), {}
+        batch.rows += 1
+        if "" in cells:
+            batch.errors.append(RowError(row, None, cells[""]))
+            continue
+        record, problems = _record(cells, row)
+        batch.errors.extend(problems)
+        if record is None:
+            continue
+        if record.external_customer_id is not None:
+            first = seen.setdefault(record.external_customer_id, row)
+            if first != row:
+                batch.errors.append(RowError(row, "external_customer_id", f"{record.external_customer_id} is already in row {first}"))
+                continue
+        batch.orders.append(record)
+    if batch.rows:
+        yield batch
+
+
 # -- running it ----------------------------------------------------------------------------------
 
 @dataclass
 class ImportSummary:
     rows: int = 0
-    orders: int = 0  # orders read from good batches
+    records: int = 0  # orders or customer records read from good batches
     batches: int = 0
     skipped_batches: int = 0  # not stored: a row in them is bad
     errors: list[RowError] = field(default_factory=list)
     error_count: int = 0
-    stored: order_store.UpsertResult = field(default_factory=order_store.UpsertResult)
+    stored: Any = None  # orders.UpsertResult or customer_records.RecordsResult, summed over the batches
 
     MAX_KEPT = 1000  # errors kept for the report; the count goes on
 
 
-async def run_order_import(
-    path: Path, sessions: async_sessionmaker[AsyncSession] | None, *, zone: tzinfo, now: Callable[[], datetime],
-    dry_run: bool, progress: Callable[[int], None] = lambda rows: None, on_error: Callable[[RowError], None] = lambda error: None,
+@dataclass(frozen=True)
+class FileKind:
+    """What one kind of file holds: its columns, how its rows become batches, how a batch is stored."""
+
+    name: str
+    header: tuple[str, ...]
+    required: tuple[str, ...]
+    batches: Callable[[Iterator[tuple[int, dict[str, str]]], tzinfo], Iterator[Batch]]
+    store: Callable[..., Awaitable[Any]]  # (session, batch items, now=, source=) -> a result with add()
+    result: Callable[[], Any]
+
+
+ORDERS = FileKind("orders", ORDERS_HEADER, REQUIRED_ORDER_COLUMNS, order_batches, order_store.upsert, order_store.UpsertResult)
+CUSTOMERS = FileKind("customers", CUSTOMERS_HEADER, (), lambda rows, _zone: customer_batches(rows),
+                     customer_records.upsert, customer_records.RecordsResult)
+
+
+async def run_import(
+    kind: FileKind, path: Path, sessions: async_sessionmaker[AsyncSession] | None, *, zone: tzinfo,
+    now: Callable[[], datetime], dry_run: bool, progress: Callable[[int], None] = lambda rows: None,
+    on_error: Callable[[RowError], None] = lambda error: None,
 ) -> ImportSummary:
     """Read `path` and store each batch that has no bad row (nothing at all with `dry_run`, which
     needs no database: `sessions` may be None). `progress(rows)` after each batch; `on_error` for
     each bad row as found. Raises ImportFileError when the file cannot be read at all."""
     info = inspect(path)
-    rows = read_rows(path, info.encoding, known=ORDERS_HEADER, required=REQUIRED_ORDER_COLUMNS)
-    summary = ImportSummary()
+    rows = read_rows(path, info.encoding, known=kind.header, required=kind.required)
+    summary = ImportSummary(stored=kind.result())
     source = f"import:{path.name}"[:64]
-    for batch in order_batches(rows, zone):
+    for batch in kind.batches(rows, zone):
         summary.rows += batch.rows
         summary.batches += 1
         summary.error_count += len(batch.errors)
@@ -319,10 +387,10 @@ async def run_order_import(
         if batch.errors:
             summary.skipped_batches += 1
         else:
-            summary.orders += len(batch.orders)
+            summary.records += len(batch.orders)
             if not dry_run and batch.orders:
                 assert sessions is not None
                 async with transaction(sessions) as session:
-                    summary.stored.add(await order_store.upsert(session, batch.orders, now=now(), source=source))
+                    summary.stored.add(await kind.store(session, batch.orders, now=now(), source=source))
         progress(batch.rows)
     return summary

@@ -151,3 +151,24 @@ def test_a_file_in_neither_encoding(env, tmp_path, capsys):
     path.write_bytes(b"external_id,ordered_at,total,email\n\xff\xfe\xfa,1,2,3\n")
     assert main(["import", "orders", str(path)]) == 1
     assert "is neither UTF-8 nor Shift_JIS" in capsys.readouterr().err
+
+
+def test_customers_from_a_shift_jis_export(env, tmp_path, capsys):
+    text = (
+        "external_customer_id,name,kana,email,phone,birthday,gender,prefecture,tags\r\n"
+        "C-001,山田 花子,ヤマダ ハナコ,Hanako@Example.com,090-1234-5678,1990/01/31,女性,大阪,EC会員|VIP\r\n"
+        "C-002,鈴木 一郎,スズキ イチロウ,,０８０－１１１１－２２２２,,男性,東京都,\r\n")
+    path = tmp_path / "customers.csv"
+    path.write_bytes(text.encode("cp932"))
+    assert main(["import", "customers", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(Shift_JIS/CP932)" in out and "customers: 2 created, 0 updated, 0 unchanged" in out
+    assert sorted(query(env, sa.select(Customer.full_name, Customer.phone, Customer.gender, Customer.prefecture))) == [
+        ("山田 花子", "+819012345678", "female", "大阪府"), ("鈴木 一郎", "+818011112222", "male", "東京都")]
+    assert main(["import", "customers", str(path)]) == 0
+    assert "customers: 0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
+
+    path.write_bytes((text + "C-003,,,,,1990/02/30,,,\r\nC-001,,,,,,,,\r\n").encode("cp932"))
+    assert main(["import", "customers", str(path), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "row 4: birthday:" in err and "row 5: external_customer_id: C-001 is already in row 2" in err
