@@ -133,10 +133,14 @@ class Customer(CustomerBase, table=True):
     __tablename__ = "customers"
 
     id: int | None = Field(default=None, primary_key=True)
+    # Set when an admin merged this customer into another (storage/merges.py): the row stays, for
+    # the undo, but lists and matching no longer see it.
+    merged_into_id: int | None = Field(default=None, foreign_key="customers.id")
 
 
 class CustomerRead(CustomerBase):
     id: int
+    merged_into_id: int | None = None  # merged into that customer by an admin
 
 
 class Direction(StrEnum):
@@ -1050,3 +1054,22 @@ class CustomerRecordBatchCreate(SQLModel):
     model_config = {"extra": "forbid"}
 
     customers: list[CustomerRecordCreate] = Field(min_length=1, max_length=1000)
+
+
+class CustomerMerge(SQLModel, table=True):
+    """An admin merged `merged_customer_id` into `customer_id` (storage/merges.py). `moved` lists
+    the rows that moved, by table (ids; tags by name) and `filled` the kept customer's columns that
+    were empty and took the merged one's value: what an undo (within 7 days) puts back."""
+
+    __tablename__ = "customer_merges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    merged_customer_id: int = Field(foreign_key="customers.id", index=True)
+    candidate_id: int | None = Field(default=None, foreign_key="merge_candidates.id")
+    moved: dict = Field(default_factory=dict, sa_type=JSONType)
+    filled: dict = Field(default_factory=dict, sa_type=JSONType)
+    merged_at: datetime = _created_at()
+    merged_by: str = Field(max_length=STAFF_EMAIL_MAX)
+    undone_at: datetime | None = _optional_time()
+    undone_by: str | None = Field(default=None, max_length=STAFF_EMAIL_MAX)
