@@ -118,8 +118,13 @@ async def of_customer(session: AsyncSession, customer_id: int) -> list[CustomerI
     return list((await session.execute(statement)).scalars())
 
 
-async def merge_candidates(session: AsyncSession, *, status: str | None = "pending", limit: int = 100) -> list[MergeCandidate]:
+async def merge_candidates(
+    session: AsyncSession, *, status: str | None = "pending", limit: int = 100, after_id: int | None = None
+) -> list[MergeCandidate]:
+    """Oldest first (cursor paging by id); `status` None: all of them."""
     statement = sa.select(MergeCandidate).order_by(MergeCandidate.id).limit(limit)
     if status is not None:
         statement = statement.where(MergeCandidate.status == status)
+    if after_id is not None:
+        statement = statement.where(MergeCandidate.id > after_id)
     return list((await session.execute(statement)).scalars())

@@ -129,3 +129,31 @@ async def test_customer_records_then_their_orders(kizuna):
     assert (status, body["unchanged"]) == (200, 1), body
     status, body = await kizuna.api("POST", "/api/v1/orders", json=an_order(email=None, external_customer_id="C-001"))
     assert (status, body["customers_created"]) == (200, 0), body
+
+
+async def test_an_admin_merges_the_ec_customer_into_the_line_member_and_undoes_it(kizuna):
+    status, body = await kizuna.api("POST", "/api/v1/orders", json=an_order())
+    user = kizuna.emulator.add_user(display_name="山田 花子", language="ja")
+    chat = Chat(kizuna.emulator, user.user_id)
+    await chat._replies(kizuna.emulator.follow(user.user_id), 1)
+    await walk_to(chat, "registration.confirm")
+    await chat.say("登録する")
+    status, body = await kizuna.api("GET", "/api/v1/merge-candidates")
+    assert status == 200 and len(body["items"]) == 1, body
+    candidate = body["items"][0]
+    status, merged = await kizuna.api("POST", f"/api/v1/merge-candidates/{candidate['id']}/merge")
+    assert status == 200, merged
+    line_id = await kizuna.customer_id(user.user_id)
+    assert merged["customer_id"] == line_id and merged["moved"]["orders"]
+    assert any(row["kind"] == "order.placed" for row in await kizuna.timeline(user.user_id))
+    status, body = await kizuna.api("POST", f"/api/v1/merge-candidates/{candidate['id']}/merge")
+    assert (status, body["error"]["code"]) == (409, "not_pending")
+    status, body = await kizuna.api("GET", f"/api/v1/customers/{merged['merged_customer_id']}")
+    assert (status, body["merged_into_id"]) == (200, line_id)
+    status, body = await kizuna.api("POST", f"/api/v1/customer-merges/{merged['id']}/undo")
+    assert (status, body["undone_by"]) == (200, "token:tests"), body
+    assert not any(row["kind"] == "order.placed" for row in await kizuna.timeline(user.user_id))
+    status, body = await kizuna.api("POST", f"/api/v1/merge-candidates/{candidate['id']}/dismiss")
+    assert (status, body["status"]) == (200, "dismissed")
+    status, body = await kizuna.api("GET", "/api/v1/merge-candidates")
+    assert body["items"] == []
