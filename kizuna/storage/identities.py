@@ -56,7 +56,9 @@ async def add(session: AsyncSession, rows: Sequence[tuple[int, str, str]], *, so
         return 0
     table = CustomerIdentity.__table__
     wanted = {(kind, value): customer_id for customer_id, kind, value in rows}
-    for chunk in chunked(list(wanted.items()), _CHUNK):
+    # In (kind, value) order: two writers claiming overlapping values lock them in the same order,
+    # so one waits for the other instead of both deadlocking (PostgreSQL).
+    for chunk in chunked(sorted(wanted.items()), _CHUNK):
         await session.execute(
             insert_on_conflict(session, table).on_conflict_do_nothing(index_elements=["kind", "value"]),
             [{"customer_id": customer_id, "kind": kind, "value": value, "created_at": now}

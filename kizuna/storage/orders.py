@@ -112,7 +112,7 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate], *, now: d
         "ordered_at": order.ordered_at, "total": order.total,
         "channel": order.channel.value if order.channel else None, "store": order.store,
         "status": order.status.value, "fingerprint": prints[order.external_id], "created_at": now, "updated_at": now,
-    } for order in todo]
+    } for order in sorted(todo, key=lambda order: order.external_id)]  # one lock order for concurrent writers
     order_ids: dict[str, int] = {}
     for chunk in chunked(rows, _CHUNK):
         order_ids.update((external_id, order_id) for order_id, external_id in (await session.execute(statement, chunk)))

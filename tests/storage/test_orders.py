@@ -229,3 +229,18 @@ async def test_a_line_user_id_named_later_goes_on_the_customer_known_by_e_mail(s
     async with transaction(sessions) as session:
         found, created = await customers.get_or_create(session, LINE_ID, None)
     assert (found.id, created) == (customer[0], False)
+
+
+async def test_two_writers_racing_for_a_new_customer_never_fail(sessions):
+    """Two batches at once, both naming the same new e-mail: on SQLite one waits for the other
+    (one customer); on PostgreSQL both may create one, and the loser's claim on the e-mail
+    becomes a merge candidate instead of an error."""
+    import asyncio
+
+    await asyncio.gather(*(upsert(sessions, order(f"R-{n}", email="race@example.com", phone=f"090-2222-{n:04d}"))
+                           for n in range(1, 5)))
+    found = await counts(sessions)
+    assert found["orders"] == 4
+    assert found["customers"] - 1 <= found["candidates"]
+    holders = await rows(sessions, sa.select(CustomerIdentity.customer_id).where(CustomerIdentity.value == "race@example.com"))
+    assert len(holders) == 1
