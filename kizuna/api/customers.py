@@ -1,17 +1,26 @@
-"""Customers and their timelines."""
+"""Customers and their timelines; customer records from the shop's EC site and POS."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from pydantic import BaseModel
+import json
 
-from kizuna.storage import customers, interactions
-from kizuna.storage.models import Customer, CustomerRead, Interaction, InteractionRead
-from kizuna.storage.roles import STAFF_ROLES
+from aiohttp import web
+from pydantic import BaseModel, RootModel
+
+from kizuna.storage import customer_records, customers, interactions
+from kizuna.storage.db import transaction
+from kizuna.storage.models import (
+    Customer, CustomerRead, CustomerRecordBatchCreate, CustomerRecordCreate, Interaction, InteractionRead,
+)
+from kizuna.storage.roles import STAFF_ROLES, Role
 
 from .http import (
-    LIMIT, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, path_id, read_as, services, text_param,
+    LIMIT, TOKEN, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, parse_body, path_id, read_as,
+    services, text_param,
 )
+
+# The shop's systems send customer records as they send orders.
+SENDERS = (Role.ADMIN, Role.MARKETER, Role.POS)
 
 
 class CustomerPage(BaseModel):
@@ -47,7 +56,39 @@ async def list_interactions(request: web.Request) -> web.Response:
     return json_answer(InteractionPage(items=[read_as(InteractionRead, row) for row in rows], next_before=next_cursor(rows, limit)))
 
 
+class CustomerRecordsIn(RootModel[CustomerRecordBatchCreate | CustomerRecordCreate]):
+    """One customer record, or `{"customers": [...]}` with 1 to 1,000. Rules beyond the schema: at
+    least one reference (external_customer_id, line_user_id, email, phone), each a value of its
+    kind; a prefecture of Japan (any common spelling); each external_customer_id once per batch."""
+
+
+class CustomerRecordsResult(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    merge_candidates: int
+
+
+async def upsert_customers(request: web.Request) -> web.Response:
+    # As POST /orders: the shape picks the model, so a 400 names `customers[3].phone` in a batch.
+    try:
+        shape = json.loads(await request.read())
+    except (ValueError, RecursionError):
+        shape = None
+    batch = isinstance(shape, dict) and "customers" in shape
+    body = await parse_body(request, CustomerRecordBatchCreate if batch else CustomerRecordCreate)
+    records = body.customers if batch else [body]
+    async with transaction(services(request).sessions) as session:
+        result = await customer_records.upsert(session, records, now=services(request).clock(),
+                                               source=f"token:{request[TOKEN].name}")
+    return json_answer(CustomerRecordsResult(**vars(result)))
+
+
 ENDPOINTS = [
+    Endpoint("POST", "/customers", upsert_customers,
+             "Send customer records from the shop's systems: one, or {\"customers\": [...]} with up to 1,000 (all or none); "
+             "matched by their references; a LINE member's own details are only filled in, never replaced",
+             roles=SENDERS, request=CustomerRecordsIn, response=CustomerRecordsResult),
     Endpoint("GET", "/customers", list_customers, "List customers (oldest first, cursor paging with `after`)",
              roles=STAFF_ROLES, response=CustomerPage,
              query=[text_param("line_user_id"), cursor_param("after", Customer.id), LIMIT]),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from kizuna.storage.imports import CUSTOMERS_HEADER, ORDERS_HEADER
 from kizuna.storage.roles import Role
 
 from .settings import Settings, SettingsError, load_settings
@@ -73,6 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     faq_export = faq_commands.add_parser("export", help="write every entry as CSV (the import's format)")
     faq_export.add_argument("-o", "--output", help="file to write (default: standard output)")
 
+    imports = commands.add_parser("import", help="load the shop's orders from a CSV file (UTF-8 or Shift_JIS, detected)")
+    import_commands = imports.add_subparsers(dest="import_command", required=True)
+    import_orders = import_commands.add_parser(
+        "orders", help="create or update orders by external_id, one row per order line (header: "
+        + ",".join(ORDERS_HEADER) + "); a batch of 1,000 orders with a bad row is not stored; exits 1 if any row is bad",
+    )
+    import_orders.add_argument("file", help="CSV, UTF-8 (with or without BOM) or Shift_JIS/CP932")
+    import_orders.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
+    import_orders.add_argument("--timezone", default="Asia/Tokyo",
+                               help="the time zone of an ordered_at without an offset (default Asia/Tokyo)")
+    import_customers = import_commands.add_parser(
+        "customers", help="create or update customers from the shop's records, one row per customer (header: "
+        + ",".join(CUSTOMERS_HEADER) + "; tags split by |); matched by their references; exits 1 if any row is bad",
+    )
+    import_customers.add_argument("file", help="CSV, UTF-8 (with or without BOM) or Shift_JIS/CP932")
+    import_customers.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
+
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (("port", getattr(args, "port", None)), ("host", getattr(args, "host", None))) if value is not None}
     try:
@@ -100,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_faq_export(settings, args.output))
     if args.command == "richmenu":
         return asyncio.run(_richmenu_setup(settings, prune=args.prune))
+    if args.command == "import":
+        return asyncio.run(_import(settings, args.import_command, args.file, dry_run=args.dry_run,
+                                   zone=getattr(args, "timezone", "Asia/Tokyo")))
     return 2
 
 
@@ -417,6 +438,75 @@ async def _faq_export(settings: Settings, output: str | None) -> int:
         print(f"wrote {len(entries)} FAQ entries to {output}", file=sys.stderr)
     return 0
 
+
+MAX_PRINTED_ERRORS = 100
+
+
+async def _import(settings: Settings, what: str, path: str, *, dry_run: bool, zone: str) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from kizuna.storage import imports
+    from kizuna.storage.db import create_engine, session_factory
+    from kizuna.storage.types import utcnow
+
+    from .progress import import_progress
+
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"kizuna: unknown time zone {zone!r}", file=sys.stderr)
+        return 2
+    file = Path(path)
+    try:
+        info = imports.inspect(file)
+    except OSError as error:
+        print(f"kizuna: cannot read {path}: {error.strerror}", file=sys.stderr)
+        return 1
+    except imports.ImportFileError as error:
+        print(f"kizuna: {path} {error}; nothing was imported", file=sys.stderr)
+        return 1
+    engine = None if dry_run else create_engine(settings.database_url)
+    printed = 0
+    try:
+        with import_progress(f"{'checking' if dry_run else 'importing'} {file.name}", total=info.lines) as bar:
+            def on_error(error: imports.RowError) -> None:
+                nonlocal printed
+                printed += 1
+                if printed <= MAX_PRINTED_ERRORS:
+                    bar.console.print(f"{path}: {error}", markup=False, highlight=False, soft_wrap=True)
+
+            summary = await imports.run_import(
+                imports.ORDERS if what == "orders" else imports.CUSTOMERS, file, session_factory(engine) if engine is not None else None, zone=tz, now=utcnow, dry_run=dry_run,
+                progress=bar.advance, on_error=on_error,
+            )
+    except imports.ImportFileError as error:
+        print(f"kizuna: {path} {error}; nothing was imported", file=sys.stderr)
+        return 1
+    finally:
+        if engine is not None:
+            await engine.dispose()
+    if printed > MAX_PRINTED_ERRORS:
+        print(f"{path}: ... and {printed - MAX_PRINTED_ERRORS} more bad rows", file=sys.stderr)
+    print("\n".join(_import_summary(what, summary, encoding=info.encoding, dry_run=dry_run)))
+    return 1 if summary.error_count else 0
+
+
+def _import_summary(what: str, summary, *, encoding: str, dry_run: bool) -> list[str]:
+    stored = summary.stored
+    lines = [f"read {summary.rows} rows ({'UTF-8' if encoding.startswith('utf-8') else 'Shift_JIS/CP932'}) in "
+             f"{summary.batches} batches: {summary.records} {what} in good batches"]
+    if summary.error_count:
+        lines.append(f"{summary.error_count} bad rows: {summary.skipped_batches} batches not "
+                     f"{'importable' if dry_run else 'imported'} (fix the rows and run again; a re-run changes nothing that is stored)")
+    if dry_run:
+        lines.append("dry run: nothing was stored")
+    elif what == "orders":
+        lines.append(f"orders: {stored.created} created, {stored.updated} updated, {stored.unchanged} unchanged; "
+                     f"customers created: {stored.customers_created}; merge candidates: {stored.merge_candidates}")
+    else:
+        lines.append(f"customers: {stored.created} created, {stored.updated} updated, {stored.unchanged} unchanged; "
+                     f"merge candidates: {stored.merge_candidates}")
+    return lines
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -45,6 +45,9 @@ class DeliverySender:
                 return None
             customer = await customers.get(session, delivery.customer_id)
         assert customer is not None
+        if customer.line_user_id is None:
+            # Known only from the shop's orders or records: there is nobody on LINE to send to.
+            return await self._finish(delivery_id, DeliveryStatus.FAILED, None, error="the customer is not on LINE")
         if delivery.kind == DeliveryKind.RICH_MENU:
             return await self._apply_rich_menu(delivery, customer.line_user_id)
         if delivery.kind == DeliveryKind.MARK_READ:

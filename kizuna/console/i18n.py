@@ -217,6 +217,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action.account.totp_disabled": ("二段階認証の無効化", "2FA turned off"),
     "action.export": ("エクスポート", "Export"),
     "action.customer.edited": ("友だち情報の編集", "Friend edited"),
+    "action.customer.merged": ("顧客の統合", "Customers merged"),
+    "action.customer.unmerged": ("顧客の統合の取り消し", "Customer merge undone"),
+    "action.merge_candidate.dismissed": ("統合候補の却下", "Merge candidate dismissed"),
     "action.coupon.granted": ("クーポン付与", "Coupon granted"),
     "action.settings.changed": ("設定変更", "Settings changed"),
     # 1:1チャット (support conversations), 友だち (customers), 定型文

@@ -39,6 +39,10 @@ class Action(StrEnum):
     # For the parts of the console built next (issue 13): recorded by their services.
     EXPORT = "export"
     CUSTOMER_EDITED = "customer.edited"
+    # 名寄せ (issue 14): storage/merges.py
+    CUSTOMER_MERGED = "customer.merged"
+    CUSTOMER_UNMERGED = "customer.unmerged"
+    MERGE_DISMISSED = "merge_candidate.dismissed"
     COUPON_GRANTED = "coupon.granted"
     SETTINGS_CHANGED = "settings.changed"
     # What staff change about the bot and the coupons, recorded by the services that change

@@ -1,4 +1,5 @@
-"""Customers: one row per person on LINE, keyed by their LINE user id."""
+"""Customers: one row per person, keyed by their LINE user id when they are on LINE (a customer
+known only from the shop's orders or customer records has none; see identities.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import identities
 from .db import LIKE_ESCAPE, contains
 from .errors import NotFound
+from .identity_values import IdentityKind
 from .models import Customer
 from .types import utcnow
 
@@ -70,6 +73,8 @@ async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profi
         existing = await get_by_line_user_id(session, line_user_id)
         assert existing is not None
         return existing, False
+    # The LINE user id is an identity like any other, so orders naming it find this customer.
+    await identities.add(session, [(customer.id, IdentityKind.LINE_USER_ID, line_user_id)], source="line", now=utcnow())
     return customer, True
 
 
@@ -97,7 +102,8 @@ def mark_unfollowed(customer: Customer, at: datetime) -> None:
 async def list_page(
     session: AsyncSession, *, line_user_id: str | None, limit: int, after_id: int | None
 ) -> list[Customer]:
-    statement = sa.select(Customer).order_by(Customer.id).limit(limit)
+    # A customer merged into another is that other one now (storage/merges.py).
+    statement = sa.select(Customer).where(Customer.merged_into_id.is_(None)).order_by(Customer.id).limit(limit)
     if line_user_id is not None:
         statement = statement.where(Customer.line_user_id == line_user_id)
     if after_id is not None:
@@ -131,7 +137,7 @@ async def search(
     session: AsyncSession, query: str | None, *, limit: int, before_id: int | None = None
 ) -> list[Customer]:
     """友だち in the console: newest first, `before_id` pages back; `query` as `_search_filter`."""
-    statement = sa.select(Customer).order_by(Customer.id.desc()).limit(limit)
+    statement = sa.select(Customer).where(Customer.merged_into_id.is_(None)).order_by(Customer.id.desc()).limit(limit)
     if query and query.strip():
         statement = statement.where(_search_filter(query[:200]))
     if before_id is not None:
@@ -140,7 +146,7 @@ async def search(
 
 
 async def count_matching(session: AsyncSession, query: str | None) -> int:
-    statement = sa.select(sa.func.count()).select_from(Customer)
+    statement = sa.select(sa.func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))
     if query and query.strip():
         statement = statement.where(_search_filter(query[:200]))
     return (await session.execute(statement)).scalar_one()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import sqlalchemy.exc
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -111,3 +113,18 @@ def contains(text: str) -> str:
     `escape=LIKE_ESCAPE`): a search for 「100%」 or 「_」 finds just that."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def insert_on_conflict(session: AsyncSession, table: Any) -> Any:
+    """An INSERT of `table` that can take ON CONFLICT (`on_conflict_do_nothing` /
+    `on_conflict_do_update`): both backends have it, each in its own dialect's construct."""
+    if session.bind.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """`items` in slices of at most `size`: keeps an IN list or a multi-row VALUES under the
+    backends' limits on bound parameters (32,766 on SQLite, 32,767 on PostgreSQL)."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

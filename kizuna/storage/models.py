@@ -99,7 +99,9 @@ class InboundEvent(SQLModel, table=True):
 
 
 class CustomerBase(SQLModel):
-    line_user_id: str = Field(max_length=64, unique=True)
+    # None for a customer known only from the shop's other systems (an EC or POS order, a
+    # customer record): they have not befriended the LINE account, or not yet been linked.
+    line_user_id: str | None = Field(default=None, max_length=64, unique=True)
     display_name: str | None = Field(default=None, max_length=200)
     picture_url: str | None = Field(default=None, sa_type=sa.Text)
     status_message: str | None = Field(default=None, sa_type=sa.Text)
@@ -116,6 +118,7 @@ class CustomerBase(SQLModel):
     registered_at: datetime | None = _optional_time()
     privacy_consented_at: datetime | None = _optional_time()
     full_name: str | None = Field(default=None, max_length=80)
+    name_kana: str | None = Field(default=None, max_length=80)  # from the shop's customer records (フリガナ)
     birthday: date | None = None
     gender: str | None = Field(default=None, max_length=16)  # female | male | other | unanswered
     prefecture: str | None = Field(default=None, max_length=8)
@@ -130,10 +133,14 @@ class Customer(CustomerBase, table=True):
     __tablename__ = "customers"
 
     id: int | None = Field(default=None, primary_key=True)
+    # Set when an admin merged this customer into another (storage/merges.py): the row stays, for
+    # the undo, but lists and matching no longer see it.
+    merged_into_id: int | None = Field(default=None, foreign_key="customers.id")
 
 
 class CustomerRead(CustomerBase):
     id: int
+    merged_into_id: int | None = None  # merged into that customer by an admin
 
 
 class Direction(StrEnum):
@@ -746,3 +753,323 @@ class MediaContent(SQLModel, table=True):
     size: int
     data: bytes = Field(sa_type=sa.LargeBinary)
     fetched_at: datetime = _created_at()
+
+
+# -- orders and one customer per person (issue 14) ----------------------------------------------
+
+from pydantic import ValidationInfo, field_validator, model_validator  # noqa: E402  (this section is appended)
+
+import unicodedata  # noqa: E402
+
+from . import prefectures  # noqa: E402
+from .identity_values import IDENTITY_VALUE_MAX, BadIdentity, IdentityKind, normalise  # noqa: E402
+
+ORDER_EXTERNAL_ID_MAX = 64
+ORDER_STORE_MAX = 100
+SKU_MAX = 64
+ITEM_NAME_MAX = 200
+ITEM_CATEGORY_MAX = 100
+
+
+class OrderChannel(StrEnum):
+    EC = "ec"  # the shop's online store
+    STORE = "store"  # a till in a shop (POS)
+
+
+class OrderStatus(StrEnum):
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    RETURNED = "returned"
+
+
+class Order(SQLModel, table=True):
+    """An order from the shop's EC site or POS, keyed by the shop's own `external_id`: a re-sent
+    order is the same row. `fingerprint` is a hash of everything the shop sent for it (items
+    included), so an unchanged re-send is recognised without comparing column by column.
+    `total` is in yen, tax included, as the shop's system reports it."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        # A customer's orders by time: their history, recency and frequency.
+        sa.Index("ix_orders_customer_id_ordered_at", "customer_id", "ordered_at"),
+        _one_of("orders", "channel", OrderChannel),
+        _one_of("orders", "status", OrderStatus),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    external_id: str = Field(max_length=ORDER_EXTERNAL_ID_MAX, unique=True)
+    customer_id: int = Field(foreign_key="customers.id")
+    ordered_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    total: int
+    channel: str | None = Field(default=None, max_length=8)  # an OrderChannel; None: not said
+    store: str | None = Field(default=None, max_length=ORDER_STORE_MAX)
+    status: str = Field(default=OrderStatus.COMPLETED, max_length=16)
+    fingerprint: str = Field(max_length=64)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+
+
+class OrderItem(SQLModel, table=True):
+    """One line of an order. Replaced as a whole when the order changes (the shop's system is
+    the truth about its lines; there is nothing of ours on them to keep)."""
+
+    __tablename__ = "order_items"
+    __table_args__ = (sa.UniqueConstraint("order_id", "line_no", name="uq_order_items_order_line"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    order_id: int = Field(foreign_key="orders.id", sa_type=BigIntId)
+    line_no: int  # 1, 2, ... in the order the shop sent the lines
+    sku: str = Field(max_length=SKU_MAX)
+    name: str | None = Field(default=None, max_length=ITEM_NAME_MAX)
+    category: str | None = Field(default=None, max_length=ITEM_CATEGORY_MAX)
+    quantity: int
+    unit_price: int  # yen
+
+
+class CustomerIdentity(SQLModel, table=True):
+    """A way to recognise a customer: LINE user id, the shop's customer id, e-mail, phone, stored
+    normalised (`identity_values.normalise`). Unique per (kind, value): a value names at most
+    one customer, which is how an incoming order or record finds its customer."""
+
+    __tablename__ = "customer_identities"
+    __table_args__ = (
+        sa.UniqueConstraint("kind", "value", name="uq_customer_identities_kind_value"),
+        _one_of("customer_identities", "kind", IdentityKind),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    kind: str = Field(max_length=24)  # an IdentityKind
+    value: str = Field(max_length=IDENTITY_VALUE_MAX)
+    created_at: datetime = _created_at()
+
+
+class MergeStatus(StrEnum):
+    PENDING = "pending"  # for an admin to decide
+    MERGED = "merged"
+    DISMISSED = "dismissed"  # not the same person
+
+
+class MergeCandidate(SQLModel, table=True):
+    """Two customers who may be one person: a record matched both (an order whose e-mail is one
+    customer's and whose phone is another's, a LINE customer registering with the e-mail of an
+    EC customer). Never merged silently: an admin decides. One row per pair, the lower id
+    first; `kind`/`value` say what matched the second when it was first seen."""
+
+    __tablename__ = "merge_candidates"
+    __table_args__ = (
+        sa.UniqueConstraint("customer_id", "other_customer_id", name="uq_merge_candidates_pair"),
+        sa.CheckConstraint("customer_id < other_customer_id", name="ck_merge_candidates_order"),
+        _one_of("merge_candidates", "status", MergeStatus),
+        _one_of("merge_candidates", "kind", IdentityKind),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id")
+    other_customer_id: int = Field(foreign_key="customers.id", index=True)
+    kind: str = Field(max_length=24)
+    value: str = Field(max_length=IDENTITY_VALUE_MAX)
+    source: str = Field(max_length=100)  # what found it: "order:<external_id>", "registration", "customer_record"
+    status: str = Field(default=MergeStatus.PENDING, max_length=16)
+    created_at: datetime = _created_at()
+    decided_at: datetime | None = _optional_time()
+
+
+# What the shop's systems send (REST API and CSV import alike): validated and normalised here,
+# so both refuse the same things with the same words.
+
+INT4_MAX = 2**31 - 1  # PostgreSQL's integer: the bound of totals, prices and quantities on both backends
+ORDER_ITEMS_MAX = 1000
+CUSTOMER_REFS = tuple(str(kind) for kind in IdentityKind)
+
+
+def _blank_to_none(value: Any) -> Any:
+    """A CSV cell or JSON string of only spaces says nothing: the same as leaving it out."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class OrderItemCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    sku: str = Field(min_length=1, max_length=SKU_MAX, schema_extra={"pattern": r"\S"})
+    name: str | None = Field(default=None, max_length=ITEM_NAME_MAX)
+    category: str | None = Field(default=None, max_length=ITEM_CATEGORY_MAX)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    unit_price: int = Field(ge=0, le=INT4_MAX)  # yen
+
+    @field_validator("sku", "name", "category", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _blank_to_none(_stripped(value))
+
+
+class OrderCreate(SQLModel):
+    """One order as the shop's EC site or POS sends it. At least one customer reference; each is
+    normalised (identity_values), so the stored order and its fingerprint do not depend on how
+    the other system typed an e-mail or a phone number."""
+
+    model_config = {"extra": "forbid"}
+
+    external_id: str = Field(min_length=1, max_length=ORDER_EXTERNAL_ID_MAX, schema_extra={"pattern": r"\S"})
+    ordered_at: AwareDatetime  # ISO 8601 with its UTC offset: 2026-12-01T10:30:00+09:00
+    total: int = Field(ge=0, le=INT4_MAX)  # yen, tax included
+    line_user_id: str | None = Field(default=None, max_length=64)
+    external_customer_id: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
+    phone: str | None = Field(default=None, max_length=40)
+    channel: OrderChannel | None = None
+    store: str | None = Field(default=None, max_length=ORDER_STORE_MAX)
+    status: OrderStatus = OrderStatus.COMPLETED
+    items: list[OrderItemCreate] = Field(default_factory=list, max_length=ORDER_ITEMS_MAX)
+
+    @field_validator("external_id", "store", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _blank_to_none(_stripped(value))
+
+    @field_validator(*CUSTOMER_REFS, mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @field_validator(*CUSTOMER_REFS)
+    @classmethod
+    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise(info.field_name, value)
+        except BadIdentity as error:
+            raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _someone(self) -> OrderCreate:
+        if not any(getattr(self, name) for name in CUSTOMER_REFS):
+            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
+        return self
+
+    def refs(self) -> list[tuple[str, str]]:
+        """The customer references given, as (kind, value), in IdentityKind's precedence."""
+        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
+
+
+class OrderBatchCreate(SQLModel):
+    """Up to 1,000 orders in one request: all stored, or (one is invalid) none."""
+
+    model_config = {"extra": "forbid"}
+
+    orders: list[OrderCreate] = Field(min_length=1, max_length=1000)
+
+
+class Gender(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNANSWERED = "unanswered"
+
+
+# What Japanese exports write for gender, besides the English values.
+_GENDER_WORDS = {"女性": "female", "女": "female", "f": "female", "男性": "male", "男": "male", "m": "male",
+                 "その他": "other", "回答しない": "unanswered", "無回答": "unanswered", "不明": "unanswered"}
+CUSTOMER_TAGS_MAX = 20
+
+
+class CustomerRecordCreate(SQLModel):
+    """A customer as the shop's EC site or POS knows them. At least one reference (as on orders);
+    the rest fills the customer's details (see storage/customer_records.py for which win)."""
+
+    model_config = {"extra": "forbid"}
+
+    external_customer_id: str | None = Field(default=None, max_length=64)
+    line_user_id: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
+    phone: str | None = Field(default=None, max_length=40)
+    name: str | None = Field(default=None, max_length=80)
+    kana: str | None = Field(default=None, max_length=80)
+    birthday: date | None = None
+    gender: Gender | None = None
+    prefecture: str | None = Field(default=None, max_length=20)  # any common spelling: 東京, とうきょう, tokyo
+    tags: list[str] = Field(default_factory=list, max_length=CUSTOMER_TAGS_MAX)
+
+    @field_validator(*CUSTOMER_REFS, "name", "kana", "birthday", "gender", "prefecture", mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        value = _blank_to_none(value)
+        return unicodedata.normalize("NFKC", value).strip() if isinstance(value, str) else value
+
+    @field_validator("gender", mode="before")
+    @classmethod
+    def _gender(cls, value: Any) -> Any:
+        return _GENDER_WORDS.get(value.lower(), value.lower()) if isinstance(value, str) else value
+
+    @field_validator(*CUSTOMER_REFS)
+    @classmethod
+    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise(info.field_name, value)
+        except BadIdentity as error:
+            raise ValueError(str(error)) from None
+
+    @field_validator("prefecture")
+    @classmethod
+    def _prefecture(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        found = prefectures.lookup(value)
+        if found is None:
+            raise ValueError("not a prefecture of Japan")
+        return found.name
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        cleaned = []
+        for tag in value:
+            text = " ".join(unicodedata.normalize("NFKC", tag).split())
+            if not text or len(text) > TAG_MAX or any(unicodedata.category(char).startswith("C") for char in text):
+                raise ValueError(f"a tag is 1 to {TAG_MAX} characters, no control characters")
+            if text not in cleaned:
+                cleaned.append(text)
+        return cleaned
+
+    @model_validator(mode="after")
+    def _someone(self) -> CustomerRecordCreate:
+        if not any(getattr(self, name) for name in CUSTOMER_REFS):
+            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
+        return self
+
+    def refs(self) -> list[tuple[str, str]]:
+        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
+
+
+class CustomerRecordBatchCreate(SQLModel):
+    model_config = {"extra": "forbid"}
+
+    customers: list[CustomerRecordCreate] = Field(min_length=1, max_length=1000)
+
+
+class CustomerMerge(SQLModel, table=True):
+    """An admin merged `merged_customer_id` into `customer_id` (storage/merges.py). `moved` lists
+    the rows that moved, by table (ids; tags by name) and `filled` the kept customer's columns that
+    were empty and took the merged one's value: what an undo (within 7 days) puts back."""
+
+    __tablename__ = "customer_merges"
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    merged_customer_id: int = Field(foreign_key="customers.id", index=True)
+    candidate_id: int | None = Field(default=None, foreign_key="merge_candidates.id")
+    moved: dict = Field(default_factory=dict, sa_type=JSONType)
+    filled: dict = Field(default_factory=dict, sa_type=JSONType)
+    merged_at: datetime = _created_at()
+    merged_by: str = Field(max_length=STAFF_EMAIL_MAX)
+    undone_at: datetime | None = _optional_time()
+    undone_by: str | None = Field(default=None, max_length=STAFF_EMAIL_MAX)

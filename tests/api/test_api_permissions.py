@@ -54,6 +54,12 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("DELETE", "/keyword-rules/{id}"): {A, M},
     ("GET", "/business-hours"): {A, M, S},
     ("PUT", "/business-hours"): {A, M},
+    ("POST", "/orders"): {A, M, P},
+    ("POST", "/customers"): {A, M, P},
+    ("GET", "/merge-candidates"): {A},
+    ("POST", "/merge-candidates/{id}/merge"): {A},
+    ("POST", "/merge-candidates/{id}/dismiss"): {A},
+    ("POST", "/customer-merges/{id}/undo"): {A},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 

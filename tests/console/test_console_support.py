@@ -317,3 +317,18 @@ async def test_friends_are_searched_paged_and_tagged(console):
                                                                  ("support@example.com", {"tag_removed": "VIP"})]
     response, _ = await support.get("/console/customers/999999")
     assert response.status == 404
+
+
+async def test_a_customer_known_only_from_an_order_shows_without_a_line_id(console):
+    from kizuna.storage import orders
+    from kizuna.storage.models import OrderCreate
+
+    support = await console.logged_in(await console.add_staff("support@example.com", "support"))
+    async with transaction(console.sessions) as session:
+        await orders.upsert(session, [OrderCreate.model_validate(
+            {"external_id": "EC-1", "ordered_at": "2026-12-01T10:30:00+09:00", "total": 3300, "email": "ec@example.com"})],
+            now=utcnow(), source="test")
+        customer = (await session.execute(sa.select(Customer))).scalar_one()
+    response, page = await support.get(f"/console/customers/{customer.id}")
+    assert response.status == 200
+    assert ">None<" not in page and "line-id-" not in page

@@ -81,3 +81,38 @@ def test_0010_accepts_the_mark_read_delivery_kind_and_no_other(scratch_url):
     downgrade(scratch_url, "0009")  # the best-effort mark_read rows go with the kind
     assert _run(scratch_url, "SELECT count(*) FROM deliveries")[0] == [(0,)]
     upgrade(scratch_url)
+
+
+def test_0011_backfills_identities_and_lists_shared_ones_as_merge_candidates(scratch_url):
+    upgrade(scratch_url, "0010")
+    insert = ("INSERT INTO customers (line_user_id, email, phone, followed, blocked, registered, marketing_opt_in, created_at) "
+              "VALUES ('{line}', {email}, {phone}, true, false, true, false, CURRENT_TIMESTAMP)")
+    _run(scratch_url,
+         insert.format(line="U1", email="'Hanako@Example.com'", phone="'+819012345678'"),
+         insert.format(line="U2", email="NULL", phone="'+819012345678'"),
+         insert.format(line="U3", email="'taro@example.com'", phone="NULL"))
+    upgrade(scratch_url, "0011")
+    assert sorted(_run(scratch_url, "SELECT customer_id, kind, value FROM customer_identities")[0]) == [
+        (1, "email", "hanako@example.com"), (1, "line_user_id", "U1"), (1, "phone", "+819012345678"),
+        (2, "line_user_id", "U2"), (3, "email", "taro@example.com"), (3, "line_user_id", "U3")]
+    assert _run(scratch_url, "SELECT customer_id, other_customer_id, kind, status FROM merge_candidates")[0] == [
+        (1, 2, "phone", "pending")]
+    # A customer known only from an order has no LINE user id.
+    _run(scratch_url, "INSERT INTO customers (followed, blocked, registered, marketing_opt_in, created_at) "
+                      "VALUES (false, false, false, false, CURRENT_TIMESTAMP)")
+    order = ("INSERT INTO orders (external_id, customer_id, ordered_at, total, channel, status, fingerprint, created_at, updated_at) "
+             "VALUES ('{id}', 4, CURRENT_TIMESTAMP, 100, {channel}, '{status}', 'f', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+    _run(scratch_url, order.format(id="A", channel="'store'", status="returned"), order.format(id="B", channel="NULL", status="completed"))
+    for statement, constraint in (
+        (order.format(id="C", channel="'phone'", status="completed"), "ck_orders_channel"),
+        (order.format(id="D", channel="'ec'", status="lost"), "ck_orders_status"),
+        ("INSERT INTO customer_identities (customer_id, kind, value, created_at) VALUES (4, 'fax', 'x', CURRENT_TIMESTAMP)",
+         "ck_customer_identities_kind"),
+        ("INSERT INTO merge_candidates (customer_id, other_customer_id, kind, value, source, status, created_at) "
+         "VALUES (2, 1, 'email', 'x', 't', 'pending', CURRENT_TIMESTAMP)", "ck_merge_candidates_order"),
+    ):
+        with pytest.raises(sa.exc.IntegrityError, match=constraint):
+            _run(scratch_url, statement)
+    downgrade(scratch_url, "0010")  # the customer without a LINE user id goes with the orders
+    assert _run(scratch_url, "SELECT line_user_id FROM customers ORDER BY id")[0] == [("U1",), ("U2",), ("U3",)]
+    upgrade(scratch_url)

@@ -13,7 +13,7 @@ from typing import Any
 
 from kizuna.flows.coupons import coupon_flex, load_words
 from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition, step_data
-from kizuna.storage import coupons, customers
+from kizuna.storage import coupons, customers, identities
 
 from . import bot_texts as _texts  # noqa: F401  (registers the default texts)
 from .fields import (
@@ -269,6 +269,9 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
         customer, profile=answers, marketing_opt_in=marketing,
         consented_at=datetime.fromisoformat(data["consented_at"]), at=ctx.now,
     )
+    # An e-mail or phone given here links the customer to what the shop's systems know by it
+    # (an EC account's orders): a customer already holding one becomes a merge candidate.
+    await identities.link_profile(ctx.session, customer, source="registration", now=ctx.now)
     # The timeline is append-only: it says what was given, the values live on the customer.
     await ctx.record("registered", {"fields": [column for column, value in answers.items() if value is not None], "marketing_opt_in": marketing})
     if marketing:
@@ -365,6 +368,8 @@ def _customer_value(ctx: FlowContext, field: Field, data: dict) -> Any:
 async def save_profile_field(ctx: FlowContext, field: Field, value: Any, data: dict) -> Transition:
     if customers.update_profile(ctx.customer, field.column, value):
         await ctx.record("profile.updated", {"field": field.column})
+        if value is not None and field.column in ("email", "phone"):
+            await identities.link_profile(ctx.session, ctx.customer, source="registration", now=ctx.now)
     label = await ctx.text(field.label_key)
     await ctx.reply_text("profile_removed" if value is None else "profile_updated", label=label)
     await reply_member_info(ctx)

@@ -16,10 +16,10 @@ import unicodedata
 from datetime import date
 from typing import Literal
 
-import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from kizuna.storage import prefectures
+from kizuna.storage.identity_values import BadIdentity, normalise_phone
 
 __all__ = [
     "Gender",
@@ -314,24 +314,18 @@ def parse_prefecture(text: str) -> str:
 
 
 # --- phone --------------------------------------------------------------------
-# Only what phone numbers are written with; phonenumbers would otherwise read
-# letters as keypad digits (0120-ABC-DEF).
-_PHONE_CHARS_RE = re.compile(r"\+?[\d\s\-().]+")
 _PHONE_EXAMPLE = "電話番号は 090-1234-5678 のように入力してください。"
 
 
 def parse_phone(text: str) -> str:
-    """A Japanese (or +country) phone number → E.164, e.g. ``+819012345678``."""
-    s = _DASH_RE.sub("-", _nfkc(text)).strip()
-    if not s or not _PHONE_CHARS_RE.fullmatch(s):
-        raise InvalidInput(_PHONE_EXAMPLE)
+    """A Japanese (or +country) phone number → E.164, e.g. ``+819012345678``: the same form as a
+    phone identity (storage/identity_values.py), so an order with this number finds the customer."""
     try:
-        number = phonenumbers.parse(s, "JP")
-    except phonenumbers.NumberParseException:
+        return normalise_phone(fold_digits(text or ""))
+    except BadIdentity as error:
+        if str(error) == "not a valid phone number":  # it reads as a number, just not a real one
+            raise InvalidInput(f"電話番号をご確認ください。{_PHONE_EXAMPLE}") from None
         raise InvalidInput(_PHONE_EXAMPLE) from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidInput(f"電話番号をご確認ください。{_PHONE_EXAMPLE}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 # --- e-mail -------------------------------------------------------------------
