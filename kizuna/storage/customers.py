@@ -39,6 +39,14 @@ async def get(session: AsyncSession, customer_id: int) -> Customer | None:
     return await session.get(Customer, customer_id)
 
 
+async def by_ids(session: AsyncSession, customer_ids: set[int] | list[int]) -> dict[int, Customer]:
+    """The customers with these ids (merged ones too), by id."""
+    if not customer_ids:
+        return {}
+    statement = sa.select(Customer).where(Customer.id.in_(sorted(customer_ids)))
+    return {customer.id: customer for customer in (await session.execute(statement)).scalars()}
+
+
 async def get_existing(session: AsyncSession, customer_id: int) -> Customer:
     """The customer, for staff who name one by id: NotFound when there is none."""
     customer = await session.get(Customer, customer_id)

@@ -120,6 +120,18 @@ async def of_customer(session: AsyncSession, customer_id: int) -> list[CustomerI
     return list((await session.execute(statement)).scalars())
 
 
+async def of_customers(session: AsyncSession, customer_ids: Iterable[int]) -> dict[int, dict[str, list[str]]]:
+    """Per customer: their identity values by kind (what the merge page shows side by side)."""
+    found: dict[int, dict[str, list[str]]] = {}
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return found
+    statement = sa.select(CustomerIdentity).where(CustomerIdentity.customer_id.in_(ids)).order_by(CustomerIdentity.id)
+    for row in (await session.execute(statement)).scalars():
+        found.setdefault(row.customer_id, {}).setdefault(row.kind, []).append(row.value)
+    return found
+
+
 async def merge_candidates(
     session: AsyncSession, *, status: str | None = "pending", limit: int = 100, after_id: int | None = None
 ) -> list[MergeCandidate]:

@@ -161,3 +161,24 @@ async def undo(session: AsyncSession, merge_id: int, *, actor: audit.Actor, now:
     audit.record(session, actor, audit.Action.CUSTOMER_UNMERGED, target=customers.audit_target(kept),
                  merge_id=record.id, merged_customer_id=merged.id)
     return record
+
+
+async def undoable(session: AsyncSession, *, now: datetime, limit: int = 50) -> list[CustomerMerge]:
+    """Merges that can still be undone (not undone, younger than UNDO_DAYS), newest first."""
+    statement = (
+        sa.select(CustomerMerge)
+        .where(CustomerMerge.undone_at.is_(None), CustomerMerge.merged_at > now - timedelta(days=UNDO_DAYS))
+        .order_by(CustomerMerge.id.desc()).limit(limit)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def order_totals(session: AsyncSession, customer_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Per customer: (orders, spent), what a person deciding a merge compares."""
+    if not customer_ids:
+        return {}
+    statement = (
+        sa.select(Order.customer_id, sa.func.count(), sa.func.coalesce(sa.func.sum(Order.total), 0))
+        .where(Order.customer_id.in_(customer_ids)).group_by(Order.customer_id)
+    )
+    return {customer_id: (count, int(spent)) for customer_id, count, spent in (await session.execute(statement)).all()}

@@ -27,9 +27,9 @@ from aiohttp import web
 
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
-from kizuna.storage import staff_sessions, tokens
+from kizuna.storage import merges, orders, staff_sessions, tokens
 from kizuna.storage.db import transaction
-from kizuna.storage.models import Interaction, KeywordRule, Staff
+from kizuna.storage.models import Interaction, KeywordRule, MergeCandidate, OrderCreate, Staff
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
 from tests.console.helpers import PASSWORD, Browser, Console, Member, stored_customer
@@ -66,6 +66,10 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/staff/{staff_id}/totp/reset"): ADMIN_ONLY,
     ("GET", "/console/audit"): ADMIN_ONLY,
     ("GET", "/console/api-tokens"): ADMIN_ONLY,
+    ("GET", "/console/merges"): ADMIN_ONLY,
+    ("POST", "/console/merges/candidates/{item_id}/merge"): ADMIN_ONLY,
+    ("POST", "/console/merges/candidates/{item_id}/dismiss"): ADMIN_ONLY,
+    ("POST", "/console/merges/{item_id}/undo"): ADMIN_ONLY,
     ("POST", "/console/api-tokens"): ADMIN_ONLY,
     ("POST", "/console/api-tokens/{token_id}/revoke"): ADMIN_ONLY,
     ("GET", "/console/account"): STAFF,
@@ -201,6 +205,24 @@ class Fixtures:
             result = await coupons.issue(session, coupon_id=self.coupon.id, customer_id=self.customer_id, now=utcnow())
         return result.grant.code
 
+    async def fresh_candidate(self) -> int:
+        """A merge candidate of its own for each request (a decided one cannot be decided again):
+        an order whose customer number is one new customer's and whose phone another's."""
+        number = next(self.counter)
+        phone = f"+8190{number % 10_000_000 + 10_000_000:08d}"  # 090-1xxx-xxxx: a valid mobile number
+        async with transaction(self.console.sessions) as session:
+            for external_id, references in ((f"M{number}-1", {"external_customer_id": f"m-{number}"}), (f"M{number}-2", {"phone": phone}),
+                                            (f"M{number}-3", {"external_customer_id": f"m-{number}", "phone": phone})):
+                order = {"external_id": external_id, "ordered_at": "2026-12-02T10:00:00+09:00", "total": 1000, **references}
+                await orders.upsert(session, [OrderCreate.model_validate(order)], now=utcnow(), source="matrix")
+            return (await session.execute(sa.select(sa.func.max(MergeCandidate.id)))).scalar_one()
+
+    async def fresh_merge(self) -> int:
+        """A merge of its own for each request that undoes one."""
+        candidate = await self.fresh_candidate()
+        async with transaction(self.console.sessions) as session:
+            return (await merges.merge(session, candidate, actor=audit.CLI, now=utcnow())).id
+
     async def fresh_token(self) -> int:
         """An API token of its own for each request that revokes one (revoking twice is refused)."""
         async with transaction(self.console.sessions) as session:
@@ -230,6 +252,10 @@ class Fixtures:
     async def path(self, path: str) -> str:
         if "{canned_id}" in path:
             path = path.replace("{canned_id}", str(await self.fresh_canned()))
+        if path.startswith("/console/merges/candidates/"):
+            path = path.replace("{item_id}", str(await self.fresh_candidate()))
+        if "{item_id}" in path:
+            path = path.replace("{item_id}", str(await self.fresh_merge()))
         if "{token_id}" in path:
             path = path.replace("{token_id}", str(await self.fresh_token()))
         if path.endswith("/delete") and "{rule_id}" in path:
