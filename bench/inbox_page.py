@@ -22,6 +22,7 @@ its parameters) is summarised, and written in full with --explain FILE.
     .venv/bin/python bench/inbox_page.py                                # the defaults above, 30 repetitions
     .venv/bin/python bench/inbox_page.py --repeat 50 --explain /tmp/inbox-explain.txt
     .venv/bin/python bench/inbox_page.py --customers 100000 --active 2000 --background 100000
+    .venv/bin/python bench/inbox_page.py --render out.json       # a saved report (--json) as in docs/benchmarks.md
 
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust, database `test`) and Redis at
 127.0.0.1:6379 (for `kizuna serve`). Results: docs/benchmarks.md, "Inbox first page (issue 13)".
@@ -306,6 +307,19 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
+def markdown(report: dict) -> str:
+    """The figures of a saved report (--json) as the table of docs/benchmarks.md."""
+    out = ["| tab | inbox() median / p95 ms | tab_counts() | plain indexed SELECT | whole page over HTTP | rows |",
+           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for tab, local in report["in_process"].items():
+        cells = [stats(values) for values in (local["inbox"], local["tab_counts"], local["plain"], report["http"][tab]["page"])]
+        out.append(f"| {tab} | " + " | ".join(f"{s['median']:.1f} / {s['p95']:.1f}" for s in cells)
+                   + f" | {local['counts'][tab] if tab in local['counts'] else '-'} |")
+    out.append(f"\nother jobs, % of a core: {report['in_process_cpu']['other_pct']:.0f} in-process, "
+               f"{report['http_cpu']['other_pct']:.0f} over HTTP")
+    return "\n".join(out)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -336,7 +350,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--render"]:  # the tables of saved reports (--json), for docs/benchmarks.md
+        for path in argv[1:]:
+            report = json.loads(Path(path).read_text())
+            print(f"{path}: {common.describe_machine(report['machine'])}\n\n{markdown(report)}\n")
+        return 0
+    args = parse_args(argv)
     # A background job ignores SIGINT: let SIGTERM stop the server and drop the database too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run(args)

@@ -30,6 +30,7 @@ Baselines, in the same run at the same rate:
 
     .venv/bin/python bench/live_latency.py                            # 50 and 500/s, 20 s each
     .venv/bin/python bench/live_latency.py --rates 50,200,500 --duration 30 --workers 2 --json /tmp/live.json
+    .venv/bin/python bench/live_latency.py --render /tmp/live.json     # its table, as in docs/benchmarks.md
 
 Needs PostgreSQL at 127.0.0.1:5432 (user postgres, trust, database `test`) and Redis at
 127.0.0.1:6379. Results: docs/benchmarks.md, "Live updates: webhook to the console (issue 13)".
@@ -521,7 +522,9 @@ def pct(latencies: list[float]) -> dict:
 def ms(value: float | None) -> str:
     if value is None:
         return "-"
-    return "missing" if value == float("inf") else f"{value * 1000:.1f}"
+    if value == float("inf"):
+        return "missing"
+    return f"{value * 1000:,.0f}" if value >= 1.0 else f"{value * 1000:.1f}"
 
 
 def cpu_pct(cpu: dict, watch: dict) -> dict:
@@ -600,6 +603,28 @@ def print_summary(report: dict, args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
+def markdown(report: dict) -> str:
+    """The figures of a saved report (--json) as the table of docs/benchmarks.md."""
+    out = ["| rate/s | webhook → SSE p50 / p95 / p99 / max ms | arrived / sent | webhook 200 p50 / p99 ms "
+           "| Redis pub/sub p50 / p99 ms | Redis → console → SSE p50 / p99 ms | events/s read under load "
+           "| workers' CPU ms/event | PostgreSQL transactions/message | generator CPU %, sends late p99 ms "
+           "| other jobs, % of a core (live / baselines) |",
+           "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for rate, phases in report["results"].items():
+        if rate.startswith("_"):
+            continue
+        live, redis, relay = phases["live"], phases["redis"], phases["relay"]
+        p, w, r, c = pct(live["latency_s"]), pct(live["webhook_200_s"]), pct(redis["latency_s"]), pct(relay["latency_s"])
+        gen = live["generator"]
+        out.append(
+            f"| {float(rate):,.0f} | {ms(p['p50'])} / {ms(p['p95'])} / {ms(p['p99'])} / {ms(p['max'])} "
+            f"| {p['arrived']:,} / {p['n']:,} | {ms(w['p50'])} / {ms(w['p99'])} | {ms(r['p50'])} / {ms(r['p99'])} "
+            f"| {ms(c['p50'])} / {ms(c['p99'])} | {live['events_per_s_under_load']:.0f} | {worker_ms_per_event(live):.1f} "
+            f"| {live['transactions_per_message']:.1f} | {gen['cpu_pct']:.0f}, {gen['late_p99_ms'] or 0:.1f} "
+            f"| {live['cpu_pct']['other']:.0f} / {redis['cpu_pct']['other']:.0f}, {relay['cpu_pct']['other']:.0f} |")
+    return "\n".join(out)
+
+
 # --- entry point -----------------------------------------------------------------------------------
 
 
@@ -636,6 +661,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_load"]:
         return load(json.loads(argv[1]))
+    if argv[:1] == ["--render"]:  # the tables of saved reports (--json), for docs/benchmarks.md
+        for path in argv[1:]:
+            report = json.loads(Path(path).read_text())
+            print(f"{path}: {common.describe_machine(report['machine'])}\n\n{markdown(report)}\n")
+        return 0
     args = parse_args(argv)
     # A background job ignores SIGINT: let SIGTERM stop the processes and drop the database too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
