@@ -17,10 +17,12 @@ each, interleaved:
   client's time is the server's plus well under a millisecond.
 
 EXPLAIN (ANALYZE, BUFFERS) of the inbox query of each tab (the statement the ORM sends, with
-its parameters) is summarised, and written in full with --explain FILE.
+its parameters) is summarised, and written in full with --explain FILE. With --compare-ref REV,
+inbox() as it was at that git revision is timed (and explained) too, interleaved with today's,
+so that a change is measured against its predecessor under the same load from other jobs.
 
     .venv/bin/python bench/inbox_page.py                                # the defaults above, 30 repetitions
-    .venv/bin/python bench/inbox_page.py --repeat 50 --explain /tmp/inbox-explain.txt
+    .venv/bin/python bench/inbox_page.py --compare-ref 5517d03 --explain /tmp/inbox-explain.txt --json out.json
     .venv/bin/python bench/inbox_page.py --customers 100000 --active 2000 --background 100000
     .venv/bin/python bench/inbox_page.py --render out.json       # a saved report (--json) as in docs/benchmarks.md
 
@@ -40,9 +42,11 @@ import secrets
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import types
 import uuid
 from pathlib import Path
 
@@ -115,15 +119,31 @@ def plain_page(tab: str, staff_id: int):
     return statement.order_by(Conversation.waiting_since, Conversation.id).limit(PAGE)
 
 
-async def measure_in_process(database: str, staff_id: int, tabs: list[str], repeat: int, warmup: int) -> dict:
-    """{tab: {"inbox": [ms], "tab_counts": [ms], "plain": [ms], "rows": n, "explain": text}}."""
+def module_at(ref: str) -> types.ModuleType:
+    """kizuna/storage/conversations.py as it was at git revision `ref`, loaded as a module of its
+    own beside the current one (`--compare-ref`: both inbox() timed in one run, interleaved, so
+    that other jobs on a shared machine weigh on both alike)."""
+    source = subprocess.run(["git", "-C", str(common.REPO), "show", f"{ref}:kizuna/storage/conversations.py"],
+                            capture_output=True, text=True, check=True, timeout=30).stdout
+    module = types.ModuleType("kizuna.storage._conversations_at_" + re.sub(r"\W", "_", ref))
+    module.__package__ = "kizuna.storage"  # its relative imports (.models, .errors) are today's
+    sys.modules[module.__name__] = module  # dataclasses look their module up there
+    exec(compile(source, f"{ref}:kizuna/storage/conversations.py", "exec"), module.__dict__)
+    return module
+
+
+async def measure_in_process(database: str, staff_id: int, tabs: list[str], repeat: int, warmup: int,
+                             compare_ref: str | None = None) -> dict:
+    """{tab: {"inbox": [ms], "tab_counts": [ms], "plain": [ms], "rows": n, "explain": text}}, and with
+    `compare_ref` "inbox_ref": [ms] and "explain_ref" for that revision's inbox()."""
     from kizuna.storage import conversations
     from kizuna.storage.db import create_engine, session_factory
 
     engine = create_engine(database_url(database))
     capture = Capture(engine)
     sessions = session_factory(engine)
-    out: dict = {tab: {"inbox": [], "tab_counts": [], "plain": []} for tab in tabs}
+    out: dict = {tab: {"inbox": [], "tab_counts": [], "plain": [], "inbox_ref": []} for tab in tabs}
+    old = module_at(compare_ref) if compare_ref else None
 
     async def timed(what):
         # One session per call, as one console request has: a pooled connection, pre-pinged.
@@ -139,13 +159,21 @@ async def measure_in_process(database: str, staff_id: int, tabs: list[str], repe
                 ms_inbox, rows = await timed(lambda s: conversations.inbox(s, tab=kind, staff_id=staff_id, limit=PAGE + 1))
                 ms_counts, counts = await timed(lambda s: conversations.tab_counts(s, staff_id))
                 ms_plain, plain = await timed(lambda s: _all(s, plain_page(tab, staff_id)))
+                if old is not None:
+                    ms_ref, rows_ref = await timed(lambda s: old.inbox(s, tab=old.Tab(tab), staff_id=staff_id, limit=PAGE + 1))
+                    if [r.conversation.id for r in rows_ref] != [r.conversation.id for r in rows]:
+                        raise RuntimeError(f"tab {tab}: inbox() at {compare_ref} shows other conversations")
                 if rep >= warmup:
                     out[tab]["inbox"].append(ms_inbox)
                     out[tab]["tab_counts"].append(ms_counts)
                     out[tab]["plain"].append(ms_plain)
+                    if old is not None:
+                        out[tab]["inbox_ref"].append(ms_ref)
                 out[tab] |= {"rows": len(rows), "plain_rows": len(plain), "counts": {str(k): v for k, v in counts.items()}}
         for tab in tabs:
-            out[tab]["explain"] = await explain_inbox(sessions, capture, tab, staff_id)
+            out[tab]["explain"] = await explain_inbox(sessions, capture, tab, staff_id, conversations)
+            if old is not None:
+                out[tab]["explain_ref"] = await explain_inbox(sessions, capture, tab, staff_id, old)
     finally:
         await engine.dispose()
     return out
@@ -155,11 +183,9 @@ async def _all(session, statement) -> list:
     return list((await session.execute(statement)).scalars())
 
 
-async def explain_inbox(sessions, capture: Capture, tab: str, staff_id: int) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the first statement inbox() sends for `tab`, with its
-    own parameters (the page query; the second statement fetches the preview rows by id)."""
-    from kizuna.storage import conversations
-
+async def explain_inbox(sessions, capture: Capture, tab: str, staff_id: int, conversations) -> str:
+    """EXPLAIN (ANALYZE, BUFFERS) of the first statement `conversations.inbox()` sends for `tab`,
+    with its own parameters (the page query; the second one fetches the preview rows by id)."""
     capture.statements.clear()
     capture.on = True
     try:
@@ -234,7 +260,7 @@ def run(args: argparse.Namespace) -> dict:
     shape = support.Shape(customers=args.customers, active=args.active, resolved=args.resolved,
                           timeline=args.timeline, background=args.background)
     report: dict = {"machine": info, "command": " ".join([Path(sys.executable).name, *sys.argv]), "shape": vars(shape),
-                    "repeat": args.repeat}
+                    "repeat": args.repeat, "compare_ref": args.compare_ref}
     workdir = Path(tempfile.mkdtemp(prefix="kizuna-inbox-"))
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, True)
@@ -261,7 +287,8 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"  (machine still busy: {busy:.2f} cores in use by others)", flush=True)
         meter = common.CpuMeter({"postgres": f"pgdb:{database}"})
         meter.start()
-        report["in_process"] = asyncio.run(measure_in_process(database, staff_id, args.tabs, args.repeat, args.warmup))
+        report["in_process"] = asyncio.run(measure_in_process(database, staff_id, args.tabs, args.repeat, args.warmup,
+                                                              args.compare_ref))
         cpu = meter.stop()
         report["in_process_cpu"] = cpu | {"other_pct": other_pct(cpu, ("postgres",))}
 
@@ -291,6 +318,12 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     for tab, inbox, counts, plain, page, n_rows, n_page in rows:
         cells = [f"{s['median']:.1f} / {s['p95']:.1f} / {s['max']:.1f}" for s in (inbox, counts, plain, page)]
         print(f"{tab:<9}" + "".join(f"{cell:>24}" for cell in cells) + f"  {n_rows}/{n_page}")
+    if args.compare_ref:
+        print(f"inbox() at {args.compare_ref}, interleaved with the above:")
+        for tab in args.tabs:
+            s = stats(report["in_process"][tab]["inbox_ref"])
+            cell = f"{s['median']:.1f} / {s['p95']:.1f} / {s['max']:.1f}"
+            print(f"{tab:<9}{cell:>24}")
     counts = report["in_process"][args.tabs[0]]["counts"]
     print(f"tab counts: {counts}")
     for phase in ("in_process_cpu", "http_cpu"):
@@ -304,17 +337,23 @@ def print_report(report: dict, args: argparse.Namespace) -> None:
     for tab in args.tabs:
         print(f"\nEXPLAIN (ANALYZE, BUFFERS) of the inbox query, tab {tab} (summary):")
         print(summarize_plan(report["in_process"][tab]["explain"]))
+        if args.compare_ref:
+            print(f"\n... and of inbox() at {args.compare_ref}, tab {tab}:")
+            print(summarize_plan(report["in_process"][tab]["explain_ref"]))
     sys.stdout.flush()
 
 
 def markdown(report: dict) -> str:
     """The figures of a saved report (--json) as the table of docs/benchmarks.md."""
-    out = ["| tab | inbox() median / p95 ms | tab_counts() | plain indexed SELECT | whole page over HTTP | rows |",
-           "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    ref = report.get("compare_ref")
+    out = ["| tab | inbox() median / p95 ms | " + (f"inbox() at {ref} | " if ref else "")
+           + "tab_counts() | plain indexed SELECT | whole page over HTTP | conversations in the tab |",
+           "| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if ref else "")]
     for tab, local in report["in_process"].items():
-        cells = [stats(values) for values in (local["inbox"], local["tab_counts"], local["plain"], report["http"][tab]["page"])]
-        out.append(f"| {tab} | " + " | ".join(f"{s['median']:.1f} / {s['p95']:.1f}" for s in cells)
-                   + f" | {local['counts'][tab] if tab in local['counts'] else '-'} |")
+        series = [local["inbox"], *([local["inbox_ref"]] if ref else []), local["tab_counts"], local["plain"],
+                  report["http"][tab]["page"]]
+        out.append(f"| {tab} | " + " | ".join(f"{s['median']:.1f} / {s['p95']:.1f}" for s in map(stats, series))
+                   + f" | {local['counts'].get(tab, '-'):,} |")
     out.append(f"\nother jobs, % of a core: {report['in_process_cpu']['other_pct']:.0f} in-process, "
                f"{report['http_cpu']['other_pct']:.0f} over HTTP")
     return "\n".join(out)
@@ -336,6 +375,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured repetitions first (default 3)")
     parser.add_argument("--quiet-wait", type=float, default=30.0,
                         help="before measuring, wait up to this many seconds for the machine to idle (default 30)")
+    parser.add_argument("--compare-ref", metavar="REV",
+                        help="also time inbox() of kizuna/storage/conversations.py at this git revision, interleaved "
+                             "(in-process only; e.g. 5517d03, before the page was picked first)")
     parser.add_argument("--explain", type=Path, help="write the full EXPLAIN (ANALYZE, BUFFERS) output here")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
@@ -361,7 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run(args)
     if args.explain:
-        args.explain.write_text("\n\n".join(f"-- tab {tab}\n{report['in_process'][tab]['explain']}" for tab in args.tabs) + "\n")
+        plans = [f"-- tab {tab}\n{report['in_process'][tab]['explain']}" for tab in args.tabs]
+        if args.compare_ref:
+            plans += [f"-- tab {tab}, inbox() at {args.compare_ref}\n{report['in_process'][tab]['explain_ref']}"
+                      for tab in args.tabs]
+        args.explain.write_text("\n\n".join(plans) + "\n")
         print(f"\nfull plans written to {args.explain}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
