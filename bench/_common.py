@@ -226,10 +226,12 @@ class Server:
     """
 
     def __init__(self, name: str, argv: list[str], *, env: dict[str, str], port: int, log_path: Path,
-                 health_path: str = "/healthz", cwd: Path | None = None) -> None:
+                 health_path: str = "/healthz", cwd: Path | None = None, ready_text: str | None = None) -> None:
         self.name, self.argv, self.env, self.port, self.log_path = name, argv, env, port, log_path
         self.health_url = f"http://127.0.0.1:{port}{health_path}"
         self.cwd = cwd
+        # A process without an HTTP port (`kizuna worker`) is ready when its log shows this.
+        self.ready_text = ready_text
         self.process: subprocess.Popen | None = None
 
     @property
@@ -248,6 +250,11 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if self.ready_text is not None:
+                if self.ready_text in self.log_tail(1000):
+                    return self
+                time.sleep(0.1)
+                continue
             try:
                 with urllib.request.urlopen(self.health_url, timeout=2) as response:
                     if response.status == 200:
@@ -256,7 +263,8 @@ class Server:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} not healthy on {self.health_url} after {timeout:g} s:\n{self.log_tail()}")
+        waited_for = repr(self.ready_text) if self.ready_text is not None else self.health_url
+        raise RuntimeError(f"{self.name} not ready ({waited_for}) after {timeout:g} s:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGINT (aiohttp's graceful shutdown), then SIGTERM, then SIGKILL; only our own pid."""
@@ -380,8 +388,9 @@ class LineWebhookFactory:
         self.rng = random.Random(seed)
         self.recent: collections.deque[dict] = collections.deque(maxlen=2000)
 
-    def make(self) -> tuple[bytes, dict[str, str], list[str]]:
-        """(body, headers, webhookEventIds in the body)."""
+    def make(self, *, user: str | None = None, text: str | None = None) -> tuple[bytes, dict[str, str], list[str]]:
+        """(body, headers, webhookEventIds in the body). `user` and `text`, when given, are
+        those of every new event (else one of `users` and of TEXTS at random)."""
         events = []
         rng = self.rng
         for _ in range(self.events_per_request):
@@ -390,7 +399,8 @@ class LineWebhookFactory:
                 again["deliveryContext"] = {"isRedelivery": True}
                 events.append(again)
             else:
-                events.append(self.emulator.make_event("text", rng.choice(self.users), text=rng.choice(TEXTS)))
+                events.append(self.emulator.make_event("text", user or rng.choice(self.users),
+                                                       text=text or rng.choice(TEXTS)))
         # Only events of earlier requests are redelivered.
         self.recent.extend(e for e in events if not e["deliveryContext"]["isRedelivery"])
         body = json.dumps({"destination": self.destination, "events": events},

@@ -237,11 +237,16 @@ async def inbox(session: AsyncSession, *, tab: Tab, staff_id: int, limit: int, o
         (Conversation.resolved_at.desc(), Conversation.id.desc()) if tab is Tab.RESOLVED
         else (_PRIORITY_RANK, Conversation.waiting_since, Conversation.id)
     )
+    # The page is picked from the conversations alone, then joined to its customers. Joined
+    # before the sort (one statement, one LIMIT), every conversation of the tab met the
+    # customers table, which PostgreSQL did with a hash join over all of it: ~100 ms of
+    # both cores per page at 1,000,000 customers (bench/inbox_page.py); now ~50 index lookups.
+    page = sa.select(Conversation.id).where(_tab_filter(tab, staff_id)).order_by(*order).limit(limit).offset(offset).subquery("page")
     statement = (
         sa.select(Conversation, Customer, last_message, last_in, last_staff)
+        .join(page, page.c.id == Conversation.id)
         .join(Customer, Customer.id == Conversation.customer_id)
-        .where(_tab_filter(tab, staff_id))
-        .order_by(*order).limit(limit).offset(offset)
+        .order_by(*order)
     )
     rows = (await session.execute(statement)).all()
     wanted = [row[2] for row in rows if row[2] is not None]
