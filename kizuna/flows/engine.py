@@ -256,8 +256,6 @@ class Command:
     run: Callable[[FlowContext, Input], Awaitable[None]]
 
 
-# Words that work in every state of every flow.
-CANCEL_WORDS = Keyword("やめる", "やめます", "キャンセル", "中止", "cancel", "stop", "quit")
 @dataclass(frozen=True)
 class PersonRequest:
     """A short text asking for a person, however it is put: the words (担当者, オペレーター, …)
@@ -286,6 +284,8 @@ class PersonRequest:
         return text in self.words.words or (len(text) <= self.longest and self.PATTERN.search(text) is not None)
 
 
+# Words that work in every state of every flow.
+CANCEL_WORDS = Keyword("やめる", "やめます", "キャンセル", "中止", "cancel", "stop", "quit")
 HANDOFF_WORDS = PersonRequest(Keyword("担当者", "オペレーター", "有人", "有人対応", "agent", "human", "operator", "staff please"))
 
 
