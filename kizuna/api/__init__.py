@@ -14,12 +14,12 @@ from types import ModuleType
 
 from aiohttp import web
 
-from . import conversations, coupons, customers, events, faq, orders, texts
+from . import conversations, coupons, customers, events, faq, orders, segments, texts
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
-AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders)
+AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, segments)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

@@ -56,6 +56,11 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("PUT", "/business-hours"): {A, M},
     ("POST", "/orders"): {A, M, P},
     ("POST", "/customers"): {A, M, P},
+    ("POST", "/segments"): {A, M},
+    ("GET", "/segments"): {A, M},
+    ("POST", "/segments/preview"): {A, M},
+    ("GET", "/segments/presets"): {A, M},
+    ("GET", "/segments/{id}/customers"): {A, M},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 
