@@ -226,7 +226,11 @@ async def refresh_all(session: AsyncSession, *, now: datetime | None = None, rul
     rules = rules or await load_rules(session)
     table, orders = CustomerMetrics.__table__, Order.__table__
     await session.execute(refresh_statement(session.bind.dialect.name, rules, now, None))
-    await session.execute(sa.delete(table).where(table.c.customer_id.not_in(sa.select(orders.c.customer_id))))
+    # NOT EXISTS, not NOT IN: PostgreSQL plans it as a hash anti-join; a NOT IN over millions of
+    # orders that does not fit work_mem becomes a scan per row.
+    await session.execute(sa.delete(table).where(
+        ~sa.exists().where(orders.c.customer_id == table.c.customer_id)
+    ))
     await refresh_population(session)
 
 
