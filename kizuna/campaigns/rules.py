@@ -22,7 +22,7 @@ no value at all. Which ops a field takes, and what its values are, is the table 
     {"not": {"field": "prefecture", "op": "in", "value": ["沖縄県", "北海道"]}}
 
 A refused rule is `Invalid` naming the place of the problem from the rule's root:
-`rule.all[2].value: must be an integer`. Limits: 10 levels of all/any/not, 100 conditions.
+`rule.all[2].value: must be an integer`. Limits: 10 levels of all/any/not, 100 conditions, 200 parts.
 
 `friend_source` (流入経路) is accepted but matches nothing yet: Kizuna does not record where a
 friend came from until the friend-source links of issue 14 §5 exist (`ne` therefore matches
@@ -43,6 +43,7 @@ from kizuna.storage.models import Gender
 
 MAX_DEPTH = 10
 MAX_CONDITIONS = 100
+MAX_PARTS = 200  # conditions and all/any/not together: a rule of a thousand empty groups is no rule
 MAX_IN = 500
 MAX_TEXT = 200
 MAX_DAYS = 36_500  # a hundred years: longer than any shop's history
@@ -156,11 +157,14 @@ Node = Condition | All | AnyOf | Not
 
 def check(rule: Any, where: str = "rule") -> Node:
     """`rule` checked and normalised; Invalid naming the place of the first problem."""
-    counter = [0]
+    counter = [0, 0]  # conditions, parts
     return _node(rule, where, 1, counter)
 
 
 def _node(rule: Any, where: str, depth: int, counter: list[int]) -> Node:
+    counter[1] += 1
+    if counter[1] > MAX_PARTS:
+        raise Invalid(where, f"a rule has at most {MAX_PARTS} parts (conditions, all, any, not)")
     if not isinstance(rule, dict):
         raise Invalid(where, 'must be a rule: an object with "all", "any", "not", or "field", "op" and "value"')
     if depth > MAX_DEPTH:

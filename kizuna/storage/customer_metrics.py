@@ -10,9 +10,10 @@ rather than aggregating the orders table on every read. This module keeps those 
   moment it is committed.
 - `refresh_population(session)`: what depends on everyone, i.e. the spend decile (NTILE(10) over
   monetary, 1 = the top 10 %). One UPDATE … FROM a window query, writing only the rows whose
-  decile changed. Run after each CSV import (`storage/imports.run_import`), by `kizuna metrics
-  refresh` (run it from cron, e.g. nightly, for shops that send orders through the API), and
-  with `refresh_all` when the shop's metric settings change. Between two runs a new buyer's
+  decile changed. Run after each CSV import (`storage/imports.run_import`), hourly by one of the
+  workers (`refresh_population_if_due`, claimed in `metric_settings`; KIZUNA_DECILE_REFRESH), by
+  `kizuna metrics refresh`, and with `refresh_all` when the shop's metric settings change.
+  Between two runs a new buyer's
   decile is None and the others' are as of the last run: deciles move slowly, and recomputing
   them for every API request would cost a pass over all customers each time.
 - `refresh_all(session, now=)`: every row from the orders, then the deciles (the backfill, and
@@ -55,7 +56,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import audit
-from .db import chunked
+from .db import chunked, insert_on_conflict
 from .errors import Invalid
 from .models import CustomerMetrics, MetricSettings, Order, OrderStatus
 from .types import UTCDateTime, utcnow
@@ -218,6 +219,24 @@ async def refresh_population(session: AsyncSession) -> None:
     """What depends on everyone: the spend deciles (see the module's docstring for when)."""
     for statement in decile_statements():
         await session.execute(statement)
+
+
+async def refresh_population_if_due(session: AsyncSession, *, now: datetime, every: timedelta) -> bool:
+    """The workers' scheduled decile refresh: claim it (a conditional UPDATE of the settings row:
+    of N workers asking at once, one gets the row) and run it when the last one is `every` ago.
+    True when this caller ran it."""
+    table = MetricSettings.__table__
+    await session.execute(
+        insert_on_conflict(session, table).values(id=1, overrides={}, updated_at=now).on_conflict_do_nothing(index_elements=["id"])
+    )
+    claimed = await session.execute(
+        sa.update(table).values(deciles_refreshed_at=now)
+        .where(table.c.id == 1, sa.or_(table.c.deciles_refreshed_at.is_(None), table.c.deciles_refreshed_at <= now - every))
+    )
+    if claimed.rowcount != 1:
+        return False
+    await refresh_population(session)
+    return True
 
 
 async def refresh_all(session: AsyncSession, *, now: datetime | None = None, rules: MetricRules | None = None) -> None:

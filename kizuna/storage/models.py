@@ -1093,6 +1093,8 @@ class MetricSettings(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     overrides: dict = Field(default_factory=dict, sa_type=JSONType)
     updated_at: datetime = _created_at()
+    # When a worker last recomputed the deciles on schedule (`customer_metrics.refresh_population_if_due`).
+    deciles_refreshed_at: datetime | None = _optional_time()
 
 
 SEGMENT_NAME_MAX = 100

@@ -107,3 +107,23 @@ async def test_support_may_not_use_segments(kizuna):
         _token, plain = await tokens.create(session, name="desk", role="support")
     status, body = await kizuna.api("POST", "/api/v1/segments/preview", token=plain, json={"rule": {"all": []}})
     assert status == 403, body
+
+
+async def test_a_worker_refreshes_the_deciles_on_schedule(settings, emulator):
+    from tests.conftest import Kizuna, eventually, start_kizuna
+
+    settings = settings.model_copy(update={"decile_refresh_seconds": 1.0})
+    server, token = await start_kizuna(settings, emulator)
+    kizuna = Kizuna(server=server, emulator=emulator, settings=settings, admin_token=token)
+    try:
+        batch = {"orders": [an_order(f"EC-{n}", f"d{n}@example.com", total=1000 * (n + 1)) for n in range(10)]}
+        assert (await kizuna.api("POST", "/api/v1/orders", json=batch))[0] == 200
+        top = {"field": "decile", "op": "eq", "value": 1}
+
+        async def ranked() -> bool:
+            status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": top})
+            return status == 200 and body["count"] == 1 and body["sample"][0]["monetary"] == 10_000
+
+        await eventually(ranked, timeout=10, what="deciles refreshed by the worker")
+    finally:
+        await server.close()

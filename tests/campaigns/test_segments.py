@@ -199,6 +199,8 @@ def test_rules_are_limited_in_depth_and_size():
         rule_language.check(deep)
     with pytest.raises(Invalid, match="at most 100 conditions"):
         rule_language.check({"all": [c("frequency", "eq", n) for n in range(101)]})
+    with pytest.raises(Invalid, match="at most 200 parts"):
+        rule_language.check({"all": [{"all": []} for _ in range(300)]})
 
 
 async def test_presets_are_valid_rules_that_run(sessions, people):

@@ -111,3 +111,17 @@ async def test_refresh_all_rebuilds_from_the_orders(sessions):
         await customer_metrics.refresh_all(session, now=NOW)
     rows = await metrics(sessions)
     assert sorted((row.monetary, row.decile) for row in rows.values()) == [(2000, 2), (9000, 1)]
+
+
+async def test_the_scheduled_decile_refresh_runs_once_per_interval(sessions):
+    await upsert(sessions, order("Q-1", "q@example.com", 2000, days_ago=3))
+    every = timedelta(hours=1)
+
+    async def due(now: datetime) -> bool:
+        async with transaction(sessions) as session:
+            return await customer_metrics.refresh_population_if_due(session, now=now, every=every)
+
+    assert await due(NOW) is True
+    assert [row.decile for row in (await metrics(sessions)).values()] == [1]
+    assert await due(NOW + timedelta(minutes=59)) is False
+    assert await due(NOW + timedelta(hours=1)) is True

@@ -48,6 +48,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('overrides', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('updated_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deciles_refreshed_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('segments',
