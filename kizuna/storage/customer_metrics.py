@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -301,7 +301,6 @@ class MetricsView:
     decile: int | None = None
     ltv: int = 0
     p_alive: float | None = None
-    extra: dict = field(default_factory=dict)
 
 
 async def read(session: AsyncSession, customer_ids: list[int], *, now: datetime) -> dict[int, MetricsView]:
