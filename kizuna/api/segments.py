@@ -5,7 +5,8 @@ campaigns/segments.py (the console calls the same). A rule the language refuses 
 the place of the problem (`rule.all[2].value: must be an integer`), never a 500; a value is
 always a bound parameter, so a hostile one simply matches nobody.
 
-Roles: admin and marketer (segments are marketing's; support staff get 403).
+Roles: admin and marketer (segments are marketing's; support staff get 403). The metric settings
+(RFM thresholds, LTV's margin and years) are read by both and changed by admins only.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from pydantic import BaseModel, Field
 
 from kizuna.campaigns import segments
 from kizuna.campaigns.rules import FIELDS
+from kizuna.storage import customer_metrics
 from kizuna.storage.db import transaction
 from kizuna.storage.models import SEGMENT_NAME_MAX, Customer, Segment
-from kizuna.storage.roles import MARKETING
+from kizuna.storage.roles import MARKETING, Role
 
 from .http import (
-    LIMIT, NOT_BLANK, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, parse_body, path_id,
-    services,
+    LIMIT, NOT_BLANK, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, optional, parse_body,
+    path_id, services,
 )
 
 RULE_DESCRIPTION = (
@@ -157,6 +159,53 @@ async def list_presets(request: web.Request) -> web.Response:
     return json_answer(PresetList(items=[PresetRead(key=p.key, name=p.name, description=p.description, rule=p.rule) for p in presets]))
 
 
+
+# -- the shop's metric settings (RFM thresholds, LTV parameters) --------------------------------------
+
+
+
+class MetricSettingsRead(BaseModel):
+    """The rules in force (defaults with the shop's overrides) and the overrides alone."""
+
+    recency_days: list[int] = Field(description="R: score 5 up to the first number of days, 4 up to the second, ... 1 beyond the last")
+    frequency_orders: list[int] = Field(description="F: score 2 from the first number of completed orders, ... 5 from the last")
+    monetary_yen: list[int] = Field(description="M: score 2 from the first total spend in yen, ... 5 from the last")
+    gross_margin: float
+    expected_years: float
+    overrides: dict[str, Any]
+
+
+class MetricSettingsIn(BaseModel):
+    """PUT: the shop's overrides as a whole; a setting left out follows the default. Each
+    threshold list is four ascending whole numbers."""
+
+    model_config = {"extra": "forbid"}
+
+    recency_days: list[int] = optional(min_length=4, max_length=4)
+    frequency_orders: list[int] = optional(min_length=4, max_length=4)
+    monetary_yen: list[int] = optional(min_length=4, max_length=4)
+    gross_margin: float = optional(gt=0, le=1)
+    expected_years: float = optional(gt=0, le=50)
+
+
+def _settings_read(rules, overrides: dict) -> MetricSettingsRead:
+    return MetricSettingsRead(**rules.as_json(), overrides=overrides)
+
+
+async def get_metric_settings(request: web.Request) -> web.Response:
+    async with services(request).sessions() as session:
+        rules, overrides = await customer_metrics.load_settings(session)
+    return json_answer(_settings_read(rules, overrides))
+
+
+async def put_metric_settings(request: web.Request) -> web.Response:
+    body = await parse_body(request, MetricSettingsIn)
+    overrides = body.model_dump(exclude_unset=True)
+    async with transaction(services(request).sessions) as session:
+        rules = await customer_metrics.set_rules(session, overrides, now=services(request).clock(), actor=actor(request))
+    return json_answer(_settings_read(rules, overrides))
+
+
 ENDPOINTS = [
     Endpoint("POST", "/segments", create_segment,
              "Save a segment (201): a name and a rule. 400 names the place of a problem in the rule (rule.all[2].value).",
@@ -173,4 +222,11 @@ ENDPOINTS = [
              "The segment's customers now, by id (cursor paging with `after`), with their metrics",
              roles=MARKETING, response=MemberPage, path_params=[id_param(Segment.id)],
              query=[cursor_param("after", Customer.id), LIMIT]),
+    Endpoint("GET", "/metric-settings", get_metric_settings,
+             "The RFM thresholds and LTV parameters in force, and the shop's overrides of the defaults",
+             roles=MARKETING, response=MetricSettingsRead),
+    Endpoint("PUT", "/metric-settings", put_metric_settings,
+             "Replace the shop's overrides (a setting left out follows the default) and rescore every customer with them "
+             "(a pass over all orders: seconds to a minute on a large shop). 400 names the invalid setting.",
+             roles=(Role.ADMIN,), request=MetricSettingsIn, response=MetricSettingsRead),
 ]

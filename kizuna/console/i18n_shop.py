@@ -414,6 +414,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "audit.target.business_hours": ("営業時間", "Business hours"),
     "audit.target.thresholds": ("FAQ判定の基準", "FAQ thresholds"),
     "audit.target.rich_menus": ("リッチメニュー", "Rich menus"),
+    "audit.target.metric_settings": ("顧客指標の設定 (RFM・LTV)", "Customer metric settings (RFM, LTV)"),
     "audit.key.question": ("質問", "question"),
     "audit.key.changed": ("変更した項目", "changed"),
     "audit.key.alternate_added": ("追加した言い換え", "phrasing added"),

@@ -112,20 +112,24 @@ def check_rules(overrides: dict) -> MetricRules:
 
 async def load_rules(session: AsyncSession) -> MetricRules:
     """The shop's metric rules: the defaults with its overrides (one primary-key read)."""
+    return (await load_settings(session))[0]
+
+
+async def load_settings(session: AsyncSession) -> tuple[MetricRules, dict]:
+    """The rules in force and the shop's overrides they came from."""
     row = await session.get(MetricSettings, 1)
-    return check_rules(row.overrides) if row is not None else DEFAULT_RULES
+    overrides = row.overrides if row is not None else {}
+    return check_rules(overrides), overrides
 
 
 async def set_rules(session: AsyncSession, overrides: dict, *, now: datetime, actor: audit.Actor | None = None) -> MetricRules:
     """Replace the shop's overrides and recompute every row with them (scores and LTV follow
     the settings, so they cannot wait for the next order)."""
     checked = check_rules(overrides)
-    row = await session.get(MetricSettings, 1)
-    if row is None:
-        session.add(MetricSettings(id=1, overrides=overrides, updated_at=now))
-    else:
-        row.overrides, row.updated_at = overrides, now
-    await session.flush()
+    table = MetricSettings.__table__
+    # Insert-or-update in one statement: two admins saving at once cannot both insert row 1.
+    insert = insert_on_conflict(session, table).values(id=1, overrides=overrides, updated_at=now)
+    await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"overrides": overrides, "updated_at": now}))
     await refresh_all(session, now=now, rules=checked)
     audit.record_by(session, actor, audit.Action.SETTINGS_CHANGED, target="metric_settings", **checked.as_json())
     return checked

@@ -61,6 +61,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/segments/preview"): {A, M},
     ("GET", "/segments/presets"): {A, M},
     ("GET", "/segments/{id}/customers"): {A, M},
+    ("GET", "/metric-settings"): {A, M},
+    ("PUT", "/metric-settings"): {A},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 

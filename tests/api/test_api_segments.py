@@ -127,3 +127,18 @@ async def test_a_worker_refreshes_the_deciles_on_schedule(settings, emulator):
         await eventually(ranked, timeout=10, what="deciles refreshed by the worker")
     finally:
         await server.close()
+
+
+async def test_metric_settings_are_read_and_changed_and_rescore(kizuna):
+    status, body = await kizuna.api("GET", "/api/v1/metric-settings")
+    assert status == 200 and body["recency_days"] == [30, 60, 90, 180] and body["overrides"] == {}, body
+    assert (await kizuna.api("POST", "/api/v1/orders", json=an_order("EC-1", "m@example.com", total=12_000)))[0] == 200
+    rule = {"field": "rfm_m", "op": "eq", "value": 3}
+    assert (await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": rule}))[1]["count"] == 0
+    status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={"monetary_yen": [5000, 10000, 20000, 40000]})
+    assert status == 200 and body["monetary_yen"] == [5000, 10000, 20000, 40000] and body["gross_margin"] == 0.3, body
+    assert (await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": rule}))[1]["count"] == 1
+    status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={"recency_days": [30, 20, 90, 180]})
+    assert (status, body["error"]["field"]) == (400, "recency_days"), body
+    status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={})
+    assert status == 200 and body["overrides"] == {} and body["monetary_yen"] == [10000, 30000, 50000, 100000]
