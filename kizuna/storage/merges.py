@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit, customers
+from . import audit, customer_metrics, customers
 from .errors import Conflict, NotFound
 from .models import (
     ConversationStatus, CouponGrant, Conversation, Customer, CustomerIdentity, CustomerMerge, CustomerTag, Direction, Interaction,
@@ -113,6 +113,8 @@ async def merge(session: AsyncSession, candidate_id: int, *, actor: audit.Actor,
                            filled=filled, merged_at=now, merged_by=actor.label[:254])
     session.add(record)
     await session.flush()
+    if moved.get("orders"):  # segments read the kept aggregates: they follow the orders at once
+        await customer_metrics.refresh(session, [kept.id, merged.id], now=now)
     session.add(Interaction(customer_id=kept.id, direction=Direction.SYS, kind="customer.merged", sender_type="staff",
                             sender_id=actor.label[:64], created_at=now,
                             payload={"merge_id": record.id, "merged_customer_id": merged.id,
@@ -155,6 +157,9 @@ async def undo(session: AsyncSession, merge_id: int, *, actor: audit.Actor, now:
         if candidate is not None:
             candidate.status, candidate.decided_at = MergeStatus.PENDING, None
     record.undone_at, record.undone_by = now, actor.label[:254]
+    if record.moved.get("orders"):
+        await session.flush()
+        await customer_metrics.refresh(session, [kept.id, merged.id], now=now)
     session.add(Interaction(customer_id=kept.id, direction=Direction.SYS, kind="customer.unmerged", sender_type="staff",
                             sender_id=actor.label[:64], created_at=now,
                             payload={"merge_id": record.id, "merged_customer_id": merged.id}))

@@ -12,7 +12,7 @@ from kizuna.storage import audit, customers, identities, merges, orders, tags
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.errors import Conflict
 from kizuna.storage.models import (
-    AuditEntry, Customer, CustomerIdentity, CustomerTag, Interaction, MergeCandidate, Order, OrderCreate,
+    AuditEntry, Customer, CustomerIdentity, CustomerMetrics, CustomerTag, Interaction, MergeCandidate, Order, OrderCreate,
 )
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -63,6 +63,9 @@ async def test_merging_moves_everything_to_the_line_customer_and_undo_puts_it_ba
                                             .order_by(Interaction.id))]
     assert kinds == ["order.placed", "order.placed", "customer.merged"]
     assert await rows(sessions, sa.select(MergeCandidate.status)) == [("merged",)]
+    # segments see the kept customer's purchases at once (and the merged one has none left)
+    assert await rows(sessions, sa.select(CustomerMetrics.customer_id, CustomerMetrics.frequency, CustomerMetrics.monetary)) == [
+        (line, 2, 6600)]
     async with sessions() as session:
         listed = await customers.list_page(session, line_user_id=None, limit=10, after_id=None)
     assert [customer.id for customer in listed] == [line]  # the merged one is not listed
@@ -78,6 +81,8 @@ async def test_merging_moves_everything_to_the_line_customer_and_undo_puts_it_ba
         await merges.undo(session, record.id, actor=ADMIN, now=NOW + timedelta(days=6))
     owners = dict(await rows(sessions, sa.select(Order.external_id, Order.customer_id)))
     assert owners == {"A-1": ec, "A-2": ec, "A-3": line}  # what came after the merge stays
+    metrics = await rows(sessions, sa.select(CustomerMetrics.customer_id, CustomerMetrics.frequency).order_by(CustomerMetrics.customer_id))
+    assert metrics == sorted([(ec, 2), (line, 1)])
     assert await rows(sessions, sa.select(CustomerTag.customer_id)) == [(ec,)]
     assert await rows(sessions, sa.select(Customer.name_kana, Customer.merged_into_id).order_by(Customer.id)) == [
         ("ヤマダ ハナコ", None), (None, None)]
