@@ -248,6 +248,7 @@ def build_worker(settings: Settings, *, services: Services, line: LineClient, ro
     return Worker(
         queue=services.queue, processor=processor, sender=sender, sessions=sessions,
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
+        decile_refresh=settings.decile_refresh_seconds,
     )
 
 

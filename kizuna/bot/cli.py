@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     import_customers.add_argument("file", help="CSV, UTF-8 (with or without BOM) or Shift_JIS/CP932")
     import_customers.add_argument("--dry-run", action="store_true", help="check every row, store nothing")
 
+    metrics = commands.add_parser("metrics", help="customer metrics (RFM, deciles, LTV)")
+    metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
+    metrics_commands.add_parser(
+        "refresh", help="recompute every customer's metrics from the orders and the spend deciles of everyone "
+        "(orders keep their customers' metrics current; deciles move only here and after an import: run it nightly)",
+    )
+
     args = parser.parse_args(argv)
     overrides = {key: value for key, value in (("port", getattr(args, "port", None)), ("host", getattr(args, "host", None))) if value is not None}
     try:
@@ -121,7 +128,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import":
         return asyncio.run(_import(settings, args.import_command, args.file, dry_run=args.dry_run,
                                    zone=getattr(args, "timezone", "Asia/Tokyo")))
+    if args.command == "metrics":
+        return asyncio.run(_metrics_refresh(settings))
     return 2
+
+
+async def _metrics_refresh(settings: Settings) -> int:
+    import time
+
+    from kizuna.storage import customer_metrics
+    from kizuna.storage.db import create_engine, session_factory, transaction
+
+    engine = create_engine(settings.database_url)
+    started = time.perf_counter()
+    try:
+        async with transaction(session_factory(engine)) as session:
+            await customer_metrics.refresh_all(session)
+    finally:
+        await engine.dispose()
+    print(f"kizuna metrics refresh: done in {time.perf_counter() - started:.1f} s")
+    return 0
 
 
 def _serve(settings: Settings) -> int:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     # (with the same retry key); keep it above KIZUNA_LINE_TIMEOUT × 4 plus backoff.
     delivery_claim_seconds: float = Field(default=60.0, ge=1, le=3600, validation_alias="KIZUNA_DELIVERY_CLAIM_SECONDS")
     sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
+    # Customers' spend deciles depend on everyone: recomputed this often by one of the workers
+    # (storage/customer_metrics.py; orders keep everything else current at once).
+    decile_refresh_seconds: float = Field(default=3600.0, ge=1, validation_alias="KIZUNA_DECILE_REFRESH")
     line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
     log_level: str = Field(default="INFO", validation_alias="KIZUNA_LOG_LEVEL")
     # The staff console (/console): a session ends after this long without a request (idle)

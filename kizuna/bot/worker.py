@@ -20,8 +20,9 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.storage import deliveries, events
-from kizuna.storage.db import is_unavailable
+from kizuna.storage import customer_metrics, deliveries, events
+from kizuna.storage.db import is_unavailable, transaction
+from kizuna.storage.types import utcnow
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import Job, QueueUnavailable, SourceBusy, WorkQueue
 
@@ -42,6 +43,7 @@ class Worker:
         concurrency: int,
         sweep_interval: float,
         database: Dependency | None = None,
+        decile_refresh: float = 3600.0,
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -50,6 +52,7 @@ class Worker:
         self.concurrency = concurrency
         self.sweep_interval = sweep_interval
         self.database = database or Dependency("the database")
+        self.decile_refresh = decile_refresh
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -58,6 +61,7 @@ class Worker:
             for index in range(self.concurrency):
                 group.create_task(self._consume(), name=f"kizuna-consumer-{index}")
             group.create_task(self._sweep_forever(), name="kizuna-sweeper")
+            group.create_task(self._deciles_forever(), name="kizuna-deciles")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -110,6 +114,23 @@ class Worker:
                 await self._stopping.wait()
         except TimeoutError:
             pass
+
+    async def _deciles_forever(self) -> None:
+        """Customers' spend deciles, every `decile_refresh` seconds by one worker of all: each
+        looks now and then whether a refresh is due and claims it in the database
+        (`customer_metrics.refresh_population_if_due`), so N workers run it once."""
+        every = timedelta(seconds=self.decile_refresh)
+        while not self._stopping.is_set():
+            try:
+                async with transaction(self.sessions) as session:
+                    await customer_metrics.refresh_population_if_due(session, now=utcnow(), every=every)
+            except Exception as error:  # never end the worker; the database being away is the sweeper's to report
+                if not is_unavailable(error):
+                    log.exception("decile refresh failed; trying again later")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=min(self.decile_refresh, 300.0))
+            except TimeoutError:
+                pass
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

@@ -409,6 +409,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action.coupon.redeemed": ("クーポン利用", "Coupon redeemed"),
     "action.coupon.revoked": ("クーポン取消", "Coupon revoked"),
     "action.rich_menu.setup": ("リッチメニュー設定", "Rich menu set up"),
+    "action.segment.created": ("セグメント作成", "Segment created"),
     "audit.target.faq": ("よくある質問", "FAQ"),
     "audit.target.business_hours": ("営業時間", "Business hours"),
     "audit.target.thresholds": ("FAQ判定の基準", "FAQ thresholds"),

@@ -63,6 +63,7 @@ class Action(StrEnum):
     COUPON_CREATED = "coupon.created"
     COUPON_UPDATED = "coupon.updated"
     COUPON_REDEEMED = "coupon.redeemed"
+    SEGMENT_CREATED = "segment.created"
     COUPON_REVOKED = "coupon.revoked"
     RICH_MENU_SETUP = "rich_menu.setup"
     API_TOKEN_CREATED = "api_token.created"

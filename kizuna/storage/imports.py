@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from . import customer_records
+from . import customer_metrics, customer_records
 from . import orders as order_store
 from .db import transaction
 from .models import ORDER_ITEMS_MAX, CustomerRecordCreate, OrderCreate, OrderItemCreate
@@ -393,4 +393,10 @@ async def run_import(
                 async with transaction(sessions) as session:
                     summary.stored.add(await kind.store(session, batch.orders, now=now(), source=source))
         progress(batch.rows)
+    if not dry_run and summary.records:
+        # Each batch kept its customers' metrics current; the spend deciles depend on everyone,
+        # so they are recomputed once, after the whole file (storage/customer_metrics.py).
+        assert sessions is not None
+        async with transaction(sessions) as session:
+            await customer_metrics.refresh_population(session)
     return summary

@@ -1073,3 +1073,64 @@ class CustomerMerge(SQLModel, table=True):
     merged_by: str = Field(max_length=STAFF_EMAIL_MAX)
     undone_at: datetime | None = _optional_time()
     undone_by: str | None = Field(default=None, max_length=STAFF_EMAIL_MAX)
+
+# -- customer metrics and segments (issue 14, sections 3-5) -----------------------------------------
+
+
+class CustomerMetrics(SQLModel, table=True):
+    """A customer's purchase figures, kept current by the order upsert (storage/customer_metrics.py)
+    so that segments read one row per customer instead of aggregating orders. Only completed
+    orders count; a customer whose orders are all cancelled has a row with frequency 0.
+
+    Not stored, because they would go stale as time passes: `recency_days` and `rfm_r` (both
+    follow from `last_order_at` and the clock, computed when read). `decile` depends on everyone
+    else's spend and is refreshed for the whole population (`customer_metrics.refresh_population`);
+    `p_alive` is filled by the BG/NBD model (campaigns/clv_model.py) and None until then."""
+
+    __tablename__ = "customer_metrics"
+
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+    first_order_at: datetime | None = _optional_time()
+    # Indexed: recency conditions (`recency_days`, `rfm_r`) are ranges on it.
+    last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True, index=True)
+    frequency: int = 0  # completed orders
+    monetary: int = Field(default=0, sa_type=sa.BigInteger)  # yen, sum of completed orders' totals
+    average_order_value: int = 0  # yen, rounded down
+    f2: bool = False  # a second completed order
+    rfm_f: int | None = None  # 1-5 by `frequency`, None without a completed order
+    rfm_m: int | None = None  # 1-5 by `monetary`
+    decile: int | None = None  # 1 (top 10 % by spend) .. 10, None without a completed order
+    ltv: int = Field(default=0, sa_type=sa.BigInteger)  # yen: AOV × margin × purchases/year × years
+    p_alive: float | None = None
+    updated_at: datetime = _created_at()
+
+
+class MetricSettings(SQLModel, table=True):
+    """One row (id 1): the shop's overrides of the metric defaults in code
+    (storage/customer_metrics.py `MetricRules`): RFM thresholds, gross margin, expected years.
+    Follows `InquirySettings`: defaults live in code, the row holds only what the shop changed."""
+
+    __tablename__ = "metric_settings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    overrides: dict = Field(default_factory=dict, sa_type=JSONType)
+    updated_at: datetime = _created_at()
+    # When a worker last recomputed the deciles on schedule (`customer_metrics.refresh_population_if_due`).
+    deciles_refreshed_at: datetime | None = _optional_time()
+
+
+SEGMENT_NAME_MAX = 100
+
+
+class Segment(SQLModel, table=True):
+    """A marketer's saved audience: a JSON rule (campaigns/segments.py) compiled to SQL whenever
+    it is evaluated, so its members are always today's."""
+
+    __tablename__ = "segments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=SEGMENT_NAME_MAX)
+    rule: dict = Field(sa_type=JSONType)
+    created_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()

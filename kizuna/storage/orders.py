@@ -17,7 +17,10 @@ per order:
 4. upsert the orders on `external_id` (`DO UPDATE … WHERE fingerprint differs`), replace the
    lines of the changed ones, and put one row per new or changed order on its customer's
    timeline: `order.placed`, `order.cancelled` or `order.returned` by status, `order.updated`
-   when a stored order changed without changing status.
+   when a stored order changed without changing status;
+5. recompute the kept metrics (storage/customer_metrics.py) of every customer the batch touched —
+   the orders' customers, and the previous customer of an order that moved — set-based, so an
+   accepted order counts in segments as soon as the transaction commits.
 
 The caller owns the transaction: a batch is stored whole or not at all.
 """
@@ -33,7 +36,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import matching
+from . import customer_metrics, matching
 from .db import chunked, insert_on_conflict
 from .errors import Invalid
 from .models import Direction, Interaction, Order, OrderCreate, OrderItem, OrderStatus
@@ -87,7 +90,7 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate], *, now: d
     result = UpsertResult()
     prints = {order.external_id: fingerprint(order) for order in orders}
     stored = await _stored(session, list(prints))
-    todo = [order for order in orders if stored.get(order.external_id, (None, None, None))[1] != prints[order.external_id]]
+    todo = [order for order in orders if stored.get(order.external_id, (None, None, None, None))[1] != prints[order.external_id]]
     result.unchanged = len(orders) - len(todo)
     if not todo:
         return result
@@ -143,19 +146,23 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate], *, now: d
         })
     for chunk in chunked(timeline, _CHUNK):
         await session.execute(sa.insert(Interaction.__table__), chunk)
+    touched = {customer_of[order.external_id] for order in written}
+    touched.update(stored[order.external_id][3] for order in written if order.external_id in stored)
+    await customer_metrics.refresh(session, touched, now=now)
     result.created = sum(1 for order in written if order.external_id not in stored)
     result.updated = len(written) - result.created
     result.unchanged += len(todo) - len(written)
     return result
 
 
-async def _stored(session: AsyncSession, external_ids: list[str]) -> dict[str, tuple[int, str, str]]:
-    """external_id → (id, fingerprint, status) of the orders already stored."""
+async def _stored(session: AsyncSession, external_ids: list[str]) -> dict[str, tuple[int, str, str, int]]:
+    """external_id → (id, fingerprint, status, customer_id) of the orders already stored."""
     found = {}
     table = Order.__table__
     for chunk in chunked(sorted(external_ids), _CHUNK):
         rows = await session.execute(
-            sa.select(table.c.external_id, table.c.id, table.c.fingerprint, table.c.status).where(table.c.external_id.in_(chunk))
+            sa.select(table.c.external_id, table.c.id, table.c.fingerprint, table.c.status, table.c.customer_id)
+            .where(table.c.external_id.in_(chunk))
         )
-        found.update((external_id, (order_id, print_, status)) for external_id, order_id, print_, status in rows)
+        found.update((external_id, (order_id, print_, status, customer_id)) for external_id, order_id, print_, status, customer_id in rows)
     return found

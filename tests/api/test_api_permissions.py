@@ -60,6 +60,11 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/merge-candidates/{id}/merge"): {A},
     ("POST", "/merge-candidates/{id}/dismiss"): {A},
     ("POST", "/customer-merges/{id}/undo"): {A},
+    ("POST", "/segments"): {A, M},
+    ("GET", "/segments"): {A, M},
+    ("POST", "/segments/preview"): {A, M},
+    ("GET", "/segments/presets"): {A, M},
+    ("GET", "/segments/{id}/customers"): {A, M},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 

@@ -172,3 +172,25 @@ def test_customers_from_a_shift_jis_export(env, tmp_path, capsys):
     assert main(["import", "customers", str(path), "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "row 4: birthday:" in err and "row 5: external_customer_id: C-001 is already in row 2" in err
+
+
+def test_an_import_sets_the_deciles_and_metrics_refresh_rebuilds_them(env, tmp_path, capsys):
+    from kizuna.storage.models import CustomerMetrics
+
+    rows = [line(f"D-{i}", total=str((i + 1) * 1000)) for i in range(10)]
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(rows), encoding="utf-8")
+    assert main(["import", "orders", str(path)]) == 0
+    deciles = query(env, sa.select(CustomerMetrics.monetary, CustomerMetrics.decile).order_by(CustomerMetrics.monetary.desc()))
+    assert deciles == [((10 - i) * 1000, i + 1) for i in range(10)]
+    async def spoil() -> None:  # stale rows, as if changed by hand
+        engine = create_engine(env)
+        async with engine.begin() as connection:
+            await connection.execute(sa.update(CustomerMetrics).values(decile=None, frequency=99))
+        await engine.dispose()
+
+    asyncio.run(spoil())
+    assert main(["metrics", "refresh"]) == 0
+    assert "done in" in capsys.readouterr().out
+    assert query(env, sa.select(CustomerMetrics.frequency, CustomerMetrics.decile).order_by(CustomerMetrics.monetary.desc())) == [
+        (1, i + 1) for i in range(10)]

@@ -116,3 +116,16 @@ def test_0011_backfills_identities_and_lists_shared_ones_as_merge_candidates(scr
     downgrade(scratch_url, "0010")  # the customer without a LINE user id goes with the orders
     assert _run(scratch_url, "SELECT line_user_id FROM customers ORDER BY id")[0] == [("U1",), ("U2",), ("U3",)]
     upgrade(scratch_url)
+
+
+def test_0013_backfills_customer_metrics_from_the_orders(scratch_url):
+    upgrade(scratch_url, "0011")
+    _run(scratch_url, "INSERT INTO customers (line_user_id, followed, blocked, registered, marketing_opt_in, created_at) "
+                      "VALUES (NULL, false, false, false, false, CURRENT_TIMESTAMP)")
+    insert = ("INSERT INTO orders (external_id, customer_id, ordered_at, total, status, fingerprint, created_at, updated_at) "
+              "VALUES ('{id}', 1, '2026-11-01 00:00:00', {total}, '{status}', 'x', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)")
+    _run(scratch_url, insert.format(id="A", total=3000, status="completed"), insert.format(id="B", total=5000, status="completed"),
+         insert.format(id="C", total=9000, status="cancelled"))
+    upgrade(scratch_url)
+    assert _run(scratch_url, "SELECT customer_id, frequency, monetary, f2, decile FROM customer_metrics")[0] == [(1, 2, 8000, True, 1)]
+    downgrade(scratch_url, "0011")

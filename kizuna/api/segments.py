@@ -1,0 +1,176 @@
+"""Segments (issue 14 §5): saved audiences as JSON rules, previews, members, presets.
+
+Thin: the rule language and its checks are campaigns/rules.py, the SQL and the services
+campaigns/segments.py (the console calls the same). A rule the language refuses is a 400 naming
+the place of the problem (`rule.all[2].value: must be an integer`), never a 500; a value is
+always a bound parameter, so a hostile one simply matches nobody.
+
+Roles: admin and marketer (segments are marketing's; support staff get 403).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from kizuna.campaigns import segments
+from kizuna.campaigns.rules import FIELDS
+from kizuna.storage.db import transaction
+from kizuna.storage.models import SEGMENT_NAME_MAX, Customer, Segment
+from kizuna.storage.roles import MARKETING
+
+from .http import (
+    LIMIT, NOT_BLANK, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, parse_body, path_id,
+    services,
+)
+
+RULE_DESCRIPTION = (
+    'A segment rule: {"all": [rule, ...]}, {"any": [rule, ...]}, {"not": rule}, or a condition '
+    '{"field", "op", "value"} (+ "within_days" for purchased_sku, purchased_category, coupon_redeemed). '
+    f"Fields: {', '.join(FIELDS)}. Ops: eq ne lt lte gt gte in between contains (which a field takes: "
+    "campaigns/rules.py). At most 10 levels and 100 conditions. "
+    'Example: {"all": [{"field": "purchased_category", "op": "eq", "value": "ヘアケア", "within_days": 90}, '
+    '{"field": "rfm_r", "op": "gte", "value": 4}, {"field": "registered", "op": "eq", "value": true}]}'
+)
+
+
+class SegmentIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(min_length=1, max_length=SEGMENT_NAME_MAX, **NOT_BLANK)
+    rule: dict[str, Any] = Field(description=RULE_DESCRIPTION)
+
+
+class PreviewIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    rule: dict[str, Any] = Field(description=RULE_DESCRIPTION)
+
+
+class SegmentRead(BaseModel):
+    id: int
+    name: str
+    rule: dict[str, Any]
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SegmentPage(BaseModel):
+    items: list[SegmentRead]
+    next_after: int | None
+
+
+class SegmentCustomer(BaseModel):
+    """A customer of a segment with their metrics now (recency_days and rfm_r as of the request)."""
+
+    id: int
+    line_user_id: str | None
+    display_name: str | None
+    full_name: str | None
+    registered: bool
+    followed: bool
+    blocked: bool
+    frequency: int
+    monetary: int
+    recency_days: int | None
+    rfm_r: int | None
+    rfm_f: int | None
+    rfm_m: int | None
+    decile: int | None
+    f2: bool
+    ltv: int
+    p_alive: float | None
+
+
+class PreviewOut(BaseModel):
+    count: int
+    sample: list[SegmentCustomer]
+
+
+class MemberPage(BaseModel):
+    items: list[SegmentCustomer]
+    next_after: int | None
+
+
+class PresetRead(BaseModel):
+    key: str
+    name: str
+    description: str
+    rule: dict[str, Any]
+
+
+class PresetList(BaseModel):
+    items: list[PresetRead]
+
+
+def _customer(member: segments.Member) -> SegmentCustomer:
+    customer, metrics = member.customer, member.metrics
+    return SegmentCustomer(
+        id=customer.id, line_user_id=customer.line_user_id, display_name=customer.display_name, full_name=customer.full_name,
+        registered=customer.registered, followed=customer.followed, blocked=customer.blocked,
+        frequency=metrics.frequency, monetary=metrics.monetary, recency_days=metrics.recency_days, rfm_r=metrics.rfm_r,
+        rfm_f=metrics.rfm_f, rfm_m=metrics.rfm_m, decile=metrics.decile, f2=metrics.f2, ltv=metrics.ltv, p_alive=metrics.p_alive,
+    )
+
+
+def _read(segment: Segment) -> SegmentRead:
+    return SegmentRead.model_validate(segment, from_attributes=True)
+
+
+async def create_segment(request: web.Request) -> web.Response:
+    body = await parse_body(request, SegmentIn)
+    async with transaction(services(request).sessions) as session:
+        segment = await segments.create(session, body.name, body.rule, now=services(request).clock(), actor=actor(request))
+    return json_answer(_read(segment), status=201)
+
+
+async def list_segments(request: web.Request) -> web.Response:
+    limit = int_query(request, "limit")
+    async with services(request).sessions() as session:
+        rows = await segments.list_page(session, limit=limit, after=int_query(request, "after"))
+    return json_answer(SegmentPage(items=[_read(row) for row in rows], next_after=next_cursor(rows, limit)))
+
+
+async def preview_segment(request: web.Request) -> web.Response:
+    body = await parse_body(request, PreviewIn)
+    async with services(request).sessions() as session:
+        preview = await segments.preview(session, body.rule, now=services(request).clock())
+    return json_answer(PreviewOut(count=preview.count, sample=[_customer(member) for member in preview.sample]))
+
+
+async def segment_customers(request: web.Request) -> web.Response:
+    segment_id = path_id(request)
+    limit = int_query(request, "limit")
+    async with services(request).sessions() as session:
+        rows = await segments.members(session, segment_id, now=services(request).clock(), limit=limit,
+                                      after=int_query(request, "after"))
+    return json_answer(MemberPage(items=[_customer(row) for row in rows],
+                                  next_after=next_cursor(rows, limit, lambda member: member.customer.id)))
+
+
+async def list_presets(request: web.Request) -> web.Response:
+    presets = segments.presets(services(request).clock())
+    return json_answer(PresetList(items=[PresetRead(key=p.key, name=p.name, description=p.description, rule=p.rule) for p in presets]))
+
+
+ENDPOINTS = [
+    Endpoint("POST", "/segments", create_segment,
+             "Save a segment (201): a name and a rule. 400 names the place of a problem in the rule (rule.all[2].value).",
+             roles=MARKETING, request=SegmentIn, response=SegmentRead, statuses=(201,)),
+    Endpoint("GET", "/segments", list_segments, "Saved segments, oldest first (cursor paging with `after`)",
+             roles=MARKETING, response=SegmentPage, query=[cursor_param("after", Segment.id), LIMIT]),
+    Endpoint("POST", "/segments/preview", preview_segment,
+             "How many customers a rule matches now, and the first 10 by id (nothing is saved). 400 names a problem in the rule.",
+             roles=MARKETING, request=PreviewIn, response=PreviewOut),
+    Endpoint("GET", "/segments/presets", list_presets,
+             "The preset segments (優良顧客, 休眠顧客, 離脱予備軍, 新規顧客, F2転換候補, 誕生月) as rules to preview or save",
+             roles=MARKETING, response=PresetList),
+    Endpoint("GET", "/segments/{id}/customers", segment_customers,
+             "The segment's customers now, by id (cursor paging with `after`), with their metrics",
+             roles=MARKETING, response=MemberPage, path_params=[id_param(Segment.id)],
+             query=[cursor_param("after", Customer.id), LIMIT]),
+]

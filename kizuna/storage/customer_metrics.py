@@ -1,0 +1,322 @@
+"""Per-customer purchase metrics (`customer_metrics`), kept current incrementally.
+
+Segments must evaluate fast on a million customers, so they read one kept row per customer
+rather than aggregating the orders table on every read. This module keeps those rows right:
+
+- `refresh(session, customer_ids, now=)`: recompute the given customers' rows from their orders,
+  set-based — one `INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE` per 1,000 ids, the same on
+  SQLite and PostgreSQL. `storage.orders.upsert` calls it for the customers a batch touched, in
+  the batch's transaction, so an accepted order is in the metrics (and in segment counts) the
+  moment it is committed.
+- `refresh_population(session)`: what depends on everyone, i.e. the spend decile (NTILE(10) over
+  monetary, 1 = the top 10 %). One UPDATE … FROM a window query, writing only the rows whose
+  decile changed. Run after each CSV import (`storage/imports.run_import`), hourly by one of the
+  workers (`refresh_population_if_due`, claimed in `metric_settings`; KIZUNA_DECILE_REFRESH), by
+  `kizuna metrics refresh`, and with `refresh_all` when the shop's metric settings change.
+  Between two runs a new buyer's
+  decile is None and the others' are as of the last run: deciles move slowly, and recomputing
+  them for every API request would cost a pass over all customers each time.
+- `refresh_all(session, now=)`: every row from the orders, then the deciles (the backfill, and
+  what a settings change needs).
+
+What is never stored, because it would go stale with the clock: `recency_days` (whole days
+since the last completed order, floor((now − last_order_at) / 24 h)) and `rfm_r` (its score).
+Both are computed when read: `recency_days()` / `r_score()` in Python, and segment conditions
+become ranges on the indexed `last_order_at` (`recency_range`, `r_score_days`).
+
+Defaults (`MetricRules`, for a typical Japanese retail shop: cosmetics, apparel, food by mail),
+each overridable in `metric_settings` (one row, like `inquiry_settings`):
+
+| score | R: days since last order | F: completed orders | M: total spend (yen, tax incl.) |
+| ----- | ------------------------ | ------------------- | ------------------------------- |
+| 5     | ≤ 30                     | ≥ 10                | ≥ 100,000                       |
+| 4     | 31-60                    | 5-9                 | 50,000-99,999                   |
+| 3     | 61-90                    | 3-4                 | 30,000-49,999                   |
+| 2     | 91-180                   | 2                   | 10,000-29,999                   |
+| 1     | > 180                    | 1                   | < 10,000                        |
+
+A customer without a completed order has no scores (None) and no decile.
+
+LTV = average order value × gross margin × purchases per year × expected years, with purchases
+per year = frequency / the years between first and last order (at least one year, so a new
+customer's one order counts as one a year). AOV × purchases per year = monetary / those years,
+which is how it is computed (no rounding of AOV on the way). Defaults: gross margin 0.3,
+expected years 3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import audit
+from .db import chunked, insert_on_conflict
+from .errors import Invalid
+from .models import CustomerMetrics, MetricSettings, Order, OrderStatus
+from .types import UTCDateTime, utcnow
+
+_CHUNK = 1000
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class MetricRules:
+    """The thresholds and LTV parameters (see the module's table). Each threshold tuple is four
+    ascending numbers: R's are upper bounds in days (score 5 up to the first), F's and M's lower
+    bounds (score 2 from the first, 5 from the last)."""
+
+    recency_days: tuple[int, ...] = (30, 60, 90, 180)
+    frequency_orders: tuple[int, ...] = (2, 3, 5, 10)
+    monetary_yen: tuple[int, ...] = (10_000, 30_000, 50_000, 100_000)
+    gross_margin: float = 0.3
+    expected_years: float = 3.0
+
+    def as_json(self) -> dict:
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+
+DEFAULT_RULES = MetricRules()
+_THRESHOLDS = ("recency_days", "frequency_orders", "monetary_yen")
+
+
+def check_rules(overrides: dict) -> MetricRules:
+    """The defaults with `overrides` applied; Invalid naming the field that is wrong."""
+    if not isinstance(overrides, dict):
+        raise Invalid("settings", "must be an object")
+    values = asdict(DEFAULT_RULES)
+    for key, value in overrides.items():
+        if key not in values:
+            raise Invalid(key, f"is not a metric setting; known: {', '.join(values)}")
+        if key in _THRESHOLDS:
+            if (not isinstance(value, list) or len(value) != 4
+                    or not all(isinstance(item, int) and not isinstance(item, bool) and 0 < item <= 10**12 for item in value)
+                    or any(a >= b for a, b in zip(value, value[1:]))):
+                raise Invalid(key, "must be four ascending positive whole numbers")
+            values[key] = tuple(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise Invalid(key, "must be a number")
+            if key == "gross_margin" and not 0 < value <= 1:
+                raise Invalid(key, "must be more than 0 and at most 1")
+            if key == "expected_years" and not 0 < value <= 50:
+                raise Invalid(key, "must be more than 0 and at most 50")
+            values[key] = float(value)
+    return MetricRules(**values)
+
+
+async def load_rules(session: AsyncSession) -> MetricRules:
+    """The shop's metric rules: the defaults with its overrides (one primary-key read)."""
+    row = await session.get(MetricSettings, 1)
+    return check_rules(row.overrides) if row is not None else DEFAULT_RULES
+
+
+async def set_rules(session: AsyncSession, overrides: dict, *, now: datetime, actor: audit.Actor | None = None) -> MetricRules:
+    """Replace the shop's overrides and recompute every row with them (scores and LTV follow
+    the settings, so they cannot wait for the next order)."""
+    checked = check_rules(overrides)
+    row = await session.get(MetricSettings, 1)
+    if row is None:
+        session.add(MetricSettings(id=1, overrides=overrides, updated_at=now))
+    else:
+        row.overrides, row.updated_at = overrides, now
+    await session.flush()
+    await refresh_all(session, now=now, rules=checked)
+    audit.record_by(session, actor, audit.Action.SETTINGS_CHANGED, target="metric_settings", **checked.as_json())
+    return checked
+
+
+# -- kept rows --------------------------------------------------------------------------------
+
+
+def _score_up(value, bounds: Iterable[int]):
+    """1 + the number of lower bounds `value` reaches: 1..5 for four bounds."""
+    bounds = list(bounds)
+    whens = [(value >= bound, 5 - index) for index, bound in enumerate(reversed(bounds))]
+    return sa.case(*whens, else_=1)
+
+
+def _days_between(dialect: str, first, last):
+    if dialect == "postgresql":
+        return sa.extract("epoch", last - first) / 86400.0
+    return sa.func.julianday(last) - sa.func.julianday(first)
+
+
+def refresh_statement(dialect: str, rules: MetricRules, now: datetime, customer_ids: list[int] | None) -> sa.Insert:
+    """INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE for `customer_ids` (None: everyone with
+    an order). `decile` and `p_alive` are left as they are: they are not the orders' to set."""
+    orders = Order.__table__
+    completed = orders.c.status == OrderStatus.COMPLETED.value
+    aggregate = sa.select(
+        orders.c.customer_id,
+        sa.func.min(sa.case((completed, orders.c.ordered_at))).label("first_order_at"),
+        sa.func.max(sa.case((completed, orders.c.ordered_at))).label("last_order_at"),
+        sa.func.sum(sa.case((completed, 1), else_=0)).label("frequency"),
+        sa.func.sum(sa.case((completed, orders.c.total), else_=0)).label("monetary"),
+    )
+    if customer_ids is not None:
+        aggregate = aggregate.where(orders.c.customer_id.in_(customer_ids))
+    agg = aggregate.group_by(orders.c.customer_id).subquery("agg")
+    bought = agg.c.frequency > 0
+    span = _days_between(dialect, agg.c.first_order_at, agg.c.last_order_at)
+    years_of_buying = sa.case((span > 365, span), else_=365.0)
+    ltv = sa.cast(sa.func.round(agg.c.monetary * (rules.gross_margin * rules.expected_years * 365.0) / years_of_buying), sa.BigInteger)
+    select = sa.select(
+        agg.c.customer_id, agg.c.first_order_at, agg.c.last_order_at, agg.c.frequency, agg.c.monetary,
+        sa.case((bought, agg.c.monetary // agg.c.frequency), else_=0),
+        agg.c.frequency >= 2,
+        sa.case((bought, _score_up(agg.c.frequency, rules.frequency_orders)), else_=None),
+        sa.case((bought, _score_up(agg.c.monetary, rules.monetary_yen)), else_=None),
+        sa.case((bought, ltv), else_=0),
+        sa.literal(now, UTCDateTime),
+    ).where(sa.true())  # SQLite: an INSERT … SELECT with ON CONFLICT needs a WHERE to parse
+    table = CustomerMetrics.__table__
+    columns = ["customer_id", "first_order_at", "last_order_at", "frequency", "monetary", "average_order_value",
+               "f2", "rfm_f", "rfm_m", "ltv", "updated_at"]
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    insert = insert.from_select(columns, select)
+    return insert.on_conflict_do_update(index_elements=["customer_id"], set_={name: insert.excluded[name] for name in columns[1:]})
+
+
+async def refresh(session: AsyncSession, customer_ids: Iterable[int], *, now: datetime, rules: MetricRules | None = None) -> None:
+    """Recompute the rows of `customer_ids` from their orders, in the caller's transaction. A
+    customer left with no order at all (their orders moved to another customer) loses the row."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
+    rules = rules or await load_rules(session)
+    dialect = session.bind.dialect.name
+    table, orders = CustomerMetrics.__table__, Order.__table__
+    for chunk in chunked(ids, _CHUNK):
+        await session.execute(refresh_statement(dialect, rules, now, list(chunk)))
+        await session.execute(sa.delete(table).where(
+            table.c.customer_id.in_(chunk),
+            table.c.customer_id.not_in(sa.select(orders.c.customer_id).where(orders.c.customer_id.in_(chunk))),
+        ))
+
+
+def decile_statements() -> list[sa.Update]:
+    """Spend deciles over everyone with a completed order (NTILE(10) by monetary, highest
+    first; ties broken by customer id so a run is repeatable), writing only changed rows."""
+    table = CustomerMetrics.__table__
+    ranked = sa.select(
+        table.c.customer_id,
+        sa.func.ntile(10).over(order_by=(table.c.monetary.desc(), table.c.customer_id)).label("decile"),
+    ).where(table.c.frequency > 0).subquery("ranked")
+    return [
+        sa.update(table).values(decile=ranked.c.decile)
+        .where(table.c.customer_id == ranked.c.customer_id, table.c.decile.is_distinct_from(ranked.c.decile)),
+        sa.update(table).values(decile=None).where(table.c.frequency == 0, table.c.decile.is_not(None)),
+    ]
+
+
+async def refresh_population(session: AsyncSession) -> None:
+    """What depends on everyone: the spend deciles (see the module's docstring for when)."""
+    for statement in decile_statements():
+        await session.execute(statement)
+
+
+async def refresh_population_if_due(session: AsyncSession, *, now: datetime, every: timedelta) -> bool:
+    """The workers' scheduled decile refresh: claim it (a conditional UPDATE of the settings row:
+    of N workers asking at once, one gets the row) and run it when the last one is `every` ago.
+    True when this caller ran it."""
+    table = MetricSettings.__table__
+    await session.execute(
+        insert_on_conflict(session, table).values(id=1, overrides={}, updated_at=now).on_conflict_do_nothing(index_elements=["id"])
+    )
+    claimed = await session.execute(
+        sa.update(table).values(deciles_refreshed_at=now)
+        .where(table.c.id == 1, sa.or_(table.c.deciles_refreshed_at.is_(None), table.c.deciles_refreshed_at <= now - every))
+    )
+    if claimed.rowcount != 1:
+        return False
+    await refresh_population(session)
+    return True
+
+
+async def refresh_all(session: AsyncSession, *, now: datetime | None = None, rules: MetricRules | None = None) -> None:
+    """Every customer's row from the orders, then the deciles."""
+    now = now or utcnow()
+    rules = rules or await load_rules(session)
+    table, orders = CustomerMetrics.__table__, Order.__table__
+    await session.execute(refresh_statement(session.bind.dialect.name, rules, now, None))
+    # NOT EXISTS, not NOT IN: PostgreSQL plans it as a hash anti-join; a NOT IN over millions of
+    # orders that does not fit work_mem becomes a scan per row.
+    await session.execute(sa.delete(table).where(
+        ~sa.exists().where(orders.c.customer_id == table.c.customer_id)
+    ))
+    await refresh_population(session)
+
+
+# -- read time: what follows from the clock ----------------------------------------------------
+
+
+def recency_days(last_order_at: datetime | None, now: datetime) -> int | None:
+    """Whole days since the last completed order: floor((now − last) / 24 h)."""
+    return None if last_order_at is None else math.floor((now - last_order_at) / DAY)
+
+
+def r_score(days: int | None, rules: MetricRules) -> int | None:
+    if days is None:
+        return None
+    return next((5 - index for index, bound in enumerate(rules.recency_days) if days <= bound), 1)
+
+
+def r_score_days(score: int, rules: MetricRules) -> tuple[int | None, int | None]:
+    """The recency days (lowest, highest; None: no bound) that give R `score`. Score 5 has no
+    lower bound, so an order dated a little in the future still counts as recent."""
+    bounds = rules.recency_days
+    if score == 5:
+        return None, bounds[0]
+    if score == 1:
+        return bounds[-1] + 1, None
+    index = 5 - score
+    return bounds[index - 1] + 1, bounds[index]
+
+
+def since(now: datetime, days: int) -> datetime:
+    """The moment `days` whole days before `now`: `x ≤ since(now, n)` ⇔ floor((now − x)/24 h) ≥ n."""
+    return now - days * DAY
+
+
+@dataclass
+class MetricsView:
+    """A customer's metrics as read at `now` (recency and R computed, not stored)."""
+
+    frequency: int = 0
+    monetary: int = 0
+    average_order_value: int = 0
+    f2: bool = False
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    recency_days: int | None = None
+    rfm_r: int | None = None
+    rfm_f: int | None = None
+    rfm_m: int | None = None
+    decile: int | None = None
+    ltv: int = 0
+    p_alive: float | None = None
+
+
+async def read(session: AsyncSession, customer_ids: list[int], *, now: datetime) -> dict[int, MetricsView]:
+    """The metrics of `customer_ids` (a customer without orders gets zeros)."""
+    found = {customer_id: MetricsView() for customer_id in customer_ids}
+    if not customer_ids:
+        return found
+    shop_rules = await load_rules(session)
+    for chunk in chunked(sorted(set(customer_ids)), _CHUNK):
+        rows = (await session.execute(sa.select(CustomerMetrics).where(CustomerMetrics.customer_id.in_(chunk)))).scalars()
+        for row in rows:
+            days = recency_days(row.last_order_at, now)
+            found[row.customer_id] = MetricsView(
+                frequency=row.frequency, monetary=row.monetary, average_order_value=row.average_order_value, f2=row.f2,
+                first_order_at=row.first_order_at, last_order_at=row.last_order_at, recency_days=days,
+                rfm_r=r_score(days, shop_rules), rfm_f=row.rfm_f, rfm_m=row.rfm_m, decile=row.decile, ltv=row.ltv,
+                p_alive=row.p_alive,
+            )
+    return found

@@ -1,0 +1,129 @@
+"""Segments over the REST API (real HTTP, real database): save, list, preview, members with cursor
+paging, presets; rules refused with a 400 naming the place of the problem (never a 500); hostile
+values match nobody; an order posted counts in a segment at once; support tokens get 403."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from kizuna.storage import tokens
+from kizuna.storage.db import transaction
+
+
+def an_order(external_id: str, email: str, total: int = 5500, days_ago: int = 1) -> dict:
+    ordered_at = (datetime.now(timezone.utc) - timedelta(days=days_ago)).isoformat()
+    return {"external_id": external_id, "ordered_at": ordered_at, "total": total, "email": email,
+            "items": [{"sku": "SH-01", "category": "ヘアケア", "unit_price": total}]}
+
+
+HAIR_CARE_R4 = {"all": [{"field": "purchased_category", "op": "eq", "value": "ヘアケア", "within_days": 90},
+                        {"field": "rfm_r", "op": "gte", "value": 4}]}
+
+
+async def test_an_order_posted_counts_in_a_segment_at_once(kizuna):
+    status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": HAIR_CARE_R4})
+    assert (status, body) == (200, {"count": 0, "sample": []})
+    status, body = await kizuna.api("POST", "/api/v1/orders", json=an_order("EC-1", "hanako@example.com"))
+    assert status == 200, body
+    status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": HAIR_CARE_R4})
+    assert status == 200 and body["count"] == 1, body
+    [customer] = body["sample"]
+    assert (customer["frequency"], customer["monetary"], customer["recency_days"], customer["rfm_r"]) == (1, 5500, 1, 5)
+
+
+async def test_save_list_and_page_through_a_segment(kizuna):
+    batch = {"orders": [an_order(f"EC-{n}", f"c{n}@example.com", total=1000 * (n + 1)) for n in range(5)]}
+    assert (await kizuna.api("POST", "/api/v1/orders", json=batch))[0] == 200
+    rule = {"field": "monetary", "op": "gte", "value": 2000}
+    status, saved = await kizuna.api("POST", "/api/v1/segments", json={"name": "2,000円以上", "rule": rule})
+    assert status == 201, saved
+    assert (saved["name"], saved["rule"], saved["created_by"]) == ("2,000円以上", rule, "token:tests")
+    status, page = await kizuna.api("GET", "/api/v1/segments")
+    assert status == 200 and [item["id"] for item in page["items"]] == [saved["id"]]
+
+    seen, after = [], None
+    while True:
+        query = f"?limit=2&after={after}" if after else "?limit=2"
+        status, page = await kizuna.api("GET", f"/api/v1/segments/{saved['id']}/customers{query}")
+        assert status == 200, page
+        seen += [item["monetary"] for item in page["items"]]
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert sorted(seen) == [2000, 3000, 4000, 5000]
+    status, body = await kizuna.api("GET", "/api/v1/segments/999/customers")
+    assert status == 404, body
+
+
+async def test_invalid_rules_are_400s_naming_the_place(kizuna):
+    deep: dict = {"field": "frequency", "op": "eq", "value": 1}
+    for _ in range(11):
+        deep = {"not": deep}
+    cases = [
+        ({"all": [{"field": "frequency", "op": "eq", "value": 1}, {"field": "frequency", "op": "eq", "value": "two"}]},
+         "rule.all[1].value", "must be an integer"),
+        ({"any": [{"field": "password", "op": "eq", "value": "x"}]}, "rule.any[0].field", "unknown field"),
+        ({"field": "tag", "op": "regex", "value": ".*"}, "rule.op", "unknown op"),
+        ({"hello": "world"}, "rule.hello", "is not a key"),
+        (deep, "rule" + ".not" * 10, "nested more than 10"),
+    ]
+    for path in ("/api/v1/segments/preview", "/api/v1/segments"):
+        for rule, field, message in cases:
+            status, body = await kizuna.api("POST", path, json={"name": "x", "rule": rule} if path.endswith("segments") else {"rule": rule})
+            assert status == 400, body
+            assert body["error"]["field"] == field and message in body["error"]["message"], body
+            assert body["error"]["message"].startswith(f"{field}: ")
+    status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": "frequency > 1"})
+    assert (status, body["error"]["field"]) == (400, "rule"), body
+
+
+async def test_hostile_values_match_nobody(kizuna):
+    assert (await kizuna.api("POST", "/api/v1/orders", json=an_order("EC-1", "a@example.com")))[0] == 200
+    for value in ("' OR '1'='1", "x'); DROP TABLE customers; --", "%", "_", "\\", "ヘアケア' --"):
+        for field, op in (("tag", "eq"), ("tag", "contains"), ("purchased_sku", "contains"), ("purchased_category", "eq")):
+            status, body = await kizuna.api("POST", "/api/v1/segments/preview",
+                                            json={"rule": {"field": field, "op": op, "value": value}})
+            assert (status, body["count"]) == (200, 0), (field, op, value, body)
+    status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": {"field": "frequency", "op": "gte", "value": 1}})
+    assert body["count"] == 1  # the customers are all still there
+
+
+async def test_presets_are_listed_and_preview(kizuna):
+    status, body = await kizuna.api("GET", "/api/v1/segments/presets")
+    assert status == 200
+    names = [item["name"] for item in body["items"]]
+    assert names == ["優良顧客", "休眠顧客", "離脱予備軍", "新規顧客", "F2転換候補", "誕生月"]
+    assert (await kizuna.api("POST", "/api/v1/orders", json=an_order("EC-1", "new@example.com", days_ago=3)))[0] == 200
+    counts = {}
+    for item in body["items"]:
+        status, preview = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": item["rule"]})
+        assert status == 200, preview
+        counts[item["key"]] = preview["count"]
+    assert counts["new"] == 1 and counts["f2_candidates"] == 1 and counts["dormant"] == 0
+
+
+async def test_support_may_not_use_segments(kizuna):
+    async with transaction(kizuna.sessions) as session:
+        _token, plain = await tokens.create(session, name="desk", role="support")
+    status, body = await kizuna.api("POST", "/api/v1/segments/preview", token=plain, json={"rule": {"all": []}})
+    assert status == 403, body
+
+
+async def test_a_worker_refreshes_the_deciles_on_schedule(settings, emulator):
+    from tests.conftest import Kizuna, eventually, start_kizuna
+
+    settings = settings.model_copy(update={"decile_refresh_seconds": 1.0})
+    server, token = await start_kizuna(settings, emulator)
+    kizuna = Kizuna(server=server, emulator=emulator, settings=settings, admin_token=token)
+    try:
+        batch = {"orders": [an_order(f"EC-{n}", f"d{n}@example.com", total=1000 * (n + 1)) for n in range(10)]}
+        assert (await kizuna.api("POST", "/api/v1/orders", json=batch))[0] == 200
+        top = {"field": "decile", "op": "eq", "value": 1}
+
+        async def ranked() -> bool:
+            status, body = await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": top})
+            return status == 200 and body["count"] == 1 and body["sample"][0]["monetary"] == 10_000
+
+        await eventually(ranked, timeout=10, what="deciles refreshed by the worker")
+    finally:
+        await server.close()
