@@ -143,6 +143,7 @@
         countText.removeAttribute("data-count");
         problemText.textContent = result.answer.error || "";
         problem.hidden = false;
+        sample.textContent = "";  // the last good answer's people are not this rule's
         var bad = result.answer.row !== null && rows.querySelectorAll("[data-row]")[result.answer.row];
         if (bad) bad.classList.add("cond-invalid");
       }
