@@ -65,6 +65,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/segments/preview"): {A, M},
     ("GET", "/segments/presets"): {A, M},
     ("GET", "/segments/{id}/customers"): {A, M},
+    ("GET", "/segments/{id}/export.csv"): {A, M},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 
