@@ -135,6 +135,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/segments/preview"): MARKETING,
     ("GET", "/console/segments/{segment_id}"): MARKETING,
     ("GET", "/console/segments/{segment_id}/export.csv"): MARKETING,
+    ("GET", "/console/analytics"): MARKETING,  # 分析
     # 応答メッセージ, リッチメニュー
     ("GET", "/console/texts"): ADMIN_ONLY,
     ("GET", "/console/texts/{key}"): ADMIN_ONLY,

@@ -171,3 +171,24 @@ async def _json(text: str) -> dict:
 async def _download(browser, path: str):
     async with browser.client.get(browser.base_url + path, allow_redirects=False) as response:
         return response, await response.read()
+
+
+async def test_the_analytics_page_embeds_its_figures_as_json(console):
+    import json
+
+    await shop(console)
+    browser = await console.admin()
+    response, page = await browser.get("/console/analytics?days=90")
+    assert response.status == 200
+    for title in ("友だち追加・ブロック数（日別）", "会員登録数（日別）", "RFM分析（R×F）", "デシル別の売上（累計）",
+                  "F2転換率（初回購入月別）", "リピート率（月別）"):
+        assert title in page
+    found = re.search(r'<script type="application/json" id="analytics-data">(.*?)</script>', page, re.S)
+    charts = json.loads(found.group(1))
+    assert set(charts) == {"friends", "registrations", "deciles", "f2", "repeat"}
+    assert len(charts["friends"]["labels"]) == 90 and sum(charts["deciles"]["datasets"][0]["data"]) == 3000 + 3001 + 3002 + 3003
+    # the RFM grid's cells open the builder with R and F; the four buyers are in R5/R4 (F1) and R1 (F1)
+    cells = dict(re.findall(r'data-rfm="(\d-\d)"\s+title="[^"]*"\s+aria-label="[^"]*">([\d,]+)</a>', page))
+    assert len(cells) == 25 and cells["5-1"] == "3" and cells["1-1"] == "0" and cells["2-1"] == "1"
+    assert 'href="/console/segments/new?r=5&amp;f=1"' in page
+    assert '<script src="/console/static/vendor/chart.umd.min.js?v=' in page

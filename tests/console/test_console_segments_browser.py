@@ -149,3 +149,74 @@ async def test_a_marketer_builds_saves_and_exports_a_segment(database_url, redis
             finally:
                 await browser.close()
     keep_screenshots(shots)
+
+
+async def seed_friends(sessions) -> None:
+    """Follow and unfollow events of the last 90 days, as LINE would have sent them (processed)."""
+    from kizuna.storage.models import InboundEvent
+
+    now = utcnow()
+    async with transaction(sessions) as session:
+        for day in range(90):
+            at = now - timedelta(days=day, hours=2)
+            for number in range((day * 7) % 5 + (3 if day < 30 else 1)):
+                session.add(InboundEvent(webhook_event_id=f"F{day}-{number}", event_type="follow", source_key=f"user:F{day}-{number}",
+                                         event_timestamp=int(at.timestamp() * 1000), payload={"type": "follow"}, status="done",
+                                         received_at=at))
+            if day % 4 == 1:
+                session.add(InboundEvent(webhook_event_id=f"U{day}", event_type="unfollow", source_key=f"user:U{day}",
+                                         event_timestamp=int(at.timestamp() * 1000), payload={"type": "unfollow"}, status="done",
+                                         received_at=at))
+
+
+async def test_the_analytics_page_draws_its_charts(database_url, redis_prefix, redis_cleanup, tmp_path):
+    from playwright.async_api import async_playwright, expect
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
+        sessions = runner.app[SESSIONS]
+        email, password = await _demo_admin(sessions)
+        await seed_shop(sessions)
+        await seed_friends(sessions)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP")).new_page()
+                page.set_default_timeout(10_000)
+                errors: list[str] = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+                await page.goto(f"{base}/console/login")
+                await fill_login(page, email, password)
+                await page.locator(".sidebar").get_by_role("link", name="分析").click()
+                await expect(page.get_by_role("heading", name="RFM分析（R×F）")).to_be_visible()
+                canvases = page.locator("canvas[data-chart]")
+                await expect(canvases).to_have_count(5)
+                # Each chart is drawn: Chart.js owns the canvas and has painted pixels on it.
+                drawn = await page.evaluate("""() => Array.from(document.querySelectorAll('canvas[data-chart]')).map(canvas => {
+                    const chart = window.Chart && Chart.getChart(canvas);
+                    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                    let painted = 0;
+                    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+                    return [canvas.dataset.chart, !!chart, chart ? chart.data.datasets[0].data.length : 0, painted];
+                })""")
+                for key, owned, points, painted in drawn:
+                    assert owned and points > 0 and painted > 2000, (key, owned, points, painted)
+                await page.screenshot(path=shots / "64-analytics.png", full_page=True)
+
+                # 90 days, then a cell of the RFM grid into the builder
+                await page.get_by_role("link", name="過去90日").click()
+                await expect(page).to_have_url(f"{base}/console/analytics?days=90")
+                labels = await page.evaluate("() => Chart.getChart(document.querySelector('[data-chart=friends]')).data.labels.length")
+                assert labels == 90
+                await page.screenshot(path=shots / "65-analytics-90.png", full_page=True)
+                cell = page.locator("[data-rfm='5-1']")
+                assert await cell.text_content() == "2"  # one order, in the last 30 days: 佐藤 美咲 and =HYPERLINK
+                await cell.click()
+                await expect(page.get_by_role("heading", name="セグメントを作成")).to_be_visible()
+                await expect(page.locator("[data-count-text]")).to_have_text("該当: 2人")  # the builder agrees with the grid
+                assert not errors, errors
+            finally:
+                await browser.close()
+    keep_screenshots(shots)
