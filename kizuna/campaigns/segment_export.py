@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kizuna.storage import audit
 from kizuna.storage.db import transaction
 
-from . import segments
+from . import rules, segments
 
 PAGE = 1000
 BOM = "\ufeff"
@@ -64,8 +64,11 @@ def filename(segment_id: int) -> str:
 
 
 async def start(session: AsyncSession, segment_id: int, *, actor: audit.Actor, via: str) -> None:
-    """Check the segment exists (NotFound) and record the export; the caller commits."""
+    """Check the segment exists (NotFound) and its rule is one the language accepts (Invalid:
+    refused before anything is sent, not half-way through), and record the export; the caller
+    commits."""
     segment = await segments.get(session, segment_id)
+    rules.check(segment.rule)
     audit.record(session, actor, audit.Action.EXPORT, target=f"segment:{segment.id} {segment.name}", format="csv", via=via)
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from kizuna.campaigns import segments
-from kizuna.storage import orders
+from kizuna.storage import customer_metrics, orders
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer, Order, OrderCreate, Segment
 from kizuna.storage.types import utcnow
@@ -43,6 +43,7 @@ async def shop(console) -> dict[str, int]:
             people[email].registered = True
         people["a@example.com"].full_name = HOSTILE
         people["c@example.com"].full_name = MARKUP
+        await customer_metrics.refresh_population(session)  # the deciles (else only when a worker's hourly run comes)
     return {email: row.id for email, row in people.items()}
 
 
@@ -192,3 +193,19 @@ async def test_the_analytics_page_embeds_its_figures_as_json(console):
     assert len(cells) == 25 and cells["5-1"] == "3" and cells["1-1"] == "0" and cells["2-1"] == "1"
     assert 'href="/console/segments/new?r=5&amp;f=1"' in page
     assert '<script src="/console/static/vendor/chart.umd.min.js?v=' in page
+
+
+async def test_a_stored_rule_the_language_no_longer_takes_never_breaks_a_page(console):
+    """(A rule saved before the language changed, or written to the database by hand.)"""
+    browser = await console.admin()
+    async with transaction(console.sessions) as session:
+        segment = Segment(name="古い条件", rule={"all": [{"field": "gone", "op": "eq", "value": 1}]}, created_at=utcnow(),
+                          updated_at=utcnow())
+        session.add(segment)
+    response, page = await browser.get("/console/segments")
+    assert response.status == 200 and "古い条件" in page
+    response, page = await browser.get(f"/console/segments/{segment.id}")
+    assert response.status == 200 and "rule.all[0].field: unknown field" in page
+    response, _ = await _download(browser, f"/console/segments/{segment.id}/export.csv")
+    assert response.status == 409
+    assert await console.audit("export") == []

@@ -45,10 +45,26 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
         saved = await segments.list_page(session, limit=LIST_LIMIT, after=None)
-        counts = {segment.id: (await segments.preview(session, segment.rule, now=ctx.now, sample=0)).count for segment in saved}
+        counts = {segment.id: await _count(session, segment.rule, ctx.now) for segment in saved}
     return render(request, "segments.html", {
         "saved": saved, "counts": counts, "presets": _presets(ctx),
     })
+
+
+async def _count(session, rule, now) -> int | None:
+    """The rule's size now; None for a stored rule the language no longer accepts (the page
+    still opens, with — for its count, rather than failing)."""
+    try:
+        return (await segments.preview(session, rule, now=now, sample=0)).count
+    except Invalid:
+        return None
+
+
+def _words(ctx, rule) -> str:
+    try:
+        return segment_form.words(rules.check(rule), ctx.t)
+    except Invalid as error:
+        return f"{error.field}: {error.message}"
 
 
 def _presets(ctx) -> list[segments.Preset]:
@@ -155,13 +171,13 @@ async def segment_page(request: web.Request) -> web.StreamResponse:
     try:
         async with db(request) as session:
             segment = await segments.get(session, segment_id)
-            count = (await segments.preview(session, segment.rule, now=ctx.now, sample=0)).count
-            members = await segments.members(session, segment_id, now=ctx.now, limit=MEMBERS_PAGE, after=after_id)
+            count = await _count(session, segment.rule, ctx.now)
+            members = await segments.members(session, segment_id, now=ctx.now, limit=MEMBERS_PAGE, after=after_id) if count is not None else []
     except NotFound:
         raise Refused(404, "error.404") from None
     url = request.app.router["segment"].url_for(segment_id=str(segment_id))
     return render(request, "segment.html", {
-        "segment": segment, "count": count, "members": members, "words": segment_form.words(rules.check(segment.rule), ctx.t),
+        "segment": segment, "count": count, "members": members, "words": _words(ctx, segment.rule),
         "editable": segment_form.builder_of(segment.rule) is not None,
         "next_url": url.with_query({"after": str(members[-1].customer.id)}) if len(members) == MEMBERS_PAGE else None,
         "first_url": url if after_id is not None else None,
@@ -177,6 +193,8 @@ async def segment_export_csv(request: web.Request) -> web.StreamResponse:
         chunks = await segment_export.export(sessions_of(request), segment_id, now=ctx.now, actor=ctx.actor(), via="console")
     except NotFound:
         raise Refused(404, "error.404") from None
+    except Invalid:
+        raise Refused(409, "segments.invalid") from None
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": f'attachment; filename="{segment_export.filename(segment_id)}"',
