@@ -215,6 +215,36 @@ def problem_row(error: Invalid, builder: Builder) -> tuple[int | None, str | Non
     return rows[int(found.group(1))], found.group(2)
 
 
+# The rule language's messages (campaigns/rules.py) said in the reader's language: (pattern,
+# i18n key). The service's own message stays beside the sentence, which it never replaces.
+_SENTENCES = (
+    (re.compile(r"must be an integer from (?P<low>\d+) to (?P<high>\d+)$"), "segments.problem.integer_range"),
+    (re.compile(r"must be an integer$"), "segments.problem.integer"),
+    (re.compile(r"must be a number$"), "segments.problem.number"),
+    (re.compile(r"must be from (?P<low>\S+) to (?P<high>\S+)$"), "segments.problem.range"),
+    (re.compile(r"must be true or false$"), "segments.problem.boolean"),
+    (re.compile(r"must be text of 1 to (?P<n>\d+) characters$"), "segments.problem.text"),
+    (re.compile(r"must be a prefecture of Japan$"), "segments.problem.prefecture"),
+    (re.compile(r"must be a list of 1 to (?P<n>\d+) values$"), "segments.problem.list"),
+    (re.compile(r"must be a list of two values"), "segments.problem.between"),
+    (re.compile(r"low must not be more than high$"), "segments.problem.low_high"),
+    (re.compile(r"^unknown field"), "segments.problem.field"),
+    (re.compile(r"^\w+ takes "), "segments.problem.op"),
+    (re.compile(r"must be a coupon id"), "segments.problem.coupon"),
+    (re.compile(r"must be one of"), "segments.problem.choice"),
+    (re.compile(r"contains NUL"), "segments.problem.nul"),
+)
+
+
+def sentence(message: str, t) -> str | None:
+    """The reader's sentence for a message of the rule language, when it is a known one."""
+    for pattern, key in _SENTENCES:
+        found = pattern.search(message)
+        if found:
+            return t(key, **found.groupdict())
+    return None
+
+
 # -- a rule in words ---------------------------------------------------------------------------
 
 

@@ -98,16 +98,25 @@ async def test_the_live_count_is_the_services(console):
     response, text = await browser.post("/console/segments/preview", {**HAIR, "value_1": "four"}, csrf=token)
     assert response.status == 400
     answer = await _json(text)
-    assert answer["row"] == 1 and answer["error"] == "条件2の値: must be an integer"
+    assert answer["row"] == 1 and answer["error"] == "条件2の値: 整数で入力してください（must be an integer）"
     response, _ = await browser.post("/console/segments/preview", HAIR, csrf="wrong")
     assert response.status == 403
+
+    response, _ = await browser.post("/console/language", {"locale": "en", "next": "/console/segments/new"})
+    assert response.status == 303
+    response, text = await browser.post("/console/segments/preview", {**HAIR, "value_1": "four"}, csrf=token)
+    assert (await _json(text))["error"] == "Condition 2, value: must be an integer"
+    response, text = await browser.post("/console/segments/preview", HAIR, csrf=token)
+    assert (await _json(text))["text"] == "Matching: 1"
 
 
 async def test_an_invalid_rule_is_shown_beside_the_form(console):
     browser = await console.admin()
-    for form, message in (({**HAIR, "value_1": "9"}, "条件2の値: must be from 1 to 5"),
-                          ({**HAIR, "field_2": "no_such_field"}, "条件3の項目: unknown field"),
-                          ({**HAIR, "within_0": "0"}, "条件1の期間: must be an integer from 1 to 36500")):
+    for form, message in (({**HAIR, "value_1": "9"}, "条件2の値: 1〜5の範囲で入力してください（must be from 1 to 5）"),
+                          ({**HAIR, "field_2": "no_such_field"}, "条件3の項目: 項目を選び直してください（unknown field"),
+                          ({**HAIR, "within_0": "0"}, "条件1の期間: 1〜36500の整数で入力してください（must be an integer from 1 to 36500）"),
+                          ({**HAIR, "op_1": "between", "value_1": "5", "value2_1": "2"},
+                           "条件2の値: 下限は上限以下にしてください（low must not be more than high）")):
         for action in ("refresh", "save"):
             response, page = await browser.post("/console/segments/new", {**form, "name": "x", "action": action})
             assert response.status == (400 if action == "save" else 200), page

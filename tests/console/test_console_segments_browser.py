@@ -118,7 +118,7 @@ async def test_a_marketer_builds_saves_and_exports_a_segment(database_url, redis
                 # a value the rule language refuses: said beside the count and on the row
                 await row.locator("[data-field]").select_option("rfm_f")
                 await row.locator("input[name^=value_]").fill("9")
-                await expect(page.locator("[data-live-problem]")).to_contain_text("条件3の値: must be from 1 to 5")
+                await expect(page.locator("[data-live-problem]")).to_contain_text("条件3の値: 1〜5の範囲で入力してください（must be from 1 to 5）")
                 await expect(page.locator(".cond-invalid")).to_have_count(1)
                 await page.screenshot(path=shots / "62-segment-builder-invalid.png", full_page=True)
                 await row.get_by_role("button", name="削除").click()

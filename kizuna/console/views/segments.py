@@ -38,7 +38,8 @@ def _problem(ctx, error: Invalid, builder: segment_form.Builder) -> tuple[int | 
     if index is None:
         return None, error.message
     where = ctx.t("segments.invalid.row", n=index + 1, part=ctx.t(f"segments.invalid.part.{part or 'value'}"))
-    return index, f"{where}: {error.message}"
+    said = segment_form.sentence(error.message, ctx.t) if ctx.locale != "en" else None
+    return index, f"{where}: {said}（{error.message}）" if said else f"{where}: {error.message}"
 
 
 async def segment_list(request: web.Request) -> web.StreamResponse:
