@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from kizuna.campaigns import segments
+from kizuna.campaigns import segment_export, segments
 from kizuna.campaigns.rules import FIELDS
 from kizuna.storage import customer_metrics
 from kizuna.storage.db import transaction
@@ -154,6 +154,19 @@ async def segment_customers(request: web.Request) -> web.Response:
                                   next_after=next_cursor(rows, limit, lambda member: member.customer.id)))
 
 
+async def export_segment(request: web.Request) -> web.StreamResponse:
+    """The members as CSV: campaigns/segment_export.py (audited, formula-safe, UTF-8 with BOM), streamed."""
+    chunks = await segment_export.export(services(request).sessions, path_id(request), now=services(request).clock(),
+                                         actor=actor(request), via="api")
+    response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                           "Content-Disposition": f'attachment; filename="{segment_export.filename(path_id(request))}"'})
+    await response.prepare(request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
 async def list_presets(request: web.Request) -> web.Response:
     presets = segments.presets(services(request).clock())
     return json_answer(PresetList(items=[PresetRead(key=p.key, name=p.name, description=p.description, rule=p.rule) for p in presets]))
@@ -229,4 +242,8 @@ ENDPOINTS = [
              "Replace the shop's overrides (a setting left out follows the default) and rescore every customer with them "
              "(a pass over all orders: seconds to a minute on a large shop). 400 names the invalid setting.",
              roles=(Role.ADMIN,), request=MetricSettingsIn, response=MetricSettingsRead),
+    Endpoint("GET", "/segments/{id}/export.csv", export_segment,
+             "The segment's customers now as CSV (UTF-8 with BOM; cells that would be formulas start with '); "
+             f"columns: {','.join(segment_export.COLUMNS)}. Recorded in the audit log.",
+             roles=MARKETING, response="text/csv", path_params=[id_param(Segment.id)]),
 ]

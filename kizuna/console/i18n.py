@@ -644,3 +644,7 @@ from .i18n_shop import MESSAGES as _SHOP  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _SHOP.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SHOP.keys())}"
 MESSAGES.update(_SHOP)
+from .i18n_marketing import MESSAGES as _MARKETING  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _MARKETING.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _MARKETING.keys())}"
+MESSAGES.update(_MARKETING)

@@ -67,6 +67,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/segments/{id}/customers"): {A, M},
     ("GET", "/metric-settings"): {A, M},
     ("PUT", "/metric-settings"): {A},
+    ("GET", "/segments/{id}/export.csv"): {A, M},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
 

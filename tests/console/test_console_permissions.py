@@ -25,6 +25,7 @@ import pyotp
 import sqlalchemy as sa
 from aiohttp import web
 
+from kizuna.campaigns import segments
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage import merges, orders, staff_sessions, tokens
@@ -127,6 +128,14 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/coupons/redeem/check"): TILL,
     ("POST", "/console/coupons/redeem"): TILL,
     ("POST", "/console/coupons/redeem/scan"): TILL,
+    # セグメント: marketing's, as the REST API's /segments
+    ("GET", "/console/segments"): MARKETING,
+    ("GET", "/console/segments/new"): MARKETING,
+    ("POST", "/console/segments/new"): MARKETING,
+    ("POST", "/console/segments/preview"): MARKETING,
+    ("GET", "/console/segments/{segment_id}"): MARKETING,
+    ("GET", "/console/segments/{segment_id}/export.csv"): MARKETING,
+    ("GET", "/console/analytics"): MARKETING,  # 分析
     # 応答メッセージ, リッチメニュー
     ("GET", "/console/texts"): ADMIN_ONLY,
     ("GET", "/console/texts/{key}"): ADMIN_ONLY,
@@ -190,6 +199,8 @@ class Fixtures:
         await eventually(stored, what="the customer's handoff and image to be stored")
         async with transaction(self.console.sessions) as session:
             await faq_store.create_entry(session, faq_store.FaqFields("matrix", "送料はいくらですか", "全国一律500円です。"))
+            self.segment = await segments.create(session, "matrix", {"all": [{"field": "registered", "op": "eq", "value": True}]},
+                                                 now=utcnow())
             self.coupon = await coupons.create_coupon(session, {"title": "matrix", "discount_type": "amount",
                                                                 "discount_value": 100, "valid_days": 30, "one_per_customer": False})
 
@@ -265,7 +276,7 @@ class Fixtures:
         return (path.replace("{staff_id}", str(self.target.id)).replace("{conversation_id}", str(self.conversation.id))
                 .replace("{customer_id}", str(self.customer_id)).replace("{interaction_id}", str(self.image_id))
                 .replace("{faq_id}", "matrix").replace("{rule_id}", str(getattr(self, "rule_id", "")))
-                .replace("{coupon_id}", str(self.coupon.id))
+                .replace("{coupon_id}", str(self.coupon.id)).replace("{segment_id}", str(self.segment.id))
                 .replace("{key}.png", "default.png").replace("{key}", "greeting").replace("{locale}", "ja"))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
@@ -297,6 +308,8 @@ class Fixtures:
             return {"title": f"クーポン {number}", "discount_type": "amount", "discount_value": "100", "valid_days": "30"}
         if path == "/console/texts/{key}/{locale}":
             return {"text": f"友だち追加ありがとうございます ({number})"}
+        if path in ("/console/segments/new", "/console/segments/preview"):
+            return {"match": "all", "field_0": "rfm_r", "op_0": "gte", "value_0": "4", "name": f"セグメント {number}", "action": "save"}
         if path == "/console/api-tokens":
             return {"name": f"POS {number}", "role": "pos"}
         if path == "/console/staff":

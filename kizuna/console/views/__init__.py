@@ -3,12 +3,12 @@ app factory."""
 
 from ..routes import ConsoleRoute
 
-from . import account, api_tokens, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
-from . import keyword_rules, live, login, media, merges, redeem, richmenu, staff
+from . import account, analytics, api_tokens, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
+from . import keyword_rules, live, login, media, merges, redeem, richmenu, segments, staff
 
 MODULES = (
     login, account, home, conversations, customers, canned, media, live, staff, merges, api_tokens, audit_log,
-    faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu,
+    faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu, segments, analytics,
 )
 
 

@@ -1,0 +1,95 @@
+"""A segment's members as CSV (issue 14 §5): the one export the console and the REST API share.
+
+- Audited: the export is recorded (`Action.EXPORT`) in its own transaction before the first
+  byte goes out, so a download that is cut short is still on the record.
+- Streamed: members are read a page at a time (by id, a fresh session each), so memory stays
+  flat on a segment of a million customers.
+- Formula-safe: names are typed by customers (LINE display names) and by the shop's systems;
+  a cell that starts with = + - @, a tab or a carriage return would be run as a formula by
+  Excel or Google Sheets (CSV injection), so it is prefixed with ' (OWASP's advice).
+- UTF-8 with a BOM, CRLF line ends: what Excel in Japan needs to open it without mojibake.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from kizuna.storage import audit
+from kizuna.storage.db import transaction
+
+from . import rules, segments
+
+PAGE = 1000
+BOM = "\ufeff"
+COLUMNS = ("id", "line_user_id", "display_name", "full_name", "registered", "followed", "blocked", "frequency", "monetary",
+           "last_order_at", "recency_days", "rfm_r", "rfm_f", "rfm_m", "decile", "f2", "ltv")
+_RISKY = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: object) -> str:
+    """A cell's text, never read as a formula (see the module's docstring)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    if isinstance(value, str) and text.startswith(_RISKY):
+        return "'" + text
+    return text
+
+
+def _row(member: segments.Member) -> list[str]:
+    customer, metrics = member.customer, member.metrics
+    values = (customer.id, customer.line_user_id, customer.display_name, customer.full_name, customer.registered,
+              customer.followed, customer.blocked, metrics.frequency, metrics.monetary, metrics.last_order_at,
+              metrics.recency_days, metrics.rfm_r, metrics.rfm_f, metrics.rfm_m, metrics.decile, metrics.f2, metrics.ltv)
+    return [safe_cell(value) for value in values]
+
+
+def _lines(rows: list[list[str]]) -> bytes:
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def filename(segment_id: int) -> str:
+    return f"segment-{segment_id}.csv"  # ASCII: the name is the shop's text, not for a header
+
+
+async def start(session: AsyncSession, segment_id: int, *, actor: audit.Actor, via: str) -> None:
+    """Check the segment exists (NotFound) and its rule is one the language accepts (Invalid:
+    refused before anything is sent, not half-way through), and record the export; the caller
+    commits."""
+    segment = await segments.get(session, segment_id)
+    rules.check(segment.rule)
+    audit.record(session, actor, audit.Action.EXPORT, target=f"segment:{segment.id} {segment.name}", format="csv", via=via)
+
+
+async def stream(sessions: async_sessionmaker[AsyncSession], segment_id: int, *, now: datetime) -> AsyncIterator[bytes]:
+    """The CSV's bytes: the BOM and the header, then a chunk per page of members."""
+    yield BOM.encode("utf-8") + _lines([list(COLUMNS)])
+    after = None
+    while True:
+        async with sessions() as session:
+            page = await segments.members(session, segment_id, now=now, limit=PAGE, after=after)
+        if not page:
+            return
+        yield _lines([_row(member) for member in page])
+        if len(page) < PAGE:
+            return
+        after = page[-1].customer.id
+
+
+async def export(sessions: async_sessionmaker[AsyncSession], segment_id: int, *, now: datetime, actor: audit.Actor,
+                 via: str) -> AsyncIterator[bytes]:
+    """Record the export (committed before anything is sent), then the stream."""
+    async with transaction(sessions) as session:
+        await start(session, segment_id, actor=actor, via=via)
+    return stream(sessions, segment_id, now=now)
