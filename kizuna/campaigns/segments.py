@@ -58,7 +58,8 @@ def compile_rule(node: Node, *, now: datetime, rules: MetricRules, zone: str = "
     context = _Context(now=now, today=now.astimezone(ZoneInfo(zone)).date(), rules=rules)
     condition = _compile(node, context)
     source = _customers.outerjoin(_metrics, _metrics.c.customer_id == _customers.c.id) if context.uses_metrics else _customers
-    return sa.select(_customers.c.id).select_from(source).where(condition)
+    # A customer merged into another (名寄せ) lives on in the one kept: never a member on its own.
+    return sa.select(_customers.c.id).select_from(source).where(_customers.c.merged_into_id.is_(None), condition)
 
 
 def _compile(node: Node, context: _Context) -> Any:

@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from kizuna.campaigns import segments
 from kizuna.storage import audit, customers, identities, merges, orders, tags
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.errors import Conflict
@@ -63,9 +64,14 @@ async def test_merging_moves_everything_to_the_line_customer_and_undo_puts_it_ba
                                             .order_by(Interaction.id))]
     assert kinds == ["order.placed", "order.placed", "customer.merged"]
     assert await rows(sessions, sa.select(MergeCandidate.status)) == [("merged",)]
-    # segments see the kept customer's purchases at once (and the merged one has none left)
+    # segments see the kept customer's purchases at once (and the merged one has none left, nor is
+    # it a member of any segment on its own)
     assert await rows(sessions, sa.select(CustomerMetrics.customer_id, CustomerMetrics.frequency, CustomerMetrics.monetary)) == [
         (line, 2, 6600)]
+    async with sessions() as session:
+        everyone = await segments.preview(session, {"any": [{"field": "registered", "op": "eq", "value": True},
+                                                            {"field": "registered", "op": "eq", "value": False}]}, now=NOW)
+    assert everyone.count == 1
     async with sessions() as session:
         listed = await customers.list_page(session, line_user_id=None, limit=10, after_id=None)
     assert [customer.id for customer in listed] == [line]  # the merged one is not listed
