@@ -135,26 +135,41 @@ async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent |
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def has_pending(session: AsyncSession, source_key: str) -> bool:
+    """Whether the source has a pending event (one statement, in the caller's transaction)."""
+    statement = sa.select(_table.c.id).where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING).limit(1)
+    return (await session.execute(statement)).first() is not None
+
+
+async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | None:
+    """The source's oldest pending event (as `next_pending`), its attempt counted, in one
+    statement; None when the source has none.
+
+    The attempt is counted and committed before handlers run, so an event that crashes its
+    worker every time is parked instead of crashing workers forever. The attempt number
+    (the returned `attempts`) is also the fencing token of this try: only the latest claim
+    may mark the event done (`mark_done`), so a worker that lost its hold on the source (a
+    Redis restart, a lapsed lock) cannot commit it a second time."""
+    oldest = (
+        sa.select(_table.c.id)
+        .where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING)
+        .order_by(_table.c.event_timestamp, _table.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id == oldest, InboundEvent.status == EventStatus.PENDING)
+        .values(attempts=InboundEvent.attempts + 1)
+        .returning(InboundEvent)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
 class Superseded(Exception):
     """The event was taken over by another worker (or finished by one) since this worker
     claimed it: this worker's work on it must not be committed."""
-
-
-async def claim_attempt(session: AsyncSession, event_id: int) -> int:
-    """Count an attempt before running handlers, so an event that crashes its
-    worker every time is parked instead of crashing workers forever.
-
-    The attempt number is also the fencing token of this try: only the latest claim
-    may mark the event done (`mark_done`), so a worker that lost its hold on the
-    source (a Redis restart, a lapsed lock) cannot commit it a second time."""
-    statement = (
-        sa.update(_table)
-        .where(_table.c.id == event_id, _table.c.status == EventStatus.PENDING)
-        .values(attempts=_table.c.attempts + 1)
-        .returning(_table.c.attempts)
-    )
-    attempts = (await session.execute(statement)).scalar_one_or_none()
-    return attempts or 0
 
 
 def _claimed(event_id: int, attempt: int):
