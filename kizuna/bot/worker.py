@@ -95,7 +95,12 @@ class Worker:
                 raise
             self.database.failed(error)
             await self._pause(self.database.backoff())
-            return  # pending in the database: the sweeper re-queues it once the database is back
+            # Its events are pending in the database: look again after the backoff (a
+            # connection that a server restart closed fails once, and the pool replaces it),
+            # not only when the sweeper finds them a sweep interval later.
+            if not self._stopping.is_set():
+                await self._put([job.source_key])
+            return
         self.database.succeeded()
 
     async def _put(self, source_keys: list[str]) -> None:
