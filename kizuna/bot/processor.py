@@ -203,8 +203,7 @@ class EventProcessor:
                 if ctx.replies and payload.get("mode") != "standby":
                     delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
                 delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
-            await events.mark_done(session, row.id, attempt)
-            more = await events.has_pending(session, row.source_key)
+            more = await events.mark_done(session, row.id, attempt, row.source_key)
         return delivery_ids, ctx.updates, more
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:

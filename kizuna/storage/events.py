@@ -135,12 +135,6 @@ async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent |
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def has_pending(session: AsyncSession, source_key: str) -> bool:
-    """Whether the source has a pending event (one statement, in the caller's transaction)."""
-    statement = sa.select(_table.c.id).where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING).limit(1)
-    return (await session.execute(statement)).first() is not None
-
-
 async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | None:
     """The source's oldest pending event (as `next_pending`), its attempt counted, in one
     statement; None when the source has none.
@@ -176,14 +170,21 @@ def _claimed(event_id: int, attempt: int):
     return sa.and_(_table.c.id == event_id, _table.c.status == EventStatus.PENDING, _table.c.attempts == attempt)
 
 
-async def mark_done(session: AsyncSession, event_id: int, attempt: int) -> None:
+async def mark_done(session: AsyncSession, event_id: int, attempt: int, source_key: str) -> bool:
     """Done, in the transaction that did the work; raises Superseded (rolling it back)
-    when `attempt` is no longer the event's latest claim."""
+    when `attempt` is no longer the event's latest claim. Returns whether the source
+    (`source_key`, the event's) has another pending event, seen by the same statement."""
+    other = _table.alias("other")
+    # Bound values only, nothing correlated: SQLite writes RETURNING's columns unqualified.
+    more = sa.exists().where(other.c.source_key == source_key, other.c.status == EventStatus.PENDING, other.c.id != event_id)
     result = await session.execute(
         sa.update(_table).where(_claimed(event_id, attempt)).values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
+        .returning(more.label("more"))
     )
-    if result.rowcount != 1:
+    row = result.first()
+    if row is None:
         raise Superseded(event_id)
+    return bool(row.more)
 
 
 async def record_failure(session: AsyncSession, event_id: int, attempt: int, error: str, *, park: bool) -> None:
