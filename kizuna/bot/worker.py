@@ -84,9 +84,7 @@ class Worker:
             # An event stored while this worker was letting go of the source found it busy
             # and its job was dropped: look once more now that the source is free.
             if not self._stopping.is_set():
-                async with self.sessions() as session:
-                    again = await events.next_pending(session, job.source_key)
-                if again is not None:
+                if await events.any_pending(self.sessions, job.source_key):
                     await self._put([job.source_key])
         except (SourceBusy, QueueUnavailable):
             return  # the holder looks again when it lets go; or Redis is down and the sweeper re-queues

@@ -161,6 +161,16 @@ async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | N
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def any_pending(sessions: async_sessionmaker[AsyncSession], source_key: str) -> bool:
+    """Whether the source has a pending event: one statement, outside any transaction on
+    PostgreSQL (autocommit: one round trip instead of BEGIN, SELECT, ROLLBACK)."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        statement = sa.select(_table.c.id).where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING).limit(1)
+        return (await session.execute(statement)).first() is not None
+
+
 class Superseded(Exception):
     """The event was taken over by another worker (or finished by one) since this worker
     claimed it: this worker's work on it must not be committed."""

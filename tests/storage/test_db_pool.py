@@ -66,3 +66,25 @@ async def test_a_connection_closed_under_steady_use_fails_once_then_the_pool_is_
                 assert (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar() not in pids
     finally:
         await engine.dispose()
+
+
+async def test_the_autocommit_look_up_leaves_the_pooled_connection_transactional(database_url):
+    """events.any_pending reads in autocommit; the connection goes back to the pool as it was."""
+    from kizuna.storage import events
+
+    engine = db.create_engine(database_url, pool_size=1)
+    sessions = db.session_factory(engine)
+    try:
+        async with sessions() as session:
+            pid = (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar()
+        assert not await events.any_pending(sessions, "U-nobody")
+        with pytest.raises(RuntimeError):
+            async with db.transaction(sessions) as session:
+                assert (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar() == pid  # the same connection
+                await session.execute(sa.text("CREATE TEMPORARY TABLE rolled_back (x int)"))
+                raise RuntimeError("roll back")
+        async with sessions() as session:
+            assert (await session.execute(sa.text("SELECT pg_backend_pid()"))).scalar() == pid
+            assert (await session.execute(sa.text("SELECT to_regclass('pg_temp.rolled_back')"))).scalar() is None
+    finally:
+        await engine.dispose()
