@@ -73,13 +73,13 @@ class EventProcessor:
         await self._uncount_cut_short_attempts()
         processed = 0
         while not (stop is not None and stop.is_set()) and not lease.lost:
-            async with self.sessions() as session:
-                row = await events.next_pending(session, source_key)
-            if row is None:
+            claimed = await self._claim_next(source_key)
+            if claimed is None:
                 return processed
+            row, known_customer = claimed
             lease.touch()
             try:
-                await self.process(row)
+                more = await self._process(row, row.attempts, known_customer)
             except events.Superseded:
                 # Another worker holds this source now (this worker's lock lapsed): leave
                 # the rest to it, or the two would keep taking events from each other.
@@ -88,23 +88,36 @@ class EventProcessor:
                 return processed
             lease.touch()
             processed += 1
+            if not more:
+                return processed
         return processed
 
-    async def process(self, row: InboundEvent) -> None:
-        """Run one event's handlers and commit; raises events.Superseded when another worker
-        claimed the event meanwhile (nothing of this attempt is committed then)."""
+    async def _claim_next(self, source_key: str) -> tuple[InboundEvent, bool | None] | None:
+        """The source's oldest pending event, its attempt counted and committed (one
+        transaction: the claim is committed before handlers run, so an event that kills
+        its worker every time is parked), and whether its LINE user is a customer already
+        (None when the event does not need to know: see `_profile_if_needed`)."""
         async with transaction(self.sessions) as session:
-            attempt = await events.claim_attempt(session, row.id)
-        if attempt == 0:
-            return  # processed or parked meanwhile
+            row = await events.claim_next(session, source_key)
+            if row is None:
+                return None
+            known = None
+            if row.line_user_id and row.event_type not in ("follow", "unfollow"):
+                known = await customers.exists(session, row.line_user_id)
+        return row, known
+
+    async def _process(self, row: InboundEvent, attempt: int, known_customer: bool | None) -> bool:
+        """Run one claimed event's handlers and commit; raises events.Superseded when another
+        worker claimed the event meanwhile (nothing of this attempt is committed then).
+        Returns False when the source had no other pending event as this one was committed."""
         if attempt > self.max_attempts:
             # Earlier attempts died with their worker (no error was recorded).
             async with transaction(self.sessions) as session:
                 await events.record_failure(session, row.id, attempt, f"gave up after {attempt - 1} attempts that did not finish", park=True)
             log.error("event %s parked: its attempts never finished", row.webhook_event_id)
-            return
+            return True
         try:
-            delivery_ids, updates = await self._handle(row, attempt)
+            delivery_ids, updates, more = await self._handle(row, attempt, known_customer)
         except events.Superseded:
             raise
         except Exception as exc:
@@ -123,12 +136,13 @@ class EventProcessor:
                 await events.record_failure(session, row.id, attempt, f"{type(exc).__name__}: {exc}", park=park)
             if not park:
                 await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
-            return
+            return True
         for delivery_id in delivery_ids:
             await self.sender.send(delivery_id)
         if self.publish is not None:
             for update in updates:
                 await self.publish(update)
+        return more
 
     async def _still_claimed(self, event_id: int, attempt: int) -> bool:
         async with self.sessions() as session:
@@ -152,11 +166,12 @@ class EventProcessor:
                 self._cut_short.append((event_id, attempt))  # the database is still away
                 raise
 
-    async def _handle(self, row: InboundEvent, attempt: int) -> tuple[list[int], list[dict]]:
-        """Runs the handlers and commits; the deliveries to send and the live updates to publish."""
+    async def _handle(self, row: InboundEvent, attempt: int, known_customer: bool | None) -> tuple[list[int], list[dict], bool]:
+        """Runs the handlers and commits; the deliveries to send, the live updates to publish
+        and whether the source has another pending event (seen in the same transaction)."""
         payload = row.payload
         user_id = row.line_user_id
-        profile = await self._profile_if_needed(row) if user_id else None
+        profile = await self._profile_if_needed(row, known_customer) if user_id else None
         event_time = datetime.fromtimestamp(row.event_timestamp / 1000, tz=timezone.utc) if row.event_timestamp else utcnow()
 
         async with transaction(self.sessions) as session:
@@ -188,8 +203,8 @@ class EventProcessor:
                 if ctx.replies and payload.get("mode") != "standby":
                     delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
                 delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
-            await events.mark_done(session, row.id, attempt)
-        return delivery_ids, ctx.updates
+            more = await events.mark_done(session, row.id, attempt, row.source_key)
+        return delivery_ids, ctx.updates, more
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
         if not (user_id and ctx.event_type == "message"):
@@ -208,14 +223,13 @@ class EventProcessor:
         await asyncio.sleep(self.loading_delay)
         await self.line.show_loading(user_id)
 
-    async def _profile_if_needed(self, row: InboundEvent) -> customers.Profile | None:
-        """Fetch the profile on first contact and on every follow; never in a transaction."""
+    async def _profile_if_needed(self, row: InboundEvent, known_customer: bool | None) -> customers.Profile | None:
+        """Fetch the profile on first contact and on every follow; never in a transaction.
+        `known_customer`: whether the user was a customer when the event was claimed."""
         if row.event_type == "unfollow":
             return None  # LINE answers 404 for people who blocked the account
-        if row.event_type != "follow":
-            async with self.sessions() as session:
-                if await customers.get_by_line_user_id(session, row.line_user_id) is not None:
-                    return None
+        if row.event_type != "follow" and known_customer:
+            return None
         try:
             return await self.line.get_profile(row.line_user_id)
         except LineError as error:

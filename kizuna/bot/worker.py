@@ -88,9 +88,7 @@ class Worker:
             # An event stored while this worker was letting go of the source found it busy
             # and its job was dropped: look once more now that the source is free.
             if not self._stopping.is_set():
-                async with self.sessions() as session:
-                    again = await events.next_pending(session, job.source_key)
-                if again is not None:
+                if await events.any_pending(self.sessions, job.source_key):
                     await self._put([job.source_key])
         except (SourceBusy, QueueUnavailable):
             return  # the holder looks again when it lets go; or Redis is down and the sweeper re-queues
@@ -99,7 +97,12 @@ class Worker:
                 raise
             self.database.failed(error)
             await self._pause(self.database.backoff())
-            return  # pending in the database: the sweeper re-queues it once the database is back
+            # Its events are pending in the database: look again after the backoff (a
+            # connection that a server restart closed fails once, and the pool replaces it),
+            # not only when the sweeper finds them a sweep interval later.
+            if not self._stopping.is_set():
+                await self._put([job.source_key])
+            return
         self.database.succeeded()
 
     async def _put(self, source_keys: list[str]) -> None:

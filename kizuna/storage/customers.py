@@ -35,6 +35,12 @@ async def get_by_line_user_id(session: AsyncSession, line_user_id: str) -> Custo
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def exists(session: AsyncSession, line_user_id: str) -> bool:
+    """Whether a customer has this LINE user id (its id only: no row to load)."""
+    statement = sa.select(Customer.id).where(Customer.line_user_id == line_user_id).limit(1)
+    return (await session.execute(statement)).first() is not None
+
+
 async def get(session: AsyncSession, customer_id: int) -> Customer | None:
     return await session.get(Customer, customer_id)
 

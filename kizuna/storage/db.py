@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +25,45 @@ def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         return _sqlite_engine(database_url)
     # Bounded waits, so an unreachable server is an error after seconds, not a hang:
     # connecting (asyncpg's own default is 60 s) and waiting for a pooled connection.
-    return create_async_engine(
-        database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=10,
-        connect_args={"timeout": 5},
+    engine = create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=10, connect_args={"timeout": 5},
     )
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection that sat unused this long is pinged before it is handed out.
+IDLE_PING_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping, only for connections that were idle in the pool (`pool_pre_ping` pings on
+    every checkout: three round trips, BEGIN ; ROLLBACK, a fifth of a worker's time).
+
+    An idle connection may have been closed by a server restart or the network meanwhile:
+    it is pinged, and a dead one is replaced before anyone uses it, as with pre-ping. One in
+    steady use is not: if the server restarted under it, its first statement fails as the
+    statements in flight during the restart do (`lost_connection`: the work is retried
+    once the database answers), and SQLAlchemy then drops every pooled connection older
+    than that failure at once, so each process sees at most one such failure per restart."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["kizuna_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        idle_since = record.info.pop("kizuna_idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return  # a new connection, or one in steady use
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            if dialect.is_disconnect(error, dbapi_connection, None) or lost_connection(error):
+                # The pool discards it and checks out another (a new one if need be).
+                raise sqlalchemy.exc.DisconnectionError(str(error)) from error
+            raise
 
 
 def is_unavailable(error: BaseException) -> bool:

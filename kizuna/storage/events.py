@@ -135,40 +135,66 @@ async def next_pending(session: AsyncSession, source_key: str) -> InboundEvent |
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | None:
+    """The source's oldest pending event (as `next_pending`), its attempt counted, in one
+    statement; None when the source has none.
+
+    The attempt is counted and committed before handlers run, so an event that crashes its
+    worker every time is parked instead of crashing workers forever. The attempt number
+    (the returned `attempts`) is also the fencing token of this try: only the latest claim
+    may mark the event done (`mark_done`), so a worker that lost its hold on the source (a
+    Redis restart, a lapsed lock) cannot commit it a second time."""
+    oldest = (
+        sa.select(_table.c.id)
+        .where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING)
+        .order_by(_table.c.event_timestamp, _table.c.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    statement = (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id == oldest, InboundEvent.status == EventStatus.PENDING)
+        .values(attempts=InboundEvent.attempts + 1)
+        .returning(InboundEvent)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def any_pending(sessions: async_sessionmaker[AsyncSession], source_key: str) -> bool:
+    """Whether the source has a pending event: one statement, outside any transaction on
+    PostgreSQL (autocommit: one round trip instead of BEGIN, SELECT, ROLLBACK)."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        statement = sa.select(_table.c.id).where(_table.c.source_key == source_key, _table.c.status == EventStatus.PENDING).limit(1)
+        return (await session.execute(statement)).first() is not None
+
+
 class Superseded(Exception):
     """The event was taken over by another worker (or finished by one) since this worker
     claimed it: this worker's work on it must not be committed."""
-
-
-async def claim_attempt(session: AsyncSession, event_id: int) -> int:
-    """Count an attempt before running handlers, so an event that crashes its
-    worker every time is parked instead of crashing workers forever.
-
-    The attempt number is also the fencing token of this try: only the latest claim
-    may mark the event done (`mark_done`), so a worker that lost its hold on the
-    source (a Redis restart, a lapsed lock) cannot commit it a second time."""
-    statement = (
-        sa.update(_table)
-        .where(_table.c.id == event_id, _table.c.status == EventStatus.PENDING)
-        .values(attempts=_table.c.attempts + 1)
-        .returning(_table.c.attempts)
-    )
-    attempts = (await session.execute(statement)).scalar_one_or_none()
-    return attempts or 0
 
 
 def _claimed(event_id: int, attempt: int):
     return sa.and_(_table.c.id == event_id, _table.c.status == EventStatus.PENDING, _table.c.attempts == attempt)
 
 
-async def mark_done(session: AsyncSession, event_id: int, attempt: int) -> None:
+async def mark_done(session: AsyncSession, event_id: int, attempt: int, source_key: str) -> bool:
     """Done, in the transaction that did the work; raises Superseded (rolling it back)
-    when `attempt` is no longer the event's latest claim."""
+    when `attempt` is no longer the event's latest claim. Returns whether the source
+    (`source_key`, the event's) has another pending event, seen by the same statement."""
+    other = _table.alias("other")
+    # Bound values only, nothing correlated: SQLite writes RETURNING's columns unqualified.
+    more = sa.exists().where(other.c.source_key == source_key, other.c.status == EventStatus.PENDING, other.c.id != event_id)
     result = await session.execute(
         sa.update(_table).where(_claimed(event_id, attempt)).values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
+        .returning(more.label("more"))
     )
-    if result.rowcount != 1:
+    row = result.first()
+    if row is None:
         raise Superseded(event_id)
+    return bool(row.more)
 
 
 async def record_failure(session: AsyncSession, event_id: int, attempt: int, error: str, *, park: bool) -> None:
