@@ -125,7 +125,8 @@ async def rfm_grid(session: AsyncSession, *, now: datetime) -> dict[tuple[int, i
 
 async def sales_by_decile(session: AsyncSession) -> list[DecileSales]:
     metrics = CustomerMetrics.__table__
-    rows = dict((decile, (count, sales)) for decile, count, sales in (await session.execute(
+    # int(): PostgreSQL's SUM of a bigint is a numeric (a Decimal here), which JSON and the charts do not take.
+    rows = dict((decile, (count, int(sales))) for decile, count, sales in (await session.execute(
         sa.select(metrics.c.decile, sa.func.count(), sa.func.coalesce(sa.func.sum(metrics.c.monetary), 0))
         .where(metrics.c.decile.is_not(None)).group_by(metrics.c.decile)
     )).all())
