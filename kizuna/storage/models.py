@@ -909,7 +909,38 @@ class OrderItemCreate(SQLModel):
         return _blank_to_none(_stripped(value))
 
 
-class OrderCreate(SQLModel):
+class CustomerReferences(SQLModel):
+    """How a record from the shop's systems names its customer (orders and customer records):
+    at least one reference, each normalised (identity_values), so matching and fingerprints do
+    not depend on how the other system typed an e-mail or a phone number."""
+
+    line_user_id: str | None = Field(default=None, max_length=64)
+    external_customer_id: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
+    phone: str | None = Field(default=None, max_length=40)
+
+    @field_validator(*CUSTOMER_REFS)
+    @classmethod
+    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalise(info.field_name, value)
+        except BadIdentity as error:
+            raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _someone(self) -> "CustomerReferences":
+        if not any(getattr(self, name) for name in CUSTOMER_REFS):
+            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
+        return self
+
+    def refs(self) -> list[tuple[str, str]]:
+        """The customer references given, as (kind, value), in IdentityKind's precedence."""
+        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
+
+
+class OrderCreate(CustomerReferences):
     """One order as the shop's EC site or POS sends it. At least one customer reference; each is
     normalised (identity_values), so the stored order and its fingerprint do not depend on how
     the other system typed an e-mail or a phone number."""
@@ -919,10 +950,6 @@ class OrderCreate(SQLModel):
     external_id: str = Field(min_length=1, max_length=ORDER_EXTERNAL_ID_MAX, schema_extra={"pattern": r"\S"})
     ordered_at: AwareDatetime  # ISO 8601 with its UTC offset: 2026-12-01T10:30:00+09:00
     total: int = Field(ge=0, le=INT4_MAX)  # yen, tax included
-    line_user_id: str | None = Field(default=None, max_length=64)
-    external_customer_id: str | None = Field(default=None, max_length=64)
-    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
-    phone: str | None = Field(default=None, max_length=40)
     channel: OrderChannel | None = None
     store: str | None = Field(default=None, max_length=ORDER_STORE_MAX)
     status: OrderStatus = OrderStatus.COMPLETED
@@ -938,25 +965,6 @@ class OrderCreate(SQLModel):
     def _blank(cls, value: Any) -> Any:
         return _blank_to_none(value)
 
-    @field_validator(*CUSTOMER_REFS)
-    @classmethod
-    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalise(info.field_name, value)
-        except BadIdentity as error:
-            raise ValueError(str(error)) from None
-
-    @model_validator(mode="after")
-    def _someone(self) -> OrderCreate:
-        if not any(getattr(self, name) for name in CUSTOMER_REFS):
-            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
-        return self
-
-    def refs(self) -> list[tuple[str, str]]:
-        """The customer references given, as (kind, value), in IdentityKind's precedence."""
-        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
 
 
 class OrderBatchCreate(SQLModel):
@@ -980,16 +988,12 @@ _GENDER_WORDS = {"女性": "female", "女": "female", "f": "female", "男性": "
 CUSTOMER_TAGS_MAX = 20
 
 
-class CustomerRecordCreate(SQLModel):
+class CustomerRecordCreate(CustomerReferences):
     """A customer as the shop's EC site or POS knows them. At least one reference (as on orders);
     the rest fills the customer's details (see storage/customer_records.py for which win)."""
 
     model_config = {"extra": "forbid"}
 
-    external_customer_id: str | None = Field(default=None, max_length=64)
-    line_user_id: str | None = Field(default=None, max_length=64)
-    email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
-    phone: str | None = Field(default=None, max_length=40)
     name: str | None = Field(default=None, max_length=80)
     kana: str | None = Field(default=None, max_length=80)
     birthday: date | None = None
@@ -1007,16 +1011,6 @@ class CustomerRecordCreate(SQLModel):
     @classmethod
     def _gender(cls, value: Any) -> Any:
         return _GENDER_WORDS.get(value.lower(), value.lower()) if isinstance(value, str) else value
-
-    @field_validator(*CUSTOMER_REFS)
-    @classmethod
-    def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        try:
-            return normalise(info.field_name, value)
-        except BadIdentity as error:
-            raise ValueError(str(error)) from None
 
     @field_validator("prefecture")
     @classmethod
@@ -1040,14 +1034,6 @@ class CustomerRecordCreate(SQLModel):
                 cleaned.append(text)
         return cleaned
 
-    @model_validator(mode="after")
-    def _someone(self) -> CustomerRecordCreate:
-        if not any(getattr(self, name) for name in CUSTOMER_REFS):
-            raise ValueError(f"needs a customer reference: one of {', '.join(CUSTOMER_REFS)}")
-        return self
-
-    def refs(self) -> list[tuple[str, str]]:
-        return [(name, getattr(self, name)) for name in CUSTOMER_REFS if getattr(self, name)]
 
 
 class CustomerRecordBatchCreate(SQLModel):
