@@ -116,7 +116,7 @@ async def second_factor(sessions, ctx: Context, *, code: str) -> Outcome:
         if account is None or pending is None or pending.ended_at is not None or account.disabled_at is not None:
             await login_attempts.finish(session, attempt_id, "failed")
             return Outcome()
-        if not await staff.use_totp_code(session, account, code, now=ctx.now):
+        if not await staff.use_totp_code(session, account, code, now=ctx.now, sealer=staff.totp_sealer(ctx.settings.secret_key)):
             await login_attempts.finish(session, attempt_id, "failed")
             audit.record(session, audit.Actor(email, None, ctx.ip, ctx.user_agent), audit.Action.LOGIN_FAILED,
                          target=staff.audit_target(account), reason="wrong_code")

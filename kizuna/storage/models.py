@@ -567,9 +567,9 @@ class Staff(SQLModel, table=True):
     role: str = Field(max_length=16)  # kizuna.storage.roles.STAFF_ROLES
     password_hash: str = Field(max_length=255)  # argon2id, PHC string
     password_changed_at: datetime = _created_at()
-    # TOTP (RFC 6238): the base32 secret; enabled once a code from it was confirmed.
+    # TOTP (RFC 6238): the base32 secret, sealed (storage/sealed.py); enabled once a code from it was confirmed.
     # `totp_last_step` is the time step of the last code accepted: a code is good once.
-    totp_secret: str | None = Field(default=None, max_length=64)
+    totp_secret: str | None = Field(default=None, max_length=255)
     totp_enabled_at: datetime | None = _optional_time()
     totp_last_step: int | None = Field(default=None, sa_type=sa.BigInteger)
     locale: str = Field(default="ja", max_length=8)

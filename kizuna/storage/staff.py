@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import re
 import secrets
 import unicodedata
@@ -32,6 +33,9 @@ from . import audit, staff_sessions
 from .errors import Invalid
 from .models import STAFF_EMAIL_MAX, STAFF_NAME_MAX, Staff
 from .roles import STAFF_ROLES, Role
+from .sealed import Sealer, Unreadable
+
+log = logging.getLogger(__name__)
 
 HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile (see the module docstring)
 
@@ -276,16 +280,47 @@ def totp_enabled(staff: Staff) -> bool:
     return staff.totp_enabled_at is not None
 
 
-def begin_totp(staff: Staff) -> str:
-    """The secret being enrolled: a new one unless enrolment has already begun."""
-    if staff.totp_enabled_at is None and staff.totp_secret is None:
-        staff.totp_secret = pyotp.random_base32()
-    return staff.totp_secret
+# Secrets stored before they were sealed (migration 0014): base32 only, sealed when next read.
+_UNSEALED_SECRET = re.compile(r"[A-Z2-7]+")
 
 
-def totp_uri(staff: Staff, issuer: str = TOTP_ISSUER) -> str:
-    assert staff.totp_secret is not None
-    return pyotp.TOTP(staff.totp_secret).provisioning_uri(name=staff.email, issuer_name=issuer)
+def totp_sealer(secret_key: str) -> Sealer:
+    """The sealer of TOTP secrets (storage/sealed.py): a copy of the database does not carry them."""
+    return Sealer(secret_key, "totp-secret")
+
+
+def begin_totp(staff: Staff, sealer: Sealer) -> str:
+    """The secret being enrolled: a new one unless enrolment has already begun (with a secret
+    this installation's key still opens)."""
+    try:
+        secret = totp_secret(staff, sealer)
+    except Unreadable:
+        if staff.totp_enabled_at is not None:
+            raise
+        secret = None
+    if secret is None:
+        secret = pyotp.random_base32()
+        staff.totp_secret = sealer.seal(secret)
+    return secret
+
+
+def totp_secret(staff: Staff, sealer: Sealer) -> str | None:
+    """The account's TOTP secret in the clear (None without one; `Unreadable` when sealed with
+    another key). One stored before secrets were sealed is sealed now (the caller's transaction
+    writes it)."""
+    stored = staff.totp_secret
+    if stored is None:
+        return None
+    if _UNSEALED_SECRET.fullmatch(stored):
+        staff.totp_secret = sealer.seal(stored)
+        return stored
+    return sealer.open(stored)
+
+
+def totp_uri(staff: Staff, sealer: Sealer, issuer: str = TOTP_ISSUER) -> str:
+    secret = totp_secret(staff, sealer)
+    assert secret is not None
+    return pyotp.TOTP(secret).provisioning_uri(name=staff.email, issuer_name=issuer)
 
 
 def _matching_step(secret: str, code: str, now: datetime) -> int | None:
@@ -302,12 +337,18 @@ def _matching_step(secret: str, code: str, now: datetime) -> int | None:
     return found
 
 
-async def use_totp_code(session: AsyncSession, staff: Staff, code: str, *, now: datetime) -> bool:
+async def use_totp_code(session: AsyncSession, staff: Staff, code: str, *, now: datetime, sealer: Sealer) -> bool:
     """Whether `code` is good for `staff`'s secret and unused: the step is stored with a
     conditional UPDATE, so a code is accepted once even by two processes at the same time."""
-    if staff.totp_secret is None:
+    try:
+        secret = totp_secret(staff, sealer)
+    except Unreadable:
+        log.warning("the two-factor secret of %r was sealed with another KIZUNA_SECRET_KEY: "
+                    "`kizuna staff reset-totp --email %s` lets them set it up again", staff.email, staff.email)
         return False
-    step = _matching_step(staff.totp_secret, code, now)
+    if secret is None:
+        return False
+    step = _matching_step(secret, code, now)
     if step is None:
         return False
     statement = (
@@ -322,9 +363,9 @@ async def use_totp_code(session: AsyncSession, staff: Staff, code: str, *, now: 
     return True
 
 
-async def confirm_totp(session: AsyncSession, staff: Staff, code: str, *, actor: audit.Actor, now: datetime) -> bool:
+async def confirm_totp(session: AsyncSession, staff: Staff, code: str, *, actor: audit.Actor, now: datetime, sealer: Sealer) -> bool:
     """Finish enrolment with a code from the app; the second factor is then required."""
-    if staff.totp_enabled_at is not None or not await use_totp_code(session, staff, code, now=now):
+    if staff.totp_enabled_at is not None or not await use_totp_code(session, staff, code, now=now, sealer=sealer):
         return False
     staff.totp_enabled_at = now
     audit.record(session, actor, audit.Action.TOTP_ENABLED, target=audit_target(staff))

@@ -126,7 +126,7 @@ class Console:
             staff = await staff_store.create(session, new, actor=audit.CLI)
             secret = None
             if totp:
-                secret = staff_store.begin_totp(staff)
+                secret = staff_store.begin_totp(staff, self.sealer)
                 staff.totp_enabled_at = utcnow()
         return Member(staff.id, staff.email, role, password, secret)
 
@@ -161,6 +161,15 @@ class Console:
     async def staff(self, member: Member) -> Staff:
         async with self.sessions() as session:
             return await session.get(Staff, member.id)
+
+    @property
+    def sealer(self):
+        return staff_store.totp_sealer(self.kizuna.settings.secret_key)
+
+    async def totp_secret(self, member: Member) -> str | None:
+        """The account's TOTP secret as its authenticator app has it (the database keeps it sealed)."""
+        stored = (await self.staff(member)).totp_secret
+        return None if stored is None else self.sealer.open(stored)
 
 
 async def kizuna_with(settings: Settings, emulator) -> AsyncIterator[Kizuna]:

@@ -338,7 +338,7 @@ class Fixtures:
             async with transaction(self.console.sessions) as session:
                 staff = await session.get(Staff, member.id)
                 staff.totp_secret = staff.totp_enabled_at = staff.totp_last_step = None
-                secret = staff_store.begin_totp(staff)
+                secret = staff_store.begin_totp(staff, self.console.sealer)
             member.totp_secret = secret
             return {"code": pyotp.TOTP(secret).now()}
         return {}

@@ -89,23 +89,25 @@ async def account_totp(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     if staff_store.totp_enabled(ctx.staff):
         return see_other(_account_url(request))
+    sealer = staff_store.totp_sealer(ctx.settings.secret_key)
     async with db(request) as session:
         me = await staff_store.get(session, ctx.staff.id)
-        secret = staff_store.begin_totp(me)
-        uri = staff_store.totp_uri(me)
+        secret = staff_store.begin_totp(me, sealer)
+        uri = staff_store.totp_uri(me, sealer)
     return render(request, "account_totp.html", {"qr": _qr_svg(uri), "secret": _grouped(secret), "error": None})
 
 
 async def account_totp_confirm(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     code = str((await request.post()).get("code", ""))[:20]
+    sealer = staff_store.totp_sealer(ctx.settings.secret_key)
     async with db(request) as session:
         me = await staff_store.get(session, ctx.staff.id)
         if staff_store.totp_enabled(me):
             return see_other(_account_url(request))
-        confirmed = await staff_store.confirm_totp(session, me, code, actor=ctx.actor(), now=ctx.now)
-        secret = staff_store.begin_totp(me)
-        uri = staff_store.totp_uri(me)
+        confirmed = await staff_store.confirm_totp(session, me, code, actor=ctx.actor(), now=ctx.now, sealer=sealer)
+        secret = staff_store.begin_totp(me, sealer)
+        uri = staff_store.totp_uri(me, sealer)
     if not confirmed:
         return render(request, "account_totp.html", {
             "qr": _qr_svg(uri), "secret": _grouped(secret), "error": ctx.t("totp.setup.failed"),
