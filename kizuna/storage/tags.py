@@ -7,6 +7,10 @@ no actor and records what it did on the customer's timeline instead (flows/engin
 change is one set-based statement, audited once with its count (`tag.bulk_added` /
 `tag.bulk_removed`); it writes no timeline row per customer (see `add_to_all`). A tag is
 normalised before it is stored (NFKC, spaces squeezed), so 「ＶＩＰ」 and 「VIP」 are one tag.
+
+The registration flow does not tag 「会員登録済み」: membership is the customer's `registered`
+(a segment field of its own); a tag copying it could be removed by staff while the customer
+stays a member, and two answers to "is this a member?" would drift apart.
 """
 
 from __future__ import annotations
@@ -136,13 +140,9 @@ def _check_action(action: str) -> None:
 
 def _full() -> sa.Select:
     """The customers who have as many tags as a customer may have (one GROUP BY, not a
-    subquery per customer)."""
+    subquery per customer; a short list, so NOT IN over it is a small hashed set)."""
     return (sa.select(CustomerTag.customer_id).group_by(CustomerTag.customer_id)
             .having(sa.func.count() >= MAX_TAGS_PER_CUSTOMER))
-
-
-def _has_tag(tag: str) -> sa.Select:
-    return sa.select(CustomerTag.customer_id).where(CustomerTag.tag == tag)
 
 
 async def _count(session: AsyncSession, statement: sa.Select) -> int:
@@ -155,10 +155,14 @@ async def bulk_preview(session: AsyncSession, customer_ids: sa.Select, text: str
     _check_action(action)
     ids = customer_ids.subquery("audience")
     matched = await _count(session, sa.select(ids.c.id))
+    # Those who have the tag: a join; those who lack it: an outer join's misses (an anti-join,
+    # not NOT IN over a list that may not fit in memory).
+    had = CustomerTag.__table__.alias("had")
+    joined = ids.outerjoin(had, sa.and_(had.c.customer_id == ids.c.id, had.c.tag == tag))
     if action == ADD:
-        changing = sa.select(ids.c.id).where(ids.c.id.not_in(_has_tag(tag)), ids.c.id.not_in(_full()))
+        changing = sa.select(ids.c.id).select_from(joined).where(had.c.customer_id.is_(None), ids.c.id.not_in(_full()))
     else:
-        changing = sa.select(ids.c.id).where(ids.c.id.in_(_has_tag(tag)))
+        changing = sa.select(ids.c.id).select_from(joined).where(had.c.customer_id.is_not(None))
     return Bulk(tag, action, matched, await _count(session, changing))
 
 
