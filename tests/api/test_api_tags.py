@@ -49,6 +49,10 @@ async def test_add_list_and_remove_a_customers_tags(kizuna):
     assert status == 404 and body["error"]["code"] == "not_found"
     assert (await kizuna.api("GET", f"/api/v1/customers/{customer_id}/tags"))[1]["tags"] == ["VIP"]
     assert [row.details for row in await audit_rows(kizuna, "customer.edited")][-1] == {"tag_removed": "常連 さん"}
+    # a tag with a slash: percent-encoded in the path
+    assert (await kizuna.api("POST", f"/api/v1/customers/{customer_id}/tags", json={"tag": "EC/店舗"}))[0] == 201
+    assert (await _delete(kizuna, f"/api/v1/customers/{customer_id}/tags/{quote('EC/店舗', safe='')}"))[0] == 204
+    assert (await kizuna.api("GET", f"/api/v1/customers/{customer_id}/tags"))[1]["tags"] == ["VIP"]
 
 
 async def _delete(kizuna, path: str) -> tuple[int, dict | None]:
