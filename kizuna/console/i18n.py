@@ -648,3 +648,7 @@ from .i18n_marketing import MESSAGES as _MARKETING  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _MARKETING.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _MARKETING.keys())}"
 MESSAGES.update(_MARKETING)
+from .i18n_tags import MESSAGES as _TAGS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _TAGS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _TAGS.keys())}"
+MESSAGES.update(_TAGS)

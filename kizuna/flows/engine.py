@@ -46,7 +46,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode
 
-from kizuna.storage import flow_states, texts
+from kizuna.storage import flow_states, tags, texts
 from kizuna.storage.models import Customer, Direction, Interaction
 
 # -- what the customer did -----------------------------------------------------------
@@ -143,6 +143,22 @@ class FlowContext:
     async def record(self, kind: str, payload: dict | None = None, text: str | None = None) -> None:
         """A system row on the customer's timeline (flow started, registered, ...)."""
         self.session.add(Interaction(customer_id=self.customer.id, direction=Direction.SYS, kind=kind, text=text, payload=payload, sender_type="system"))
+
+    async def tag(self, tag: str, **why: Any) -> bool:
+        """Tag the customer (`await ctx.tag("会員")`), in the event's transaction; False when they
+        had it already, or have as many tags as a customer may (the event goes on: a tag is
+        never worth failing the customer's message for). The bot names no actor for the audit
+        log: what it tagged is a `customer.tagged` row on the timeline, with `why` (e.g.
+        via="keyword_rule", rule_id=3), and a live update for a page showing the customer
+        (flows/support.py `customer_update`'s shape)."""
+        try:
+            added = await tags.add(self.session, self.customer.id, tag, actor=None)
+        except tags.TooManyTags:
+            return False
+        if added:
+            await self.record("customer.tagged", {"tag": tags.normalize(tag), **why}, text=tags.normalize(tag))
+            self.publish({"type": "customer", "customer_id": self.customer.id})
+        return added
 
 
 # -- transitions -----------------------------------------------------------------------

@@ -68,6 +68,9 @@ class Action(StrEnum):
     RICH_MENU_SETUP = "rich_menu.setup"
     API_TOKEN_CREATED = "api_token.created"
     API_TOKEN_REVOKED = "api_token.revoked"
+    # Tags for every customer of a segment at once (storage/tags.py bulk_change), with the counts.
+    TAG_BULK_ADDED = "tag.bulk_added"
+    TAG_BULK_REMOVED = "tag.bulk_removed"
 
 
 @dataclass(frozen=True)

@@ -494,7 +494,8 @@ class MatchType(StrEnum):
 class KeywordRuleBase(SQLModel):
     """A rule checked before the FAQ: when a message matches `pattern` (`match_type`
     exact | contains | regex, on NFKC-normalised, case-folded text), reply `reply_text`
-    or start the flow whose postback action is `flow_action` (e.g. "register").
+    or start the flow whose postback action is `flow_action` (e.g. "register"); and, when
+    `add_tag` is set, tag the customer (e.g. 「セール情報」 -> セール関心).
     Higher `priority` is checked first; ties by id."""
 
     name: str | None = Field(default=None, max_length=100)
@@ -504,6 +505,7 @@ class KeywordRuleBase(SQLModel):
     flow_action: str | None = Field(default=None, max_length=40)
     priority: int = 0
     enabled: bool = True
+    add_tag: str | None = Field(default=None, max_length=40)  # TAG_MAX (defined below, with CustomerTag)
 
 
 class KeywordRule(KeywordRuleBase, table=True):
@@ -534,6 +536,7 @@ class KeywordRuleUpdate(SQLModel):
     flow_action: str | None = Field(default=None, max_length=40)
     priority: int | None = Field(default=None, ge=-1000, le=1000)
     enabled: bool | None = None
+    add_tag: str | None = Field(default=None, max_length=40)  # TAG_MAX (defined below, with CustomerTag)
 
 
 class KeywordRuleRead(KeywordRuleBase):

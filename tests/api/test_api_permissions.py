@@ -68,8 +68,13 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/metric-settings"): {A, M},
     ("PUT", "/metric-settings"): {A},
     ("GET", "/segments/{id}/export.csv"): {A, M},
+    ("GET", "/customers/{id}/tags"): {A, M, S},
+    ("POST", "/customers/{id}/tags"): {A, M, S},
+    ("DELETE", "/customers/{id}/tags/{tag}"): {A, M, S},
+    ("GET", "/tags"): {A, M, S},
+    ("POST", "/segments/{id}/tags"): {A, M},
 }
-SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja"}
+SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja", "{tag}": "VIP"}
 
 
 def _served_routes(app) -> set[tuple[str, str]]:

@@ -135,6 +135,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/segments/preview"): MARKETING,
     ("GET", "/console/segments/{segment_id}"): MARKETING,
     ("GET", "/console/segments/{segment_id}/export.csv"): MARKETING,
+    ("POST", "/console/segments/{segment_id}/tags"): MARKETING,
     ("GET", "/console/analytics"): MARKETING,  # 分析
     # 応答メッセージ, リッチメニュー
     ("GET", "/console/texts"): ADMIN_ONLY,
@@ -324,6 +325,8 @@ class Fixtures:
             return {"mode": "note", "text": f"メモ {number}"}
         if path.endswith("/resolve"):
             return {"csat": "on"}
+        if path == "/console/segments/{segment_id}/tags":
+            return {"bulk_tag": "VIP", "bulk_action": "add"}
         if "/tags" in path:
             return {"tag": "VIP"}
         if path.startswith("/console/canned"):

@@ -53,7 +53,7 @@ def test_dangerous_or_broken_patterns_are_refused(pattern, words):
 
 
 def _rule(id, match_type, pattern, priority=0):
-    return compile_rule(SimpleNamespace(id=id, match_type=match_type, pattern=pattern, reply_text="r", flow_action=None,
+    return compile_rule(SimpleNamespace(id=id, match_type=match_type, pattern=pattern, reply_text="r", flow_action=None, add_tag=None,
                                         priority=priority))
 
 

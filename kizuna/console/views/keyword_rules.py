@@ -1,5 +1,5 @@
 """キーワード応答: rules checked before the FAQ (a fixed reply, or a flow such as 会員登録
-started), their list and form. The rules are flows/faq/settings.py's (the regex cost check,
+started, and optionally a tag for the customer who sent the message), their list and form. The rules are flows/faq/settings.py's (the regex cost check,
 a known flow, at most 200 rules), as for the REST API; marketers and admins use this page.
 """
 
@@ -20,9 +20,9 @@ from ..routes import MARKETING, Refused, route, see_other
 
 NOTICES = ("rule_created", "rule_saved", "rule_deleted")
 ID = "{rule_id:[0-9]{1,9}}"
-FIELDS = ("name", "match_type", "pattern", "reply", "reply_text", "flow_action", "priority", "enabled")
+FIELDS = ("name", "match_type", "pattern", "reply", "reply_text", "flow_action", "priority", "enabled", "add_tag")
 BLANK = {"name": "", "match_type": MatchType.CONTAINS, "pattern": "", "reply": "text", "reply_text": "", "flow_action": "",
-         "priority": "0", "enabled": "on"}
+         "priority": "0", "enabled": "on", "add_tag": ""}
 
 
 def _values(form: dict[str, str]) -> dict:
@@ -33,13 +33,15 @@ def _values(form: dict[str, str]) -> dict:
         "name": form["name"].strip() or None, "match_type": form["match_type"], "pattern": form["pattern"],
         "reply_text": (form["reply_text"] or None) if text else None, "flow_action": None if text else form["flow_action"] or None,
         "priority": forms.whole_number(form["priority"]) or 0, "enabled": forms.checked(form, "enabled"),
+        "add_tag": form["add_tag"] if form["add_tag"].strip() else None,  # left empty: the rule tags nobody
     }
 
 
 def _form_of(rule) -> dict[str, str]:
     return {"name": rule.name or "", "match_type": rule.match_type, "pattern": rule.pattern,
             "reply": "flow" if rule.flow_action else "text", "reply_text": rule.reply_text or "",
-            "flow_action": rule.flow_action or "", "priority": str(rule.priority), "enabled": "on" if rule.enabled else ""}
+            "flow_action": rule.flow_action or "", "priority": str(rule.priority), "enabled": "on" if rule.enabled else "",
+            "add_tag": rule.add_tag or ""}
 
 
 def _actions(ctx) -> list[tuple[str, str]]:

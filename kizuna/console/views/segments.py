@@ -14,6 +14,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from kizuna.campaigns import rules, segment_export, segments
+from kizuna.storage import tags
 from kizuna.storage.errors import Invalid, NotFound
 
 from .. import segment_form
@@ -174,6 +175,7 @@ async def segment_page(request: web.Request) -> web.StreamResponse:
             segment = await segments.get(session, segment_id)
             count = await _count(session, segment.rule, ctx.now)
             members = await segments.members(session, segment_id, now=ctx.now, limit=MEMBERS_PAGE, after=after_id) if count is not None else []
+            bulk = await _bulk_check(ctx, session, segment, request.query) if count is not None else None
     except NotFound:
         raise Refused(404, "error.404") from None
     url = request.app.router["segment"].url_for(segment_id=str(segment_id))
@@ -183,7 +185,55 @@ async def segment_page(request: web.Request) -> web.StreamResponse:
         "next_url": url.with_query({"after": str(members[-1].customer.id)}) if len(members) == MEMBERS_PAGE else None,
         "first_url": url if after_id is not None else None,
         "notice": "segments.notice.created" if request.query.get("notice") == "created" else None,
+        "bulk": bulk, "bulk_done": _bulk_done(ctx, request.query),
     })
+
+
+# -- a tag for every customer of the segment (「このセグメントにタグを付ける / 外す」) ----------------
+# The form asks first (a GET of the segment's page with `bulk_tag` and `bulk_action`: how many
+# it would change, nothing changed yet); the confirmation posts (CSRF-checked as every form) and
+# comes back with what it did. The change is storage/tags.py's bulk_change, as for the REST API.
+
+
+async def _bulk_check(ctx, session, segment, query) -> dict | None:
+    """The confirmation the form asked for: what the change would do now, or why it cannot."""
+    action = query.get("bulk_action")
+    if action not in tags.BULK_ACTIONS:
+        return None
+    text = query.get("bulk_tag", "")[:200]
+    try:
+        audience = await segments.audience(session, segment.rule, now=ctx.now)
+        preview = await tags.bulk_preview(session, audience, text, action)
+    except Invalid as error:
+        return {"action": action, "tag": text, "error": error.message}
+    return {"action": action, "tag": preview.tag, "matched": preview.matched, "changed": preview.changed, "error": None}
+
+
+def _bulk_done(ctx, query) -> str | None:
+    """What the confirmed change did (the redirect's query), in words."""
+    action, changed = query.get("bulk_done"), query.get("changed", "")
+    if action not in tags.BULK_ACTIONS or not changed.isdigit() or len(changed) > 9:
+        return None
+    return ctx.t(f"segments.tags.done.{action}", count=f"{int(changed):,}", tag=query.get("tag", "")[:40])
+
+
+async def segment_tag(request: web.Request) -> web.StreamResponse:
+    ctx = request[CONTEXT]
+    segment_id = int(request.match_info["segment_id"])
+    form = await request.post()
+    text, action = str(form.get("bulk_tag", ""))[:200], str(form.get("bulk_action", ""))
+    url = request.app.router["segment"].url_for(segment_id=str(segment_id))
+    try:
+        async with db(request) as session:
+            segment = await segments.get(session, segment_id)
+            audience = await segments.audience(session, segment.rule, now=ctx.now)
+            done = await tags.bulk_change(session, audience, text, action, target=f"segment:{segment.id} {segment.name}",
+                                          actor=ctx.actor(), now=ctx.now)
+    except NotFound:
+        raise Refused(404, "error.404") from None
+    except Invalid:  # the confirmation showed the problem already; ask again
+        return see_other(url.with_query({"bulk_tag": text, "bulk_action": action if action in tags.BULK_ACTIONS else "add"}))
+    return see_other(url.with_query({"bulk_done": action, "changed": str(done.changed), "tag": done.tag}))
 
 
 async def segment_export_csv(request: web.Request) -> web.StreamResponse:
@@ -214,4 +264,5 @@ ROUTES = [
     route("POST", "/segments/preview", segment_preview, name="segment_preview", roles=MARKETING),
     route("GET", f"/segments/{ID}", segment_page, name="segment", roles=MARKETING),
     route("GET", f"/segments/{ID}/export.csv", segment_export_csv, name="segment_export", roles=MARKETING),
+    route("POST", f"/segments/{ID}/tags", segment_tag, name="segment_tag", roles=MARKETING),
 ]

@@ -7,7 +7,8 @@ flow. In that order, a message goes to:
 
 1. the built-in handoff words (「担当者」, ...): a person is asked for;
 2. the operator's keyword rules (priority order): a fixed reply, or a flow started by
-   its postback action (``register`` ...);
+   its postback action (``register`` ...); a rule with ``add_tag`` also tags the customer
+   (``ctx.tag``: a ``customer.tagged`` row after the answer's);
 3. a complaint (:func:`.intents.complaint`: 「店員さんの態度がひどかったです」「最悪」
    「届いた商品が壊れていました」): an apology (申し訳ございません), the FAQ's answer when
    the shop wrote one for that very problem (a damaged parcel: send a photo), then
@@ -325,6 +326,8 @@ class InquiryService:
         else:
             return False
         await ctx.record("inquiry.answered", payload, text=text)
+        if rule.add_tag:  # after the answer's row: the timeline reads "answered, then tagged"
+            await ctx.tag(rule.add_tag, via="keyword_rule", rule_id=rule.id)
         return True
 
     async def run_action(self, ctx: FlowContext, action: str) -> bool:

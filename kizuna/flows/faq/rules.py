@@ -149,6 +149,7 @@ class CompiledRule:
     pattern: str
     reply_text: str | None
     flow_action: str | None
+    add_tag: str | None = None  # a tag the customer gets when the rule answers them
     _needle: str = ""
     _regex: re.Pattern | None = None
 
@@ -171,7 +172,7 @@ def compile_rule(rule) -> CompiledRule | None:
     regex = re.compile(unicodedata.normalize("NFKC", rule.pattern), re.IGNORECASE) if rule.match_type == MatchType.REGEX else None
     return CompiledRule(
         id=rule.id, priority=rule.priority, match_type=rule.match_type, pattern=rule.pattern,
-        reply_text=rule.reply_text, flow_action=rule.flow_action, _needle=normalize(rule.pattern), _regex=regex,
+        reply_text=rule.reply_text, flow_action=rule.flow_action, add_tag=rule.add_tag, _needle=normalize(rule.pattern), _regex=regex,
     )
 
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kizuna.storage import audit
+from kizuna.storage import audit, tags
 from kizuna.storage import faq as faq_store
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import KeywordRule, KeywordRuleCreate, KeywordRuleRead, KeywordRuleUpdate
@@ -47,7 +47,9 @@ def known_actions() -> set[str]:
 
 def check_keyword_rule(values: dict) -> None:
     """A whole rule (a change merged with the stored rule): a pattern fast enough to match
-    (rules.py), and exactly one of a fixed reply and a known flow to start."""
+    (rules.py), and exactly one of a fixed reply and a known flow to start. An `add_tag` is
+    on top of either (a rule that only tagged would leave the customer without an answer);
+    it is stored normalised, as the customer will have it (`_normalise_tag`)."""
     try:
         check_pattern(values["match_type"], values["pattern"])
     except PatternRejected as exc:
@@ -57,6 +59,16 @@ def check_keyword_rule(values: dict) -> None:
         raise Invalid("reply_text", "give exactly one of reply_text (a fixed reply) and flow_action (a flow to start)")
     if action and action not in known_actions():
         raise Invalid("flow_action", f"unknown action {action!r}; known: {', '.join(sorted(known_actions()))}")
+
+
+def _normalise_tag(values: dict) -> dict:
+    """`add_tag` as storage/tags.py stores tags (「ＶＩＰ」 is VIP); Invalid naming `add_tag`."""
+    if values.get("add_tag") is not None:
+        try:
+            values["add_tag"] = tags.normalize(values["add_tag"])
+        except Invalid as error:
+            raise Invalid("add_tag", error.message) from None
+    return values
 
 
 def _read_as(model: type[BaseModel], values: dict) -> dict:
@@ -77,7 +89,7 @@ def _rule_target(rule: KeywordRule) -> str:
 
 async def create_keyword_rule(session: AsyncSession, values: dict, *, actor: audit.Actor | None = None) -> KeywordRule:
     """A new rule (the fields of `KeywordRuleCreate`); at most MAX_RULES of them."""
-    values = _read_as(KeywordRuleCreate, values)
+    values = _normalise_tag(_read_as(KeywordRuleCreate, values))
     check_keyword_rule(values)
     if len(await faq_store.list_rules(session)) >= MAX_RULES:
         raise Conflict("too_many_rules", f"at most {MAX_RULES} keyword rules")
@@ -91,7 +103,7 @@ async def update_keyword_rule(
     session: AsyncSession, rule_id: int, changes: dict, *, actor: audit.Actor | None = None
 ) -> KeywordRule:
     """Change the fields in `changes`; the rule they make with the stored fields is checked whole."""
-    changes = _read_as(KeywordRuleUpdate, changes)
+    changes = _normalise_tag(_read_as(KeywordRuleUpdate, changes))
     rule = await faq_store.get_rule(session, rule_id)
     if rule is None:
         raise NotFound("no such keyword rule")
