@@ -54,11 +54,13 @@ async def test_a_marketer_tags_every_customer_of_a_segment(database_url, redis_p
                 await expect(confirm).to_contain_text(f"該当{MEMBERS}人のうち{MEMBERS}人にタグ「会員限定セール」を付けます")
                 async with sessions() as session:  # asking changed nothing
                     assert await tags.in_use(session) == []
+                await page.evaluate("window.scrollTo(0, 0)")  # the sticky menu is drawn where the page was scrolled
                 await page.screenshot(path=shots / "66-segment-tags-confirm.png", full_page=True)
 
                 await confirm.get_by_role("button", name=f"{MEMBERS}人に付ける").click()
                 await expect(page.get_by_role("status")).to_contain_text(f"{MEMBERS}人にタグ「会員限定セール」を付けました。")
                 await expect(page.locator(".bulk-confirm")).to_have_count(0)
+                await page.evaluate("window.scrollTo(0, 0)")  # the sticky menu is drawn where the page was scrolled
                 await page.screenshot(path=shots / "67-segment-tagged.png", full_page=True)
                 async with sessions() as session:
                     assert await tags.in_use(session) == [("会員限定セール", MEMBERS)]
