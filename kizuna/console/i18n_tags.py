@@ -41,5 +41,5 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "action.tag.bulk_added": ("タグの一括追加", "Tag added in bulk"),
     "action.tag.bulk_removed": ("タグの一括削除", "Tag removed in bulk"),
     # the timeline: the bot tagged the customer (flows/engine.py ctx.tag)
-    "tl.sys.customer.tagged": ("自動でタグが付きました", "Tagged automatically"),
+    "tl.sys.customer.tagged": ("自動でタグ「{tag}」が付きました", "Tagged {tag} automatically"),
 }

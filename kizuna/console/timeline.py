@@ -95,6 +95,8 @@ def _system(row: Interaction, staff: dict[int, Staff], t) -> Item:
         values["title"] = row.text or payload.get("title") or ""
     elif row.kind.startswith("inquiry."):
         values["question"] = row.text or ""
+    elif row.kind == "customer.tagged":
+        values["tag"] = row.text or payload.get("tag") or ""
     label = f"tl.sys.{row.kind}"
     if label not in MESSAGES:  # a kind the console has no words for yet: shown by its name
         label, values = "tl.event.other", {"kind": row.kind}
