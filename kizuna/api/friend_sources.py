@@ -20,12 +20,21 @@ from kizuna.storage.roles import MARKETING
 from .http import NOT_BLANK, Endpoint, actor, bool_param, bool_query, json_answer, optional, parse_body, services
 
 
+# What a tag may not hold, as far as a pattern can say it (storage/tags.normalize refuses all of
+# Unicode category C): C0/C1 controls, soft hyphen, the zero-width and direction marks, BOM,
+# private use.
+TAG_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f\\u00ad\\u0600-\\u0605\\u061c\\u06dd\\u070f\\u180e\\u200b-\\u200f\\u202a-\\u202e\\u2060-\\u206f\\ufeff\\ufff9-\\ufffb\\ue000-\\uf8ff]*$"
+
+
 class FriendSourceIn(BaseModel):
     model_config = {"extra": "forbid"}
 
     name: str = Field(min_length=1, max_length=FRIEND_SOURCE_NAME_MAX, description="what the source is (「店頭POP」, 「Instagram」)",
                       **NOT_BLANK)
-    tag: str | None = optional(max_length=TAG_MAX, description="a tag added to every friend who comes through the source")
+    tag: str | None = optional(
+        max_length=TAG_MAX, pattern=TAG_PATTERN,
+        description=f"a tag added to every friend who comes through the source: 1 to {TAG_MAX} characters after NFKC, "
+                    "no control or format characters (Unicode category C); blank means none")
 
 
 class FriendSourceRead(BaseModel):

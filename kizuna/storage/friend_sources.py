@@ -18,6 +18,10 @@ The rules, in one place:
   comes second (`record_login` or `resolve_on_follow`): the customer id is set and the source's tag
   added. An unresolved (pending) attribution may be taken over by a later source's login, since
   the first one did not bring the friend.
+- The two halves of one person never miss each other: both take the same per-person lock before
+  looking for the other half (`_lock_person`: a transaction-scoped advisory lock on PostgreSQL;
+  on SQLite the first write serialises the two transactions), so whichever commits second sees
+  the first.
 - Follows per source = its resolved attributions; blocks = those whose customer is blocked now;
   friends = follows - blocks. Counted from the rows each time (one GROUP BY), never a counter
   that could drift; clicks are a counter (a click has no row of its own).
@@ -25,8 +29,8 @@ The rules, in one place:
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -68,13 +72,11 @@ def new_code() -> str:
 
 
 def normalize_name(text: str) -> str:
-    name = " ".join(unicodedata.normalize("NFKC", text or "").split())
-    if not name:
-        raise Invalid("name", "write a name for the source")
-    if len(name) > FRIEND_SOURCE_NAME_MAX:
-        raise Invalid("name", f"a source name has at most {FRIEND_SOURCE_NAME_MAX} characters")
-    if any(unicodedata.category(char).startswith("C") for char in name):
-        raise Invalid("name", "a source name cannot hold control characters")
+    """The name as typed, trimmed (as segment names): any text of 1 to 100 characters. It is only
+    ever shown escaped (the console's templates, the chart's JSON drawn on a canvas)."""
+    name = (text or "").strip()
+    if not name or len(name) > FRIEND_SOURCE_NAME_MAX:
+        raise Invalid("name", f"must be text of 1 to {FRIEND_SOURCE_NAME_MAX} characters")
     return name
 
 
@@ -154,6 +156,8 @@ async def record_login(
     at once when their follow is already known."""
     visit = FriendSourceVisit(source_id=source.id, line_user_id=line_user_id, friendship_changed=friendship_changed, created_at=now)
     session.add(visit)
+    await session.flush()  # write first: on SQLite this waits for a follow being stored, then reads it
+    await _lock_person(session, line_user_id)
     existing = await session.get(FriendSourceAttribution, line_user_id, with_for_update=True)
     if existing is not None and existing.resolved_at is not None:
         return Outcome.KEPT
@@ -181,12 +185,23 @@ async def resolve_on_follow(session: AsyncSession, customer: Customer, now: date
     customer gets the source and its tag). The source, or None when there was nothing pending."""
     if not customer.line_user_id:
         return None
+    await _lock_person(session, customer.line_user_id)
     pending = await session.get(FriendSourceAttribution, customer.line_user_id, with_for_update=True)
     if pending is None or pending.resolved_at is not None:
         return None
     source = await get(session, pending.source_id)
     await _resolve(session, pending, source, customer, now)
     return source
+
+
+async def _lock_person(session: AsyncSession, line_user_id: str) -> None:
+    """Hold the person's lock until the transaction ends (PostgreSQL). The callback and the
+    follow each take it before reading the other's half, and a statement after the lock sees
+    what the other committed (READ COMMITTED), so the second of the two always resolves."""
+    if session.bind.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(f"friend-source:{line_user_id}".encode()).digest()[:8], "big", signed=True)
+    await session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 async def _resolve(session: AsyncSession, attribution: FriendSourceAttribution, source: FriendSource, customer: Customer,

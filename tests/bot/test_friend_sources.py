@@ -42,9 +42,11 @@ async def counts(kizuna, code: str) -> dict:
     return next(item for item in body["items"] if item["code"] == code)
 
 
-async def login_through(kizuna, code: str, *, user_id: str = "", display_name: str = "", add_friend: bool = True):
+async def login_through(kizuna, code: str, *, user_id: str = "", display_name: str = "", add_friend: bool = True,
+                        action: str = "allow", before_callback=None):
     """Open the source's link and go through the emulated LINE Login as a browser would; the
-    callback's (status, text, Location)."""
+    callback's (status, text, Location). `before_callback` is awaited between LINE's redirect and
+    the browser following it."""
     async with aiohttp.ClientSession() as client:
         async with client.get(f"{kizuna.url}/f/{code}", allow_redirects=False) as response:
             assert response.status == 302, await response.text()
@@ -54,12 +56,14 @@ async def login_through(kizuna, code: str, *, user_id: str = "", display_name: s
         assert query["bot_prompt"] == "aggressive" and query["client_id"] == LOGIN_ID and query["redirect_uri"].endswith("/f/callback")
         async with client.get(authorize) as response:
             assert response.status == 200 and "友だち追加" in await response.text()
-        form = {**query, "action": "allow", "user_id": user_id, "display_name": display_name}
+        form = {**query, "action": action, "user_id": user_id, "display_name": display_name}
         if add_friend:
             form["add_friend"] = "1"
         async with client.post(authorize.split("?")[0], data=form, allow_redirects=False) as response:
             assert response.status == 302, await response.text()
             callback = response.headers["Location"]
+        if before_callback is not None:
+            await before_callback()
         async with client.get(callback, allow_redirects=False) as response:
             return response.status, await response.text(), response.headers.get("Location")
 
@@ -200,3 +204,35 @@ async def test_api_refuses_a_bad_source(kizuna):
         assert status == 400, (body, answer)
     status, body = await kizuna.api("GET", "/api/v1/friend-sources")
     assert status == 200 and body["items"] == []
+
+
+async def test_follow_processed_before_the_callback_is_resolved_by_the_callback(kizuna):
+    source = await create_source(kizuna, "LP", "LP経由")
+    user = kizuna.emulator.add_user("先にフォロー")
+
+    async def follow_processed() -> None:
+        async def stored() -> bool:
+            status, body = await kizuna.api("GET", f"/api/v1/customers?line_user_id={user.user_id}")
+            return bool(body.get("items")) and body["items"][0]["followed"]
+
+        await eventually(stored, what="the follow processed")
+        assert await attribution_of(kizuna, user.user_id) is None  # the follow alone knows no source
+
+    status, page, _ = await login_through(kizuna, source["code"], user_id=user.user_id, before_callback=follow_processed)
+    assert status == 200 and "友だち追加ありがとうございます" in page
+    found = await attribution_of(kizuna, user.user_id)
+    assert found.resolved_at is not None and found.customer_id == await kizuna.customer_id(user.user_id)
+    async with kizuna.sessions() as session:
+        assert "LP経由" in await tags.of_customer(session, found.customer_id)
+    assert (await counts(kizuna, source["code"]))["follows"] == 1
+
+
+async def test_a_cancelled_login_records_nothing(kizuna):
+    source = await create_source(kizuna)
+    status, page, _ = await login_through(kizuna, source["code"], display_name="やめた人", action="cancel")
+    assert status == 200 and "キャンセル" in page
+    assert kizuna.emulator.users == {}  # cancelled before logging in: nobody, no follow
+    async with kizuna.sessions() as session:
+        assert (await session.execute(sa.select(sa.func.count()).select_from(FriendSourceVisit))).scalar_one() == 0
+    figures = await counts(kizuna, source["code"])
+    assert (figures["clicks"], figures["follows"]) == (1, 0)

@@ -55,11 +55,12 @@ async def analytics_page(request: web.Request) -> web.StreamResponse:
             {"label": t("analytics.f2_rate"), "data": percent(f2), "color": "amber"}]},
         "repeat": {"type": "line", "labels": month_labels, "percent": True, "datasets": [
             {"label": t("analytics.repeat_rate"), "data": percent(repeat), "color": "blue"}]},
-        # Source names are the shop's text: Chart.js draws them on the canvas, and tojson escapes the JSON.
-        "sources": {"type": "bar", "labels": [item.name for item in sources], "datasets": [
-            {"label": t("analytics.follows"), "data": [item.follows for item in sources], "color": "green"},
-            {"label": t("analytics.blocks"), "data": [item.blocks for item in sources], "color": "red"}]},
     }
+    if sources:  # else the page says there is no source yet, with a link to make one
+        # Source names are the shop's text: Chart.js draws them on the canvas, and tojson escapes the JSON.
+        charts["sources"] = {"type": "bar", "labels": [item.name for item in sources], "datasets": [
+            {"label": t("analytics.follows"), "data": [item.follows for item in sources], "color": "green"},
+            {"label": t("analytics.blocks"), "data": [item.blocks for item in sources], "color": "red"}]}
     top = max(grid.values(), default=0)
     cells = [[(r, f, grid.get((r, f), 0), _heat(grid.get((r, f), 0), top)) for f in range(1, 6)] for r in range(5, 0, -1)]
     return render(request, "analytics.html", {
