@@ -20,8 +20,8 @@ The rules, in one place:
   the first one did not bring the friend.
 - The two halves of one person never miss each other: both take the same per-person lock before
   looking for the other half (`_lock_person`: a transaction-scoped advisory lock on PostgreSQL;
-  on SQLite the first write serialises the two transactions), so whichever commits second sees
-  the first.
+  SQLite transactions are serial already, BEGIN IMMEDIATE in storage/db.py), so whichever
+  commits second sees the first.
 - Follows per source = its resolved attributions; blocks = those whose customer is blocked now;
   friends = follows - blocks. Counted from the rows each time (one GROUP BY), never a counter
   that could drift; clicks are a counter (a click has no row of its own).
@@ -156,7 +156,7 @@ async def record_login(
     at once when their follow is already known."""
     visit = FriendSourceVisit(source_id=source.id, line_user_id=line_user_id, friendship_changed=friendship_changed, created_at=now)
     session.add(visit)
-    await session.flush()  # write first: on SQLite this waits for a follow being stored, then reads it
+    await session.flush()
     await _lock_person(session, line_user_id)
     existing = await session.get(FriendSourceAttribution, line_user_id, with_for_update=True)
     if existing is not None and existing.resolved_at is not None:
