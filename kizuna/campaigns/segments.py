@@ -33,9 +33,10 @@ from kizuna.storage.customer_metrics import MetricRules, MetricsView
 from kizuna.storage.db import LIKE_ESCAPE, contains
 from kizuna.storage.errors import Invalid, NotFound
 from kizuna.storage.models import (
-    SEGMENT_NAME_MAX, CouponGrant, Customer, CustomerMetrics, CustomerTag, FriendSource, FriendSourceAttribution, GrantStatus, Order,
-    OrderItem, OrderStatus, Segment,
+    SEGMENT_NAME_MAX, CouponGrant, Customer, CustomerMetrics, CustomerTag, GrantStatus, Order, OrderItem, OrderStatus,
+    Segment,
 )
+from kizuna.storage.models import FriendSource, FriendSourceAttribution
 
 from .rules import All, AnyOf, Condition, Node, Not, Op, check
 
