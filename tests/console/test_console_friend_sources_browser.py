@@ -100,8 +100,8 @@ async def test_a_source_brings_a_friend_in_the_browser(database_url, redis_prefi
                     for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
                     return [chart.data.labels, chart.data.datasets.map(set => set.data), painted];
                 }""")
-                labels, data, painted = chart  # names as stored (NFKC: full-width brackets become ASCII)
-                assert labels == ["Instagram", "チラシ(駅前)", "<b>レジ横POP</b>", "店頭POP"]
+                labels, data, painted = chart
+                assert labels == ["Instagram", "チラシ（駅前）", "<b>レジ横POP</b>", "店頭POP"]
                 assert data == [[14, 6, 9, 1], [2, 1, 0, 0]] and painted > 2000
                 await page.locator("canvas[data-chart=sources]").scroll_into_view_if_needed()
                 await page.screenshot(path=shots / "73-analytics-friend-sources.png", full_page=True)
