@@ -32,7 +32,7 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
-from . import webhook
+from . import friend_links, webhook
 from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient, LineError
@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     app.router.add_get("/", index)
     api.setup(app, areas=api.AREAS)
     app.add_routes(api.coupons.PUBLIC_ROUTES)
+    app.add_routes(friend_links.routes)  # /f/{code}: friend-add sources (流入経路), public
     app.add_subapp("/console", create_console(settings=SETTINGS, sessions=SESSIONS))
     if settings.emulator:
         _mount_emulator(app, settings)
@@ -73,6 +74,8 @@ def _mount_emulator(app: web.Application, settings: Settings) -> None:
         channel_secret=settings.line_channel_secret,
         access_token=settings.line_channel_access_token,
         webhook_url=f"http://{settings.host}:{settings.port}/callback",
+        login_channel_id=settings.line_login_channel_id,
+        login_channel_secret=settings.line_login_channel_secret,
     )
     app.add_subapp("/emulator", emulator.create_app())
 

@@ -7,17 +7,23 @@ A missing or malformed setting stops start-up with one line naming the variable
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LINE_API = "https://api.line.me"
 LINE_DATA_API = "https://api-data.line.me"
+# LINE Login's authorization page; its token and verify endpoints are on LINE_API.
+LINE_LOGIN = "https://access.line.me"
 
 # Used only when no LINE credentials are configured: `kizuna serve` then mounts the
 # emulator and both sides share these values. They are never valid on the real LINE.
 EMULATOR_CHANNEL_SECRET = "emulator-channel-secret-0000000000"
 EMULATOR_ACCESS_TOKEN = "emulator-access-token"
+# The emulator's LINE Login channel (kizuna/emulator/login.py has the same defaults).
+EMULATOR_LOGIN_CHANNEL_ID = "2000000000"
+EMULATOR_LOGIN_CHANNEL_SECRET = "emulator-login-channel-secret"
 
 
 class SettingsError(Exception):
@@ -37,6 +43,15 @@ class Settings(BaseSettings):
     line_data_api_base_url: str = Field(
         default=LINE_DATA_API, validation_alias="LINE_DATA_API_BASE_URL"
     )
+    # LINE Login (friend-add sources, bot/friend_links.py): a LINE Login channel of the same
+    # provider as the Messaging API channel, with the official account linked to it (the
+    # add-friend option). Its callback URL is {KIZUNA_PUBLIC_URL}/f/callback.
+    line_login_channel_id: str | None = Field(default=None, validation_alias="LINE_LOGIN_CHANNEL_ID")
+    line_login_channel_secret: str | None = Field(default=None, validation_alias="LINE_LOGIN_CHANNEL_SECRET")
+    line_login_base_url: str = Field(default=LINE_LOGIN, validation_alias="LINE_LOGIN_BASE_URL")
+    # The official account's basic id (@xxxx): where a person who logged in without adding the
+    # friend is sent (https://line.me/R/ti/p/@xxxx).
+    line_basic_id: str | None = Field(default=None, validation_alias="LINE_BASIC_ID")
     database_url: str = Field(
         default="sqlite+aiosqlite:///./data/kizuna.db", validation_alias="DATABASE_URL"
     )
@@ -101,7 +116,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @field_validator("line_api_base_url", "line_data_api_base_url", "public_url")
+    @field_validator("line_api_base_url", "line_data_api_base_url", "line_login_base_url", "public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -115,6 +130,9 @@ class Settings(BaseSettings):
         if bool(self.line_channel_secret) != bool(self.line_channel_access_token):
             missing = "LINE_CHANNEL_SECRET" if not self.line_channel_secret else "LINE_CHANNEL_ACCESS_TOKEN"
             raise ValueError(f"{missing}: is required when the other LINE credential is set")
+        if bool(self.line_login_channel_id) != bool(self.line_login_channel_secret):
+            missing = "LINE_LOGIN_CHANNEL_ID" if not self.line_login_channel_id else "LINE_LOGIN_CHANNEL_SECRET"
+            raise ValueError(f"{missing}: is required when the other LINE Login setting is set")
         if self.emulator is None:
             self.emulator = not self.line_channel_secret
         if not self.line_channel_secret:
@@ -127,6 +145,11 @@ class Settings(BaseSettings):
                 self.line_api_base_url = local
             if "line_data_api_base_url" not in self.model_fields_set:
                 self.line_data_api_base_url = local
+            if "line_login_base_url" not in self.model_fields_set:
+                self.line_login_base_url = local
+            if not self.line_login_channel_id:
+                self.line_login_channel_id = EMULATOR_LOGIN_CHANNEL_ID
+                self.line_login_channel_secret = EMULATOR_LOGIN_CHANNEL_SECRET
         return self
 
     @property
@@ -137,6 +160,19 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def line_login_enabled(self) -> bool:
+        """Whether friend-add source links can work (a LINE Login channel is configured)."""
+        return bool(self.line_login_channel_id and self.line_login_channel_secret)
+
+    @property
+    def add_friend_url(self) -> str | None:
+        """Where a person who is not a friend yet is sent to add the account."""
+        if self.emulator and not self.line_basic_id:
+            return self.line_login_base_url + "/"  # the emulator's chat page, where the user follows
+        # LINE's add-friend URL scheme takes the basic id with its @ percent-encoded.
+        return f"https://line.me/R/ti/p/{quote(self.line_basic_id, safe='')}" if self.line_basic_id else None
 
     @property
     def line_connected(self) -> bool:

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kizuna.storage import customer_metrics
+from kizuna.storage import customer_metrics, friend_sources
 from kizuna.storage.models import Customer, CustomerMetrics, InboundEvent, Order, OrderStatus
 from kizuna.storage.types import UTCDateTime
 
@@ -181,3 +181,18 @@ async def repeat_rate_by_month(session: AsyncSession, *, now: datetime, months: 
     )).all()
     found = {int(row[0]): (row[1], row[2]) for row in rows if row[0] is not None}
     return [Monthly(first, *found.get(index, (0, 0))) for index, (first, _s, _e) in enumerate(bounds)]
+
+
+@dataclass(frozen=True)
+class SourceFollows:
+    name: str
+    follows: int
+    blocks: int
+
+
+async def follows_per_source(session: AsyncSession) -> list[SourceFollows]:
+    """Follows and blocks per friend-add source (流入経路), the sources not archived, oldest first:
+    storage/friend_sources.py's one GROUP BY (first source wins; blocks are the attributed
+    customers who block the account now)."""
+    rows = await friend_sources.stats(session, include_archived=False)
+    return [SourceFollows(row.source.name, row.follows, row.blocks) for row in reversed(rows)]

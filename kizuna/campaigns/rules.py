@@ -24,9 +24,9 @@ no value at all. Which ops a field takes, and what its values are, is the table 
 A refused rule is `Invalid` naming the place of the problem from the rule's root:
 `rule.all[2].value: must be an integer`. Limits: 10 levels of all/any/not, 100 conditions, 200 parts.
 
-`friend_source` (流入経路) is accepted but matches nothing yet: Kizuna does not record where a
-friend came from until the friend-source links of issue 14 §5 exist (`ne` therefore matches
-everyone). `p_alive` is None until the BG/NBD model (campaigns/clv_model.py) fills it.
+`friend_source` (流入経路) matches the customers who came through a friend-add source, by the
+source's code or its name (storage/friend_sources.py: first source wins; `ne` also matches the
+customers who came through none). `p_alive` is None until the BG/NBD model (campaigns/clv_model.py) fills it.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ FIELDS: dict[str, FieldSpec] = {
     "coupon_redeemed": FieldSpec(Kind.COUPON, EQUALITY, 1, 2**31 - 1, within_days=True,
                                  description="redeemed the coupon (an id), or any coupon (true)"),
     "followed_days": _int(0, MAX_DAYS, "whole days since the customer followed the account"),
-    "friend_source": FieldSpec(Kind.TEXT, TEXTUAL, description="friend-add source (not recorded yet: matches nothing)"),
+    "friend_source": FieldSpec(Kind.TEXT, TEXTUAL, description="the friend-add source (流入経路) the customer came through, by its code or name"),
 }
 
 

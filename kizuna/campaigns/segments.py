@@ -36,6 +36,7 @@ from kizuna.storage.models import (
     SEGMENT_NAME_MAX, CouponGrant, Customer, CustomerMetrics, CustomerTag, GrantStatus, Order, OrderItem, OrderStatus,
     Segment,
 )
+from kizuna.storage.models import FriendSource, FriendSourceAttribution
 
 from .rules import All, AnyOf, Condition, Node, Not, Op, check
 
@@ -211,7 +212,12 @@ def _condition(node: Condition, context: _Context) -> Any:
     if field == "coupon_redeemed":
         return _coupon(node, context)
     if field == "friend_source":
-        return sa.false()  # not recorded yet (rules.py): nobody has a source
+        # The source the customer came through (resolved attributions only), by its code or its name.
+        sources, attributions = FriendSource.__table__, FriendSourceAttribution.__table__
+        return _semi_join(sa.select(attributions.c.customer_id)
+                          .select_from(attributions.join(sources, sources.c.id == attributions.c.source_id))
+                          .where(attributions.c.resolved_at.is_not(None),
+                                 sa.or_(_compare(sources.c.code, op, value), _compare(sources.c.name, op, value))))
     raise AssertionError(field)
 
 

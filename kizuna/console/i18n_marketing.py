@@ -7,6 +7,48 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.section.marketing": ("分析・配信", "Analytics & targeting"),
     "nav.segments": ("セグメント", "Segments"),
     "nav.analytics": ("分析", "Analytics"),
+    "nav.friend_sources": ("流入経路", "Friend sources"),
+    # 流入経路 (friend-add sources)
+    "friend_sources.title": ("流入経路", "Friend-add sources"),
+    "friend_sources.lead": (
+        "経路ごとのURL・QRコードから友だち追加したお客様を記録し、タグを付けます。最初に通った経路が記録されます。",
+        "Links and QR codes per source: friends who come through one are recorded (the first source wins) and tagged.",
+    ),
+    "friend_sources.col.name": ("経路名", "Source"),
+    "friend_sources.col.qr": ("QRコード", "QR code"),
+    "friend_sources.col.clicks": ("クリック", "Clicks"),
+    "friend_sources.col.follows": ("友だち追加", "Follows"),
+    "friend_sources.col.blocks": ("ブロック", "Blocks"),
+    "friend_sources.col.friends": ("有効友だち", "Friends now"),
+    "friend_sources.tag": ("付与タグ", "Tag"),
+    "friend_sources.tag.optional": ("付与するタグ（任意）", "Tag to add (optional)"),
+    "friend_sources.tag.help": ("この経路から友だち追加したお客様に付くタグです。", "Added to every friend who comes through this source."),
+    "friend_sources.name.placeholder": ("例: 店頭POP、Instagram", "e.g. In-store POP, Instagram"),
+    "friend_sources.created": ("作成", "Created"),
+    "friend_sources.empty": ("流入経路はまだありません。上のフォームから作成してください。", "No source yet: create one with the form above."),
+    "friend_sources.add": ("流入経路を作成", "New source"),
+    "friend_sources.add.submit": ("作成する", "Create"),
+    "friend_sources.how.title": ("しくみ", "How it works"),
+    "friend_sources.how": (
+        "URL・QRコードはLINEログイン（友だち追加オプション付き）を経由するため、誰がどの経路から来たかを確実に記録できます。"
+        "最初に通った経路が記録され、別の経路から再度追加しても変わりません。すでに友だちだった方は「クリック」のみ数えます。",
+        "The link goes through LINE Login with the add-friend option, so who came through which source is known for sure. "
+        "The first source is kept, also when someone adds the account again through another; people who were friends already count as clicks only.",
+    ),
+    "friend_sources.archive": ("アーカイブ", "Archive"),
+    "friend_sources.restore": ("元に戻す", "Restore"),
+    "friend_sources.archived": ("アーカイブ済み", "Archived"),
+    "friend_sources.archived.lead": (
+        "アーカイブしてもURL・QRコードは使えます（印刷物のため）。一覧とグラフには表示されません。",
+        "Archived links and QR codes keep working (printed ones live on); they leave the list and the chart.",
+    ),
+    "friend_sources.notice.created": ("流入経路を作成しました。", "Source created."),
+    "friend_sources.notice.archived": ("アーカイブしました。", "Archived."),
+    "friend_sources.notice.restored": ("元に戻しました。", "Restored."),
+    "friend_sources.invalid.name": ("経路名を100文字以内で入力してください。", "Give the source a name of up to 100 characters."),
+    "friend_sources.invalid.tag": ("タグは40文字以内で、制御文字は使えません。", "A tag has up to 40 characters and no control characters."),
+    "analytics.sources.title": ("流入経路別の友だち追加数", "Follows per friend source"),
+    "analytics.sources.empty": ("流入経路はまだありません。", "No friend source yet."),
     # the list
     "segments.title": ("セグメント", "Segments"),
     "segments.lead": (

@@ -19,6 +19,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--access-token", default=os.environ.get("LINE_CHANNEL_ACCESS_TOKEN", "emulator-token"))
     parser.add_argument("--webhook-url", default=None, help="where to POST webhook events")
     parser.add_argument("--bot-user-id", default=None)
+    parser.add_argument("--login-channel-id", default=os.environ.get("LINE_LOGIN_CHANNEL_ID", "2000000000"))
+    parser.add_argument("--login-channel-secret", default=os.environ.get("LINE_LOGIN_CHANNEL_SECRET", "emulator-login-channel-secret"))
     parser.add_argument("--quota", type=int, default=None, help="monthly message quota (default: none)")
     parser.add_argument("--reply-token-ttl", type=float, default=60.0)
     parser.add_argument("--webhook-timeout", type=float, default=2.0, help="seconds the bot has to answer")
@@ -40,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
         bot_user_id=args.bot_user_id,
         reply_token_ttl=args.reply_token_ttl,
         webhook_timeout=args.webhook_timeout,
+        login_channel_id=args.login_channel_id,
+        login_channel_secret=args.login_channel_secret,
     )
     emu.quota_limit = args.quota
     emu.request_log_limit = args.request_log_limit

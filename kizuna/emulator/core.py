@@ -50,6 +50,8 @@ class Emulator:
         clock: Callable[[], float] | None = None,
         reply_token_ttl: float = 60.0,
         webhook_timeout: float = 2.0,
+        login_channel_id: str = "2000000000",
+        login_channel_secret: str = "emulator-login-channel-secret",
     ) -> None:
         self.channel_secret = channel_secret
         self.access_token = access_token
@@ -61,6 +63,10 @@ class Emulator:
         self.bot_user_id = bot_user_id or ids.user_id()
         self.bot_display_name = bot_display_name
         self.basic_id = basic_id
+        # LINE Login (login.py): the channel whose consent screen offers to add this account.
+        self.login_channel_id = login_channel_id
+        self.login_channel_secret = login_channel_secret
+        self.login: Any = None  # login.LoginApi, set by create_app: its codes and tokens
         self.clock: Callable[[], float] = clock or time.time
         # LINE: about one minute for a fresh token, 20 minutes for a redelivered event's token.
         self.reply_token_ttl = reply_token_ttl
@@ -101,7 +107,7 @@ class Emulator:
     def create_app(self) -> web.Application:
         """The Messaging API under ``/v2/bot/...``, the chat page at ``/``, its JSON API under
         ``/api/...``. Works standalone or mounted with ``add_subapp``."""
-        from . import api, chat, richmenu
+        from . import api, chat, login, richmenu
 
         app = web.Application()
         app[EMULATOR_KEY] = self
@@ -109,6 +115,7 @@ class Emulator:
         api.add_routes(app, self)
         richmenu.add_routes(app, self)
         chat.add_routes(app, self)
+        login.add_routes(app, self)
         api.add_fallback(app, self)
         return app
 

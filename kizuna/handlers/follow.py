@@ -6,7 +6,7 @@ from typing import Any
 
 from kizuna.flows.engine import Input
 from kizuna.flows.registration import registration_offer
-from kizuna.storage import customers
+from kizuna.storage import customers, friend_sources
 
 from .context import HandlerContext
 from .router import Router
@@ -19,6 +19,9 @@ async def on_follow(event: Any, ctx: HandlerContext) -> None:
     assert ctx.customer is not None
     returning = bool(ctx.payload.get("follow", {}).get("isUnblocked"))
     customers.mark_followed(ctx.customer, ctx.event_time)
+    # Came through a source's link (LINE Login, bot/friend_links.py) before this follow arrived:
+    # the customer gets the source and its tag now.
+    await friend_sources.resolve_on_follow(ctx.session, ctx.customer, ctx.event_time)
     await ctx.refresh_profile()  # display name and picture may have changed while blocked
     greeting: dict = {"type": "text", "text": await ctx.text("greeting_again" if returning else "greeting")}
     if not ctx.customer.registered:  # offer membership under the greeting

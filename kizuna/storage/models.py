@@ -1123,3 +1123,54 @@ class Segment(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+
+
+FRIEND_SOURCE_NAME_MAX = 100
+FRIEND_SOURCE_CODE_MAX = 32
+
+
+class FriendSource(SQLModel, table=True):
+    """A friend-add source (流入経路): a link / QR code `/f/{code}` that sends people through LINE
+    Login with the add-friend option (storage/friend_sources.py). `code` is a short random slug
+    (unguessable: nobody can count another shop's sources or forge visits to one they never saw)."""
+
+    __tablename__ = "friend_sources"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=FRIEND_SOURCE_CODE_MAX, unique=True)
+    name: str = Field(max_length=FRIEND_SOURCE_NAME_MAX)
+    tag: str | None = Field(default=None, max_length=TAG_MAX)  # added to the people who come through it
+    clicks: int = 0  # opens of the link, counted before LINE Login (people who gave up included)
+    archived: bool = False
+    created_at: datetime = _created_at()
+
+
+class FriendSourceAttribution(SQLModel, table=True):
+    """Where a LINE user came from: one row per LINE user id, the first source wins. Written when
+    the LINE Login callback says who came through which source; `resolved_at` / `customer_id` are
+    set once the follow is known too (whichever of the callback and the follow webhook comes
+    second), which is when the source's tag is added. A pending row (the person logged in but has
+    not added the friend yet) may still be taken over by a later source."""
+
+    __tablename__ = "friend_source_attributions"
+
+    line_user_id: str = Field(max_length=64, primary_key=True)
+    source_id: int = Field(foreign_key="friend_sources.id", index=True)
+    customer_id: int | None = Field(default=None, foreign_key="customers.id", index=True)
+    attributed_at: datetime = _created_at()
+    resolved_at: datetime | None = _optional_time()
+
+
+class FriendSourceVisit(SQLModel, table=True):
+    """Every verified LINE Login through a source, attributed or not: a re-follow through another
+    source, or a friend of long standing scanning a poster, is recorded here without taking the
+    first source's attribution."""
+
+    __tablename__ = "friend_source_visits"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    source_id: int = Field(foreign_key="friend_sources.id", index=True)
+    line_user_id: str = Field(max_length=64)
+    friendship_changed: bool = False  # LINE's friendship_status_changed: added (or unblocked) on the login screen
+    attributed: bool = False  # this visit is the one the person is attributed to
+    created_at: datetime = _created_at()

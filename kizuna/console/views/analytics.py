@@ -1,6 +1,6 @@
 """分析 (admins and marketers): the shop's figures drawn as charts - friends added and blocked
 per day, registrations, the RFM grid (each cell opens the segment builder with that R and F),
-sales by decile, F2 conversion and repeat rate by month. The figures are
+sales by decile, F2 conversion and repeat rate by month, follows and blocks per friend-add source. The figures are
 campaigns/analytics.py's; the page embeds them as JSON (`<script type="application/json">`,
 escaped by `tojson`) and console/static/analytics.js draws them with the vendored Chart.js
 (static/vendor/chart.umd.min.js, v4.6.2, MIT), so the CSP needs no inline script."""
@@ -35,6 +35,7 @@ async def analytics_page(request: web.Request) -> web.StreamResponse:
         deciles = await analytics.sales_by_decile(session)
         f2 = await analytics.f2_by_first_month(session, now=ctx.now, months=MONTHS, zone=zone)
         repeat = await analytics.repeat_rate_by_month(session, now=ctx.now, months=MONTHS, zone=zone)
+        sources = await analytics.follows_per_source(session)
     t = ctx.t
     day_labels = [t("analytics.day", month=item.day.month, day=item.day.day) for item in friends]
     month_labels = [t("analytics.month", year=item.month.year, month=item.month.month) for item in f2]
@@ -55,10 +56,15 @@ async def analytics_page(request: web.Request) -> web.StreamResponse:
         "repeat": {"type": "line", "labels": month_labels, "percent": True, "datasets": [
             {"label": t("analytics.repeat_rate"), "data": percent(repeat), "color": "blue"}]},
     }
+    if sources:  # else the page says there is no source yet, with a link to make one
+        # Source names are the shop's text: Chart.js draws them on the canvas, and tojson escapes the JSON.
+        charts["sources"] = {"type": "bar", "labels": [item.name for item in sources], "datasets": [
+            {"label": t("analytics.follows"), "data": [item.follows for item in sources], "color": "green"},
+            {"label": t("analytics.blocks"), "data": [item.blocks for item in sources], "color": "red"}]}
     top = max(grid.values(), default=0)
     cells = [[(r, f, grid.get((r, f), 0), _heat(grid.get((r, f), 0), top)) for f in range(1, 6)] for r in range(5, 0, -1)]
     return render(request, "analytics.html", {
-        "charts": charts, "days": days, "periods": PERIODS, "cells": cells,
+        "charts": charts, "has_sources": bool(sources), "days": days, "periods": PERIODS, "cells": cells,
         "totals": {"follows": sum(item.values[0] for item in friends), "blocks": sum(item.values[1] for item in friends),
                    "registrations": sum(item.values[0] for item in registrations),
                    "buyers": sum(grid.values()), "sales": sum(item.sales for item in deciles)},
