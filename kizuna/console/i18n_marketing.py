@@ -9,6 +9,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "nav.analytics": ("分析", "Analytics"),
     "nav.friend_sources": ("流入経路", "Friend sources"),
     # 流入経路 (friend-add sources)
+    "action.friend_source.created": ("流入経路の作成", "Friend source created"),
+    "action.friend_source.archived": ("流入経路のアーカイブ", "Friend source archived"),
+    "action.friend_source.restored": ("流入経路の復元", "Friend source restored"),
     "friend_sources.title": ("流入経路", "Friend-add sources"),
     "friend_sources.lead": (
         "経路ごとのURL・QRコードから友だち追加したお客様を記録し、タグを付けます。最初に通った経路が記録されます。",

@@ -71,6 +71,10 @@ class Action(StrEnum):
     # Tags for every customer of a segment at once (storage/tags.py bulk_change), with the counts.
     TAG_BULK_ADDED = "tag.bulk_added"
     TAG_BULK_REMOVED = "tag.bulk_removed"
+    # 流入経路 (storage/friend_sources.py)
+    FRIEND_SOURCE_CREATED = "friend_source.created"
+    FRIEND_SOURCE_ARCHIVED = "friend_source.archived"
+    FRIEND_SOURCE_RESTORED = "friend_source.restored"
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,8 @@ async def create(session: AsyncSession, name: str, tag: str | None, *, actor: au
                           created_at=utcnow())
     session.add(source)
     await session.flush()
-    audit.record(session, actor, audit.Action.SETTINGS_CHANGED, target=f"friend_source:{source.id}",
-                 friend_source_created=source.name, tag=source.tag)
+    audit.record(session, actor, audit.Action.FRIEND_SOURCE_CREATED, target=f"friend_source:{source.id}",
+                 name=source.name, tag=source.tag)
     return source
 
 
@@ -108,8 +108,8 @@ async def set_archived(session: AsyncSession, source_id: int, archived: bool, *,
     source = await get(session, source_id)
     if source.archived != archived:
         source.archived = archived
-        audit.record(session, actor, audit.Action.SETTINGS_CHANGED, target=f"friend_source:{source.id}",
-                     friend_source_archived=archived)
+        action = audit.Action.FRIEND_SOURCE_ARCHIVED if archived else audit.Action.FRIEND_SOURCE_RESTORED
+        audit.record(session, actor, action, target=f"friend_source:{source.id}", name=source.name)
     return source
 
 

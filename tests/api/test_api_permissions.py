@@ -73,6 +73,8 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("DELETE", "/customers/{id}/tags/{tag}"): {A, M, S},
     ("GET", "/tags"): {A, M, S},
     ("POST", "/segments/{id}/tags"): {A, M},
+    ("GET", "/friend-sources"): {A, M},
+    ("POST", "/friend-sources"): {A, M},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja", "{tag}": "VIP"}
 

@@ -28,7 +28,7 @@ from aiohttp import web
 from kizuna.campaigns import segments
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
-from kizuna.storage import merges, orders, staff_sessions, tokens
+from kizuna.storage import friend_sources, merges, orders, staff_sessions, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Interaction, KeywordRule, MergeCandidate, OrderCreate, Staff
 from kizuna.storage.types import utcnow
@@ -136,6 +136,11 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/segments/{segment_id}"): MARKETING,
     ("GET", "/console/segments/{segment_id}/export.csv"): MARKETING,
     ("POST", "/console/segments/{segment_id}/tags"): MARKETING,
+    # 流入経路
+    ("GET", "/console/friend-sources"): MARKETING,
+    ("POST", "/console/friend-sources"): MARKETING,
+    ("POST", "/console/friend-sources/{source_id}/archive"): MARKETING,
+    ("GET", "/console/friend-sources/{source_id}/qr.{kind}"): MARKETING,
     ("GET", "/console/analytics"): MARKETING,  # 分析
     # 応答メッセージ, リッチメニュー
     ("GET", "/console/texts"): ADMIN_ONLY,
@@ -202,6 +207,7 @@ class Fixtures:
             await faq_store.create_entry(session, faq_store.FaqFields("matrix", "送料はいくらですか", "全国一律500円です。"))
             self.segment = await segments.create(session, "matrix", {"all": [{"field": "registered", "op": "eq", "value": True}]},
                                                  now=utcnow())
+            self.friend_source = await friend_sources.create(session, "matrix", None, actor=audit.CLI)
             self.coupon = await coupons.create_coupon(session, {"title": "matrix", "discount_type": "amount",
                                                                 "discount_value": 100, "valid_days": 30, "one_per_customer": False})
 
@@ -278,6 +284,7 @@ class Fixtures:
                 .replace("{customer_id}", str(self.customer_id)).replace("{interaction_id}", str(self.image_id))
                 .replace("{faq_id}", "matrix").replace("{rule_id}", str(getattr(self, "rule_id", "")))
                 .replace("{coupon_id}", str(self.coupon.id)).replace("{segment_id}", str(self.segment.id))
+                .replace("{source_id}", str(self.friend_source.id)).replace("qr.{kind}", "qr.png")
                 .replace("{key}.png", "default.png").replace("{key}", "greeting").replace("{locale}", "ja"))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
@@ -325,6 +332,8 @@ class Fixtures:
             return {"mode": "note", "text": f"メモ {number}"}
         if path.endswith("/resolve"):
             return {"csat": "on"}
+        if path == "/console/friend-sources":
+            return {"name": f"チラシ {number}", "tag": ""}
         if path == "/console/segments/{segment_id}/tags":
             return {"bulk_tag": "VIP", "bulk_action": "add"}
         if "/tags" in path:
