@@ -114,6 +114,35 @@ async def fill_login(page, email: str, password: str) -> None:
     await page.get_by_role("button", name="ログイン", exact=True).click()
 
 
+@asynccontextmanager
+async def admin_page(base: str, sessions, **context_options) -> AsyncIterator[tuple[object, list[str]]]:
+    """Chromium logged in to the console at `base` as the demo admin, at laptop size in Japanese:
+    (the page, the errors it logs — script errors and console errors — for the test to check)."""
+    from playwright.async_api import async_playwright
+
+    email, password = await _demo_admin(sessions)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP", **context_options)).new_page()
+            page.set_default_timeout(10_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            await page.goto(f"{base}/console/login")
+            await fill_login(page, email, password)
+            yield page, errors
+        finally:
+            await browser.close()
+
+
+async def full_shot(page, path: Path) -> None:
+    """The whole page from its top (a full-page shot of a scrolled page draws the sticky menu
+    where the page was scrolled to)."""
+    await page.evaluate("window.scrollTo(0, 0)")
+    await page.screenshot(path=path, full_page=True)
+
+
 async def test_a_shop_admin_uses_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):
     from playwright.async_api import async_playwright, expect
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from kizuna.bot.cli import _demo_admin
 from kizuna.bot.keys import SESSIONS
 from kizuna.storage import audit, friend_sources
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer
 from kizuna.storage.types import utcnow
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, fill_login, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, admin_page, full_shot, keep_screenshots, like_make_run
 from tests.conftest import eventually
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
@@ -42,71 +41,58 @@ async def seed_sources(sessions) -> None:
 
 
 async def test_a_source_brings_a_friend_in_the_browser(database_url, redis_prefix, redis_cleanup, tmp_path):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
     async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         sessions = runner.app[SESSIONS]
-        email, password = await _demo_admin(sessions)
         await seed_sources(sessions)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP")).new_page()
-                page.set_default_timeout(10_000)
-                errors: list[str] = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-                await page.goto(f"{base}/console/login")
-                await fill_login(page, email, password)
-                await page.locator(".sidebar").get_by_role("link", name="流入経路").click()
-                await expect(page.get_by_role("heading", name="流入経路", exact=True).first).to_be_visible()
-                await page.get_by_label("経路名").fill("店頭POP")
-                await page.get_by_label("付与するタグ（任意）").fill("店頭")
-                await page.get_by_role("button", name="作成する").click()
-                await expect(page.get_by_text("流入経路を作成しました。")).to_be_visible()
-                await expect(page.get_by_text("<b>レジ横POP</b>")).to_be_visible()  # escaped: shown as text
-                row = page.locator("tr", has_text="店頭POP").filter(has_not_text="レジ横")
-                link = await row.locator("[data-url]").text_content()
-                assert link.startswith(f"{base}/f/")
+        async with admin_page(base, sessions) as (page, errors):
+            await page.locator(".sidebar").get_by_role("link", name="流入経路").click()
+            await expect(page.get_by_role("heading", name="流入経路", exact=True).first).to_be_visible()
+            await page.get_by_label("経路名").fill("店頭POP")
+            await page.get_by_label("付与するタグ（任意）").fill("店頭")
+            await page.get_by_role("button", name="作成する").click()
+            await expect(page.get_by_text("流入経路を作成しました。")).to_be_visible()
+            await expect(page.get_by_text("<b>レジ横POP</b>")).to_be_visible()  # escaped: shown as text
+            row = page.locator("tr", has_text="店頭POP").filter(has_not_text="レジ横")
+            link = await row.locator("[data-url]").text_content()
+            assert link.startswith(f"{base}/f/")
 
-                # a customer opens the link on their phone and goes through LINE Login
-                phone = await (await browser.new_context(viewport=PHONE, locale="ja-JP")).new_page()
-                await phone.goto(link)
-                await expect(phone.get_by_text("を友だち追加")).to_be_visible()
-                await phone.locator("input[name=display_name]").fill("山田 花子")
-                await phone.locator("input[name=user_id][value='']").check()
-                await phone.screenshot(path=shots / "71-friend-source-line-login.png", full_page=True)
-                await phone.get_by_role("button", name="許可する").click()
-                await expect(phone.get_by_role("heading", name="友だち追加ありがとうございます")).to_be_visible()
-                await phone.screenshot(path=shots / "72-friend-source-thanks.png", full_page=True)
+            # a customer opens the link on their phone and goes through LINE Login
+            phone = await (await page.context.browser.new_context(viewport=PHONE, locale="ja-JP")).new_page()
+            await phone.goto(link)
+            await expect(phone.get_by_text("を友だち追加")).to_be_visible()
+            await phone.locator("input[name=display_name]").fill("山田 花子")
+            await phone.locator("input[name=user_id][value='']").check()
+            await phone.screenshot(path=shots / "71-friend-source-line-login.png", full_page=True)
+            await phone.get_by_role("button", name="許可する").click()
+            await expect(phone.get_by_role("heading", name="友だち追加ありがとうございます")).to_be_visible()
+            await phone.screenshot(path=shots / "72-friend-source-thanks.png", full_page=True)
 
-                async def followed() -> bool:
-                    await page.reload()
-                    return (await row.locator("[data-follows]").text_content()).strip() == "1"
+            async def followed() -> bool:
+                await page.reload()
+                return (await row.locator("[data-follows]").text_content()).strip() == "1"
 
-                await eventually(followed, what="the follow counted on the page")
-                assert (await row.locator("[data-clicks]").text_content()).strip() == "1"
-                await page.screenshot(path=shots / "70-friend-sources.png", full_page=True)
+            await eventually(followed, what="the follow counted on the page")
+            assert (await row.locator("[data-clicks]").text_content()).strip() == "1"
+            await full_shot(page, shots / "70-friend-sources.png")
 
-                await page.locator(".sidebar").get_by_role("link", name="分析").click()
-                await expect(page.get_by_role("heading", name="流入経路別の友だち追加数")).to_be_visible()
-                chart = await page.evaluate("""() => {
-                    const canvas = document.querySelector('canvas[data-chart=sources]');
-                    const chart = Chart.getChart(canvas);
-                    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-                    let painted = 0;
-                    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
-                    return [chart.data.labels, chart.data.datasets.map(set => set.data), painted];
-                }""")
-                labels, data, painted = chart
-                assert labels == ["Instagram", "チラシ（駅前）", "<b>レジ横POP</b>", "店頭POP"]
-                assert data == [[14, 6, 9, 1], [2, 1, 0, 0]] and painted > 2000
-                await page.locator("canvas[data-chart=sources]").scroll_into_view_if_needed()
-                await page.evaluate("window.scrollTo(0, 0)")  # the sticky menu is drawn where the page was scrolled
-                await page.screenshot(path=shots / "73-analytics-friend-sources.png", full_page=True)
-                assert not errors, errors
-            finally:
-                await browser.close()
+            await page.locator(".sidebar").get_by_role("link", name="分析").click()
+            await expect(page.get_by_role("heading", name="流入経路別の友だち追加数")).to_be_visible()
+            chart = await page.evaluate("""() => {
+                const canvas = document.querySelector('canvas[data-chart=sources]');
+                const chart = Chart.getChart(canvas);
+                const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+                let painted = 0;
+                for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+                return [chart.data.labels, chart.data.datasets.map(set => set.data), painted];
+            }""")
+            labels, data, painted = chart
+            assert labels == ["Instagram", "チラシ（駅前）", "<b>レジ横POP</b>", "店頭POP"]
+            assert data == [[14, 6, 9, 1], [2, 1, 0, 0]] and painted > 2000
+            await page.locator("canvas[data-chart=sources]").scroll_into_view_if_needed()
+            await full_shot(page, shots / "73-analytics-friend-sources.png")
+            assert not errors, errors
     keep_screenshots(shots)

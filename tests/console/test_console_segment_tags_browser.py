@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from kizuna.bot.cli import _demo_admin
 from kizuna.bot.keys import SESSIONS
 from kizuna.campaigns import segments
 from kizuna.storage import tags
 from kizuna.storage.db import transaction
 from kizuna.storage.types import utcnow
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, fill_login, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, admin_page, full_shot, keep_screenshots, like_make_run
 from tests.console.test_console_segments_browser import SHOP, seed_shop
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
@@ -23,52 +22,38 @@ MEMBERS = sum(1 for _name, member, _bought in SHOP if member)
 
 
 async def test_a_marketer_tags_every_customer_of_a_segment(database_url, redis_prefix, redis_cleanup, tmp_path):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
     async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         sessions = runner.app[SESSIONS]
-        email, password = await _demo_admin(sessions)
         await seed_shop(sessions)
         async with transaction(sessions) as session:
             segment = await segments.create(session, "会員", {"field": "registered", "op": "eq", "value": True}, now=utcnow())
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP")).new_page()
-                page.set_default_timeout(10_000)
-                errors: list[str] = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
-                await page.goto(f"{base}/console/login")
-                await fill_login(page, email, password)
-                await page.goto(f"{base}/console/segments/{segment.id}")
+        async with admin_page(base, sessions) as (page, errors):
+            await page.goto(f"{base}/console/segments/{segment.id}")
 
-                card = page.locator("#bulk-tags")
-                await expect(card.get_by_role("heading")).to_have_text("このセグメントにタグを付ける / 外す")
-                await card.get_by_label("タグ（例: セール関心）").fill("会員限定セール")
-                await card.get_by_label("操作").select_option("add")
-                await card.get_by_role("button", name="人数を確認").click()
-                confirm = page.locator(".bulk-confirm")
-                await expect(confirm).to_contain_text(f"該当{MEMBERS}人のうち{MEMBERS}人にタグ「会員限定セール」を付けます")
-                async with sessions() as session:  # asking changed nothing
-                    assert await tags.in_use(session) == []
-                await page.evaluate("window.scrollTo(0, 0)")  # the sticky menu is drawn where the page was scrolled
-                await page.screenshot(path=shots / "66-segment-tags-confirm.png", full_page=True)
+            card = page.locator("#bulk-tags")
+            await expect(card.get_by_role("heading")).to_have_text("このセグメントにタグを付ける / 外す")
+            await card.get_by_label("タグ（例: セール関心）").fill("会員限定セール")
+            await card.get_by_label("操作").select_option("add")
+            await card.get_by_role("button", name="人数を確認").click()
+            confirm = page.locator(".bulk-confirm")
+            await expect(confirm).to_contain_text(f"該当{MEMBERS}人のうち{MEMBERS}人にタグ「会員限定セール」を付けます")
+            async with sessions() as session:  # asking changed nothing
+                assert await tags.in_use(session) == []
+            await full_shot(page, shots / "66-segment-tags-confirm.png")
 
-                await confirm.get_by_role("button", name=f"{MEMBERS}人に付ける").click()
-                await expect(page.get_by_role("status")).to_contain_text(f"{MEMBERS}人にタグ「会員限定セール」を付けました。")
-                await expect(page.locator(".bulk-confirm")).to_have_count(0)
-                await page.evaluate("window.scrollTo(0, 0)")  # the sticky menu is drawn where the page was scrolled
-                await page.screenshot(path=shots / "67-segment-tagged.png", full_page=True)
-                async with sessions() as session:
-                    assert await tags.in_use(session) == [("会員限定セール", MEMBERS)]
+            await confirm.get_by_role("button", name=f"{MEMBERS}人に付ける").click()
+            await expect(page.get_by_role("status")).to_contain_text(f"{MEMBERS}人にタグ「会員限定セール」を付けました。")
+            await expect(page.locator(".bulk-confirm")).to_have_count(0)
+            await full_shot(page, shots / "67-segment-tagged.png")
+            async with sessions() as session:
+                assert await tags.in_use(session) == [("会員限定セール", MEMBERS)]
 
-                # the customer's panel shows it
-                await page.locator("tbody tr a").first.click()
-                await expect(page.locator("#tags .tag-chip")).to_contain_text("会員限定セール")
-                assert errors == [], errors
-            finally:
-                await browser.close()
+            # the customer's panel shows it
+            await page.locator("tbody tr a").first.click()
+            await expect(page.locator("#tags .tag-chip")).to_contain_text("会員限定セール")
+            assert errors == [], errors
     keep_screenshots(shots)
