@@ -63,14 +63,14 @@ def _read(request: web.Request, source: FriendSource, follows: int = 0, blocks: 
     )
 
 
-async def list_sources(request: web.Request) -> web.Response:
+async def list_friend_sources(request: web.Request) -> web.Response:
     include_archived = bool_query(request, "archived")
     async with services(request).sessions() as session:
         rows = await friend_sources.stats(session, include_archived=bool(include_archived))
     return json_answer(FriendSourceList(items=[_read(request, row.source, row.follows, row.blocks) for row in rows]))
 
 
-async def create_source(request: web.Request) -> web.Response:
+async def create_friend_source(request: web.Request) -> web.Response:
     body = await parse_body(request, FriendSourceIn)
     async with transaction(services(request).sessions) as session:
         source = await friend_sources.create(session, body.name, body.tag, actor=actor(request))
@@ -78,10 +78,10 @@ async def create_source(request: web.Request) -> web.Response:
 
 
 ENDPOINTS = [
-    Endpoint("GET", "/friend-sources", list_sources,
+    Endpoint("GET", "/friend-sources", list_friend_sources,
              "Friend-add sources (流入経路), newest first, with clicks, follows, blocks and friends now",
              roles=MARKETING, response=FriendSourceList, query=[bool_param("archived", default=False)]),
-    Endpoint("POST", "/friend-sources", create_source,
+    Endpoint("POST", "/friend-sources", create_friend_source,
              "Create a source (201): a name and an optional tag; the answer has its link (`url`) to print or share",
              roles=MARKETING, request=FriendSourceIn, response=FriendSourceRead, statuses=(201,)),
 ]
