@@ -107,6 +107,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "segments.field.f2": ("2回以上購入（F2）", "Second order (F2)"),
     "segments.field.ltv": ("LTV（円）", "LTV (¥)"),
     "segments.field.p_alive": ("継続購入の見込み（0〜1）", "Chance still active (0-1)"),
+    "segments.field.expected_purchases": ("今後の購入見込み回数（N日間）", "Expected purchases (next N days)"),
     "segments.field.purchased_sku": ("購入した商品（SKU）", "Bought SKU"),
     "segments.field.purchased_category": ("購入したカテゴリ", "Bought in category"),
     "segments.field.last_interaction_days": ("最終接触からの日数", "Days since last contact"),
