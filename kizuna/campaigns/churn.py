@@ -281,7 +281,8 @@ async def refresh_model(sessions: async_sessionmaker[AsyncSession], *, now: date
         async with transaction(sessions) as session:
             await customer_metrics.clear_churn_scores(session)
             await customer_metrics.save_churn_model(session, status.as_json(), now=now)
-        log.warning("churn model unavailable, p_alive left empty and the formula LTV kept: %s", status.reason)
+        (log.warning if len(summaries) else log.info)(
+            "churn model unavailable, p_alive left empty and the formula LTV kept: %s", status.reason)
         return status
     step = time.perf_counter()
     for chunk in chunked(rows, WRITE_CHUNK):

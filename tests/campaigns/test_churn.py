@@ -224,3 +224,21 @@ async def test_the_fit_uses_a_sample_when_there_are_more_customers(sessions):
     assert fitted.fit_sample == 100
     scores = churn.score(fitted, summaries, customer_metrics.DEFAULT_RULES)
     assert scores.p_alive.shape == (140,) and all(math.isfinite(v) for v in scores.expected_purchases)
+
+
+async def test_a_csv_import_of_orders_makes_the_model_due(sessions, tmp_path):
+    from zoneinfo import ZoneInfo
+
+    from kizuna.storage import imports
+
+    async with transaction(sessions) as session:
+        assert await customer_metrics.claim_churn_model(session, now=NOW, every=DAY)  # ran today
+    async with transaction(sessions) as session:
+        assert not await customer_metrics.claim_churn_model(session, now=NOW + timedelta(hours=1), every=DAY)
+    path = tmp_path / "orders.csv"
+    path.write_text("external_id,ordered_at,total,email\nCSV-1,2026-12-01T10:00:00+09:00,3000,csv@example.com\n", encoding="utf-8")
+    summary = await imports.run_import(imports.ORDERS, path, sessions, zone=ZoneInfo("Asia/Tokyo"),
+                                       now=lambda: NOW + timedelta(hours=2), dry_run=False)
+    assert summary.records == 1
+    async with transaction(sessions) as session:
+        assert await customer_metrics.claim_churn_model(session, now=NOW + timedelta(hours=3), every=DAY)
