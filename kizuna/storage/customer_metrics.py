@@ -305,20 +305,36 @@ async def load_churn_model(session: AsyncSession) -> dict | None:
 
 
 ScoreRow = tuple[int, float, float, "int | None"]  # customer_id, p_alive, expected_purchases, model_ltv
+# PostgreSQL only: four arrays bound as four parameters, however many rows.
+_UNNEST_UPDATE = sa.text(
+    "UPDATE customer_metrics AS m SET p_alive = v.p, expected_purchases = v.e, model_ltv = v.l "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:p AS double precision[]), CAST(:e AS double precision[]), "
+    "CAST(:l AS bigint[])) AS v(id, p, e, l) WHERE m.customer_id = v.id"
+)
 _VALUES_CHUNK = 5_000  # 4 parameters a row: 20,000 per statement, under PostgreSQL's 32,767
 
 
 async def write_churn_scores(session: AsyncSession, rows: list[ScoreRow], *, method: str | None = None) -> None:
     """Set p_alive, expected_purchases and model_ltv of each row's customer, set-based.
 
-    `method`: "values" — one UPDATE … FROM (VALUES …) per 5,000 rows; "executemany" — a one-row
-    UPDATE sent for all rows at once (the driver's executemany). Default: "values" on PostgreSQL
-    (bench/churn_model.py measured both at 100k customers; docs/benchmarks.md), "executemany" on
-    SQLite (no network round trips to save, and no 20,000-parameter statements to parse)."""
+    `method`: "unnest" (PostgreSQL) — one UPDATE … FROM unnest(ids, p, e, l) with the four
+    columns bound as four arrays; "values" (PostgreSQL) — one UPDATE … FROM (VALUES …) per 5,000 rows;
+    "executemany" — a one-row UPDATE sent for all rows at once (the driver's executemany).
+    Default: "unnest" on PostgreSQL, the fastest of the three in bench/churn_model.py at 100k
+    customers (docs/benchmarks.md: VALUES pays for parsing and planning 20,000-parameter
+    statements, executemany for a bind per row); "executemany" on SQLite (in-process: no round
+    trips to save)."""
     if not rows:
         return
     metrics = CustomerMetrics.__table__
-    method = method or ("values" if session.bind.dialect.name == "postgresql" else "executemany")
+    postgres = session.bind.dialect.name == "postgresql"
+    method = method or ("unnest" if postgres else "executemany")
+    if method not in ("unnest", "values", "executemany") or (method != "executemany" and not postgres):
+        raise ValueError(f"write method {method!r}: executemany, or unnest / values on PostgreSQL")
+    if method == "unnest":
+        ids, p_alive, expected, ltv = (list(column) for column in zip(*rows, strict=True))
+        await session.execute(_UNNEST_UPDATE, {"ids": ids, "p": p_alive, "e": expected, "l": ltv})
+        return
     if method == "executemany":
         await session.execute(
             sa.update(metrics).where(metrics.c.customer_id == sa.bindparam("id"))

@@ -242,3 +242,18 @@ async def test_a_csv_import_of_orders_makes_the_model_due(sessions, tmp_path):
     assert summary.records == 1
     async with transaction(sessions) as session:
         assert await customer_metrics.claim_churn_model(session, now=NOW + timedelta(hours=3), every=DAY)
+
+
+async def test_every_write_method_stores_the_same_values(sessions):
+    batch, _ = shop(seed=31, steady=3, lapsed=0, once=2)
+    await store(sessions, batch)
+    async with sessions() as session:
+        ids = sorted((await metrics_of(sessions)).keys())
+        postgres = session.bind.dialect.name == "postgresql"
+    rows = [(customer_id, 0.25 + index / 10, 1.5 * index, None if index == 0 else 1000 * index) for index, customer_id in enumerate(ids)]
+    for method in ("executemany",) + (("values", "unnest") if postgres else ()):
+        async with transaction(sessions) as session:
+            await customer_metrics.clear_churn_scores(session)
+            await customer_metrics.write_churn_scores(session, rows, method=method)
+        stored = await metrics_of(sessions)
+        assert [(i, stored[i].p_alive, stored[i].expected_purchases, stored[i].model_ltv) for i in ids] == rows, method
