@@ -90,6 +90,7 @@ class ModelStatus:
     fitted: bool
     ran_at: str  # ISO 8601, UTC
     reason: str | None = None  # why it is unavailable
+    reason_code: str | None = None  # too_few_repeat_customers | no_estimate (for the console's words)
     unit: str = UNIT
     customers: int = 0
     repeat_customers: int = 0
@@ -116,7 +117,12 @@ class ModelStatus:
 
 
 class ModelUnavailable(Exception):
-    """The data cannot give a BG/NBD model; the message says why (shown in the console)."""
+    """The data cannot give a BG/NBD model; the message says why (shown in the console), `code`
+    which of the two reasons it is."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 # -- 1. extract -------------------------------------------------------------------------------
@@ -189,7 +195,7 @@ def fit(summaries: Summaries, *, sample: int = FIT_SAMPLE, seed: int = SEED) -> 
     if repeaters < MIN_REPEAT_CUSTOMERS:
         raise ModelUnavailable(
             f"too few repeat customers: {repeaters} of {len(summaries)} bought on more than one day "
-            f"(at least {MIN_REPEAT_CUSTOMERS} needed)")
+            f"(at least {MIN_REPEAT_CUSTOMERS} needed)", "too_few_repeat_customers")
     chosen = np.arange(len(summaries))
     if len(summaries) > sample:
         chosen = np.sort(np.random.default_rng(seed).choice(len(summaries), size=sample, replace=False))
@@ -197,7 +203,7 @@ def fit(summaries: Summaries, *, sample: int = FIT_SAMPLE, seed: int = SEED) -> 
     try:
         purchases = fit_bgnbd(x, t_x, T)
     except (FitError, ValueError) as error:
-        raise ModelUnavailable(f"the BG/NBD fit found no estimate: {error}") from None
+        raise ModelUnavailable(f"the BG/NBD fit found no estimate: {error}", "no_estimate") from None
     spend, spend_reason = None, None
     try:
         spend = fit_gamma_gamma(x, value)
@@ -276,7 +282,7 @@ async def refresh_model(sessions: async_sessionmaker[AsyncSession], *, now: date
         rows = await asyncio.to_thread(lambda: score_rows(summaries, score(fitted, summaries, rules)))
         seconds["score"] = round(time.perf_counter() - step, 3)
     except ModelUnavailable as unavailable:
-        status.reason = str(unavailable)
+        status.reason, status.reason_code = str(unavailable), unavailable.code
         status.seconds = seconds
         async with transaction(sessions) as session:
             await customer_metrics.clear_churn_scores(session)

@@ -41,6 +41,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "segments.model.horizon.value": ("今後{days}日", "the next {days} days"),
     "segments.model.unavailable": ("モデルは利用できません。継続見込みは空欄、LTVは計算式の値、離脱予備軍は最終購入日で判定しています。",
                                    "The model is not available: no chance-still-active, the formula LTV, and 離脱予備軍 by last order date."),
+    "segments.model.reason.too_few_repeat_customers": (
+        "2日以上購入したお客様が{customers}人中{repeat}人です（推定には{needed}人以上必要です）。",
+        "{repeat} of {customers} customers bought on more than one day ({needed} needed)."),
+    "segments.model.reason.no_estimate": (
+        "購買データからモデルの値が定まりませんでした（離脱の傾向が読み取れないデータです）。",
+        "The orders do not pin the model down (no dropout pattern to read)."),
     "segments.model.checked_at": ("確認日時: {when}", "Checked at {when}"),
     "segments.members.by_churn_risk": ("継続見込みの低い順", "lowest chance still active first"),
     "segments.col.p_alive": ("継続見込み", "Still active"),

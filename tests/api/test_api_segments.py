@@ -227,3 +227,20 @@ async def test_the_churn_risk_preset_lists_customers_by_churn_risk(kizuna):
     status, settings = await kizuna.api("GET", "/api/v1/metric-settings")
     assert settings["churn_horizon_days"] == 90 and settings["churn_model"]["fitted"] is True
     assert set(settings["churn_model"]["bgnbd"]) >= {"r", "alpha", "a", "b"}
+
+
+async def test_a_worker_runs_the_churn_model_and_says_why_it_is_not_available(kizuna):
+    """The embedded worker claims the day's run at start; a shop with no repeat customers gets no
+    model, and the reason is there to read (the console shows it on the segments page)."""
+    from tests.conftest import eventually
+
+    async def ran() -> bool:
+        status, body = await kizuna.api("GET", "/api/v1/metric-settings")
+        return status == 200 and body["churn_model"] is not None
+
+    await eventually(ran, timeout=10, what="the churn model's scheduled run")
+    status, body = await kizuna.api("GET", "/api/v1/metric-settings")
+    model = body["churn_model"]
+    assert model["fitted"] is False and model["reason"].startswith("too few repeat customers: 0 of 0"), model
+    status, body = await kizuna.api("GET", "/api/v1/segments/presets")
+    assert "recency_days" in str(next(item for item in body["items"] if item["key"] == "churn_risk")["rule"])

@@ -162,7 +162,7 @@ async def test_too_few_repeat_customers_leave_p_alive_empty_and_the_preset_falls
         await session.execute(sa.update(CustomerMetrics).values(p_alive=0.3, expected_purchases=0.1, model_ltv=500))
     status = await churn.refresh_model(sessions, now=NOW)
     assert not status.fitted
-    assert "too few repeat customers: 15 of 45" in status.reason
+    assert "too few repeat customers: 15 of 45" in status.reason and status.reason_code == "too_few_repeat_customers"
     rows = await metrics_of(sessions)
     assert {(row.p_alive, row.expected_purchases, row.model_ltv) for row in rows.values()} == {(None, None, None)}
     assert all(row.ltv > 0 for row in rows.values())  # the formula LTV is kept

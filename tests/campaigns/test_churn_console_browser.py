@@ -1,7 +1,8 @@
 """The churn model in the console, in a real browser (Debian's Chromium through Playwright): a shop's
-orders, the model fitted (as the daily worker run does), then the marketer sees the model's
+orders, the model not available (no orders yet: said why) then fitted (as the daily worker run
+does), then the marketer sees the model's
 推定日時 and parameters on the segments page, opens 離脱予備軍, saves it, and reads its members
-lowest 継続見込み first, and one member's outlook in the customer panel. Screenshots 66-68
+lowest 継続見込み first, and one member's outlook in the customer panel. Screenshots 66-69
 (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
@@ -64,9 +65,7 @@ async def test_the_marketer_reads_churn_risk_in_the_console(database_url, redis_
     async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         sessions = runner.app[SESSIONS]
         email, password = await _demo_admin(sessions)
-        await seed(sessions)
-        status = await churn.refresh_model(sessions)
-        assert status.fitted, status.reason
+        assert not (await churn.refresh_model(sessions)).fitted  # no orders yet
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
@@ -78,12 +77,22 @@ async def test_the_marketer_reads_churn_risk_in_the_console(database_url, redis_
                 await fill_login(page, email, password)
 
                 await page.goto(f"{base}/console/segments")
+                await expect(page.locator("[data-model-unavailable]")).to_contain_text("モデルは利用できません")
+                await expect(page.locator("#churn-model")).to_contain_text("too few repeat customers: 0 of 0")
+                await expect(page.locator("#churn-model")).to_contain_text("2日以上購入したお客様が0人中0人です（推定には30人以上必要です）")
+                await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("最終購入が61〜180日前")
+                await page.locator("#churn-model").screenshot(path=shots / "66-churn-model-unavailable.png")
+
+                await seed(sessions)
+                status = await churn.refresh_model(sessions)
+                assert status.fitted, status.reason
+                await page.goto(f"{base}/console/segments")
                 model = page.locator("#churn-model")
                 await expect(model).to_contain_text("モデル推定日時")
                 await expect(model).to_contain_text("150人（リピーター91人、推定に150人を使用）")
                 await expect(model).to_contain_text(f"r={status.bgnbd['r']:.3f}")
                 await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("継続見込みが50%未満")
-                await page.screenshot(path=shots / "66-churn-model.png", full_page=True)
+                await page.screenshot(path=shots / "67-churn-model.png", full_page=True)
 
                 await page.locator("[data-preset=churn_risk]").click()
                 await page.get_by_role("button", name="保存", exact=True).click()
@@ -93,14 +102,14 @@ async def test_the_marketer_reads_churn_risk_in_the_console(database_url, redis_
                 await expect(cells.first).to_be_visible()
                 values = [float(value) for value in await cells.evaluate_all("cells => cells.map(c => c.dataset.pAlive)")]
                 assert values == sorted(values) and len(values) >= 5 and values[-1] < 0.5, values
-                await page.screenshot(path=shots / "67-churn-risk-segment.png", full_page=True)
+                await page.screenshot(path=shots / "68-churn-risk-segment.png", full_page=True)
 
                 await page.locator("tbody tr").first.get_by_role("link").click()
                 panel = page.locator("#purchases")
                 await expect(panel).to_contain_text("継続見込み")
                 await expect(panel.locator("[data-p-alive]")).to_have_text(f"{values[0] * 100:.0f}%")
                 await expect(panel).to_contain_text("今後90日の購入見込み")
-                await page.screenshot(path=shots / "68-customer-outlook.png", full_page=True)
+                await page.screenshot(path=shots / "69-customer-outlook.png", full_page=True)
                 assert errors == [], errors
             finally:
                 await browser.close()

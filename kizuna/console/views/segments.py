@@ -56,7 +56,7 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
     fitted = model is not None and model.fitted
     return render(request, "segments.html", {
         "saved": saved, "counts": counts, "presets": _presets(ctx, churn_model=fitted), "model": model,
-        "churn_model_fitted": fitted,
+        "churn_model_fitted": fitted, "min_repeat": churn.MIN_REPEAT_CUSTOMERS,
     })
 
 
