@@ -12,12 +12,12 @@ Roles: admin and marketer (segments are marketing's; support staff get 403). The
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from kizuna.campaigns import segment_export, segments
+from kizuna.campaigns import churn, segment_export, segments
 from kizuna.campaigns.rules import FIELDS
 from kizuna.storage import customer_metrics
 from kizuna.storage.db import transaction
@@ -25,8 +25,8 @@ from kizuna.storage.models import SEGMENT_NAME_MAX, Customer, Segment
 from kizuna.storage.roles import MARKETING, Role
 
 from .http import (
-    LIMIT, NOT_BLANK, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, optional, parse_body,
-    path_id, services,
+    LIMIT, NOT_BLANK, Endpoint, actor, choice_query, cursor_param, id_param, int_query, json_answer, next_cursor, optional,
+    parse_body, path_id, services, text_param,
 )
 
 RULE_DESCRIPTION = (
@@ -46,10 +46,17 @@ class SegmentIn(BaseModel):
     rule: dict[str, Any] = Field(description=RULE_DESCRIPTION)
 
 
+ORDER_DESCRIPTION = (
+    "Member order: `id` (oldest customer first) or `churn_risk` (lowest p_alive first, customers without one last, "
+    "then by id). Default: `churn_risk` for a rule with a p_alive condition (the 離脱予備軍 preset), else `id`."
+)
+
+
 class PreviewIn(BaseModel):
     model_config = {"extra": "forbid"}
 
     rule: dict[str, Any] = Field(description=RULE_DESCRIPTION)
+    order: Literal["id", "churn_risk"] | None = Field(default=None, description=ORDER_DESCRIPTION)
 
 
 class SegmentRead(BaseModel):
@@ -84,8 +91,13 @@ class SegmentCustomer(BaseModel):
     rfm_m: int | None
     decile: int | None
     f2: bool
-    ltv: int
-    p_alive: float | None
+    ltv: int = Field(description="formula LTV in yen (AOV × margin × purchases a year × expected years)")
+    p_alive: float | None = Field(description="the churn model's probability that the customer is still active (BG/NBD); "
+                                              "null until the model has fitted")
+    expected_purchases: float | None = Field(description="purchase days the churn model expects in the next N days "
+                                                         "(metric settings churn_horizon_days, default 90)")
+    model_ltv: int | None = Field(description="model LTV in yen: expected purchases over expected_years × the "
+                                              "Gamma-Gamma order value × gross margin; null without a model")
 
 
 class PreviewOut(BaseModel):
@@ -116,6 +128,7 @@ def _customer(member: segments.Member) -> SegmentCustomer:
         registered=customer.registered, followed=customer.followed, blocked=customer.blocked,
         frequency=metrics.frequency, monetary=metrics.monetary, recency_days=metrics.recency_days, rfm_r=metrics.rfm_r,
         rfm_f=metrics.rfm_f, rfm_m=metrics.rfm_m, decile=metrics.decile, f2=metrics.f2, ltv=metrics.ltv, p_alive=metrics.p_alive,
+        expected_purchases=metrics.expected_purchases, model_ltv=metrics.model_ltv,
     )
 
 
@@ -140,7 +153,7 @@ async def list_segments(request: web.Request) -> web.Response:
 async def preview_segment(request: web.Request) -> web.Response:
     body = await parse_body(request, PreviewIn)
     async with services(request).sessions() as session:
-        preview = await segments.preview(session, body.rule, now=services(request).clock())
+        preview = await segments.preview(session, body.rule, now=services(request).clock(), order=body.order)
     return json_answer(PreviewOut(count=preview.count, sample=[_customer(member) for member in preview.sample]))
 
 
@@ -149,7 +162,7 @@ async def segment_customers(request: web.Request) -> web.Response:
     limit = int_query(request, "limit")
     async with services(request).sessions() as session:
         rows = await segments.members(session, segment_id, now=services(request).clock(), limit=limit,
-                                      after=int_query(request, "after"))
+                                      after=int_query(request, "after"), order=choice_query(request, "order"))
     return json_answer(MemberPage(items=[_customer(row) for row in rows],
                                   next_after=next_cursor(rows, limit, lambda member: member.customer.id)))
 
@@ -168,7 +181,9 @@ async def export_segment(request: web.Request) -> web.StreamResponse:
 
 
 async def list_presets(request: web.Request) -> web.Response:
-    presets = segments.presets(services(request).clock())
+    async with services(request).sessions() as session:
+        fitted = await churn.model_fitted(session)
+    presets = segments.presets(services(request).clock(), churn_model=fitted)
     return json_answer(PresetList(items=[PresetRead(key=p.key, name=p.name, description=p.description, rule=p.rule) for p in presets]))
 
 
@@ -185,7 +200,12 @@ class MetricSettingsRead(BaseModel):
     monetary_yen: list[int] = Field(description="M: score 2 from the first total spend in yen, ... 5 from the last")
     gross_margin: float
     expected_years: float
+    churn_horizon_days: int = Field(description="the churn model's expected purchases are over the next N days")
+    annual_discount_rate: float = Field(description="model LTV's discount rate a year, applied per 30 days (0: none)")
     overrides: dict[str, Any]
+    churn_model: dict[str, Any] | None = Field(
+        default=None, description="the churn model's last run: ran_at, fitted, reason (why not), customers, repeat_customers, "
+        "fit_sample, unit (days), bgnbd {r, alpha, a, b}, gamma_gamma {p, q, gamma}, spend_reason; null: never ran")
 
 
 class MetricSettingsIn(BaseModel):
@@ -199,16 +219,19 @@ class MetricSettingsIn(BaseModel):
     monetary_yen: list[int] = optional(min_length=4, max_length=4)
     gross_margin: float = optional(gt=0, le=1)
     expected_years: float = optional(gt=0, le=50)
+    churn_horizon_days: int = optional(ge=1, le=3650)
+    annual_discount_rate: float = optional(ge=0, lt=1)
 
 
-def _settings_read(rules, overrides: dict) -> MetricSettingsRead:
-    return MetricSettingsRead(**rules.as_json(), overrides=overrides)
+def _settings_read(rules, overrides: dict, model: dict | None) -> MetricSettingsRead:
+    return MetricSettingsRead(**rules.as_json(), overrides=overrides, churn_model=model)
 
 
 async def get_metric_settings(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         rules, overrides = await customer_metrics.load_settings(session)
-    return json_answer(_settings_read(rules, overrides))
+        model = await customer_metrics.load_churn_model(session)
+    return json_answer(_settings_read(rules, overrides, model))
 
 
 async def put_metric_settings(request: web.Request) -> web.Response:
@@ -216,7 +239,8 @@ async def put_metric_settings(request: web.Request) -> web.Response:
     overrides = body.model_dump(exclude_unset=True)
     async with transaction(services(request).sessions) as session:
         rules = await customer_metrics.set_rules(session, overrides, now=services(request).clock(), actor=actor(request))
-    return json_answer(_settings_read(rules, overrides))
+        model = await customer_metrics.load_churn_model(session)
+    return json_answer(_settings_read(rules, overrides, model))
 
 
 ENDPOINTS = [
@@ -226,17 +250,26 @@ ENDPOINTS = [
     Endpoint("GET", "/segments", list_segments, "Saved segments, oldest first (cursor paging with `after`)",
              roles=MARKETING, response=SegmentPage, query=[cursor_param("after", Segment.id), LIMIT]),
     Endpoint("POST", "/segments/preview", preview_segment,
-             "How many customers a rule matches now, and the first 10 by id (nothing is saved). 400 names a problem in the rule.",
+             "How many customers a rule matches now, and the first 10 (by id, or by churn risk: `order`) "
+             "(nothing is saved). 400 names a problem in the rule.",
              roles=MARKETING, request=PreviewIn, response=PreviewOut),
     Endpoint("GET", "/segments/presets", list_presets,
-             "The preset segments (優良顧客, 休眠顧客, 離脱予備軍, 新規顧客, F2転換候補, 誕生月) as rules to preview or save",
+             "The preset segments (優良顧客, 休眠顧客, 離脱予備軍, 新規顧客, F2転換候補, 誕生月) as rules to preview or save. "
+             "離脱予備軍 is `frequency ≥ 2 and p_alive < 0.5` once the churn model has fitted (listed by churn risk), "
+             "and `frequency ≥ 2 and recency_days between 61 and 180` until then",
              roles=MARKETING, response=PresetList),
     Endpoint("GET", "/segments/{id}/customers", segment_customers,
-             "The segment's customers now, by id (cursor paging with `after`), with their metrics",
+             "The segment's customers now with their metrics, by id or by churn risk (`order`; a segment whose rule has "
+             "a p_alive condition is listed by churn risk unless asked otherwise). Keyset paging: pass `next_after` "
+             "(the last customer's id) as `after`; in churn-risk order the next page starts after that customer's "
+             "(p_alive, id), so no one is skipped or repeated while the model's values stay as they are (they change "
+             "once a day, when the model runs)",
              roles=MARKETING, response=MemberPage, path_params=[id_param(Segment.id)],
-             query=[cursor_param("after", Customer.id), LIMIT]),
+             query=[cursor_param("after", Customer.id), LIMIT,
+                    text_param("order", enum=list(segments.ORDERS), description=ORDER_DESCRIPTION)]),
     Endpoint("GET", "/metric-settings", get_metric_settings,
-             "The RFM thresholds and LTV parameters in force, and the shop's overrides of the defaults",
+             "The RFM thresholds, LTV and churn-model parameters in force, the shop's overrides of the defaults, "
+             "and the churn model's last run (when, its parameters, or why it is not available)",
              roles=MARKETING, response=MetricSettingsRead),
     Endpoint("PUT", "/metric-settings", put_metric_settings,
              "Replace the shop's overrides (a setting left out follows the default) and rescore every customer with them "

@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     metrics = commands.add_parser("metrics", help="customer metrics (RFM, deciles, LTV)")
     metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
     metrics_commands.add_parser(
-        "refresh", help="recompute every customer's metrics from the orders and the spend deciles of everyone "
-        "(orders keep their customers' metrics current; deciles move only here and after an import: run it nightly)",
+        "refresh", help="recompute every customer's metrics from the orders and the spend deciles of everyone, "
+        "then fit the churn model (BG/NBD: p_alive, expected purchases, model LTV) "
+        "(orders keep their customers' metrics current; deciles move only here and after an import, "
+        "the churn model daily in a worker: run it nightly without workers)",
     )
 
     args = parser.parse_args(argv)
@@ -136,16 +138,27 @@ def main(argv: list[str] | None = None) -> int:
 async def _metrics_refresh(settings: Settings) -> int:
     import time
 
+    from kizuna.campaigns import churn
     from kizuna.storage import customer_metrics
     from kizuna.storage.db import create_engine, session_factory, transaction
 
     engine = create_engine(settings.database_url)
     started = time.perf_counter()
     try:
-        async with transaction(session_factory(engine)) as session:
+        sessions = session_factory(engine)
+        async with transaction(sessions) as session:
             await customer_metrics.refresh_all(session)
+        print(f"kizuna metrics refresh: metrics and deciles done in {time.perf_counter() - started:.1f} s")
+        status = await churn.refresh_model(sessions)
     finally:
         await engine.dispose()
+    if status.fitted:
+        model = status.bgnbd or {}
+        print(f"kizuna metrics refresh: churn model fitted on {status.fit_sample:,} of {status.customers:,} customers "
+              f"(r={model.get('r', 0):.3f} alpha={model.get('alpha', 0):.3f} a={model.get('a', 0):.3f} b={model.get('b', 0):.3f})"
+              + (f"; no model LTV: {status.spend_reason}" if status.spend_reason else ""))
+    else:
+        print(f"kizuna metrics refresh: churn model not available: {status.reason}")
     print(f"kizuna metrics refresh: done in {time.perf_counter() - started:.1f} s")
     return 0
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna.campaigns import churn
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.db import is_unavailable, transaction
 from kizuna.storage.types import utcnow
@@ -44,6 +45,7 @@ class Worker:
         sweep_interval: float,
         database: Dependency | None = None,
         decile_refresh: float = 3600.0,
+        churn_model_refresh: float = churn.DAILY.total_seconds(),
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -53,6 +55,7 @@ class Worker:
         self.sweep_interval = sweep_interval
         self.database = database or Dependency("the database")
         self.decile_refresh = decile_refresh
+        self.churn_model_refresh = churn_model_refresh
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -62,6 +65,7 @@ class Worker:
                 group.create_task(self._consume(), name=f"kizuna-consumer-{index}")
             group.create_task(self._sweep_forever(), name="kizuna-sweeper")
             group.create_task(self._deciles_forever(), name="kizuna-deciles")
+            group.create_task(self._churn_model_forever(), name="kizuna-churn-model")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -132,6 +136,23 @@ class Worker:
                     log.exception("decile refresh failed; trying again later")
             try:
                 await asyncio.wait_for(self._stopping.wait(), timeout=min(self.decile_refresh, 300.0))
+            except TimeoutError:
+                pass
+
+    async def _churn_model_forever(self) -> None:
+        """The churn model's fit (campaigns/churn.py), every `churn_model_refresh` seconds (a day)
+        by one worker of all, claimed in the database like the deciles; looked for every minute,
+        so a run a CSV import marked due starts soon after it. The fit runs in a thread: this
+        worker's consumers go on meanwhile."""
+        every = timedelta(seconds=self.churn_model_refresh)
+        while not self._stopping.is_set():
+            try:
+                await churn.refresh_model_if_due(self.sessions, now=utcnow(), every=every)
+            except Exception as error:  # never end the worker; the database being away is the sweeper's to report
+                if not is_unavailable(error):
+                    log.exception("churn model run failed; trying again at its next due time")
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=min(self.churn_model_refresh, 60.0))
             except TimeoutError:
                 pass
 

@@ -26,7 +26,8 @@ A refused rule is `Invalid` naming the place of the problem from the rule's root
 
 `friend_source` (流入経路) matches the customers who came through a friend-add source, by the
 source's code or its name (storage/friend_sources.py: first source wins; `ne` also matches the
-customers who came through none). `p_alive` is None until the BG/NBD model (campaigns/clv_model.py) fills it.
+customers who came through none). `p_alive` and `expected_purchases` are None until the churn model (campaigns/churn.py)
+has fitted, and while it cannot: conditions on them then match nobody.
 """
 
 from __future__ import annotations
@@ -116,6 +117,8 @@ FIELDS: dict[str, FieldSpec] = {
     "f2": _flag("has a second completed order"),
     "ltv": FieldSpec(Kind.NUMBER, ORDERED, 0, 10**15, description="LTV in yen"),
     "p_alive": FieldSpec(Kind.NUMBER, ORDERED, 0, 1, description="probability of being active (BG/NBD)"),
+    "expected_purchases": FieldSpec(Kind.NUMBER, ORDERED, 0, 10**6,
+                                    description="purchases expected in the next N days (BG/NBD; N in metric settings, default 90)"),
     "purchased_sku": FieldSpec(Kind.TEXT, TEXTUAL, within_days=True, description="bought the SKU (completed orders)"),
     "purchased_category": FieldSpec(Kind.TEXT, TEXTUAL, within_days=True, description="bought in the category"),
     "last_interaction_days": _int(0, MAX_DAYS, "whole days since the customer's last interaction"),

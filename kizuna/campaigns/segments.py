@@ -14,6 +14,13 @@ How a rule becomes SQL, so that it is fast on a million customers and safe from 
 - Every value is a bound parameter; field and op names only pick code from an allow-list.
 - `ne` is `not eq`, and `not` is "the inner rule is not true" (`NOT COALESCE(rule, false)`), so
   a customer without a value (no orders, no birthday) is matched by them, not lost to SQL NULL.
+
+Member order (previews' samples, a segment's pages): `id` (oldest customer first) or
+`churn_risk` (lowest P(alive) of the churn model first, customers without one last, then by id).
+A rule that has a `p_alive` condition — the 離脱予備軍 preset — is listed by `churn_risk` unless
+asked otherwise, so a segment saved from it needs nothing stored besides its rule. Paging is by
+keyset either way, with the last customer's id as the cursor: in churn-risk order the next page
+starts after that customer's (p_alive, id), read when the page is asked for.
 """
 
 from __future__ import annotations
@@ -185,7 +192,7 @@ def _condition(node: Condition, context: _Context) -> Any:
         return _compare(_metric(context, field, 0), op, value)  # no orders: 0
     if field == "f2":
         return _compare(_metric(context, field, sa.false()), op, value)
-    if field in ("rfm_f", "rfm_m", "decile", "p_alive"):
+    if field in ("rfm_f", "rfm_m", "decile", "p_alive", "expected_purchases"):
         return _compare(_metric(context, field), op, value)  # no orders (not scored yet): no match
     if field == "birth_month":
         return _compare(sa.extract("month", customers.birthday), op, value)
@@ -256,21 +263,72 @@ async def audience(session: AsyncSession, rule: Any, *, now: datetime, where: st
     return compile_rule(node, now=now, rules=await customer_metrics.load_rules(session), zone=await faq.shop_timezone(session))
 
 
-async def preview(session: AsyncSession, rule: Any, *, now: datetime, sample: int = SAMPLE_SIZE) -> Preview:
-    """How many customers `rule` matches now, and the first few (by id)."""
+BY_ID, BY_CHURN_RISK = "id", "churn_risk"
+ORDERS = (BY_ID, BY_CHURN_RISK)
+
+
+def _mentions(node: Node, field: str) -> bool:
+    if isinstance(node, (All, AnyOf)):
+        return any(_mentions(item, field) for item in node.rules)
+    if isinstance(node, Not):
+        return _mentions(node.rule, field)
+    return node.field == field
+
+
+def default_order(rule: Any) -> str:
+    """`churn_risk` for a rule about the churn model (a `p_alive` condition), else `id`."""
+    try:
+        return BY_CHURN_RISK if _mentions(check(rule), "p_alive") else BY_ID
+    except Invalid:
+        return BY_ID
+
+
+def _check_order(order: str | None, rule: Any) -> str:
+    if order is None:
+        return default_order(rule)
+    if order not in ORDERS:
+        raise Invalid("order", f"must be {' or '.join(ORDERS)}")
+    return order
+
+
+async def _page(session: AsyncSession, ids: sa.Subquery, *, order: str, limit: int, after: int | None) -> list[int]:
+    """Ids of a page of the audience `ids`, in `order`, after the customer `after` (keyset)."""
+    if order == BY_ID:
+        statement = sa.select(ids.c.id).order_by(ids.c.id).limit(limit)
+        if after is not None:
+            statement = statement.where(ids.c.id > after)
+        return list((await session.execute(statement)).scalars())
+    p_alive = _metrics.c.p_alive
+    statement = (sa.select(ids.c.id).select_from(ids.outerjoin(_metrics, _metrics.c.customer_id == ids.c.id))
+                 # NULLS LAST on both backends: false (has a value) sorts before true
+                 .order_by(p_alive.is_(None), p_alive, ids.c.id).limit(limit))
+    if after is not None:
+        last = (await session.execute(sa.select(p_alive).where(_metrics.c.customer_id == after))).scalar_one_or_none()
+        if last is None:
+            statement = statement.where(p_alive.is_(None), ids.c.id > after)
+        else:
+            statement = statement.where(sa.or_(p_alive > last, sa.and_(p_alive == last, ids.c.id > after), p_alive.is_(None)))
+    return list((await session.execute(statement)).scalars())
+
+
+async def preview(session: AsyncSession, rule: Any, *, now: datetime, sample: int = SAMPLE_SIZE,
+                  order: str | None = None) -> Preview:
+    """How many customers `rule` matches now, and the first few (in `order`; see the module's
+    docstring for the default)."""
     ids = (await audience(session, rule, now=now)).subquery("audience")
+    order = _check_order(order, rule)
     count = (await session.execute(sa.select(sa.func.count()).select_from(ids))).scalar_one()
-    first = list((await session.execute(sa.select(ids.c.id).order_by(ids.c.id).limit(sample))).scalars())
+    first = await _page(session, ids, order=order, limit=sample, after=None) if sample else []
     return Preview(count=count, sample=await _members(session, first, now=now))
 
 
-async def members(session: AsyncSession, segment_id: int, *, now: datetime, limit: int, after: int | None) -> list[Member]:
-    """A page of the segment's customers by id, after the id `after`."""
+async def members(session: AsyncSession, segment_id: int, *, now: datetime, limit: int, after: int | None,
+                  order: str | None = None) -> list[Member]:
+    """A page of the segment's customers in `order`, after the customer `after` (keyset)."""
     segment = await get(session, segment_id)
-    statement = (await audience(session, segment.rule, now=now)).order_by(_customers.c.id).limit(limit)
-    if after is not None:
-        statement = statement.where(_customers.c.id > after)
-    return await _members(session, list((await session.execute(statement)).scalars()), now=now)
+    ids = (await audience(session, segment.rule, now=now)).subquery("audience")
+    order = _check_order(order, segment.rule)
+    return await _members(session, await _page(session, ids, order=order, limit=limit, after=after), now=now)
 
 
 async def _members(session: AsyncSession, ids: list[int], *, now: datetime) -> list[Member]:
@@ -313,9 +371,17 @@ async def list_page(session: AsyncSession, *, limit: int, after: int | None) -> 
     return list((await session.execute(statement)).scalars())
 
 
-def presets(now: datetime, zone: str = "Asia/Tokyo") -> list[Preset]:
+CHURN_P_ALIVE_BELOW = 0.5
+
+
+def presets(now: datetime, zone: str = "Asia/Tokyo", *, churn_model: bool = False) -> list[Preset]:
     """The CRM playbook's segments, as rules (a starting point a marketer can copy and edit).
-    Thresholds follow the default RFM bands (storage/customer_metrics.py)."""
+    Thresholds follow the default RFM bands (storage/customer_metrics.py).
+
+    離脱予備軍 with the churn model fitted (`churn_model`, campaigns/churn.py `model_fitted`):
+    repeat customers whose P(alive) is below 0.5 — the model thinks them more likely gone than
+    still buying — listed lowest P(alive) first. Without it, the recency rule (2+ orders, the
+    last 61 to 180 days ago)."""
     month = now.astimezone(ZoneInfo(zone)).month
     return [
         Preset("loyal", "優良顧客", "R, F and M scores all 4 or 5: recent, repeat, high spend",
@@ -324,8 +390,12 @@ def presets(now: datetime, zone: str = "Asia/Tokyo") -> list[Preset]:
         Preset("dormant", "休眠顧客", "bought before, but not for more than 180 days",
                {"all": [{"field": "frequency", "op": "gte", "value": 1}, {"field": "recency_days", "op": "gt", "value": 180}]}),
         Preset("churn_risk", "離脱予備軍",
+               "repeat customers (2+ orders) the churn model (BG/NBD) gives less than a 50 % chance of still "
+               "buying, most at risk first", _churn_model_rule())
+        if churn_model else
+        Preset("churn_risk", "離脱予備軍",
                "repeat customers (2+ orders) whose last order was 61 to 180 days ago: slipping, not yet dormant "
-               "(to be ranked by p_alive once the BG/NBD model fills it)",
+               "(the churn model is not fitted yet; with it, ranked by its P(alive))",
                {"all": [{"field": "frequency", "op": "gte", "value": 2},
                         {"field": "recency_days", "op": "between", "value": [61, 180]}]}),
         Preset("new", "新規顧客", "a first order in the last 30 days",
@@ -335,3 +405,8 @@ def presets(now: datetime, zone: str = "Asia/Tokyo") -> list[Preset]:
         Preset("birthday_month", "誕生月", "birthday in the current month (shop time); the month is filled in when listed",
                {"all": [{"field": "birth_month", "op": "eq", "value": month}]}),
     ]
+
+
+def _churn_model_rule() -> dict:
+    return {"all": [{"field": "frequency", "op": "gte", "value": 2},
+                    {"field": "p_alive", "op": "lt", "value": CHURN_P_ALIVE_BELOW}]}

@@ -24,7 +24,7 @@ MAX_ROWS = 30  # a form is for people; the API takes up to 100 conditions
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("purchases", ("purchased_category", "purchased_sku", "recency_days", "frequency", "monetary", "f2", "ltv",
                    "coupon_redeemed")),
-    ("rfm", ("rfm_r", "rfm_f", "rfm_m", "decile", "p_alive")),
+    ("rfm", ("rfm_r", "rfm_f", "rfm_m", "decile", "p_alive", "expected_purchases")),
     ("line", ("registered", "followed", "blocked", "marketing_opt_in", "followed_days", "last_interaction_days",
               "friend_source")),
     ("profile", ("gender", "prefecture", "age", "birth_month", "tag")),

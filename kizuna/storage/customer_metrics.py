@@ -42,6 +42,13 @@ per year = frequency / the years between first and last order (at least one year
 customer's one order counts as one a year). AOV × purchases per year = monetary / those years,
 which is how it is computed (no rounding of AOV on the way). Defaults: gross margin 0.3,
 expected years 3.
+
+The churn model (campaigns/churn.py, BG/NBD + Gamma-Gamma) writes `p_alive`,
+`expected_purchases` (in the next `churn_horizon_days`, default 90) and `model_ltv` (over the
+same `expected_years` as the formula LTV, discounted by `annual_discount_rate`, default 0) once a
+day; this module keeps its schedule (`claim_churn_model`, `mark_churn_model_due`), its last run
+(`save_churn_model`, `load_churn_model`) and its bulk writes (`write_churn_scores`). Between two
+runs the values are as of the last one, like the deciles: a new order does not move them.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ class MetricRules:
     monetary_yen: tuple[int, ...] = (10_000, 30_000, 50_000, 100_000)
     gross_margin: float = 0.3
     expected_years: float = 3.0
+    churn_horizon_days: int = 90  # the churn model's "expected purchases in the next N days"
+    annual_discount_rate: float = 0.0  # the model LTV's discounting (0: none), applied per 30 days
 
     def as_json(self) -> dict:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
@@ -106,6 +115,13 @@ def check_rules(overrides: dict) -> MetricRules:
                 raise Invalid(key, "must be more than 0 and at most 1")
             if key == "expected_years" and not 0 < value <= 50:
                 raise Invalid(key, "must be more than 0 and at most 50")
+            if key == "churn_horizon_days":
+                if not isinstance(value, int) or not 1 <= value <= 3650:
+                    raise Invalid(key, "must be a whole number of days from 1 to 3650")
+                values[key] = value
+                continue
+            if key == "annual_discount_rate" and not 0 <= value < 1:
+                raise Invalid(key, "must be at least 0 and less than 1 (0.08 for 8 % a year)")
             values[key] = float(value)
     return MetricRules(**values)
 
@@ -243,6 +259,111 @@ async def refresh_population_if_due(session: AsyncSession, *, now: datetime, eve
     return True
 
 
+# -- the churn model's schedule, last run and writes (the model itself: campaigns/churn.py) ------
+
+
+async def _settings_row(session: AsyncSession, now: datetime) -> None:
+    table = MetricSettings.__table__
+    await session.execute(
+        insert_on_conflict(session, table).values(id=1, overrides={}, updated_at=now).on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+async def claim_churn_model(session: AsyncSession, *, now: datetime, every: timedelta) -> bool:
+    """Claim the churn model's scheduled run: a conditional UPDATE of the settings row, as for the
+    deciles but with its own time, so of N workers asking at once one gets it. True when this
+    caller got it; it must commit before running the fit (the fit takes seconds to minutes and
+    must not hold the settings row's lock meanwhile). A run that dies after its claim is retried
+    `every` later."""
+    table = MetricSettings.__table__
+    await _settings_row(session, now)
+    claimed = await session.execute(
+        sa.update(table).values(churn_model_claimed_at=now)
+        .where(table.c.id == 1, sa.or_(table.c.churn_model_claimed_at.is_(None), table.c.churn_model_claimed_at <= now - every))
+    )
+    return claimed.rowcount == 1
+
+
+async def mark_churn_model_due(session: AsyncSession, *, now: datetime) -> None:
+    """Make the churn model due at the workers' next look (after a CSV import of orders: the fit
+    is too slow to run inside the import on a large shop)."""
+    table = MetricSettings.__table__
+    await _settings_row(session, now)
+    await session.execute(sa.update(table).values(churn_model_claimed_at=None).where(table.c.id == 1))
+
+
+async def save_churn_model(session: AsyncSession, status: dict, *, now: datetime) -> None:
+    table = MetricSettings.__table__
+    await _settings_row(session, now)
+    await session.execute(sa.update(table).values(churn_model=status).where(table.c.id == 1))
+
+
+async def load_churn_model(session: AsyncSession) -> dict | None:
+    """The churn model's last run as saved (None: it never ran)."""
+    table = MetricSettings.__table__
+    return (await session.execute(sa.select(table.c.churn_model).where(table.c.id == 1))).scalar_one_or_none()
+
+
+ScoreRow = tuple[int, float, float, "int | None"]  # customer_id, p_alive, expected_purchases, model_ltv
+# PostgreSQL only: four arrays bound as four parameters, however many rows.
+_UNNEST_UPDATE = sa.text(
+    "UPDATE customer_metrics AS m SET p_alive = v.p, expected_purchases = v.e, model_ltv = v.l "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:p AS double precision[]), CAST(:e AS double precision[]), "
+    "CAST(:l AS bigint[])) AS v(id, p, e, l) WHERE m.customer_id = v.id"
+)
+_VALUES_CHUNK = 5_000  # 4 parameters a row: 20,000 per statement, under PostgreSQL's 32,767
+
+
+async def write_churn_scores(session: AsyncSession, rows: list[ScoreRow], *, method: str | None = None) -> None:
+    """Set p_alive, expected_purchases and model_ltv of each row's customer, set-based.
+
+    `method`: "unnest" (PostgreSQL) — one UPDATE … FROM unnest(ids, p, e, l) with the four
+    columns bound as four arrays; "values" (PostgreSQL) — one UPDATE … FROM (VALUES …) per 5,000 rows;
+    "executemany" — a one-row UPDATE sent for all rows at once (the driver's executemany).
+    Default: "unnest" on PostgreSQL, the fastest of the three in bench/churn_model.py at 100k
+    customers (docs/benchmarks.md: VALUES pays for parsing and planning 20,000-parameter
+    statements, executemany for a bind per row); "executemany" on SQLite (in-process: no round
+    trips to save)."""
+    if not rows:
+        return
+    metrics = CustomerMetrics.__table__
+    postgres = session.bind.dialect.name == "postgresql"
+    method = method or ("unnest" if postgres else "executemany")
+    if method not in ("unnest", "values", "executemany") or (method != "executemany" and not postgres):
+        raise ValueError(f"write method {method!r}: executemany, or unnest / values on PostgreSQL")
+    if method == "unnest":
+        ids, p_alive, expected, ltv = (list(column) for column in zip(*rows, strict=True))
+        await session.execute(_UNNEST_UPDATE, {"ids": ids, "p": p_alive, "e": expected, "l": ltv})
+        return
+    if method == "executemany":
+        await session.execute(
+            sa.update(metrics).where(metrics.c.customer_id == sa.bindparam("id"))
+            .values(p_alive=sa.bindparam("p"), expected_purchases=sa.bindparam("e"), model_ltv=sa.bindparam("l")),
+            [{"id": row[0], "p": row[1], "e": row[2], "l": row[3]} for row in rows],
+        )
+        return
+    for chunk in chunked(rows, _VALUES_CHUNK):
+        values = sa.values(
+            sa.column("id", sa.Integer), sa.column("p", sa.Float), sa.column("e", sa.Float), sa.column("l", sa.BigInteger),
+            name="scores",
+        ).data([tuple(row) for row in chunk])
+        await session.execute(sa.update(metrics).where(metrics.c.customer_id == values.c.id)
+                              # casts: a VALUES column of NULLs only is text to PostgreSQL
+                              .values(p_alive=sa.cast(values.c.p, sa.Float), expected_purchases=sa.cast(values.c.e, sa.Float),
+                                      model_ltv=sa.cast(values.c.l, sa.BigInteger)))
+
+
+async def clear_churn_scores(session: AsyncSession, *, only_without_orders: bool = False) -> None:
+    """No model values: on every row (the model is unavailable), or only on those of customers
+    without a completed order (`only_without_orders`: the model scores everyone else)."""
+    metrics = CustomerMetrics.__table__
+    statement = sa.update(metrics).values(p_alive=None, expected_purchases=None, model_ltv=None).where(
+        sa.or_(metrics.c.p_alive.is_not(None), metrics.c.expected_purchases.is_not(None), metrics.c.model_ltv.is_not(None)))
+    if only_without_orders:
+        statement = statement.where(metrics.c.frequency == 0)
+    await session.execute(statement)
+
+
 async def refresh_all(session: AsyncSession, *, now: datetime | None = None, rules: MetricRules | None = None) -> None:
     """Every customer's row from the orders, then the deciles."""
     now = now or utcnow()
@@ -305,6 +426,8 @@ class MetricsView:
     decile: int | None = None
     ltv: int = 0
     p_alive: float | None = None
+    expected_purchases: float | None = None
+    model_ltv: int | None = None
 
 
 async def read(session: AsyncSession, customer_ids: list[int], *, now: datetime) -> dict[int, MetricsView]:
@@ -321,6 +444,6 @@ async def read(session: AsyncSession, customer_ids: list[int], *, now: datetime)
                 frequency=row.frequency, monetary=row.monetary, average_order_value=row.average_order_value, f2=row.f2,
                 first_order_at=row.first_order_at, last_order_at=row.last_order_at, recency_days=days,
                 rfm_r=r_score(days, shop_rules), rfm_f=row.rfm_f, rfm_m=row.rfm_m, decile=row.decile, ltv=row.ltv,
-                p_alive=row.p_alive,
+                p_alive=row.p_alive, expected_purchases=row.expected_purchases, model_ltv=row.model_ltv,
             )
     return found

@@ -399,4 +399,7 @@ async def run_import(
         assert sessions is not None
         async with transaction(sessions) as session:
             await customer_metrics.refresh_population(session)
+            # The churn model's fit takes seconds to minutes on a large shop (bench/churn_model.py):
+            # too long inside an import, so it is made due and a worker runs it within a minute.
+            await customer_metrics.mark_churn_model_due(session, now=now())
     return summary

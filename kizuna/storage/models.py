@@ -1074,7 +1074,9 @@ class CustomerMetrics(SQLModel, table=True):
     Not stored, because they would go stale as time passes: `recency_days` and `rfm_r` (both
     follow from `last_order_at` and the clock, computed when read). `decile` depends on everyone
     else's spend and is refreshed for the whole population (`customer_metrics.refresh_population`);
-    `p_alive` is filled by the BG/NBD model (campaigns/clv_model.py) and None until then."""
+    `p_alive`, `expected_purchases` and `model_ltv` are written by the churn model's daily job
+    (campaigns/churn.py: BG/NBD + Gamma-Gamma, campaigns/clv_model.py) and None until it has
+    fitted, or while it cannot fit (too few repeat customers)."""
 
     __tablename__ = "customer_metrics"
 
@@ -1090,7 +1092,9 @@ class CustomerMetrics(SQLModel, table=True):
     rfm_m: int | None = None  # 1-5 by `monetary`
     decile: int | None = None  # 1 (top 10 % by spend) .. 10, None without a completed order
     ltv: int = Field(default=0, sa_type=sa.BigInteger)  # yen: AOV × margin × purchases/year × years
-    p_alive: float | None = None
+    p_alive: float | None = None  # BG/NBD P(alive), as of the model's last run
+    expected_purchases: float | None = None  # BG/NBD: purchases (order days) expected in the next N days
+    model_ltv: int | None = Field(default=None, sa_type=sa.BigInteger)  # yen: BG/NBD × Gamma-Gamma × margin
     updated_at: datetime = _created_at()
 
 
@@ -1106,6 +1110,12 @@ class MetricSettings(SQLModel, table=True):
     updated_at: datetime = _created_at()
     # When a worker last recomputed the deciles on schedule (`customer_metrics.refresh_population_if_due`).
     deciles_refreshed_at: datetime | None = _optional_time()
+    # When a worker last claimed the churn model's daily fit (`customer_metrics.claim_churn_model`);
+    # None: due now (set so after a CSV import of orders).
+    churn_model_claimed_at: datetime | None = _optional_time()
+    # The churn model's last run (campaigns/churn.py `ModelStatus.as_json`): when, fitted or why
+    # not, the parameters. None: never run.
+    churn_model: dict | None = Field(default=None, sa_type=JSONType, nullable=True)
 
 
 SEGMENT_NAME_MAX = 100

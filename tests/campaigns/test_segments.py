@@ -68,7 +68,7 @@ async def people(sessions) -> dict[str, int]:
             order("T-2", "taro@example.com", 50000, 10, "CX-1", "ヘアケア", status="cancelled"),
         ], now=NOW, source="test")
         await customer_metrics.refresh_population(session)
-        await session.execute(sa.update(CustomerMetrics).where(CustomerMetrics.customer_id == hanako.id).values(p_alive=0.8))
+        await session.execute(sa.update(CustomerMetrics).where(CustomerMetrics.customer_id == hanako.id).values(p_alive=0.8, expected_purchases=1.25))
     return {"hanako": hanako.id, "taro": taro.id, "ken": ken.id}
 
 
@@ -101,6 +101,7 @@ CASES = [
     (c("f2", "eq", True), {H}), (c("f2", "eq", False), {T, K}),
     (c("ltv", "gt", 0), {H, T}), (c("ltv", "gte", 1e9), set()),
     (c("p_alive", "gte", 0.5), {H}), (c("p_alive", "lt", 0.5), set()),
+    (c("expected_purchases", "gt", 1), {H}), (c("expected_purchases", "lte", 1), set()),
     (c("purchased_sku", "eq", "SH-01"), {H}), (c("purchased_sku", "eq", "SH-01", within_days=4), set()),
     (c("purchased_sku", "eq", "SH-01", within_days=5), {H}), (c("purchased_sku", "eq", "SK-9"), {T}),
     (c("purchased_sku", "ne", "SH-01"), {T, K}), (c("purchased_sku", "in", ["SK-9", "SH-01"]), {H, T}),

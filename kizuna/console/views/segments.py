@@ -7,13 +7,18 @@ added and removed in the page, and a count (`POST /segments/preview`, the same f
 in JSON) as the conditions change. The rules are campaigns/rules.py's and the SQL
 campaigns/segments.py's, as for the REST API: what the rule language refuses is shown beside
 the row it names.
+
+The 離脱予備軍 preset follows the churn model (campaigns/churn.py): ranked by its P(alive) once it
+has fitted, the recency rule until then; the list page shows the model's last run (モデル推定日時,
+parameters, or why it is not available). A segment about P(alive) lists its customers lowest
+P(alive) first (campaigns/segments.py `default_order`).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from kizuna.campaigns import rules, segment_export, segments
+from kizuna.campaigns import churn, rules, segment_export, segments
 from kizuna.storage import tags
 from kizuna.storage.errors import Invalid, NotFound
 
@@ -48,8 +53,11 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
     async with db(request) as session:
         saved = await segments.list_page(session, limit=LIST_LIMIT, after=None)
         counts = {segment.id: await _count(session, segment.rule, ctx.now) for segment in saved}
+        model = await churn.model_status(session)
+    fitted = model is not None and model.fitted
     return render(request, "segments.html", {
-        "saved": saved, "counts": counts, "presets": _presets(ctx),
+        "saved": saved, "counts": counts, "presets": _presets(ctx, churn_model=fitted), "model": model,
+        "churn_model_fitted": fitted, "min_repeat": churn.MIN_REPEAT_CUSTOMERS,
     })
 
 
@@ -69,16 +77,16 @@ def _words(ctx, rule) -> str:
         return f"{error.field}: {error.message}"
 
 
-def _presets(ctx) -> list[segments.Preset]:
+def _presets(ctx, *, churn_model: bool) -> list[segments.Preset]:
     """The presets, with the birth month in the shop's time zone."""
-    return segments.presets(ctx.now, getattr(ctx.timezone, "key", "Asia/Tokyo"))
+    return segments.presets(ctx.now, getattr(ctx.timezone, "key", "Asia/Tokyo"), churn_model=churn_model)
 
 
-def _prefilled(request: web.Request) -> segment_form.Builder:
+def _prefilled(request: web.Request, presets: list[segments.Preset]) -> segment_form.Builder:
     """The builder opened from a preset (`?preset=loyal`), the RFM grid (`?r=4&f=2`) or a saved
     segment (`?copy=12`, filled in by the view)."""
     query = request.query
-    preset = next((p for p in _presets(request[CONTEXT]) if p.key == query.get("preset")), None)
+    preset = next((p for p in presets if p.key == query.get("preset")), None)
     if preset is not None:
         return segment_form.builder_of(preset.rule) or segment_form.Builder()
     grid = [segment_form.Row(field=name, op="eq", value=query[key]) for key, name in (("r", "rfm_r"), ("f", "rfm_f"))
@@ -108,7 +116,9 @@ async def _builder_page(request: web.Request, builder: segment_form.Builder, *, 
 
 
 async def segment_new(request: web.Request) -> web.StreamResponse:
-    builder = _prefilled(request)
+    async with db(request) as session:
+        presets = _presets(request[CONTEXT], churn_model=await churn.model_fitted(session))
+    builder = _prefilled(request, presets)
     copy = request.query.get("copy", "")
     name = ""
     if copy.isdigit() and len(copy) < 10:
@@ -119,7 +129,7 @@ async def segment_new(request: web.Request) -> web.StreamResponse:
             raise Refused(404, "error.404") from None
         builder = segment_form.builder_of(segment.rule) or builder
         name = segment.name
-    preset = next((p for p in _presets(request[CONTEXT]) if p.key == request.query.get("preset")), None)
+    preset = next((p for p in presets if p.key == request.query.get("preset")), None)
     return await _builder_page(request, builder, name=preset.name if preset else name)
 
 
@@ -181,6 +191,7 @@ async def segment_page(request: web.Request) -> web.StreamResponse:
     url = request.app.router["segment"].url_for(segment_id=str(segment_id))
     return render(request, "segment.html", {
         "segment": segment, "count": count, "members": members, "words": _words(ctx, segment.rule),
+        "by_churn_risk": segments.default_order(segment.rule) == segments.BY_CHURN_RISK,
         "editable": segment_form.builder_of(segment.rule) is not None,
         "next_url": url.with_query({"after": str(members[-1].customer.id)}) if len(members) == MEMBERS_PAGE else None,
         "first_url": url if after_id is not None else None,
