@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from kizuna.bot.cli import _demo_admin
 from kizuna.bot.keys import SESSIONS
 from kizuna.campaigns import churn
 from kizuna.storage import orders
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer, Order, OrderCreate
 from kizuna.storage.types import utcnow
-from tests.console.test_console_browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, fill_login, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, admin_page, full_shot, keep_screenshots, like_make_run
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -58,59 +57,47 @@ async def seed(sessions) -> None:
 
 
 async def test_the_marketer_reads_churn_risk_in_the_console(database_url, redis_prefix, redis_cleanup, tmp_path):
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
     async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         sessions = runner.app[SESSIONS]
-        email, password = await _demo_admin(sessions)
         assert not (await churn.refresh_model(sessions)).fitted  # no orders yet
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await (await browser.new_context(viewport=LAPTOP, locale="ja-JP")).new_page()
-                page.set_default_timeout(10_000)
-                errors: list[str] = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                await page.goto(f"{base}/console/login")
-                await fill_login(page, email, password)
+        async with admin_page(base, sessions) as (page, errors):
+            await page.goto(f"{base}/console/segments")
+            await expect(page.locator("[data-model-unavailable]")).to_contain_text("モデルは利用できません")
+            await expect(page.locator("#churn-model")).to_contain_text("too few repeat customers: 0 of 0")
+            await expect(page.locator("#churn-model")).to_contain_text("2日以上購入したお客様が0人中0人です（推定には30人以上必要です）")
+            await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("最終購入が61〜180日前")
+            await page.locator("#churn-model").screenshot(path=shots / "74-churn-model-unavailable.png")
 
-                await page.goto(f"{base}/console/segments")
-                await expect(page.locator("[data-model-unavailable]")).to_contain_text("モデルは利用できません")
-                await expect(page.locator("#churn-model")).to_contain_text("too few repeat customers: 0 of 0")
-                await expect(page.locator("#churn-model")).to_contain_text("2日以上購入したお客様が0人中0人です（推定には30人以上必要です）")
-                await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("最終購入が61〜180日前")
-                await page.locator("#churn-model").screenshot(path=shots / "66-churn-model-unavailable.png")
+            await seed(sessions)
+            status = await churn.refresh_model(sessions)
+            assert status.fitted, status.reason
+            await page.goto(f"{base}/console/segments")
+            model = page.locator("#churn-model")
+            await expect(model).to_contain_text("モデル推定日時")
+            await expect(model).to_contain_text("150人（リピーター91人、推定に150人を使用）")
+            await expect(model).to_contain_text(f"r={status.bgnbd['r']:.3f}")
+            await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("継続見込みが50%未満")
+            await full_shot(page, shots / "75-churn-model.png")
 
-                await seed(sessions)
-                status = await churn.refresh_model(sessions)
-                assert status.fitted, status.reason
-                await page.goto(f"{base}/console/segments")
-                model = page.locator("#churn-model")
-                await expect(model).to_contain_text("モデル推定日時")
-                await expect(model).to_contain_text("150人（リピーター91人、推定に150人を使用）")
-                await expect(model).to_contain_text(f"r={status.bgnbd['r']:.3f}")
-                await expect(page.locator("[data-preset=churn_risk]")).to_contain_text("継続見込みが50%未満")
-                await page.screenshot(path=shots / "67-churn-model.png", full_page=True)
+            await page.locator("[data-preset=churn_risk]").click()
+            await page.get_by_role("button", name="保存", exact=True).click()
+            await expect(page.get_by_text("セグメントを保存しました。")).to_be_visible()
+            await expect(page.locator("[data-order=churn_risk]")).to_have_text("継続見込みの低い順")
+            cells = page.locator("tbody td[data-p-alive]")
+            await expect(cells.first).to_be_visible()
+            values = [float(value) for value in await cells.evaluate_all("cells => cells.map(c => c.dataset.pAlive)")]
+            assert values == sorted(values) and len(values) >= 5 and values[-1] < 0.5, values
+            await full_shot(page, shots / "76-churn-risk-segment.png")
 
-                await page.locator("[data-preset=churn_risk]").click()
-                await page.get_by_role("button", name="保存", exact=True).click()
-                await expect(page.get_by_text("セグメントを保存しました。")).to_be_visible()
-                await expect(page.locator("[data-order=churn_risk]")).to_have_text("継続見込みの低い順")
-                cells = page.locator("tbody td[data-p-alive]")
-                await expect(cells.first).to_be_visible()
-                values = [float(value) for value in await cells.evaluate_all("cells => cells.map(c => c.dataset.pAlive)")]
-                assert values == sorted(values) and len(values) >= 5 and values[-1] < 0.5, values
-                await page.screenshot(path=shots / "68-churn-risk-segment.png", full_page=True)
-
-                await page.locator("tbody tr").first.get_by_role("link").click()
-                panel = page.locator("#purchases")
-                await expect(panel).to_contain_text("継続見込み")
-                await expect(panel.locator("[data-p-alive]")).to_have_text(f"{values[0] * 100:.0f}%")
-                await expect(panel).to_contain_text("今後90日の購入見込み")
-                await page.screenshot(path=shots / "69-customer-outlook.png", full_page=True)
-                assert errors == [], errors
-            finally:
-                await browser.close()
+            await page.locator("tbody tr").first.get_by_role("link").click()
+            panel = page.locator("#purchases")
+            await expect(panel).to_contain_text("継続見込み")
+            await expect(panel.locator("[data-p-alive]")).to_have_text(f"{values[0] * 100:.0f}%")
+            await expect(panel).to_contain_text("今後90日の購入見込み")
+            await full_shot(page, shots / "77-customer-outlook.png")
+            assert errors == [], errors
     keep_screenshots(shots)
