@@ -203,6 +203,8 @@ class MetricSettingsRead(BaseModel):
     churn_horizon_days: int = Field(description="the churn model's expected purchases are over the next N days")
     annual_discount_rate: float = Field(description="model LTV's discount rate a year, applied per 30 days (0: none)")
     overrides: dict[str, Any]
+    rescoring: bool = Field(description="true from a change until the workers have rescored every customer with it "
+                            "(seconds: F and M scores and LTV are as of the previous settings meanwhile)")
     churn_model: dict[str, Any] | None = Field(
         default=None, description="the churn model's last run: ran_at, fitted, reason (why not), customers, repeat_customers, "
         "fit_sample, unit (days), bgnbd {r, alpha, a, b}, gamma_gamma {p, q, gamma}, spend_reason; null: never ran")
@@ -223,24 +225,23 @@ class MetricSettingsIn(BaseModel):
     annual_discount_rate: float = optional(ge=0, lt=1)
 
 
-def _settings_read(rules, overrides: dict, model: dict | None) -> MetricSettingsRead:
-    return MetricSettingsRead(**rules.as_json(), overrides=overrides, churn_model=model)
+async def _settings_read(session) -> MetricSettingsRead:
+    rules, overrides = await customer_metrics.load_settings(session)
+    return MetricSettingsRead(**rules.as_json(), overrides=overrides, rescoring=await customer_metrics.rescoring(session),
+                              churn_model=await customer_metrics.load_churn_model(session))
 
 
 async def get_metric_settings(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
-        rules, overrides = await customer_metrics.load_settings(session)
-        model = await customer_metrics.load_churn_model(session)
-    return json_answer(_settings_read(rules, overrides, model))
+        return json_answer(await _settings_read(session))
 
 
 async def put_metric_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, MetricSettingsIn)
     overrides = body.model_dump(exclude_unset=True)
     async with transaction(services(request).sessions) as session:
-        rules = await customer_metrics.set_rules(session, overrides, now=services(request).clock(), actor=actor(request))
-        model = await customer_metrics.load_churn_model(session)
-    return json_answer(_settings_read(rules, overrides, model))
+        await customer_metrics.set_rules(session, overrides, now=services(request).clock(), actor=actor(request))
+        return json_answer(await _settings_read(session))
 
 
 ENDPOINTS = [
@@ -272,8 +273,9 @@ ENDPOINTS = [
              "and the churn model's last run (when, its parameters, or why it is not available)",
              roles=MARKETING, response=MetricSettingsRead),
     Endpoint("PUT", "/metric-settings", put_metric_settings,
-             "Replace the shop's overrides (a setting left out follows the default) and rescore every customer with them "
-             "(a pass over all orders: seconds to a minute on a large shop). 400 names the invalid setting.",
+             "Replace the shop's overrides (a setting left out follows the default). The workers then rescore every "
+             "customer with them (`rescoring` is true until they have: seconds on a large shop) and refit the churn model. "
+             "400 names the invalid setting.",
              roles=(Role.ADMIN,), request=MetricSettingsIn, response=MetricSettingsRead),
     Endpoint("GET", "/segments/{id}/export.csv", export_segment,
              "The segment's customers now as CSV (UTF-8 with BOM; cells that would be formulas start with '); "

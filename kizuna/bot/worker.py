@@ -31,6 +31,7 @@ from .processor import EventProcessor
 from .sender import DeliverySender
 
 log = logging.getLogger("kizuna.worker")
+RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-settings change
 
 
 class Worker:
@@ -64,8 +65,11 @@ class Worker:
             for index in range(self.concurrency):
                 group.create_task(self._consume(), name=f"kizuna-consumer-{index}")
             group.create_task(self._sweep_forever(), name="kizuna-sweeper")
-            group.create_task(self._deciles_forever(), name="kizuna-deciles")
-            group.create_task(self._churn_model_forever(), name="kizuna-churn-model")
+            group.create_task(self._repeat(self._deciles, seconds=min(self.decile_refresh, 300.0), what="decile refresh"),
+                              name="kizuna-deciles")
+            group.create_task(self._repeat(self._churn_model, seconds=min(self.churn_model_refresh, 60.0), what="churn model run"),
+                              name="kizuna-churn-model")
+            group.create_task(self._repeat(self._rescore, seconds=RESCORE_LOOK, what="metric rescore"), name="kizuna-rescore")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -122,39 +126,38 @@ class Worker:
         except TimeoutError:
             pass
 
-    async def _deciles_forever(self) -> None:
-        """Customers' spend deciles, every `decile_refresh` seconds by one worker of all: each
-        looks now and then whether a refresh is due and claims it in the database
-        (`customer_metrics.refresh_population_if_due`), so N workers run it once."""
-        every = timedelta(seconds=self.decile_refresh)
+    async def _repeat(self, job, *, seconds: float, what: str) -> None:
+        """Run `job()` every `seconds` until stopped. A failure is logged (not when the database is
+        away: the sweeper reports that) and never ends the worker."""
         while not self._stopping.is_set():
             try:
-                async with transaction(self.sessions) as session:
-                    await customer_metrics.refresh_population_if_due(session, now=utcnow(), every=every)
-            except Exception as error:  # never end the worker; the database being away is the sweeper's to report
+                await job()
+            except Exception as error:
                 if not is_unavailable(error):
-                    log.exception("decile refresh failed; trying again later")
+                    log.exception("%s failed; trying again later", what)
             try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=min(self.decile_refresh, 300.0))
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
             except TimeoutError:
                 pass
 
-    async def _churn_model_forever(self) -> None:
+    async def _deciles(self) -> None:
+        """Customers' spend deciles, every `decile_refresh` seconds by one worker of all: each
+        looks now and then whether a refresh is due and claims it in the database
+        (`customer_metrics.refresh_population_if_due`), so N workers run it once."""
+        async with transaction(self.sessions) as session:
+            await customer_metrics.refresh_population_if_due(session, now=utcnow(), every=timedelta(seconds=self.decile_refresh))
+
+    async def _churn_model(self) -> None:
         """The churn model's fit (campaigns/churn.py), every `churn_model_refresh` seconds (a day)
         by one worker of all, claimed in the database like the deciles; looked for every minute,
-        so a run a CSV import marked due starts soon after it. The fit runs in a thread: this
-        worker's consumers go on meanwhile."""
-        every = timedelta(seconds=self.churn_model_refresh)
-        while not self._stopping.is_set():
-            try:
-                await churn.refresh_model_if_due(self.sessions, now=utcnow(), every=every)
-            except Exception as error:  # never end the worker; the database being away is the sweeper's to report
-                if not is_unavailable(error):
-                    log.exception("churn model run failed; trying again at its next due time")
-            try:
-                await asyncio.wait_for(self._stopping.wait(), timeout=min(self.churn_model_refresh, 60.0))
-            except TimeoutError:
-                pass
+        so a run a CSV import or a settings change made due starts soon after. The fit runs in
+        a thread: this worker's consumers go on meanwhile."""
+        await churn.refresh_model_if_due(self.sessions, now=utcnow(), every=timedelta(seconds=self.churn_model_refresh))
+
+    async def _rescore(self) -> None:
+        """A rescore the shop's new metric settings asked for (`customer_metrics.rescore_if_requested`),
+        looked for every RESCORE_LOOK seconds: the scores follow a change within seconds."""
+        await customer_metrics.rescore_if_requested(self.sessions, now=utcnow())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

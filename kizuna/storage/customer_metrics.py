@@ -11,13 +11,15 @@ rather than aggregating the orders table on every read. This module keeps those 
 - `refresh_population(session)`: what depends on everyone, i.e. the spend decile (NTILE(10) over
   monetary, 1 = the top 10 %). One UPDATE … FROM a window query, writing only the rows whose
   decile changed. Run after each CSV import (`storage/imports.run_import`), hourly by one of the
-  workers (`refresh_population_if_due`, claimed in `metric_settings`; KIZUNA_DECILE_REFRESH), by
-  `kizuna metrics refresh`, and with `refresh_all` when the shop's metric settings change.
-  Between two runs a new buyer's
-  decile is None and the others' are as of the last run: deciles move slowly, and recomputing
-  them for every API request would cost a pass over all customers each time.
+  workers (`refresh_population_if_due`, claimed in `metric_settings`; KIZUNA_DECILE_REFRESH) and
+  by `kizuna metrics refresh`. Between two runs a new buyer's decile is None and the others'
+  are as of the last run: deciles move slowly, and recomputing them for every API request would
+  cost a pass over all customers each time.
+- `rescore_if_requested(sessions, now=)`: after the shop changes its settings (`set_rules`), a
+  worker rewrites the F and M scores and LTV from the kept columns, in chunks of customers each
+  committed on its own (seconds at a million; the orders are not read again).
 - `refresh_all(session, now=)`: every row from the orders, then the deciles (the backfill, and
-  what a settings change needs).
+  `kizuna metrics refresh`).
 
 What is never stored, because it would go stale with the clock: `recency_days` (whole days
 since the last completed order, floor((now − last_order_at) / 24 h)) and `rfm_r` (its score).
@@ -63,7 +65,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import audit
-from .db import chunked, insert_on_conflict
+from .db import chunked, insert_on_conflict, transaction
 from .errors import Invalid
 from .models import CustomerMetrics, MetricSettings, Order, OrderStatus
 from .types import UTCDateTime, utcnow
@@ -139,16 +141,26 @@ async def load_settings(session: AsyncSession) -> tuple[MetricRules, dict]:
 
 
 async def set_rules(session: AsyncSession, overrides: dict, *, now: datetime, actor: audit.Actor | None = None) -> MetricRules:
-    """Replace the shop's overrides and recompute every row with them (scores and LTV follow
-    the settings, so they cannot wait for the next order)."""
+    """Replace the shop's overrides. The kept F and M scores and LTV follow within seconds: the
+    change asks the workers for a rescore (`rescore_if_requested`), which rewrites them in
+    chunks, each its own short transaction. Doing it here would hold every metrics row (and
+    the order imports waiting on them) for as long as a million customers take. The churn
+    model, whose horizon and LTV follow the settings too, is made due."""
     checked = check_rules(overrides)
     table = MetricSettings.__table__
     # Insert-or-update in one statement: two admins saving at once cannot both insert row 1.
-    insert = insert_on_conflict(session, table).values(id=1, overrides=overrides, updated_at=now)
-    await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_={"overrides": overrides, "updated_at": now}))
-    await refresh_all(session, now=now, rules=checked)
+    changes = {"overrides": overrides, "updated_at": now, "rescore_requested_at": now, "churn_model_claimed_at": None}
+    insert = insert_on_conflict(session, table).values(id=1, **changes)
+    await session.execute(insert.on_conflict_do_update(index_elements=["id"], set_=changes))
     audit.record_by(session, actor, audit.Action.SETTINGS_CHANGED, target="metric_settings", **checked.as_json())
     return checked
+
+
+async def rescoring(session: AsyncSession) -> bool:
+    """Whether a rescore asked for by a settings change has not finished yet."""
+    table = MetricSettings.__table__
+    requested = (await session.execute(sa.select(table.c.rescore_requested_at).where(table.c.id == 1))).scalar_one_or_none()
+    return requested is not None
 
 
 # -- kept rows --------------------------------------------------------------------------------
@@ -183,9 +195,7 @@ def refresh_statement(dialect: str, rules: MetricRules, now: datetime, customer_
         aggregate = aggregate.where(orders.c.customer_id.in_(customer_ids))
     agg = aggregate.group_by(orders.c.customer_id).subquery("agg")
     bought = agg.c.frequency > 0
-    span = _days_between(dialect, agg.c.first_order_at, agg.c.last_order_at)
-    years_of_buying = sa.case((span > 365, span), else_=365.0)
-    ltv = sa.cast(sa.func.round(agg.c.monetary * (rules.gross_margin * rules.expected_years * 365.0) / years_of_buying), sa.BigInteger)
+    ltv = _ltv(dialect, rules, agg.c.monetary, agg.c.first_order_at, agg.c.last_order_at)
     select = sa.select(
         agg.c.customer_id, agg.c.first_order_at, agg.c.last_order_at, agg.c.frequency, agg.c.monetary,
         sa.case((bought, agg.c.monetary // agg.c.frequency), else_=0),
@@ -239,6 +249,59 @@ async def refresh_population(session: AsyncSession) -> None:
     """What depends on everyone: the spend deciles (see the module's docstring for when)."""
     for statement in decile_statements():
         await session.execute(statement)
+
+
+RESCORE_CHUNK = 50_000  # customer ids per transaction: well under a second each at a million
+RESCORE_LEASE = timedelta(minutes=15)  # a worker that died mid-rescore: another takes it over after this
+
+
+def _ltv(dialect: str, rules: MetricRules, monetary, first_order_at, last_order_at):
+    """The formula LTV (module docstring): spend per year of buying × margin × expected years."""
+    span = _days_between(dialect, first_order_at, last_order_at)
+    years_of_buying = sa.case((span > 365, span), else_=365.0)
+    return sa.cast(sa.func.round(monetary * (rules.gross_margin * rules.expected_years * 365.0) / years_of_buying), sa.BigInteger)
+
+
+def rescore_statement(dialect: str, rules: MetricRules, after: int, upto: int) -> sa.Update:
+    """The scores and LTV that depend on the settings, rewritten from the kept columns (no pass
+    over the orders) for the buyers whose id is in (after, upto], writing only changed rows."""
+    table = CustomerMetrics.__table__
+    values = {
+        "rfm_f": _score_up(table.c.frequency, rules.frequency_orders),
+        "rfm_m": _score_up(table.c.monetary, rules.monetary_yen),
+        "ltv": _ltv(dialect, rules, table.c.monetary, table.c.first_order_at, table.c.last_order_at),
+    }
+    changed = sa.or_(*(table.c[name].is_distinct_from(value) for name, value in values.items()))
+    return (sa.update(table).values(values)
+            .where(table.c.customer_id > after, table.c.customer_id <= upto, table.c.frequency > 0, changed))
+
+
+async def rescore_if_requested(sessions, *, now: datetime) -> bool:
+    """A worker's turn at the rescore a settings change asked for: claim it (of N workers one gets
+    it; one that died holding it is taken over after RESCORE_LEASE), rewrite the scores in
+    chunks of RESCORE_CHUNK customers, each committed on its own, then mark it done unless the
+    settings changed again meanwhile (then it runs again with the newer ones). True when this
+    caller ran it."""
+    table = MetricSettings.__table__
+    async with transaction(sessions) as session:
+        requested = (await session.execute(
+            sa.update(table).values(rescore_claimed_at=now)
+            .where(table.c.id == 1, table.c.rescore_requested_at.is_not(None),
+                   sa.or_(table.c.rescore_claimed_at.is_(None), table.c.rescore_claimed_at <= now - RESCORE_LEASE))
+            .returning(table.c.rescore_requested_at)
+        )).scalar_one_or_none()
+        if requested is None:
+            return False
+        rules = await load_rules(session)
+        last = (await session.execute(sa.select(sa.func.max(CustomerMetrics.customer_id)))).scalar_one() or 0
+    for after in range(0, last, RESCORE_CHUNK):
+        async with transaction(sessions) as session:
+            await session.execute(rescore_statement(session.bind.dialect.name, rules, after, after + RESCORE_CHUNK))
+    async with transaction(sessions) as session:
+        still_asked = sa.case((table.c.rescore_requested_at == requested, None), else_=table.c.rescore_requested_at)
+        await session.execute(sa.update(table).values(rescore_requested_at=still_asked, rescore_claimed_at=None)
+                              .where(table.c.id == 1))
+    return True
 
 
 async def refresh_population_if_due(session: AsyncSession, *, now: datetime, every: timedelta) -> bool:

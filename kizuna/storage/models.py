@@ -1113,6 +1113,10 @@ class MetricSettings(SQLModel, table=True):
     # When a worker last claimed the churn model's daily fit (`customer_metrics.claim_churn_model`);
     # None: due now (set so after a CSV import of orders).
     churn_model_claimed_at: datetime | None = _optional_time()
+    # A settings change asks the workers to rescore everyone (`customer_metrics.rescore_if_requested`):
+    # when it was asked (None: nothing to do), and when a worker took it on (a lease).
+    rescore_requested_at: datetime | None = _optional_time()
+    rescore_claimed_at: datetime | None = _optional_time()
     # The churn model's last run (campaigns/churn.py `ModelStatus.as_json`): when, fitted or why
     # not, the parameters. None: never run.
     churn_model: dict | None = Field(default=None, sa_type=JSONType, nullable=True)

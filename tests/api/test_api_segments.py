@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from kizuna.storage import tokens
 from kizuna.storage.db import transaction
+from tests.conftest import Kizuna, eventually, start_kizuna
 
 
 def an_order(external_id: str, email: str, total: int = 5500, days_ago: int = 1) -> dict:
@@ -136,7 +137,6 @@ async def test_support_may_not_use_segments(kizuna):
 
 
 async def test_a_worker_refreshes_the_deciles_on_schedule(settings, emulator):
-    from tests.conftest import Kizuna, eventually, start_kizuna
 
     settings = settings.model_copy(update={"decile_refresh_seconds": 1.0})
     server, token = await start_kizuna(settings, emulator)
@@ -163,7 +163,13 @@ async def test_metric_settings_are_read_and_changed_and_rescore(kizuna):
     assert (await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": rule}))[1]["count"] == 0
     status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={"monetary_yen": [5000, 10000, 20000, 40000]})
     assert status == 200 and body["monetary_yen"] == [5000, 10000, 20000, 40000] and body["gross_margin"] == 0.3, body
-    assert (await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": rule}))[1]["count"] == 1
+    assert body["rescoring"] is True
+
+    async def rescored() -> bool:  # by the worker, within seconds
+        settings = (await kizuna.api("GET", "/api/v1/metric-settings"))[1]
+        return not settings["rescoring"] and (await kizuna.api("POST", "/api/v1/segments/preview", json={"rule": rule}))[1]["count"] == 1
+
+    await eventually(rescored, what="the customer rescored with the new thresholds")
     status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={"recency_days": [30, 20, 90, 180]})
     assert (status, body["error"]["field"]) == (400, "recency_days"), body
     status, body = await kizuna.api("PUT", "/api/v1/metric-settings", json={})
@@ -232,7 +238,6 @@ async def test_the_churn_risk_preset_lists_customers_by_churn_risk(kizuna):
 async def test_a_worker_runs_the_churn_model_and_says_why_it_is_not_available(kizuna):
     """The embedded worker claims the day's run at start; a shop with no repeat customers gets no
     model, and the reason is there to read (the console shows it on the segments page)."""
-    from tests.conftest import eventually
 
     async def ran() -> bool:
         status, body = await kizuna.api("GET", "/api/v1/metric-settings")

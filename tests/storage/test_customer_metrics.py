@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from kizuna.storage import customer_metrics, orders
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.errors import Invalid
-from kizuna.storage.models import CustomerMetrics, OrderCreate
+from kizuna.storage.models import CustomerMetrics, MetricSettings, OrderCreate
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
 
@@ -95,13 +95,38 @@ async def test_settings_override_the_defaults_and_rescore(sessions):
     await upsert(sessions, order("S-1", "s@example.com", 12000, days_ago=1))
     async with transaction(sessions) as session:
         await customer_metrics.set_rules(session, {"monetary_yen": [5000, 10000, 20000, 40000], "gross_margin": 0.5}, now=NOW)
+        assert await customer_metrics.rescoring(session)
+    [row] = (await metrics(sessions)).values()
+    assert (row.rfm_m, row.ltv) == (2, round(12000 * 0.3 * 3))  # the request itself rescored nobody
+    assert await customer_metrics.rescore_if_requested(sessions, now=NOW)
     [row] = (await metrics(sessions)).values()
     assert (row.rfm_m, row.ltv) == (3, round(12000 * 0.5 * 3))
+    assert not await customer_metrics.rescore_if_requested(sessions, now=NOW)  # done: nothing more asked
+    async with sessions() as session:
+        assert not await customer_metrics.rescoring(session)
     with pytest.raises(Invalid, match="ascending"):
         customer_metrics.check_rules({"recency_days": [30, 20, 90, 180]})
     with pytest.raises(Invalid) as error:
         customer_metrics.check_rules({"margin": 0.3})
     assert error.value.field == "margin"
+
+
+async def test_a_rescore_is_run_by_one_worker_and_taken_over_when_its_lease_ends(sessions):
+    await upsert(sessions, order("S-1", "s@example.com", 12000, days_ago=1), order("S-2", "t@example.com", 60000, days_ago=1))
+    async with transaction(sessions) as session:
+        await customer_metrics.set_rules(session, {"monetary_yen": [5000, 10000, 20000, 40000]}, now=NOW)
+    table = MetricSettings.__table__
+    async with transaction(sessions) as session:  # a worker has taken it on: another does not
+        await session.execute(sa.update(table).values(rescore_claimed_at=NOW))
+    assert not await customer_metrics.rescore_if_requested(sessions, now=NOW + timedelta(minutes=1))
+    # ... until its lease runs out (it died); the newest settings are the ones applied
+    async with transaction(sessions) as session:
+        await customer_metrics.set_rules(session, {"monetary_yen": [1000, 2000, 3000, 50000]}, now=NOW + timedelta(minutes=2))
+    later = NOW + customer_metrics.RESCORE_LEASE + timedelta(minutes=1)
+    assert await customer_metrics.rescore_if_requested(sessions, now=later)
+    assert sorted(row.rfm_m for row in (await metrics(sessions)).values()) == [4, 5]
+    async with sessions() as session:
+        assert not await customer_metrics.rescoring(session)
 
 
 async def test_refresh_all_rebuilds_from_the_orders(sessions):
