@@ -117,6 +117,23 @@ CASES = [
     ({"all": [c("followed", "eq", True), {"any": [c("gender", "eq", "male"), c("tag", "eq", "VIP")]}]}, {H, T}),
     ({"not": {"any": [c("gender", "eq", "male"), c("tag", "eq", "VIP")]}}, {K}),
     ({"all": [c("purchased_category", "eq", "ヘアケア", within_days=90), c("rfm_r", "gte", 4), c("registered", "eq", True)]}, {H}),
+    # Negated conditions on other tables (anti-joins) include the customers who have no rows there:
+    # ken has no order and no coupon, taro's only ヘアケア order was cancelled.
+    ({"not": c("tag", "eq", "VIP")}, {T, K}), ({"not": c("tag", "ne", "VIP")}, {H}), ({"not": {"not": c("tag", "eq", "VIP")}}, {H}),
+    ({"not": c("purchased_category", "eq", "ヘアケア")}, {T, K}), (c("purchased_category", "ne", "スキンケア"), {K}),
+    ({"not": c("purchased_sku", "in", ["SH-01", "SK-9"])}, {K}),
+    ({"not": c("purchased_category", "eq", "ヘアケア", within_days=30)}, {T, K}),
+    ({"not": c("purchased_category", "eq", "ヘアケア", within_days=4)}, {H, T, K}),
+    ({"not": c("coupon_redeemed", "eq", False)}, {H}), (c("coupon_redeemed", "in", [False, 1]), {H, T, K}),
+    (c("coupon_redeemed", "in", [False, 2]), {T, K}), ({"not": c("coupon_redeemed", "in", [False, 2])}, {H}),
+    ({"all": [{"not": c("tag", "eq", "常連")}, {"not": c("purchased_category", "eq", "スキンケア", within_days=300)}]}, {K}),
+    # ... and so do they where they cannot be a semi- or anti-join (under any, under not of a group).
+    ({"any": [c("tag", "ne", "VIP"), c("purchased_category", "eq", "ヘアケア", within_days=90)]}, {H, T, K}),
+    ({"any": [c("gender", "eq", "female"), {"not": c("purchased_sku", "eq", "SK-9")}]}, {H, K}),
+    ({"not": {"all": [c("tag", "eq", "VIP"), c("purchased_category", "eq", "ヘアケア")]}}, {T, K}),
+    ({"not": {"all": [c("tag", "ne", "VIP"), c("coupon_redeemed", "eq", False)]}}, {H}),
+    ({"any": [c("coupon_redeemed", "eq", False), c("tag", "eq", "VIP")]}, {H, T, K}),
+    ({"any": [c("coupon_redeemed", "in", [False, 2]), c("blocked", "eq", True)]}, {T, K}),
     # Hostile values are values: nothing matches them, nothing breaks.
     (c("tag", "eq", "' OR 1=1 --"), set()), (c("purchased_sku", "eq", "x'); DROP TABLE customers; --"), set()),
     (c("tag", "contains", "%' OR '1'='1"), set()), (c("purchased_category", "in", ["\" OR \"\"=\"", "1; SELECT 1"]), set()),
