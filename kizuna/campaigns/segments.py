@@ -25,6 +25,7 @@ How a rule becomes SQL, so that it is fast on a million customers and safe from 
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -57,19 +58,82 @@ class _Context:
     today: date  # in the shop's time zone: ages and birth months
     rules: MetricRules
     uses_metrics: bool = False
+    # The column that identifies the customer in the FROM: customers.id, or customer_metrics.customer_id
+    # when the rule reads nothing of the customers table (see compile_rule).
+    subject: Any = None
     # Sub-selects of customer ids LEFT JOINed to the customers (conditions not in the top-level "all").
     lookups: list[sa.Subquery] = field(default_factory=list)
 
 
 def compile_rule(node: Node, *, now: datetime, rules: MetricRules, zone: str = "Asia/Tokyo") -> sa.Select:
-    """The select of the ids of the customers `node` matches (a checked rule, `rules.check`)."""
-    context = _Context(now=now, today=now.astimezone(ZoneInfo(zone)).date(), rules=rules)
+    """The select of the ids (column `id`) of the customers `node` matches (a checked rule, `rules.check`)."""
+    # A rule that only matches customers with a metrics row (one who bought: "R ≥ 4", "frequency ≥ 1")
+    # and reads no column of the customers table is a select from customer_metrics alone. Joining the
+    # million rows of customers only to drop the merged ones costs more than the rule: they are kept
+    # out by an anti-join against the few merged customers instead (a partial index holds just them).
+    metrics_only = (any(_needs_metrics_row(condition) for condition in _top_conditions(node))
+                    and not _fields(node) & _CUSTOMER_FIELDS)
+    context = _Context(now=now, today=now.astimezone(ZoneInfo(zone)).date(), rules=rules,
+                       subject=_metrics.c.customer_id if metrics_only else _customers.c.id)
     condition = _compile(node, context, top=True)
-    source = _customers.outerjoin(_metrics, _metrics.c.customer_id == _customers.c.id) if context.uses_metrics else _customers
+    if metrics_only:
+        source = _metrics
+        merged = _customers.alias("merged")
+        # A customer merged into another (名寄せ) lives on in the one kept: never a member on its own.
+        kept = ~sa.exists().where(merged.c.id == _metrics.c.customer_id, merged.c.merged_into_id.is_not(None))
+    else:
+        source = _customers.outerjoin(_metrics, _metrics.c.customer_id == _customers.c.id) if context.uses_metrics else _customers
+        kept = _customers.c.merged_into_id.is_(None)
     for lookup in context.lookups:
-        source = source.outerjoin(lookup, lookup.c.customer_id == _customers.c.id)
-    # A customer merged into another (名寄せ) lives on in the one kept: never a member on its own.
-    return sa.select(_customers.c.id).select_from(source).where(_customers.c.merged_into_id.is_(None), condition)
+        source = source.outerjoin(lookup, lookup.c.customer_id == context.subject)
+    return sa.select(context.subject.label("id")).select_from(source).where(kept, condition)
+
+
+# Fields read from the customers table itself (the others: customer_metrics, or tables joined by id).
+_CUSTOMER_FIELDS = frozenset({"registered", "followed", "blocked", "marketing_opt_in", "gender", "prefecture", "age",
+                              "birth_month", "last_interaction_days", "followed_days"})
+# A customer without orders has no metrics row: these read as (frequency, monetary, ltv: 0; f2: false) …
+_METRIC_DEFAULTS = {"frequency": 0, "monetary": 0, "ltv": 0, "f2": False}
+# … and these as nothing (no condition on them matches such a customer).
+_METRICS_OR_NOTHING = frozenset({"recency_days", "rfm_r", "rfm_f", "rfm_m", "decile", "p_alive"})
+
+
+def _top_conditions(node: Node) -> list[Condition]:
+    """The conditions that must all hold: the rule itself, or the members of its top-level "all"s."""
+    if isinstance(node, Condition):
+        return [node]
+    if isinstance(node, All):
+        return [condition for item in node.rules for condition in _top_conditions(item)]
+    return []
+
+
+def _fields(node: Node) -> set[str]:
+    if isinstance(node, Condition):
+        return {node.field}
+    if isinstance(node, Not):
+        return _fields(node.rule)
+    return set().union(*(_fields(item) for item in node.rules))
+
+
+def _needs_metrics_row(condition: Condition) -> bool:
+    """Whether only a customer with a metrics row can match `condition` (ne is a negation: never)."""
+    if condition.op == Op.NE:
+        return False
+    if condition.field in _METRICS_OR_NOTHING:
+        return True
+    if condition.field in _METRIC_DEFAULTS:
+        return not _holds(_METRIC_DEFAULTS[condition.field], condition.op, condition.value)
+    return False
+
+
+def _holds(known: Any, op: Op, value: Any) -> bool:
+    """`_compare` in Python, for a value known here (a metric's value without orders)."""
+    if op == Op.IN:
+        return known in value
+    if op == Op.BETWEEN:
+        return value[0] <= known <= value[1]
+    return {Op.EQ: known == value, Op.LT: known < value, Op.LTE: known <= value, Op.GT: known > value,
+            Op.GTE: known >= value}[op]
 
 
 def _compile(node: Node, context: _Context, *, top: bool) -> Any:
@@ -147,7 +211,7 @@ def _elapsed(column: Any, ranges: list[tuple[int | None, int | None]], ago: Call
     """Whole units elapsed since `column` within `ranges`. `ago(n)` is the latest moment that is
     at least n units ago, so "≥ n" is `column ≤ ago(n)` and "≤ n" is `column > ago(n + 1)`."""
     parts = []
-    for low, high in ranges:
+    for low, high in _merged(ranges):
         bounds = []
         if low is not None:
             bounds.append(column <= ago(low))
@@ -155,6 +219,19 @@ def _elapsed(column: Any, ranges: list[tuple[int | None, int | None]], ago: Call
             bounds.append(column > ago(high + 1))
         parts.append(sa.and_(column.is_not(None), *bounds))
     return sa.or_(sa.false(), *parts)
+
+
+def _merged(ranges: list[tuple[int | None, int | None]]) -> list[tuple[int | None, int | None]]:
+    """The same integers as fewer ranges: "R ≥ 4" is days ≤ 60, one range an index scans, not
+    (≤ 30) OR (31..60)."""
+    out: list[tuple[int | None, int | None]] = []
+    for low, high in sorted(ranges, key=lambda r: -math.inf if r[0] is None else r[0]):
+        if out and (out[-1][1] is None or (low is not None and low <= out[-1][1] + 1) or low is None):
+            last_low, last_high = out[-1]
+            out[-1] = (last_low, None if last_high is None or high is None else max(last_high, high))
+        else:
+            out.append((low, high))
+    return out
 
 
 def _years_ago(today: date, years: int) -> date:
@@ -171,8 +248,8 @@ def _related(ids: sa.Select, context: _Context, *, top: bool, negated: bool) -> 
     customer_id = ids.selected_columns[0]
     if top:
         if negated:
-            return ~ids.where(customer_id == _customers.c.id).exists()
-        return _customers.c.id.in_(ids)
+            return ~ids.where(customer_id == context.subject).exists()
+        return context.subject.in_(ids)
     lookup = ids.distinct().subquery(f"related_{len(context.lookups) + 1}")
     context.lookups.append(lookup)
     return lookup.c.customer_id.is_(None) if negated else lookup.c.customer_id.is_not(None)
@@ -305,9 +382,11 @@ async def preview(session: AsyncSession, rule: Any, *, now: datetime, sample: in
 async def members(session: AsyncSession, segment_id: int, *, now: datetime, limit: int, after: int | None) -> list[Member]:
     """A page of the segment's customers by id, after the id `after`."""
     segment = await get(session, segment_id)
-    statement = (await audience(session, segment.rule, now=now)).order_by(_customers.c.id).limit(limit)
+    statement = await audience(session, segment.rule, now=now)
+    customer_id = statement.selected_columns.id  # customers.id, or customer_metrics.customer_id (compile_rule)
+    statement = statement.order_by(customer_id).limit(limit)
     if after is not None:
-        statement = statement.where(_customers.c.id > after)
+        statement = statement.where(customer_id > after)
     return await _members(session, list((await session.execute(statement)).scalars()), now=now)
 
 

@@ -167,7 +167,8 @@ async def test_the_rule_compiles_to_one_select_with_bound_values(sessions, peopl
         statement = await segments.audience(session, rule, now=NOW)
         compiled = statement.compile(dialect=session.bind.dialect)
     assert "OR 1=1" not in str(compiled) and "' OR 1=1 --" in compiled.params.values()
-    assert str(compiled).count("SELECT") == 3  # the select and two uncorrelated semi-joins
+    # the select, two uncorrelated semi-joins, and the anti-join that keeps merged customers out
+    assert str(compiled).count("SELECT") == 4
 
 
 async def test_recency_follows_the_clock(sessions, people):
@@ -235,3 +236,16 @@ async def test_preview_counts_and_samples(sessions, people):
     assert preview.count == 2
     [member] = preview.sample
     assert member.customer.id == people["hanako"] and (member.metrics.recency_days, member.metrics.rfm_r) == (5, 5)
+
+
+async def test_a_merged_customer_is_never_a_member(sessions, people):
+    """Whether the rule reads the customers table or only the kept metrics (R, F, M, spend…),
+    a customer merged into another is not matched on their own, even with a metrics row left."""
+    async with transaction(sessions) as session:
+        await session.execute(sa.update(Customer).where(Customer.id == people[T]).values(merged_into_id=people[H]))
+    names = {customer_id: name for name, customer_id in people.items()}
+    for rule, expected in [(c("frequency", "gte", 1), {H}), (c("rfm_r", "in", [1, 5]), {H}), (c("decile", "lte", 2), {H}),
+                           ({"all": [c("frequency", "gte", 1), c("followed", "eq", True)]}, {H}),
+                           ({"all": [c("monetary", "gt", 0), c("tag", "ne", "VIP")]}, set()),
+                           (c("frequency", "eq", 0), {K}), ({"all": []}, {H, K})]:
+        assert {names[customer_id] for customer_id in await matched(sessions, rule)} == expected, rule

@@ -11,6 +11,10 @@ the row it names.
 
 from __future__ import annotations
 
+import json
+import math
+import time
+
 from aiohttp import web
 
 from kizuna.campaigns import rules, segment_export, segments
@@ -46,10 +50,35 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
         saved = await segments.list_page(session, limit=LIST_LIMIT, after=None)
-        counts = {segment.id: await _count(session, segment.rule, ctx.now) for segment in saved}
+        counts = await list_counts(session, saved, ctx.now)
     return render(request, "segments.html", {
         "saved": saved, "counts": counts, "presets": _presets(ctx),
     })
+
+
+# The list counts every saved segment, and one count can take seconds on a million customers (a
+# rule on what was bought scans the recent orders): the page counts for at most this long, the
+# segments it has never counted first, then the ones counted longest ago; the others show the count
+# they had when last counted (kept in this process), until a later visit reaches them. On a small
+# shop every segment is counted on every visit, as before.
+LIST_COUNT_BUDGET_S = 2.0
+_last_counts: dict[tuple[str, int, str], tuple[int | None, float]] = {}  # (database, id, rule) -> (count, when)
+_LAST_COUNTS_MAX = 10_000
+
+
+async def list_counts(session, saved, now, *, budget_s: float = LIST_COUNT_BUDGET_S) -> dict[int, int | None]:
+    """{segment id: its size} for the list: now, or when last counted (see above); None: not counted yet."""
+    database = session.bind.url.render_as_string(hide_password=True)
+    keys = {segment.id: (database, segment.id, json.dumps(segment.rule, sort_keys=True)) for segment in saved}
+    oldest_first = sorted(saved, key=lambda segment: _last_counts.get(keys[segment.id], (None, -math.inf))[1])
+    deadline = time.monotonic() + budget_s
+    for segment in oldest_first:
+        if time.monotonic() >= deadline:
+            break
+        if len(_last_counts) >= _LAST_COUNTS_MAX:
+            _last_counts.clear()
+        _last_counts[keys[segment.id]] = (await _count(session, segment.rule, now), time.monotonic())
+    return {segment.id: _last_counts.get(keys[segment.id], (None, 0.0))[0] for segment in saved}
 
 
 async def _count(session, rule, now) -> int | None:
