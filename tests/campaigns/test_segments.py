@@ -167,7 +167,7 @@ async def test_the_rule_compiles_to_one_select_with_bound_values(sessions, peopl
         statement = await segments.audience(session, rule, now=NOW)
         compiled = statement.compile(dialect=session.bind.dialect)
     assert "OR 1=1" not in str(compiled) and "' OR 1=1 --" in compiled.params.values()
-    # the select, two uncorrelated semi-joins, and the anti-join that keeps merged customers out
+    # the select, two semi-joins (EXISTS), and the anti-join that keeps merged customers out
     assert str(compiled).count("SELECT") == 4
 
 
