@@ -249,3 +249,31 @@ async def test_a_merged_customer_is_never_a_member(sessions, people):
                            ({"all": [c("monetary", "gt", 0), c("tag", "ne", "VIP")]}, set()),
                            (c("frequency", "eq", 0), {K}), ({"all": []}, {H, K})]:
         assert {names[customer_id] for customer_id in await matched(sessions, rule)} == expected, rule
+
+
+async def test_the_segment_list_counts_within_its_budget_and_shows_the_last_count(sessions, people):
+    """The console's list: a visit counts while its time budget lasts (here none: one segment per
+    visit), oldest first; a segment not reached shows its last count, or nothing before its first."""
+    from kizuna.console.views import segments as segment_views
+    from kizuna.storage.models import Segment
+
+    segment_views._last_counts.clear()  # what other tests' pages counted in this process
+    async with transaction(sessions) as session:
+        saved = [Segment(name=name, rule=rule, created_at=NOW, updated_at=NOW)
+                 for name, rule in (("VIP", c("tag", "eq", "VIP")), ("bought", c("frequency", "gte", 1)),
+                                    ("everyone", {"all": []}))]
+        session.add_all(saved)
+    visits = []
+    for _ in range(4):
+        async with sessions() as session:
+            counts = await segment_views.list_counts(session, saved, NOW, budget_s=0)
+            visits.append([counts[segment.id] for segment in saved])
+    assert visits == [[1, None, None], [1, 2, None], [1, 2, 3], [1, 2, 3]]
+    async with transaction(sessions) as session:  # a new customer: the count shown catches up visit by visit
+        session.add(Customer(line_user_id="U" + "4" * 32, followed=True))
+    async with sessions() as session:
+        counts = await segment_views.list_counts(session, saved, NOW, budget_s=0)
+    assert [counts[segment.id] for segment in saved] == [1, 2, 3]  # the oldest (VIP) was recounted: still 1
+    async with sessions() as session:
+        counts = await segment_views.list_counts(session, saved, NOW, budget_s=60)
+    assert [counts[segment.id] for segment in saved] == [1, 2, 4]

@@ -57,12 +57,14 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
 
 
 # The list counts every saved segment, and one count can take seconds on a million customers (a
-# rule on what was bought scans the recent orders): the page counts for at most this long, the
-# segments it has never counted first, then the ones counted longest ago; the others show the count
-# they had when last counted (kept in this process), until a later visit reaches them. On a small
-# shop every segment is counted on every visit, as before.
+# rule on what was bought scans the recent orders): a visit counts for about this long, the
+# segments it has never counted first, then the ones counted longest ago, skipping one that took
+# longer last time than what is left (it comes first on a later visit); the others show the count
+# they had when last counted (kept in this process). On a small shop every segment is counted on
+# every visit, as before.
 LIST_COUNT_BUDGET_S = 2.0
-_last_counts: dict[tuple[str, int, str], tuple[int | None, float]] = {}  # (database, id, rule) -> (count, when)
+# (database, segment id, rule) -> (count, when counted, seconds it took)
+_last_counts: dict[tuple[str, int, str], tuple[int | None, float, float]] = {}
 _LAST_COUNTS_MAX = 10_000
 
 
@@ -70,15 +72,21 @@ async def list_counts(session, saved, now, *, budget_s: float = LIST_COUNT_BUDGE
     """{segment id: its size} for the list: now, or when last counted (see above); None: not counted yet."""
     database = session.bind.url.render_as_string(hide_password=True)
     keys = {segment.id: (database, segment.id, json.dumps(segment.rule, sort_keys=True)) for segment in saved}
-    oldest_first = sorted(saved, key=lambda segment: _last_counts.get(keys[segment.id], (None, -math.inf))[1])
+    oldest_first = sorted(saved, key=lambda segment: _last_counts.get(keys[segment.id], (None, -math.inf, 0.0))[1])
     deadline = time.monotonic() + budget_s
-    for segment in oldest_first:
-        if time.monotonic() >= deadline:
+    for index, segment in enumerate(oldest_first):
+        left = deadline - time.monotonic()
+        if index > 0 and left <= 0:
             break
+        last = _last_counts.get(keys[segment.id])
+        if index > 0 and last is not None and last[2] > left:
+            continue  # the oldest is always counted: a slow segment is not skipped for ever
         if len(_last_counts) >= _LAST_COUNTS_MAX:
             _last_counts.clear()
-        _last_counts[keys[segment.id]] = (await _count(session, segment.rule, now), time.monotonic())
-    return {segment.id: _last_counts.get(keys[segment.id], (None, 0.0))[0] for segment in saved}
+        started = time.monotonic()
+        count = await _count(session, segment.rule, now)
+        _last_counts[keys[segment.id]] = (count, started, time.monotonic() - started)
+    return {segment.id: _last_counts.get(keys[segment.id], (None,))[0] for segment in saved}
 
 
 async def _count(session, rule, now) -> int | None:
