@@ -4,9 +4,16 @@ the services the REST API and the console call (create, list, preview, members, 
 How a rule becomes SQL, so that it is fast on a million customers and safe from its values:
 - `customers` LEFT JOIN `customer_metrics` (kept by the order upsert, storage/customer_metrics.py),
   joined only when a metric field is used; nothing aggregates the orders table per customer.
-- Conditions on other tables are uncorrelated semi-joins, `customers.id IN (SELECT customer_id …)`
-  (tags, purchases, coupon redemptions): the database runs each sub-select once, never a
-  per-customer SubPlan.
+- Conditions on other tables (tags, purchases, coupon redemptions) become joins, never a
+  per-customer SubPlan (PostgreSQL runs a sub-select that it cannot turn into a join once per
+  customer, or as one hashed SubPlan probed per customer):
+  - in the rule's top-level "all" (the usual case: the builder's conditions), a positive one is
+    `EXISTS (SELECT … WHERE customer_id = customers.id)` and a negated one (`not`, `ne`) `NOT
+    EXISTS (…)`: PostgreSQL plans them as a semi- and an anti-join (hash, merge or nested loop, as
+    the sizes say); SQLite probes the customer_id indexes for the customers the other conditions
+    left (at 100k customers, 1.7× faster than building the whole `IN (SELECT …)` list first);
+  - anywhere else (under `any`, or under a `not` of a group) it is a LEFT JOIN to the distinct
+    customer ids of the sub-select, tested with `IS NOT NULL`: the sub-select still runs once.
 - Conditions on elapsed time (`recency_days`, `rfm_r`, `last_interaction_days`, `followed_days`,
   `age`) are ranges on the stored moment, with bounds computed here from `now`: "recency_days ≥ 90"
   is `last_order_at ≤ now − 90 × 24 h`. Exact (floor of whole days, whole years), never stale,
@@ -26,8 +33,9 @@ starts after that customer's (p_alive, id), read when the page is asked for.
 from __future__ import annotations
 
 import calendar
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,27 +67,108 @@ class _Context:
     today: date  # in the shop's time zone: ages and birth months
     rules: MetricRules
     uses_metrics: bool = False
+    # The column that identifies the customer in the FROM: customers.id, or customer_metrics.customer_id
+    # when the rule reads nothing of the customers table (see compile_rule).
+    subject: Any = None
+    # Sub-selects of customer ids LEFT JOINed to the customers (conditions not in the top-level "all").
+    lookups: list[sa.Subquery] = field(default_factory=list)
 
 
 def compile_rule(node: Node, *, now: datetime, rules: MetricRules, zone: str = "Asia/Tokyo") -> sa.Select:
-    """The select of the ids of the customers `node` matches (a checked rule, `rules.check`)."""
-    context = _Context(now=now, today=now.astimezone(ZoneInfo(zone)).date(), rules=rules)
-    condition = _compile(node, context)
-    source = _customers.outerjoin(_metrics, _metrics.c.customer_id == _customers.c.id) if context.uses_metrics else _customers
-    # A customer merged into another (名寄せ) lives on in the one kept: never a member on its own.
-    return sa.select(_customers.c.id).select_from(source).where(_customers.c.merged_into_id.is_(None), condition)
+    """The select of the ids (column `id`) of the customers `node` matches (a checked rule, `rules.check`)."""
+    # A rule that only matches customers with a metrics row (one who bought: "R ≥ 4", "frequency ≥ 1")
+    # and reads no column of the customers table is a select from customer_metrics alone. Joining the
+    # million rows of customers only to drop the merged ones costs more than the rule: they are kept
+    # out by an anti-join against the few merged customers instead (a partial index holds just them).
+    metrics_only = (any(_needs_metrics_row(condition) for condition in _top_conditions(node))
+                    and not _fields(node) & _CUSTOMER_FIELDS)
+    context = _Context(now=now, today=now.astimezone(ZoneInfo(zone)).date(), rules=rules,
+                       subject=_metrics.c.customer_id if metrics_only else _customers.c.id)
+    condition = _compile(node, context, top=True)
+    if metrics_only:
+        source = _metrics
+        merged = _customers.alias("merged")
+        # A customer merged into another (名寄せ) lives on in the one kept: never a member on its own.
+        kept = ~sa.exists().where(merged.c.id == _metrics.c.customer_id, merged.c.merged_into_id.is_not(None))
+    else:
+        source = _customers.outerjoin(_metrics, _metrics.c.customer_id == _customers.c.id) if context.uses_metrics else _customers
+        kept = _customers.c.merged_into_id.is_(None)
+    for lookup in context.lookups:
+        source = source.outerjoin(lookup, lookup.c.customer_id == context.subject)
+    return sa.select(context.subject.label("id")).select_from(source).where(kept, condition)
 
 
-def _compile(node: Node, context: _Context) -> Any:
+# Fields read from the customers table itself (the others: customer_metrics, or tables joined by id).
+_CUSTOMER_FIELDS = frozenset({"registered", "followed", "blocked", "marketing_opt_in", "gender", "prefecture", "age",
+                              "birth_month", "last_interaction_days", "followed_days"})
+# A customer without orders has no metrics row: these read as (frequency, monetary, ltv: 0; f2: false) …
+_METRIC_DEFAULTS = {"frequency": 0, "monetary": 0, "ltv": 0, "f2": False}
+# … and these as nothing (no condition on them matches such a customer).
+_METRICS_OR_NOTHING = frozenset({"recency_days", "rfm_r", "rfm_f", "rfm_m", "decile", "p_alive", "expected_purchases"})
+
+
+def _top_conditions(node: Node) -> list[Condition]:
+    """The conditions that must all hold: the rule itself, or the members of its top-level "all"s."""
+    if isinstance(node, Condition):
+        return [node]
     if isinstance(node, All):
-        return sa.and_(sa.true(), *(_compile(item, context) for item in node.rules))
-    if isinstance(node, AnyOf):
-        return sa.or_(*(_compile(item, context) for item in node.rules))
+        return [condition for item in node.rules for condition in _top_conditions(item)]
+    return []
+
+
+def _fields(node: Node) -> set[str]:
+    if isinstance(node, Condition):
+        return {node.field}
     if isinstance(node, Not):
-        return _not(_compile(node.rule, context))
+        return _fields(node.rule)
+    return set().union(*(_fields(item) for item in node.rules))
+
+
+def _needs_metrics_row(condition: Condition) -> bool:
+    """Whether only a customer with a metrics row can match `condition` (ne is a negation: never)."""
+    if condition.op == Op.NE:
+        return False
+    if condition.field in _METRICS_OR_NOTHING:
+        return True
+    if condition.field in _METRIC_DEFAULTS:
+        return not _holds(_METRIC_DEFAULTS[condition.field], condition.op, condition.value)
+    return False
+
+
+def _holds(known: Any, op: Op, value: Any) -> bool:
+    """`_compare` in Python, for a value known here (a metric's value without orders)."""
+    if op == Op.IN:
+        return known in value
+    if op == Op.BETWEEN:
+        return value[0] <= known <= value[1]
+    return {Op.EQ: known == value, Op.LT: known < value, Op.LTE: known <= value, Op.GT: known > value,
+            Op.GTE: known >= value}[op]
+
+
+def _compile(node: Node, context: _Context, *, top: bool) -> Any:
+    """`top`: the node is the rule, or a member of the rule's top-level "all" (of "all"s): the
+    WHERE clause's own conjuncts, where a sub-select can be a semi- or anti-join."""
+    if isinstance(node, All):
+        return sa.and_(sa.true(), *(_compile(item, context, top=top) for item in node.rules))
+    if isinstance(node, AnyOf):
+        return sa.or_(*(_compile(item, context, top=False) for item in node.rules))
+    if isinstance(node, Not):
+        return _negate(node.rule, context, top=top)
     if node.op == Op.NE:
-        return _not(_condition(Condition(node.field, Op.EQ, node.value, node.within_days), context))
+        return _negate(Condition(node.field, Op.EQ, node.value, node.within_days), context, top=top)
+    if node.field in _RELATED:
+        return _RELATED[node.field](node, context, top, False)
     return _condition(node, context)
+
+
+def _negate(node: Node, context: _Context, *, top: bool) -> Any:
+    if top and isinstance(node, Not):
+        return _compile(node.rule, context, top=True)  # two-valued: not not x is x
+    if top and isinstance(node, Condition) and node.op == Op.NE:
+        return _compile(Condition(node.field, Op.EQ, node.value, node.within_days), context, top=True)
+    if top and isinstance(node, Condition) and node.field in _RELATED:
+        return _RELATED[node.field](node, context, True, True)  # an anti-join
+    return _not(_compile(node, context, top=False))
 
 
 def _not(condition: Any) -> Any:
@@ -131,7 +220,7 @@ def _elapsed(column: Any, ranges: list[tuple[int | None, int | None]], ago: Call
     """Whole units elapsed since `column` within `ranges`. `ago(n)` is the latest moment that is
     at least n units ago, so "≥ n" is `column ≤ ago(n)` and "≤ n" is `column > ago(n + 1)`."""
     parts = []
-    for low, high in ranges:
+    for low, high in _merged(ranges):
         bounds = []
         if low is not None:
             bounds.append(column <= ago(low))
@@ -139,6 +228,19 @@ def _elapsed(column: Any, ranges: list[tuple[int | None, int | None]], ago: Call
             bounds.append(column > ago(high + 1))
         parts.append(sa.and_(column.is_not(None), *bounds))
     return sa.or_(sa.false(), *parts)
+
+
+def _merged(ranges: list[tuple[int | None, int | None]]) -> list[tuple[int | None, int | None]]:
+    """The same integers as fewer ranges: "R ≥ 4" is days ≤ 60, one range an index scans, not
+    (≤ 30) OR (31..60)."""
+    out: list[tuple[int | None, int | None]] = []
+    for low, high in sorted(ranges, key=lambda r: -math.inf if r[0] is None else r[0]):
+        if out and (out[-1][1] is None or (low is not None and low <= out[-1][1] + 1) or low is None):
+            last_low, last_high = out[-1]
+            out[-1] = (last_low, None if last_high is None or high is None else max(last_high, high))
+        else:
+            out.append((low, high))
+    return out
 
 
 def _years_ago(today: date, years: int) -> date:
@@ -149,32 +251,71 @@ def _years_ago(today: date, years: int) -> date:
     return today.replace(year=year)
 
 
-def _semi_join(subquery: sa.Select) -> Any:
-    return _customers.c.id.in_(subquery)
+def _related(ids: sa.Select, context: _Context, *, top: bool, negated: bool) -> Any:
+    """Whether the customer is among `ids` (a select of one column, `customer_id`, from another
+    table), or with `negated` is not: as a join, never a per-customer sub-select (module docstring)."""
+    customer_id = ids.selected_columns[0]
+    if top:
+        correlated = ids.where(customer_id == context.subject).exists()
+        return ~correlated if negated else correlated
+    lookup = ids.distinct().subquery(f"related_{len(context.lookups) + 1}")
+    context.lookups.append(lookup)
+    return lookup.c.customer_id.is_(None) if negated else lookup.c.customer_id.is_not(None)
 
 
-def _purchases(column: Any, node: Condition, context: _Context) -> Any:
+def _tag(node: Condition, context: _Context, top: bool, negated: bool) -> Any:
+    tags = CustomerTag.__table__
+    ids = sa.select(tags.c.customer_id).where(_compare(tags.c.tag, node.op, node.value))
+    return _related(ids, context, top=top, negated=negated)
+
+
+def _purchases(node: Condition, context: _Context, top: bool, negated: bool) -> Any:
     orders, items = Order.__table__, OrderItem.__table__
-    subquery = (sa.select(orders.c.customer_id).select_from(orders.join(items, items.c.order_id == orders.c.id))
-                .where(orders.c.status == OrderStatus.COMPLETED.value, _compare(column(items), node.op, node.value)))
+    column = items.c.sku if node.field == "purchased_sku" else items.c.category
+    ids = (sa.select(orders.c.customer_id).select_from(orders.join(items, items.c.order_id == orders.c.id))
+           .where(orders.c.status == OrderStatus.COMPLETED.value, _compare(column, node.op, node.value)))
     if node.within_days is not None:
-        subquery = subquery.where(orders.c.ordered_at >= context.now - timedelta(days=node.within_days))
-    return _semi_join(subquery)
+        ids = ids.where(orders.c.ordered_at >= context.now - timedelta(days=node.within_days))
+    return _related(ids, context, top=top, negated=negated)
 
 
-def _coupon(node: Condition, context: _Context) -> Any:
+def _coupon(node: Condition, context: _Context, top: bool, negated: bool) -> Any:
     grants = CouponGrant.__table__
-    subquery = sa.select(grants.c.customer_id).where(grants.c.status == GrantStatus.REDEEMED.value)
+    redeemed = sa.select(grants.c.customer_id).where(grants.c.status == GrantStatus.REDEEMED.value)
     if node.within_days is not None:
-        subquery = subquery.where(grants.c.redeemed_at >= context.now - timedelta(days=node.within_days))
+        redeemed = redeemed.where(grants.c.redeemed_at >= context.now - timedelta(days=node.within_days))
     values = node.value if node.op == Op.IN else [node.value]
+    # The condition as "among these ids" parts (positive) and "not among" parts, OR-ed.
+    parts: list[tuple[sa.Select, bool]] = []
     if any(value is True for value in values):
-        return _semi_join(subquery)  # any coupon
-    ids = [value for value in values if value is not False]
-    redeemed = _semi_join(subquery.where(grants.c.coupon_id.in_(ids))) if ids else sa.false()
-    if any(value is False for value in values):  # "redeemed none"
-        return sa.or_(redeemed, _not(_semi_join(subquery)))
-    return redeemed
+        parts.append((redeemed, True))  # any coupon
+    else:
+        ids = [value for value in values if value is not False]
+        if ids:
+            parts.append((redeemed.where(grants.c.coupon_id.in_(ids)), True))
+        if any(value is False for value in values):
+            parts.append((redeemed, False))  # "redeemed none"
+    if len(parts) == 1 and top:
+        ids, positive = parts[0]
+        return _related(ids, context, top=True, negated=negated == positive)
+    either = sa.or_(*(_related(ids, context, top=False, negated=not positive) for ids, positive in parts))
+    return _not(either) if negated else either
+
+
+def _friend_source(node: Condition, context: _Context, top: bool, negated: bool) -> Any:
+    """The source the customer came through (resolved attributions only), by its code or its name."""
+    sources, attributions = FriendSource.__table__, FriendSourceAttribution.__table__
+    ids = (sa.select(attributions.c.customer_id)
+           .select_from(attributions.join(sources, sources.c.id == attributions.c.source_id))
+           .where(attributions.c.resolved_at.is_not(None),
+                  sa.or_(_compare(sources.c.code, node.op, node.value), _compare(sources.c.name, node.op, node.value))))
+    return _related(ids, context, top=top, negated=negated)
+
+
+_RELATED: dict[str, Callable[[Condition, _Context, bool, bool], Any]] = {
+    "tag": _tag, "purchased_sku": _purchases, "purchased_category": _purchases, "coupon_redeemed": _coupon,
+    "friend_source": _friend_source,
+}
 
 
 def _metric(context: _Context, name: str, default: Any = None) -> Any:
@@ -209,22 +350,6 @@ def _condition(node: Condition, context: _Context) -> Any:
         return _elapsed(_metric(context, "last_order_at"), ranges, lambda n: context.now - n * day)
     if field == "age":
         return _elapsed(customers.birthday, _bounds(op, value), lambda n: _years_ago(context.today, n))
-    if field == "tag":
-        tags = CustomerTag.__table__
-        return _semi_join(sa.select(tags.c.customer_id).where(_compare(tags.c.tag, op, value)))
-    if field == "purchased_sku":
-        return _purchases(lambda items: items.c.sku, node, context)
-    if field == "purchased_category":
-        return _purchases(lambda items: items.c.category, node, context)
-    if field == "coupon_redeemed":
-        return _coupon(node, context)
-    if field == "friend_source":
-        # The source the customer came through (resolved attributions only), by its code or its name.
-        sources, attributions = FriendSource.__table__, FriendSourceAttribution.__table__
-        return _semi_join(sa.select(attributions.c.customer_id)
-                          .select_from(attributions.join(sources, sources.c.id == attributions.c.source_id))
-                          .where(attributions.c.resolved_at.is_not(None),
-                                 sa.or_(_compare(sources.c.code, op, value), _compare(sources.c.name, op, value))))
     raise AssertionError(field)
 
 

@@ -131,6 +131,12 @@ class CustomerBase(SQLModel):
 
 class Customer(CustomerBase, table=True):
     __tablename__ = "customers"
+    __table_args__ = (
+        # The few merged customers: segments read from customer_metrics alone keep them out with an
+        # anti-join against this (campaigns/segments.py), not a join of every customer row.
+        sa.Index("ix_customers_merged", "id", postgresql_where=sa.text("merged_into_id IS NOT NULL"),
+                 sqlite_where=sa.text("merged_into_id IS NOT NULL")),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     # Set when an admin merged this customer into another (storage/merges.py): the row stays, for
@@ -1079,11 +1085,15 @@ class CustomerMetrics(SQLModel, table=True):
     fitted, or while it cannot fit (too few repeat customers)."""
 
     __tablename__ = "customer_metrics"
+    __table_args__ = (
+        # Recency conditions (`recency_days`, `rfm_r`) are ranges on last_order_at; with the columns
+        # the presets add to them (frequency, F, M) and the id, a segment's count is an index-only scan.
+        sa.Index("ix_customer_metrics_recency", "last_order_at", "frequency", "rfm_f", "rfm_m", "customer_id"),
+    )
 
     customer_id: int = Field(foreign_key="customers.id", primary_key=True)
     first_order_at: datetime | None = _optional_time()
-    # Indexed: recency conditions (`recency_days`, `rfm_r`) are ranges on it.
-    last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True, index=True)
+    last_order_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
     frequency: int = 0  # completed orders
     monetary: int = Field(default=0, sa_type=sa.BigInteger)  # yen, sum of completed orders' totals
     average_order_value: int = 0  # yen, rounded down

@@ -118,6 +118,23 @@ CASES = [
     ({"all": [c("followed", "eq", True), {"any": [c("gender", "eq", "male"), c("tag", "eq", "VIP")]}]}, {H, T}),
     ({"not": {"any": [c("gender", "eq", "male"), c("tag", "eq", "VIP")]}}, {K}),
     ({"all": [c("purchased_category", "eq", "ヘアケア", within_days=90), c("rfm_r", "gte", 4), c("registered", "eq", True)]}, {H}),
+    # Negated conditions on other tables (anti-joins) include the customers who have no rows there:
+    # ken has no order and no coupon, taro's only ヘアケア order was cancelled.
+    ({"not": c("tag", "eq", "VIP")}, {T, K}), ({"not": c("tag", "ne", "VIP")}, {H}), ({"not": {"not": c("tag", "eq", "VIP")}}, {H}),
+    ({"not": c("purchased_category", "eq", "ヘアケア")}, {T, K}), (c("purchased_category", "ne", "スキンケア"), {K}),
+    ({"not": c("purchased_sku", "in", ["SH-01", "SK-9"])}, {K}),
+    ({"not": c("purchased_category", "eq", "ヘアケア", within_days=30)}, {T, K}),
+    ({"not": c("purchased_category", "eq", "ヘアケア", within_days=4)}, {H, T, K}),
+    ({"not": c("coupon_redeemed", "eq", False)}, {H}), (c("coupon_redeemed", "in", [False, 1]), {H, T, K}),
+    (c("coupon_redeemed", "in", [False, 2]), {T, K}), ({"not": c("coupon_redeemed", "in", [False, 2])}, {H}),
+    ({"all": [{"not": c("tag", "eq", "常連")}, {"not": c("purchased_category", "eq", "スキンケア", within_days=300)}]}, {K}),
+    # ... and so do they where they cannot be a semi- or anti-join (under any, under not of a group).
+    ({"any": [c("tag", "ne", "VIP"), c("purchased_category", "eq", "ヘアケア", within_days=90)]}, {H, T, K}),
+    ({"any": [c("gender", "eq", "female"), {"not": c("purchased_sku", "eq", "SK-9")}]}, {H, K}),
+    ({"not": {"all": [c("tag", "eq", "VIP"), c("purchased_category", "eq", "ヘアケア")]}}, {T, K}),
+    ({"not": {"all": [c("tag", "ne", "VIP"), c("coupon_redeemed", "eq", False)]}}, {H}),
+    ({"any": [c("coupon_redeemed", "eq", False), c("tag", "eq", "VIP")]}, {H, T, K}),
+    ({"any": [c("coupon_redeemed", "in", [False, 2]), c("blocked", "eq", True)]}, {T, K}),
     # Hostile values are values: nothing matches them, nothing breaks.
     (c("tag", "eq", "' OR 1=1 --"), set()), (c("purchased_sku", "eq", "x'); DROP TABLE customers; --"), set()),
     (c("tag", "contains", "%' OR '1'='1"), set()), (c("purchased_category", "in", ["\" OR \"\"=\"", "1; SELECT 1"]), set()),
@@ -151,7 +168,8 @@ async def test_the_rule_compiles_to_one_select_with_bound_values(sessions, peopl
         statement = await segments.audience(session, rule, now=NOW)
         compiled = statement.compile(dialect=session.bind.dialect)
     assert "OR 1=1" not in str(compiled) and "' OR 1=1 --" in compiled.params.values()
-    assert str(compiled).count("SELECT") == 3  # the select and two uncorrelated semi-joins
+    # the select, two semi-joins (EXISTS), and the anti-join that keeps merged customers out
+    assert str(compiled).count("SELECT") == 4
 
 
 async def test_recency_follows_the_clock(sessions, people):
@@ -219,3 +237,44 @@ async def test_preview_counts_and_samples(sessions, people):
     assert preview.count == 2
     [member] = preview.sample
     assert member.customer.id == people["hanako"] and (member.metrics.recency_days, member.metrics.rfm_r) == (5, 5)
+
+
+async def test_a_merged_customer_is_never_a_member(sessions, people):
+    """Whether the rule reads the customers table or only the kept metrics (R, F, M, spend…),
+    a customer merged into another is not matched on their own, even with a metrics row left."""
+    async with transaction(sessions) as session:
+        await session.execute(sa.update(Customer).where(Customer.id == people[T]).values(merged_into_id=people[H]))
+    names = {customer_id: name for name, customer_id in people.items()}
+    for rule, expected in [(c("frequency", "gte", 1), {H}), (c("rfm_r", "in", [1, 5]), {H}), (c("decile", "lte", 2), {H}),
+                           ({"all": [c("frequency", "gte", 1), c("followed", "eq", True)]}, {H}),
+                           ({"all": [c("monetary", "gt", 0), c("tag", "ne", "VIP")]}, set()),
+                           (c("frequency", "eq", 0), {K}), ({"all": []}, {H, K})]:
+        assert {names[customer_id] for customer_id in await matched(sessions, rule)} == expected, rule
+
+
+async def test_the_segment_list_counts_within_its_budget_and_shows_the_last_count(sessions, people):
+    """The console's list: a visit counts while its time budget lasts (here none: one segment per
+    visit), oldest first; a segment not reached shows its last count, or nothing before its first."""
+    from kizuna.console.views import segments as segment_views
+    from kizuna.storage.models import Segment
+
+    segment_views._last_counts.clear()  # what other tests' pages counted in this process
+    async with transaction(sessions) as session:
+        saved = [Segment(name=name, rule=rule, created_at=NOW, updated_at=NOW)
+                 for name, rule in (("VIP", c("tag", "eq", "VIP")), ("bought", c("frequency", "gte", 1)),
+                                    ("everyone", {"all": []}))]
+        session.add_all(saved)
+    visits = []
+    for _ in range(4):
+        async with sessions() as session:
+            counts = await segment_views.list_counts(session, saved, NOW, budget_s=0)
+            visits.append([counts[segment.id] for segment in saved])
+    assert visits == [[1, None, None], [1, 2, None], [1, 2, 3], [1, 2, 3]]
+    async with transaction(sessions) as session:  # a new customer: the count shown catches up visit by visit
+        session.add(Customer(line_user_id="U" + "4" * 32, followed=True))
+    async with sessions() as session:
+        counts = await segment_views.list_counts(session, saved, NOW, budget_s=0)
+    assert [counts[segment.id] for segment in saved] == [1, 2, 3]  # the oldest (VIP) was recounted: still 1
+    async with sessions() as session:
+        counts = await segment_views.list_counts(session, saved, NOW, budget_s=60)
+    assert [counts[segment.id] for segment in saved] == [1, 2, 4]

@@ -16,6 +16,10 @@ P(alive) first (campaigns/segments.py `default_order`).
 
 from __future__ import annotations
 
+import json
+import math
+import time
+
 from aiohttp import web
 
 from kizuna.campaigns import churn, rules, segment_export, segments
@@ -52,13 +56,46 @@ async def segment_list(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
         saved = await segments.list_page(session, limit=LIST_LIMIT, after=None)
-        counts = {segment.id: await _count(session, segment.rule, ctx.now) for segment in saved}
+        counts = await list_counts(session, saved, ctx.now)
         model = await churn.model_status(session)
     fitted = model is not None and model.fitted
     return render(request, "segments.html", {
         "saved": saved, "counts": counts, "presets": _presets(ctx, churn_model=fitted), "model": model,
         "churn_model_fitted": fitted, "min_repeat": churn.MIN_REPEAT_CUSTOMERS,
     })
+
+
+# The list counts every saved segment, and one count can take seconds on a million customers (a
+# rule on what was bought scans the recent orders): a visit counts for about this long, the
+# segments it has never counted first, then the ones counted longest ago, skipping one that took
+# longer last time than what is left (it comes first on a later visit); the others show the count
+# they had when last counted (kept in this process). On a small shop every segment is counted on
+# every visit, as before.
+LIST_COUNT_BUDGET_S = 2.0
+# (database, segment id, rule) -> (count, when counted, seconds it took)
+_last_counts: dict[tuple[str, int, str], tuple[int | None, float, float]] = {}
+_LAST_COUNTS_MAX = 10_000
+
+
+async def list_counts(session, saved, now, *, budget_s: float = LIST_COUNT_BUDGET_S) -> dict[int, int | None]:
+    """{segment id: its size} for the list: now, or when last counted (see above); None: not counted yet."""
+    database = session.bind.url.render_as_string(hide_password=True)
+    keys = {segment.id: (database, segment.id, json.dumps(segment.rule, sort_keys=True)) for segment in saved}
+    oldest_first = sorted(saved, key=lambda segment: _last_counts.get(keys[segment.id], (None, -math.inf, 0.0))[1])
+    deadline = time.monotonic() + budget_s
+    for index, segment in enumerate(oldest_first):
+        left = deadline - time.monotonic()
+        if index > 0 and left <= 0:
+            break
+        last = _last_counts.get(keys[segment.id])
+        if index > 0 and last is not None and last[2] > left:
+            continue  # the oldest is always counted: a slow segment is not skipped for ever
+        if len(_last_counts) >= _LAST_COUNTS_MAX:
+            _last_counts.clear()
+        started = time.monotonic()
+        count = await _count(session, segment.rule, now)
+        _last_counts[keys[segment.id]] = (count, started, time.monotonic() - started)
+    return {segment.id: _last_counts.get(keys[segment.id], (None,))[0] for segment in saved}
 
 
 async def _count(session, rule, now) -> int | None:
