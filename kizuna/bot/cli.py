@@ -1,4 +1,4 @@
-"""The `kizuna` command: serve, worker, migrate, token, staff, richmenu, faq."""
+"""The `kizuna` command: serve, worker, migrate, demo, token, staff, richmenu, faq, import, metrics."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from aiohttp import web
 from kizuna.storage.imports import CUSTOMERS_HEADER, ORDERS_HEADER
 from kizuna.storage.roles import Role
 
+from . import demo_orders
 from .settings import Settings, SettingsError, load_settings
 
 
@@ -27,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("worker", help="process events and deliveries (production mode: REDIS_URL set)")
     commands.add_parser("migrate", help="bring the database schema up to date")
     commands.add_parser("demo", help="with the emulator only: a registration coupon, an example FAQ and the first console admin (when there are none)")
+    demo_orders = commands.add_parser(
+        "demo-orders", help="write a demo shop's order history (two years, Shift_JIS) to a CSV file for `kizuna import orders`")
+    demo_orders.add_argument("file", type=Path)
+    demo_orders.add_argument("--customers", type=int, default=1000, help="how many customers (default 1000)")
+    demo_orders.add_argument("--seed", type=int, default=1)
 
     token = commands.add_parser("token", help="REST API tokens")
     token_commands = token.add_subparsers(dest="token_command", required=True)
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args = parser.parse_args(argv)
+    if args.command == "demo-orders":  # writes a file: no settings, no database
+        return _demo_orders(args.file, args.customers, args.seed)
     overrides = {key: value for key, value in (("port", getattr(args, "port", None)), ("host", getattr(args, "host", None))) if value is not None}
     try:
         settings = load_settings(**overrides)
@@ -272,6 +280,20 @@ async def _demo(settings: Settings) -> int:
 
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
+
+
+def _demo_orders(path: Path, customers: int, seed: int) -> int:
+    if not 1 <= customers <= 1_000_000:
+        print("kizuna demo-orders: --customers must be from 1 to 1,000,000", file=sys.stderr)
+        return 2
+    try:
+        orders, lines = demo_orders.write(path, customers, seed=seed)
+    except OSError as error:
+        print(f"kizuna demo-orders: {path}: {error.strerror}", file=sys.stderr)
+        return 1
+    print(f"kizuna demo-orders: wrote {orders:,} orders ({lines:,} lines) of {customers:,} customers to {path} (Shift_JIS); "
+          f"load them with `kizuna import orders {path}`")
+    return 0
 
 
 async def _demo_admin(sessions) -> tuple[str, str] | None:
