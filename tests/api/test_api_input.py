@@ -132,11 +132,11 @@ async def test_keyword_rule_change_takes_the_nulls_its_schema_allows(kizuna):
     rule = (await kizuna.api("POST", "/api/v1/keyword-rules", json={**RULE, "name": "営業時間"}))[1]
     schema = openapi_document()["components"]["schemas"]["KeywordRuleChange"]["properties"]
     nullable = {name for name, spec in schema.items() if {"type": "null"} in spec.get("anyOf", [])}
-    assert nullable == {"name", "reply_text", "flow_action"}
+    assert nullable == {"name", "reply_text", "flow_action", "add_tag"}
     status, changed = await kizuna.api("PUT", f"/api/v1/keyword-rules/{rule['id']}",
-                                       json={"name": None, "reply_text": None, "flow_action": "register"})
+                                       json={"name": None, "reply_text": None, "flow_action": "register", "add_tag": None})
     assert status == 200, changed
-    assert (changed["name"], changed["reply_text"], changed["flow_action"]) == (None, None, "register")
+    assert (changed["name"], changed["reply_text"], changed["flow_action"], changed["add_tag"]) == (None, None, "register", None)
     for name in ("match_type", "pattern", "priority", "enabled"):  # not nullable in the schema, nor on the server
         assert_error(*(await kizuna.api("PUT", f"/api/v1/keyword-rules/{rule['id']}", json={name: None})),
                      400, "invalid_field", name)
