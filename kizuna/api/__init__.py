@@ -14,12 +14,12 @@ from types import ModuleType
 
 from aiohttp import web
 
-from . import conversations, coupons, customers, events, faq, merges, orders, segments, texts
+from . import cart_events, conversations, coupons, customers, events, faq, merges, orders, segments, texts
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
-AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, merges, segments)
+AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, cart_events, merges, segments)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

@@ -244,3 +244,24 @@ async def test_two_writers_racing_for_a_new_customer_never_fail(sessions):
     assert found["customers"] - 1 <= found["candidates"]
     holders = await rows(sessions, sa.select(CustomerIdentity.customer_id).where(CustomerIdentity.value == "race@example.com"))
     assert len(holders) == 1
+
+
+def test_the_fingerprint_is_the_one_stored_before_plain_orders():
+    """Orders stored before `orders.Plain` carry a hash of the model's JSON: the same order sent
+    again must still be recognised as unchanged (not updated once after an upgrade)."""
+    import hashlib
+    import json
+
+    def by_the_model(given: OrderCreate) -> str:
+        data = given.model_dump(mode="json", exclude={"ordered_at"})
+        data["ordered_at"] = given.ordered_at.astimezone(timezone.utc).isoformat()
+        return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    samples = [
+        order(), order(channel=..., email=..., phone="03-1234-5678", store="渋谷店", status="returned", items=[]),
+        order(line_user_id=LINE_ID, external_customer_id="Ｃ－１", total=0,
+              items=[{"sku": "A", "unit_price": 0}, {"sku": "B", "name": "名前", "quantity": 3, "unit_price": 10}]),
+    ]
+    for sample in samples:
+        assert orders.fingerprint(sample) == by_the_model(sample)
+    assert len({orders.fingerprint(sample) for sample in samples}) == 3
