@@ -6,6 +6,11 @@ its rows. The caller stores a batch only when it has none (`run_import`), so a b
 never half-imports its batch; the other batches go in. A second run of the same file changes
 nothing (storage/orders.upsert is idempotent).
 
+Speed (bench/order_import.py, docs/benchmarks.md): the batches are parsed in a thread a few
+batches ahead, while the database works on the previous ones; good batches are stored ten at a
+time (one transaction, each with its customers' metrics); a plainly valid row becomes an order
+without a pydantic model (the model checks every other row, so the errors are the model's).
+
 Files: UTF-8 (with or without BOM) or Shift_JIS/CP932, which Japanese EC and POS exports use;
 the encoding is detected, not asked for: a file that is valid UTF-8 throughout is UTF-8, else
 CP932 (a superset of Shift_JIS with the Windows characters such as ① and ㈱). Columns are found

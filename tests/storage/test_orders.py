@@ -265,3 +265,36 @@ def test_the_fingerprint_is_the_one_stored_before_plain_orders():
     for sample in samples:
         assert orders.fingerprint(sample) == by_the_model(sample)
     assert len({orders.fingerprint(sample) for sample in samples}) == 3
+
+
+async def test_a_large_batch_racing_another_for_the_same_new_orders_stores_each_once(sessions, database_url):
+    """On PostgreSQL a large batch COPYs its new orders straight in; when another writer stores
+    the same orders meanwhile, that COPY fails on the unique external_id and the batch takes the
+    ON CONFLICT way instead: both writers succeed, every order is stored once, with its lines
+    and one timeline row."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the COPY path is PostgreSQL's")
+    import asyncio
+
+    batch = [order(f"L-{n:03d}", email=f"l{n}@example.com") for n in range(150)]
+    first = sessions()
+    await first.begin()
+    await orders.upsert(first, batch, now=NOW, source="first")  # not committed yet: holds the new rows
+    second = asyncio.create_task(upsert(sessions, *batch, source="second"))
+
+    async def second_waits() -> bool:  # for the first writer's rows (a lock wait), not done
+        waiting = await rows(sessions, sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                                "AND datname = current_database()"))
+        return waiting[0][0] >= 1
+
+    from tests.conftest import eventually
+
+    await eventually(second_waits, what="the second writer to wait for the first")
+    await first.commit()
+    await first.close()
+    result = await asyncio.wait_for(second, timeout=30)
+    assert result.created == 0 and result.unchanged + result.updated == 150
+    found = await counts(sessions)
+    assert found["orders"] == 150
+    assert len(await rows(sessions, sa.select(OrderItem.id))) == 150
+    assert len(await rows(sessions, sa.select(Interaction.id).where(Interaction.kind == "order.placed"))) == 150
