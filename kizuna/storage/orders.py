@@ -234,9 +234,10 @@ async def _copy_new_orders(session: AsyncSession, rows: list[tuple], *, now: dat
     savepoint, and nothing is returned here; `_write_orders_copy` then takes them all the careful way."""
     if not rows:
         return {}
-    ids = (await session.execute(
-        sa.text("SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, :count)"), {"count": len(rows)}
-    )).scalars().all()
+    ids = (await session.execute(  # one array, not a row per id
+        sa.text("SELECT array_agg(nextval(pg_get_serial_sequence('orders', 'id'))) FROM generate_series(1, :count)"),
+        {"count": len(rows)},
+    )).scalar_one()
     try:
         async with session.begin_nested():
             await copy_records(session, "orders", ("id", *_ORDER_COLUMNS, "created_at", "updated_at"),

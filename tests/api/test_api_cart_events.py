@@ -5,8 +5,12 @@ timeline."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import sqlalchemy as sa
 
+from kizuna.console import timeline
+from kizuna.console.i18n import translate
 from kizuna.storage.models import CartEvent, Customer, CustomerIdentity, Interaction
 from tests.flows.test_registration import Chat, walk_to
 
@@ -109,3 +113,16 @@ async def test_a_registered_customers_e_mail_puts_the_event_on_their_line_timeli
     assert (status, body["created"], body["customers_created"]) == (200, 1, 0), body
     added = [row for row in await kizuna.timeline(user.user_id) if row["kind"] == "cart.added"]
     assert len(added) == 1 and added[0]["payload"]["external_id"] == "CE-1"
+
+
+async def test_the_console_timeline_says_what_happened_to_the_cart_in_japanese(kizuna):
+    batch = {"events": [an_event("CE-1"), an_event("CE-2", kind="abandoned", sku=None)]}
+    assert (await kizuna.api("POST", "/api/v1/cart-events", json=batch))[0] == 200
+    async with kizuna.sessions() as session:
+        stored = list((await session.execute(
+            sa.select(Interaction).where(Interaction.kind.like("cart.%")).order_by(Interaction.id))).scalars())
+    items = timeline.build(stored, staff={}, customer_name="山田 花子", timezone=ZoneInfo("Asia/Tokyo"),
+                           t=lambda key, **values: translate("ja", key, **values))
+    shown = [translate("ja", item.label, **item.values) for item in items if item.type == "system"]
+    assert shown == ["カートに追加: シャンプー × 2", "カート放棄（購入せず離脱）"]
+    assert translate("en", items[1].label, **items[1].values) == "Added to cart: シャンプー × 2"
