@@ -14,12 +14,13 @@ from types import ModuleType
 
 from aiohttp import web
 
-from . import conversations, coupons, customers, events, faq, friend_sources, merges, orders, segments, tags, texts
+from . import cart_events, conversations, coupons, customers, events, faq, friend_sources, merges, orders, segments, tags, texts
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
-AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, merges, segments, tags, friend_sources)
+AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, cart_events, merges, segments, tags,
+                                 friend_sources)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

@@ -97,6 +97,13 @@ def _system(row: Interaction, staff: dict[int, Staff], t) -> Item:
         values["question"] = row.text or ""
     elif row.kind == "customer.tagged":
         values["tag"] = row.text or payload.get("tag") or ""
+    elif row.kind.startswith("order."):
+        total = payload.get("total")
+        values.update(external_id=payload.get("external_id", ""), total=f"{total:,}" if isinstance(total, int) else "")
+    elif row.kind.startswith("cart."):
+        quantity = payload.get("quantity")
+        item = str(payload.get("name") or payload.get("sku") or "")
+        values["item"] = f"{item} × {quantity}" if isinstance(quantity, int) and quantity > 1 else item
     label = f"tl.sys.{row.kind}"
     if label not in MESSAGES:  # a kind the console has no words for yet: shown by its name
         label, values = "tl.event.other", {"kind": row.kind}

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -164,3 +165,36 @@ def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     backends' limits on bound parameters (32,766 on SQLite, 32,767 on PostgreSQL)."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def is_postgres(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+async def copy_records(session: AsyncSession, table: str, columns: Sequence[str], records: Sequence[tuple]) -> None:
+    """PostgreSQL only: COPY `records` into `table` (a real or a temporary table) inside the
+    session's transaction, through the asyncpg connection under it. One COPY moves rows about
+    ten times faster than a multi-row INSERT of the same rows (no SQL to build, bind or parse).
+    `table` and `columns` are the caller's names, never input; JSON columns take JSON text."""
+    if not records:
+        return
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if not driver.is_in_transaction():
+        # SQLAlchemy opens the database transaction with its first statement: open it, so the
+        # COPY is part of it (and is rolled back with it).
+        await session.execute(sqlalchemy.text("SELECT 1"))
+    await driver.copy_records_to_table(table, columns=list(columns), records=records)
+
+
+async def insert_rows(session: AsyncSession, table: Any, columns: Sequence[str], rows: Sequence[tuple], *, json_last: bool = False) -> None:
+    """A plain INSERT of `rows` (tuples in `columns` order) in the session's transaction: COPY on
+    PostgreSQL, multi-row INSERTs of at most 1,000 rows on SQLite. `json_last`: the last column
+    is JSON (a dict here; COPY takes it as JSON text)."""
+    if session.bind.dialect.name == "postgresql":
+        if json_last:
+            rows = [(*row[:-1], orjson.dumps(row[-1]).decode()) for row in rows]  # (orjson: a fifth of json's time)
+        await copy_records(session, table.name, columns, rows)
+        return
+    for chunk in chunked(rows, 1000):
+        await session.execute(sqlalchemy.insert(table), [dict(zip(columns, row)) for row in chunk])

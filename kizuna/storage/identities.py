@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import chunked, insert_on_conflict
+from .db import chunked, copy_records, insert_on_conflict, is_postgres
 from .identity_values import BadIdentity, IdentityKind, normalise
 from .models import Customer, CustomerIdentity, MergeCandidate
 
@@ -58,16 +58,41 @@ async def add(session: AsyncSession, rows: Sequence[tuple[int, str, str]], *, so
     wanted = {(kind, value): customer_id for customer_id, kind, value in rows}
     # In (kind, value) order: two writers claiming overlapping values lock them in the same order,
     # so one waits for the other instead of both deadlocking (PostgreSQL).
-    for chunk in chunked(sorted(wanted.items()), _CHUNK):
-        await session.execute(
-            insert_on_conflict(session, table).on_conflict_do_nothing(index_elements=["kind", "value"]),
-            [{"customer_id": customer_id, "kind": kind, "value": value, "created_at": now}
-             for (kind, value), customer_id in chunk],
-        )
-    held = await holders(session, wanted)
-    lost = [(customer_id, held[ref], *ref, source) for ref, customer_id in wanted.items()
+    contested = wanted  # the values to read back: who holds them now
+    if is_postgres(session) and len(wanted) > _COPY_FROM:
+        added = await _add_by_copy(session, [(customer_id, kind, value) for (kind, value), customer_id in sorted(wanted.items())], now=now)
+        contested = {ref: customer_id for ref, customer_id in wanted.items() if ref not in added}
+    else:
+        for chunk in chunked(sorted(wanted.items()), _CHUNK):
+            await session.execute(
+                insert_on_conflict(session, table).on_conflict_do_nothing(index_elements=["kind", "value"]),
+                [{"customer_id": customer_id, "kind": kind, "value": value, "created_at": now}
+                 for (kind, value), customer_id in chunk],
+            )
+    held = await holders(session, contested) if contested else {}
+    lost = [(customer_id, held[ref], *ref, source) for ref, customer_id in contested.items()
             if held.get(ref, customer_id) != customer_id]
     return await record_candidates(session, lost, now=now)
+
+
+_COPY_FROM = 100  # identities at once from which COPY + one INSERT … SELECT beats a multi-row INSERT
+
+
+async def _add_by_copy(session: AsyncSession, rows: list[tuple[int, str, str]], *, now: datetime) -> set[Ref]:
+    """`add`'s INSERT … ON CONFLICT DO NOTHING on PostgreSQL for many rows (an import): COPY into a
+    temporary table, then one INSERT … SELECT in (kind, value) order. Returns the values it
+    inserted (only the others need reading back)."""
+    await session.execute(sa.text(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS import_identities (customer_id integer, kind text, value text) ON COMMIT DELETE ROWS"
+    ))
+    await session.execute(sa.text("DELETE FROM import_identities"))  # an earlier call in this transaction
+    await copy_records(session, "import_identities", ("customer_id", "kind", "value"), rows)
+    inserted = await session.execute(sa.text(
+        "INSERT INTO customer_identities (customer_id, kind, value, created_at) "
+        "SELECT customer_id, kind, value, CAST(:now AS timestamptz) FROM import_identities ORDER BY kind, value "
+        "ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value"
+    ), {"now": now})
+    return {(kind, value) for kind, value in inserted}
 
 
 async def record_candidates(session: AsyncSession, pairs: Iterable[tuple[int, int, str, str, str]], *, now: datetime) -> int:

@@ -6,6 +6,11 @@ its rows. The caller stores a batch only when it has none (`run_import`), so a b
 never half-imports its batch; the other batches go in. A second run of the same file changes
 nothing (storage/orders.upsert is idempotent).
 
+Speed (bench/order_import.py, docs/benchmarks.md): the batches are parsed in a thread a few
+batches ahead, while the database works on the previous ones; good batches are stored ten at a
+time (one transaction, each with its customers' metrics); a plainly valid row becomes an order
+without a pydantic model (the model checks every other row, so the errors are the model's).
+
 Files: UTF-8 (with or without BOM) or Shift_JIS/CP932, which Japanese EC and POS exports use;
 the encoding is detected, not asked for: a file that is valid UTF-8 throughout is UTF-8, else
 CP932 (a superset of Shift_JIS with the Windows characters such as ① and ㈱). Columns are found
@@ -25,11 +30,16 @@ The customers file has one row per customer (at least one reference; tags split 
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
+import functools
+import operator
+import queue
 import re
+import threading
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -41,7 +51,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from . import customer_metrics, customer_records
 from . import orders as order_store
 from .db import transaction
-from .models import ORDER_ITEMS_MAX, CustomerRecordCreate, OrderCreate, OrderItemCreate
+from .identity_values import BadIdentity, normalise
+from .models import (
+    CUSTOMER_REFS, INT4_MAX, ITEM_CATEGORY_MAX, ITEM_NAME_MAX, ORDER_EXTERNAL_ID_MAX, ORDER_ITEMS_MAX, ORDER_STORE_MAX,
+    SKU_MAX, CustomerRecordCreate, OrderChannel, OrderCreate, OrderItemCreate, OrderStatus,
+)
 
 BATCH_ORDERS = 1000
 ORDER_COLUMNS = ("external_id", "ordered_at", "total", "external_customer_id", "email", "phone", "line_user_id",
@@ -194,7 +208,8 @@ def _order_cells(cells: dict[str, str]) -> dict[str, str]:
     return {name: cells[name].strip() for name in ORDER_COLUMNS if name in cells}
 
 
-def _order(cells: dict[str, str], row: int, zone: tzinfo) -> tuple[OrderCreate | None, list[RowError]]:
+def _order(cells: dict[str, str], row: int, zone: tzinfo) -> tuple[order_store.Plain | None, list[RowError]]:
+    """The order of its first row (without its lines), or the row's errors."""
     values: dict[str, object] = {name: value for name, value in _order_cells(cells).items() if value}
     if "total" in values:
         values["total"] = _number(str(values["total"]))
@@ -203,23 +218,88 @@ def _order(cells: dict[str, str], row: int, zone: tzinfo) -> tuple[OrderCreate |
     for name in ("external_id", "ordered_at", "total"):
         if name not in values:
             return None, [RowError(row, name, "is required")]
+    order = _plain_order(values)
+    if order is not None:
+        return order, []
     try:
-        return OrderCreate.model_validate(values), []
+        return order_store.plain(OrderCreate.model_validate(values)), []
     except ValidationError as error:
         return None, _problems(error, row)
 
 
-def _item(cells: dict[str, str], row: int) -> tuple[OrderItemCreate | None, list[RowError]]:
-    values: dict[str, object] = {name: cells[name].strip() for name in ITEM_COLUMNS if cells.get(name, "").strip()}
-    if not values:
+Item = tuple[str, str | None, str | None, int, int]  # sku, name, category, quantity, unit_price
+
+
+def _item(cells: dict[str, str], row: int) -> tuple[Item | None, list[RowError]]:
+    sku, name, category, quantity, unit_price = (cells.get(column, "").strip() for column in ITEM_COLUMNS)
+    if not (sku or name or category or quantity or unit_price):
         return None, []  # an order without lines
-    for name in ("quantity", "unit_price"):
-        if name in values:
-            values[name] = _number(str(values[name]))
+    # The plain case, as the model would take it (see _plain_order), without building one.
+    if (sku and len(sku) <= SKU_MAX and len(name) <= ITEM_NAME_MAX and len(category) <= ITEM_CATEGORY_MAX
+            and (number := _whole(unit_price or "-", 0, INT4_MAX)) is not None
+            and (count := _whole(quantity or "1", 1, 1_000_000)) is not None):
+        return (sku, name or None, category or None, count, number), []
+    values: dict[str, object] = {column: cells[column].strip() for column in ITEM_COLUMNS if cells.get(column, "").strip()}
+    for column in ("quantity", "unit_price"):
+        if column in values:
+            values[column] = _number(str(values[column]))
     try:
-        return OrderItemCreate.model_validate(values), []
+        item = OrderItemCreate.model_validate(values)
     except ValidationError as error:
         return None, _problems(error, row)
+    return (item.sku, item.name, item.category, item.quantity, item.unit_price), []
+
+
+# -- the plain rows' short cut -------------------------------------------------------------------
+# Validating each row with pydantic was most of an import's time. A row whose cells are plainly
+# right (ASCII digits in range, known words, lengths within bounds, references that normalise)
+# becomes an order without it, with the values the model would give; any other row goes through
+# the model, so every error message is the model's, as before (tests/storage hold the two paths
+# to the same result).
+
+_CHANNELS = {channel.value for channel in OrderChannel}
+_STATUSES = {status.value for status in OrderStatus}
+_REF_MAX = {name: OrderCreate.model_fields[name].metadata[0].max_length for name in CUSTOMER_REFS}
+
+
+def _whole(text: object, low: int, high: int) -> int | None:
+    if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) <= 10:
+        number = int(text)
+        if low <= number <= high:
+            return number
+    return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _reference(kind: str, value: str) -> str | None:
+    """The normalised reference, or None when the model would refuse it (phone numbers are
+    parsed by phonenumbers, which is slow: a file repeats its customers' references)."""
+    if len(value) > _REF_MAX[kind]:
+        return None
+    try:
+        return normalise(kind, value)
+    except BadIdentity:
+        return None
+
+
+def _plain_order(values: dict[str, object]) -> order_store.Plain | None:
+    external_id, ordered_at, store = values["external_id"], values["ordered_at"], values.get("store")
+    total = _whole(values["total"], 0, INT4_MAX)
+    channel, status = values.get("channel"), values.get("status", "completed")
+    if (total is None or status not in _STATUSES or (channel is not None and channel not in _CHANNELS)
+            or not isinstance(ordered_at, datetime) or not isinstance(external_id, str) or len(external_id) > ORDER_EXTERNAL_ID_MAX
+            or (isinstance(store, str) and len(store) > ORDER_STORE_MAX)):
+        return None
+    refs: list[tuple[str, str]] = []
+    for kind in CUSTOMER_REFS:  # in IdentityKind's precedence, as OrderCreate.refs() gives them
+        if kind in values:
+            normalised = _reference(kind, values[kind])  # type: ignore[arg-type]
+            if normalised is None:
+                return None
+            refs.append((kind, normalised))
+    if not refs:
+        return None
+    return order_store.Plain(external_id, ordered_at, total, channel, store, status, refs, [])  # type: ignore[arg-type]
 
 
 @dataclass
@@ -228,9 +308,9 @@ class _Pending:
 
     external_id: str
     first_row: int
-    cells: dict[str, str]
-    order: OrderCreate | None
-    items: list[OrderItemCreate] = field(default_factory=list)
+    raw: tuple[str, ...]  # its order columns as read, to find a later row that says otherwise
+    order: order_store.Plain | None
+    items: list[Item] = field(default_factory=list)
     bad: bool = False
 
 
@@ -239,6 +319,8 @@ def order_batches(rows: Iterator[tuple[int, dict[str, str]]], zone: tzinfo, *, s
     batch = Batch()
     pending: _Pending | None = None
     seen: dict[str, int] = {}  # external id -> its first row, within this batch
+    present: list[str] = []  # the order columns the header has
+    order_columns: Callable[[dict[str, str]], tuple[str, ...]] | None = None
 
     def finish() -> None:
         nonlocal pending
@@ -246,7 +328,8 @@ def order_batches(rows: Iterator[tuple[int, dict[str, str]]], zone: tzinfo, *, s
             if len(pending.items) > ORDER_ITEMS_MAX:
                 batch.errors.append(RowError(pending.first_row, None, f"order {pending.external_id} has more than {ORDER_ITEMS_MAX} lines"))
             else:
-                batch.orders.append(pending.order.model_copy(update={"items": pending.items}))
+                pending.order.items = pending.items
+                batch.orders.append(pending.order.finish())
         pending = None
 
     for row, cells in rows:
@@ -262,17 +345,21 @@ def order_batches(rows: Iterator[tuple[int, dict[str, str]]], zone: tzinfo, *, s
             if pending is not None:
                 pending.bad = True
             continue
+        if order_columns is None:  # every readable row has the header's columns (at least the three required)
+            present = [name for name in ORDER_COLUMNS if name in cells]
+            order_columns = operator.itemgetter(*present)
         if pending is None:
             order, problems = _order(cells, row, zone)
-            pending = _Pending(external_id, row, _order_cells(cells), order, bad=bool(problems))
+            pending = _Pending(external_id, row, order_columns(cells), order, bad=bool(problems))
             batch.errors.extend(problems)
             if external_id and external_id in seen:
                 batch.errors.append(RowError(row, "external_id", f"order {external_id} was in row {seen[external_id]}: "
                                                                  "an order's lines must be consecutive rows"))
                 pending.bad = True
             seen.setdefault(external_id, row)
-        else:
-            differs = next((name for name, value in _order_cells(cells).items() if pending.cells.get(name) != value), None)
+        elif order_columns(cells) != pending.raw:  # (the same cells as read: the same order, the usual case)
+            first = dict(zip(present, pending.raw))
+            differs = next((name for name, value in _order_cells(cells).items() if first[name].strip() != value), None)
             if differs is not None:
                 batch.errors.append(RowError(row, differs, f"differs from row {pending.first_row} of the same order"))
                 pending.bad = True
@@ -357,11 +444,63 @@ class FileKind:
     batches: Callable[[Iterator[tuple[int, dict[str, str]]], tzinfo], Iterator[Batch]]
     store: Callable[..., Awaitable[Any]]  # (session, batch items, now=, source=) -> a result with add()
     result: Callable[[], Any]
+    # Good batches stored together, up to this many records in one transaction (the database work
+    # costs per statement, not per row); `key` names a record, which appears once per store call.
+    store_records: int = BATCH_ORDERS
+    key: Callable[[Any], Hashable] | None = None
 
 
-ORDERS = FileKind("orders", ORDERS_HEADER, REQUIRED_ORDER_COLUMNS, order_batches, order_store.upsert, order_store.UpsertResult)
+STORE_ORDERS = 10_000
+ORDERS = FileKind("orders", ORDERS_HEADER, REQUIRED_ORDER_COLUMNS, order_batches, order_store.upsert, order_store.UpsertResult,
+                  store_records=STORE_ORDERS, key=lambda order: order.external_id)
 CUSTOMERS = FileKind("customers", CUSTOMERS_HEADER, (), lambda rows, _zone: customer_batches(rows),
                      customer_records.upsert, customer_records.RecordsResult)
+
+
+class _ReadAhead:
+    """The batches of a file, read in a thread up to `depth` batches ahead of the caller: the
+    parsing of the next batches (Python) runs while the database works on the last ones."""
+
+    _END = object()
+
+    def __init__(self, batches: Iterator[Batch], depth: int) -> None:
+        self._batches = batches
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="import-read-ahead", daemon=True)
+
+    def _produce(self) -> None:
+        try:
+            for batch in self._batches:
+                if self._stop.is_set():
+                    return
+                self._queue.put(batch)
+            self._queue.put(self._END)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, raised there
+            self._queue.put(error)
+
+    async def __aenter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Free the producer if it waits for room (it puts at most one more batch, then sees stop).
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        await asyncio.to_thread(self._thread.join)
+
+    async def next(self) -> Batch | None:
+        item = await asyncio.to_thread(self._queue.get)
+        if item is self._END:
+            self._queue.put(self._END)  # asked again: still the end
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
 
 async def run_import(
@@ -370,29 +509,52 @@ async def run_import(
     on_error: Callable[[RowError], None] = lambda error: None,
 ) -> ImportSummary:
     """Read `path` and store each batch that has no bad row (nothing at all with `dry_run`, which
-    needs no database: `sessions` may be None). `progress(rows)` after each batch; `on_error` for
-    each bad row as found. Raises ImportFileError when the file cannot be read at all."""
+    needs no database: `sessions` may be None). `progress(rows)` as batches are done; `on_error`
+    for each bad row as found. Raises ImportFileError when the file cannot be read at all.
+
+    Good batches are stored several at a time (`kind.store_records` records, one transaction):
+    a bad row still keeps exactly its own batch out, since bad batches never join a group; a
+    database error rolls back the group it happened in, and the import stops there (a re-run
+    stores what is missing and changes nothing else)."""
     info = inspect(path)
     rows = read_rows(path, info.encoding, known=kind.header, required=kind.required)
     summary = ImportSummary(stored=kind.result())
     source = f"import:{path.name}"[:64]
-    for batch in kind.batches(rows, zone):
-        summary.rows += batch.rows
-        summary.batches += 1
-        summary.error_count += len(batch.errors)
-        for error in batch.errors:
-            on_error(error)
-            if len(summary.errors) < summary.MAX_KEPT:
-                summary.errors.append(error)
-        if batch.errors:
-            summary.skipped_batches += 1
-        else:
+    group: list[Any] = []
+    keys: set[Hashable] = set()
+    group_rows = 0
+
+    async def store() -> None:
+        nonlocal group, keys, group_rows
+        if group and not dry_run:
+            assert sessions is not None
+            async with transaction(sessions) as session:
+                summary.stored.add(await kind.store(session, group, now=now(), source=source))
+        if group_rows:
+            progress(group_rows)
+        group, keys, group_rows = [], set(), 0
+
+    async with _ReadAhead(kind.batches(rows, zone), depth=2 * max(1, kind.store_records // BATCH_ORDERS)) as batches:
+        while (batch := await batches.next()) is not None:
+            summary.rows += batch.rows
+            summary.batches += 1
+            summary.error_count += len(batch.errors)
+            for error in batch.errors:
+                on_error(error)
+                if len(summary.errors) < summary.MAX_KEPT:
+                    summary.errors.append(error)
+            if batch.errors:
+                summary.skipped_batches += 1
+                progress(batch.rows)
+                continue
             summary.records += len(batch.orders)
-            if not dry_run and batch.orders:
-                assert sessions is not None
-                async with transaction(sessions) as session:
-                    summary.stored.add(await kind.store(session, batch.orders, now=now(), source=source))
-        progress(batch.rows)
+            batch_keys = {kind.key(record) for record in batch.orders} if kind.key else set()
+            if len(group) + len(batch.orders) > kind.store_records or not keys.isdisjoint(batch_keys):
+                await store()  # full, or it names a record of the group again: that one goes in after
+            group.extend(batch.orders)
+            keys |= batch_keys
+            group_rows += batch.rows
+        await store()
     if not dry_run and summary.records:
         # Each batch kept its customers' metrics current; the spend deciles depend on everyone,
         # so they are recomputed once, after the whole file (storage/customer_metrics.py).

@@ -984,6 +984,75 @@ class OrderBatchCreate(SQLModel):
     orders: list[OrderCreate] = Field(min_length=1, max_length=1000)
 
 
+class CartEventKind(StrEnum):
+    ADDED = "added"  # an item put in the cart
+    REMOVED = "removed"  # taken out again
+    CHECKOUT_STARTED = "checkout_started"  # the customer went to the checkout
+    ABANDONED = "abandoned"  # the shop's system gave the cart up (no order after the checkout or a while)
+
+
+CART_EXTERNAL_ID_MAX = 64
+CART_ID_MAX = 64
+
+
+class CartEvent(SQLModel, table=True):
+    """The ledger of cart events received, keyed by the shop's idempotency key `external_id`: a
+    re-sent event finds its row and changes nothing. What the event said, and whose it is, lives
+    on the customer's timeline (an interaction `cart.<kind>`), which a customer merge moves."""
+
+    __tablename__ = "cart_events"
+    __table_args__ = (_one_of("cart_events", "kind", CartEventKind),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    external_id: str = Field(max_length=CART_EXTERNAL_ID_MAX, unique=True)
+    kind: str = Field(max_length=24)  # a CartEventKind
+    occurred_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = _created_at()
+
+
+class CartEventCreate(CustomerReferences):
+    """One cart event from the shop's EC site: what the customer did with their cart, when. At
+    least one customer reference (as on orders). `sku` is required for `added` and `removed`;
+    `checkout_started` and `abandoned` may name the whole cart (`cart_id`) instead of an item.
+    `external_id` is the shop's idempotency key: an event sent again changes nothing."""
+
+    model_config = {"extra": "forbid"}
+
+    external_id: str = Field(min_length=1, max_length=CART_EXTERNAL_ID_MAX, schema_extra={"pattern": r"\S"})
+    occurred_at: AwareDatetime  # ISO 8601 with its UTC offset: 2026-12-01T10:30:00+09:00
+    kind: CartEventKind
+    sku: str | None = Field(default=None, max_length=SKU_MAX)
+    name: str | None = Field(default=None, max_length=ITEM_NAME_MAX)
+    category: str | None = Field(default=None, max_length=ITEM_CATEGORY_MAX)
+    quantity: int = Field(default=1, ge=1, le=1_000_000)
+    unit_price: int | None = Field(default=None, ge=0, le=INT4_MAX)  # yen
+    cart_id: str | None = Field(default=None, max_length=CART_ID_MAX)
+
+    @field_validator("external_id", "sku", "name", "category", "cart_id", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _blank_to_none(_stripped(value))
+
+    @field_validator(*CUSTOMER_REFS, mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @model_validator(mode="after")
+    def _item_named(self) -> "CartEventCreate":
+        if self.kind in (CartEventKind.ADDED, CartEventKind.REMOVED) and not self.sku:
+            raise ValueError(f"a cart event of kind {self.kind.value} needs the item's sku")
+        return self
+
+
+class CartEventBatchCreate(SQLModel):
+    """Up to 1,000 cart events in one request: all stored, or (one is invalid) none."""
+
+    model_config = {"extra": "forbid"}
+
+    events: list[CartEventCreate] = Field(min_length=1, max_length=1000)
+
+
 class Gender(StrEnum):
     FEMALE = "female"
     MALE = "male"

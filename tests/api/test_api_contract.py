@@ -45,6 +45,7 @@ EXEMPT = {
     "update_keyword_rule": ("400",),  # the same, and reply_text xor flow_action with the stored rule
     "put_business_hours": ("400",),  # a day's intervals close after they open and do not overlap
     "post_orders": ("400",),  # a customer reference per order, each a value of its kind; external_id once per batch
+    "post_cart_events": ("400",),  # a customer reference per event, each a value of its kind; sku for added/removed; external_id once per batch
     "create_segment": ("400",),  # the rule language (campaigns/rules.py): fields, ops, value types, depth
     "preview_segment": ("400",),  # the same rules
     "put_metric_settings": ("400",),  # each threshold list ascending (storage/customer_metrics.check_rules)

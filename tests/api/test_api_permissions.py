@@ -55,6 +55,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/business-hours"): {A, M, S},
     ("PUT", "/business-hours"): {A, M},
     ("POST", "/orders"): {A, M, P},
+    ("POST", "/cart-events"): {A, M, P},
     ("POST", "/customers"): {A, M, P},
     ("GET", "/merge-candidates"): {A},
     ("POST", "/merge-candidates/{id}/merge"): {A},

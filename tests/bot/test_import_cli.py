@@ -117,6 +117,41 @@ def test_a_bad_row_keeps_its_whole_batch_out_and_names_its_row(env, tmp_path, ca
     assert "orders: 1000 created, 0 updated, 200 unchanged" in capsys.readouterr().out
 
 
+def test_orders_typed_as_spreadsheets_type_them_are_the_same_orders(env, tmp_path, capsys):
+    # Plain cells take the import's short cut; these take the model's path: both must agree, or a
+    # re-sent order would count as changed.
+    plain = [line("A-1", total="5500", unit_price="3300", quantity="2", email="hanako@example.com", phone="09012345678"),
+             line("B-1", ordered_at="2026-12-02T18:05:00+09:00", external_customer_id="C-1", email="")]
+    typed = [line("A-1", total="¥5,500", unit_price="３３００円", quantity="２", email="HANAKO@Example.com", phone="090-1234-5678"),
+             line("B-1", ordered_at="2026/12/02 18:05", external_customer_id="Ｃ-1", email="")]
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(plain), encoding="utf-8")
+    assert main(["import", "orders", str(path)]) == 0
+    assert "orders: 2 created" in capsys.readouterr().out
+    path.write_text(csv_text(typed), encoding="utf-8")
+    assert main(["import", "orders", str(path)]) == 0
+    assert "orders: 0 created, 0 updated, 2 unchanged; customers created: 0" in capsys.readouterr().out
+    assert query(env, sa.select(OrderItem.quantity, OrderItem.unit_price).order_by(OrderItem.id)) == [(2, 3300), (1, 3300)]
+
+
+def test_an_order_in_two_batches_is_stored_then_updated_and_a_bad_batch_stays_out(env, tmp_path, capsys):
+    # Good batches are stored together; an order that comes again in a later batch is its update.
+    rows = [line(f"O-{number:04d}") for number in range(1, 2501)]
+    rows[1499]["unit_price"] = "-1"  # row 1,501: order 1,500, in the second batch (orders 1,001-2,000)
+    rows.append(line("O-0001", total="6600"))  # the third batch: O-0001 again, changed
+    path = tmp_path / "orders.csv"
+    path.write_text(csv_text(rows), encoding="utf-8")
+    assert main(["import", "orders", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "row 1501: unit_price: Input should be greater than or equal to 0" in captured.err
+    assert "orders: 1500 created, 1 updated, 0 unchanged" in captured.out
+    stored = dict(query(env, sa.select(Order.external_id, Order.total)))
+    assert len(stored) == 1500 and stored["O-0001"] == 6600 and "O-1001" not in stored and "O-2001" in stored
+    kinds = query(env, sa.select(Interaction.kind).join(Order, Order.customer_id == Interaction.customer_id)
+                  .where(Order.external_id == "O-0001").order_by(Interaction.id))
+    assert [kind for (kind,) in kinds] == ["order.placed", "order.updated"]
+
+
 def test_dry_run_checks_everything_and_stores_nothing(env, tmp_path, capsys):
     rows = [line("A-1"), line("B-1", email="", phone=""), line("C-1", ordered_at="yesterday"), line("A-1")]
     path = tmp_path / "orders.csv"

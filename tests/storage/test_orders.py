@@ -244,3 +244,57 @@ async def test_two_writers_racing_for_a_new_customer_never_fail(sessions):
     assert found["customers"] - 1 <= found["candidates"]
     holders = await rows(sessions, sa.select(CustomerIdentity.customer_id).where(CustomerIdentity.value == "race@example.com"))
     assert len(holders) == 1
+
+
+def test_the_fingerprint_is_the_one_stored_before_plain_orders():
+    """Orders stored before `orders.Plain` carry a hash of the model's JSON: the same order sent
+    again must still be recognised as unchanged (not updated once after an upgrade)."""
+    import hashlib
+    import json
+
+    def by_the_model(given: OrderCreate) -> str:
+        data = given.model_dump(mode="json", exclude={"ordered_at"})
+        data["ordered_at"] = given.ordered_at.astimezone(timezone.utc).isoformat()
+        return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    samples = [
+        order(), order(channel=..., email=..., phone="03-1234-5678", store="渋谷店", status="returned", items=[]),
+        order(line_user_id=LINE_ID, external_customer_id="Ｃ－１", total=0,
+              items=[{"sku": "A", "unit_price": 0}, {"sku": "B", "name": "名前", "quantity": 3, "unit_price": 10}]),
+    ]
+    for sample in samples:
+        assert orders.fingerprint(sample) == by_the_model(sample)
+    assert len({orders.fingerprint(sample) for sample in samples}) == 3
+
+
+async def test_a_large_batch_racing_another_for_the_same_new_orders_stores_each_once(sessions, database_url):
+    """On PostgreSQL a large batch COPYs its new orders straight in; when another writer stores
+    the same orders meanwhile, that COPY fails on the unique external_id and the batch takes the
+    ON CONFLICT way instead: both writers succeed, every order is stored once, with its lines
+    and one timeline row."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the COPY path is PostgreSQL's")
+    import asyncio
+
+    batch = [order(f"L-{n:03d}", email=f"l{n}@example.com") for n in range(150)]
+    first = sessions()
+    await first.begin()
+    await orders.upsert(first, batch, now=NOW, source="first")  # not committed yet: holds the new rows
+    second = asyncio.create_task(upsert(sessions, *batch, source="second"))
+
+    async def second_waits() -> bool:  # for the first writer's rows (a lock wait), not done
+        waiting = await rows(sessions, sa.text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                                "AND datname = current_database()"))
+        return waiting[0][0] >= 1
+
+    from tests.conftest import eventually
+
+    await eventually(second_waits, what="the second writer to wait for the first")
+    await first.commit()
+    await first.close()
+    result = await asyncio.wait_for(second, timeout=30)
+    assert result.created == 0 and result.unchanged + result.updated == 150
+    found = await counts(sessions)
+    assert found["orders"] == 150
+    assert len(await rows(sessions, sa.select(OrderItem.id))) == 150
+    assert len(await rows(sessions, sa.select(Interaction.id).where(Interaction.kind == "order.placed"))) == 150
