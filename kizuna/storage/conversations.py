@@ -25,8 +25,33 @@ async def get(session: AsyncSession, conversation_id: int) -> Conversation | Non
     return await session.get(Conversation, conversation_id, populate_existing=True)
 
 
+# session.info key: active conversations read ahead for a batch of events (`prefetch_active`).
+_PREFETCHED = "kizuna.active_conversations"
+
+
+async def prefetch_active(session: AsyncSession, customer_ids: list[int]) -> None:
+    """Read the active conversations of several customers in one statement, for the next
+    `active_for` of each in this session (a worker's batch of events, one per customer).
+    Each answer is used once: a later `active_for` of the same customer reads the database,
+    so a change the batch makes meanwhile is seen."""
+    if not customer_ids:
+        return
+    statement = sa.select(Conversation).where(Conversation.customer_id.in_(sorted(set(customer_ids))), Conversation.status.in_(ACTIVE))
+    found: dict[int, list[Conversation]] = {}
+    for conversation in (await session.execute(statement)).scalars():
+        found.setdefault(conversation.customer_id, []).append(conversation)
+    prefetched = session.info.setdefault(_PREFETCHED, {})
+    for customer_id in customer_ids:
+        active = found.get(customer_id, [])
+        if len(active) <= 1:  # more than one: left to active_for's own statement (it raises)
+            prefetched[customer_id] = active[0] if active else None
+
+
 async def active_for(session: AsyncSession, customer_id: int) -> Conversation | None:
     """The customer's conversation a person owns or must take, if any."""
+    prefetched = session.info.get(_PREFETCHED)
+    if prefetched and customer_id in prefetched:
+        return prefetched.pop(customer_id)
     statement = sa.select(Conversation).where(Conversation.customer_id == customer_id, Conversation.status.in_(ACTIVE))
     return (await session.execute(statement)).scalar_one_or_none()
 

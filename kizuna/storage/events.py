@@ -161,6 +161,42 @@ async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | N
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def claim_next_many(session: AsyncSession, source_keys: list[str]) -> list[InboundEvent]:
+    """`claim_next` for several sources in one statement: each source's oldest pending
+    event, its attempt counted (the fencing token, as there). At most one event per
+    source, so each source's events still run one at a time, in order."""
+    ranked = (
+        sa.select(
+            _table.c.id,
+            sa.func.row_number().over(partition_by=_table.c.source_key, order_by=(_table.c.event_timestamp, _table.c.id)).label("rank"),
+        )
+        .where(_table.c.source_key.in_(source_keys), _table.c.status == EventStatus.PENDING)
+        .subquery()
+    )
+    oldest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+    statement = (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id.in_(oldest), InboundEvent.status == EventStatus.PENDING)
+        .values(attempts=InboundEvent.attempts + 1)
+        .returning(InboundEvent)
+        .execution_options(synchronize_session=False)
+    )
+    return list((await session.execute(statement)).scalars())
+
+
+async def pending_among(sessions: async_sessionmaker[AsyncSession], source_keys: list[str]) -> set[str]:
+    """Which of these sources have a pending event (`any_pending` for several, one statement)."""
+    if not source_keys:
+        return set()
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        statement = sa.select(_table.c.source_key).where(
+            _table.c.source_key.in_(source_keys), _table.c.status == EventStatus.PENDING
+        ).distinct()
+        return set((await session.execute(statement)).scalars())
+
+
 async def any_pending(sessions: async_sessionmaker[AsyncSession], source_key: str) -> bool:
     """Whether the source has a pending event: one statement, outside any transaction on
     PostgreSQL (autocommit: one round trip instead of BEGIN, SELECT, ROLLBACK)."""
@@ -195,6 +231,20 @@ async def mark_done(session: AsyncSession, event_id: int, attempt: int, source_k
     if row is None:
         raise Superseded(event_id)
     return bool(row.more)
+
+
+async def mark_done_many(session: AsyncSession, claims: list[tuple[int, int]]) -> set[int]:
+    """`mark_done` for several (event id, attempt) claims in one statement; the ids marked.
+    A claim missing from them was superseded: the caller must roll back."""
+    if not claims:
+        return set()
+    result = await session.execute(
+        sa.update(_table)
+        .where(sa.tuple_(_table.c.id, _table.c.attempts).in_(claims), _table.c.status == EventStatus.PENDING)
+        .values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
+        .returning(_table.c.id)
+    )
+    return set(result.scalars())
 
 
 async def record_failure(session: AsyncSession, event_id: int, attempt: int, error: str, *, park: bool) -> None:
