@@ -140,15 +140,9 @@ class EventProcessor:
                 raise result  # the database went away: the sweeper resends them
 
     async def _claim_batch(self, sources: list[str]) -> list[tuple[InboundEvent, bool | None]]:
-        """`_claim_next` for several sources: two statements in one transaction."""
-        async with transaction(self.sessions) as session:
-            rows = sorted(await events.claim_next_many(session, sources), key=lambda row: row.id)
-            asking = sorted({row.line_user_id for row in rows if _needs_known(row)})
-            known: set[str] = set()
-            if asking:
-                found = await session.execute(sa.select(Customer.line_user_id).where(Customer.line_user_id.in_(asking)))
-                known = set(found.scalars())
-        return [(row, row.line_user_id in known if _needs_known(row) else None) for row in rows]
+        """`_claim_next` for several sources (one statement on PostgreSQL), oldest first."""
+        claimed = sorted(await events.claim_next_many(self.sessions, sources), key=lambda pair: pair[0].id)
+        return [(row, known if _needs_known(row) else None) for row, known in claimed]
 
     async def _handle_batch(self, ready: list[tuple[InboundEvent, bool | None]]) -> tuple[list[list[int]], list[dict]]:
         """The batch's handlers, done marks and commit; raises _BatchFailed (rolled back)."""

@@ -47,7 +47,7 @@ class Worker:
         database: Dependency | None = None,
         decile_refresh: float = 3600.0,
         churn_model_refresh: float = churn.DAILY.total_seconds(),
-        batch_size: int = 16,
+        batch_size: int = 32,
     ) -> None:
         self.queue = queue
         self.processor = processor

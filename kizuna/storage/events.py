@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from .db import transaction
 from .errors import Conflict, NotFound
-from .models import EventStatus, InboundEvent
+from .models import Customer, EventStatus, InboundEvent
 from .queue import QueueUnavailable, WorkQueue
 from .types import utcnow
 
@@ -161,10 +161,30 @@ async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | N
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def claim_next_many(session: AsyncSession, source_keys: list[str]) -> list[InboundEvent]:
-    """`claim_next` for several sources in one statement: each source's oldest pending
-    event, its attempt counted (the fencing token, as there). At most one event per
-    source, so each source's events still run one at a time, in order."""
+async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_keys: list[str]) -> list[tuple[InboundEvent, bool]]:
+    """`claim_next` for several sources, committed: each source's oldest pending event, its
+    attempt counted (the fencing token, as there), and whether its LINE user is a customer
+    already. At most one event per source, so each source's events still run one at a time,
+    in order. On PostgreSQL one statement in autocommit (no BEGIN/COMMIT round trips), the
+    customer check riding in its RETURNING; on SQLite (which writes RETURNING's columns
+    unqualified, so the correlated check cannot ride there) a second statement."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            known = sa.exists().where(Customer.line_user_id == InboundEvent.line_user_id).label("known")
+            rows = (await session.execute(_claim_many(source_keys).returning(InboundEvent, known))).all()
+            return [(row[0], bool(row[1])) for row in rows]
+        async with session.begin():
+            claimed = list((await session.execute(_claim_many(source_keys).returning(InboundEvent))).scalars())
+            asking = sorted({row.line_user_id for row in claimed if row.line_user_id})
+            found: set[str] = set()
+            if asking:
+                found = set((await session.execute(sa.select(Customer.line_user_id).where(Customer.line_user_id.in_(asking)))).scalars())
+        return [(row, row.line_user_id in found) for row in claimed]
+
+
+def _claim_many(source_keys: list[str]):
+    """The UPDATE that counts an attempt of each source's oldest pending event."""
     ranked = (
         sa.select(
             _table.c.id,
@@ -174,14 +194,12 @@ async def claim_next_many(session: AsyncSession, source_keys: list[str]) -> list
         .subquery()
     )
     oldest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
-    statement = (
+    return (
         sa.update(InboundEvent)
         .where(InboundEvent.id.in_(oldest), InboundEvent.status == EventStatus.PENDING)
         .values(attempts=InboundEvent.attempts + 1)
-        .returning(InboundEvent)
         .execution_options(synchronize_session=False)
     )
-    return list((await session.execute(statement)).scalars())
 
 
 async def pending_among(sessions: async_sessionmaker[AsyncSession], source_keys: list[str]) -> set[str]:

@@ -190,7 +190,7 @@ class RedisQueue:
         prefix: str,
         *,
         consumer: str | None = None,
-        read_count: int = 32,
+        read_count: int = 64,
         lock_ttl: float = 10.0,
         work_timeout: float = 60.0,
         health: Dependency | None = None,
