@@ -155,14 +155,12 @@ class EventProcessor:
         try:
             async with transaction(self.sessions) as session:
                 user_ids = sorted({row.line_user_id for row, _known in ready if row.line_user_id})
-                loaded: dict[str, Customer] = {}
-                if user_ids:
-                    found = await session.execute(sa.select(Customer).where(Customer.line_user_id.in_(user_ids)))
-                    loaded = {customer.line_user_id: customer for customer in found.scalars()}
-                    # Their conversations too (a customer message asks whether a person owns one),
-                    # for customers with one event in the batch.
-                    once = Counter(row.line_user_id for row, _known in ready if row.line_user_id)
-                    await conversations.prefetch_active(session, [c.id for key, c in loaded.items() if once[key] == 1])
+                # The customers, and their conversations (a customer's message asks whether a
+                # person owns one) for those with one event in the batch.
+                events_of = Counter(row.line_user_id for row, _known in ready if row.line_user_id)
+                loaded = await conversations.customers_with_active(
+                    session, user_ids, remember={user_id for user_id, count in events_of.items() if count == 1}
+                )
                 for row, _known in ready:
                     try:
                         ids, row_updates = await self._run_handlers(session, row, profiles.get(row.id), loaded.get(row.line_user_id))

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from .db import transaction
+from .db import any_of, pairs_of, transaction
 from .errors import Conflict, NotFound
 from .models import Customer, EventStatus, InboundEvent
 from .queue import QueueUnavailable, WorkQueue
@@ -172,10 +172,10 @@ async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_key
         if session.bind.dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             known = sa.exists().where(Customer.line_user_id == InboundEvent.line_user_id).label("known")
-            rows = (await session.execute(_claim_many(source_keys).returning(InboundEvent, known))).all()
+            rows = (await session.execute(_claim_many(session, source_keys).returning(InboundEvent, known))).all()
             return [(row[0], bool(row[1])) for row in rows]
         async with session.begin():
-            claimed = list((await session.execute(_claim_many(source_keys).returning(InboundEvent))).scalars())
+            claimed = list((await session.execute(_claim_many(session, source_keys).returning(InboundEvent))).scalars())
             asking = sorted({row.line_user_id for row in claimed if row.line_user_id})
             found: set[str] = set()
             if asking:
@@ -183,14 +183,14 @@ async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_key
         return [(row, row.line_user_id in found) for row in claimed]
 
 
-def _claim_many(source_keys: list[str]):
+def _claim_many(session: AsyncSession, source_keys: list[str]):
     """The UPDATE that counts an attempt of each source's oldest pending event."""
     ranked = (
         sa.select(
             _table.c.id,
             sa.func.row_number().over(partition_by=_table.c.source_key, order_by=(_table.c.event_timestamp, _table.c.id)).label("rank"),
         )
-        .where(_table.c.source_key.in_(source_keys), _table.c.status == EventStatus.PENDING)
+        .where(any_of(session, _table.c.source_key, source_keys, sa.String), _table.c.status == EventStatus.PENDING)
         .subquery()
     )
     oldest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
@@ -210,7 +210,7 @@ async def pending_among(sessions: async_sessionmaker[AsyncSession], source_keys:
         if session.bind.dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         statement = sa.select(_table.c.source_key).where(
-            _table.c.source_key.in_(source_keys), _table.c.status == EventStatus.PENDING
+            any_of(session, _table.c.source_key, source_keys, sa.String), _table.c.status == EventStatus.PENDING
         ).distinct()
         return set((await session.execute(statement)).scalars())
 
@@ -258,7 +258,7 @@ async def mark_done_many(session: AsyncSession, claims: list[tuple[int, int]]) -
         return set()
     result = await session.execute(
         sa.update(_table)
-        .where(sa.tuple_(_table.c.id, _table.c.attempts).in_(claims), _table.c.status == EventStatus.PENDING)
+        .where(pairs_of(session, _table.c.id, _table.c.attempts, claims), _table.c.status == EventStatus.PENDING)
         .values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
         .returning(_table.c.id)
     )
