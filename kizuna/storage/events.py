@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from .db import any_of, pairs_of, transaction
@@ -171,8 +172,7 @@ async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_key
     async with sessions() as session:
         if session.bind.dialect.name == "postgresql":
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            known = sa.exists().where(Customer.line_user_id == InboundEvent.line_user_id).label("known")
-            rows = (await session.execute(_claim_many(session, source_keys).returning(InboundEvent, known))).all()
+            rows = (await session.execute(_pg_claim_many(), {"source_keys": list(source_keys)})).all()
             return [(row[0], bool(row[1])) for row in rows]
         async with session.begin():
             claimed = list((await session.execute(_claim_many(session, source_keys).returning(InboundEvent))).scalars())
@@ -183,14 +183,29 @@ async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_key
         return [(row, row.line_user_id in found) for row in claimed]
 
 
+@functools.cache
+def _pg_claim_many():
+    """PostgreSQL's claim statement, built once (building it cost more than running it):
+    the sources come as one array parameter, `source_keys`; the customer check rides in
+    the RETURNING."""
+    keys = sa.bindparam("source_keys", type_=postgresql.ARRAY(sa.String))
+    known = sa.exists().where(Customer.line_user_id == InboundEvent.line_user_id).label("known")
+    return _claim_update(_table.c.source_key == sa.any_(keys)).returning(InboundEvent, known)
+
+
 def _claim_many(session: AsyncSession, source_keys: list[str]):
     """The UPDATE that counts an attempt of each source's oldest pending event."""
+    return _claim_update(any_of(session, _table.c.source_key, source_keys, sa.String))
+
+
+def _claim_update(of_sources):
+    """The claim UPDATE for the sources that `of_sources` (a condition) selects."""
     ranked = (
         sa.select(
             _table.c.id,
             sa.func.row_number().over(partition_by=_table.c.source_key, order_by=(_table.c.event_timestamp, _table.c.id)).label("rank"),
         )
-        .where(any_of(session, _table.c.source_key, source_keys, sa.String), _table.c.status == EventStatus.PENDING)
+        .where(of_sources, _table.c.status == EventStatus.PENDING)
         .subquery()
     )
     oldest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
