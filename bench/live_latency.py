@@ -402,6 +402,8 @@ class Bench:
             stderr = b"py-spy did not finish"
         if not out.exists():
             return {"error": stderr.decode(errors="replace")[-2000:]}
+        if self.args.profile_raw:
+            shutil.copyfile(out, self.args.profile_raw)  # py-spy's collapsed stacks, for a closer look
         return common.summarize_collapsed(out, top=40)
 
     async def redis_baseline(self, rate: float) -> dict:
@@ -645,6 +647,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="before each phase wait up to this many seconds for the machine to idle (default 10)")
     parser.add_argument("--profile", action="store_true",
                         help="sample worker 1 with py-spy during the last rate's load (pip install py-spy into the venv)")
+    parser.add_argument("--profile-raw", type=Path, help="with --profile: keep py-spy's collapsed stacks in this file")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]

@@ -12,6 +12,7 @@ one source at a time, while counting what the worker sends to PostgreSQL:
 - this process's CPU time.
 
     .venv/bin/python bench/worker_roundtrips.py --events 2000
+    .venv/bin/python bench/worker_roundtrips.py --events 1500 --customers 1600 --batch 16
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import _common as common  # noqa: E402
 import _support as support  # noqa: E402
 
 
-async def run(database: str, events_count: int, customers: int) -> dict:
+async def run(database: str, events_count: int, customers: int, batch: int = 1) -> dict:
     import asyncpg
     from sqlalchemy import event as sa_event
 
@@ -40,7 +41,7 @@ async def run(database: str, events_count: int, customers: int) -> dict:
     from kizuna.bot.settings import load_settings
     from kizuna.storage import events
     from kizuna.storage.db import create_engine, session_factory
-    from kizuna.storage.queue import InProcessQueue, Job
+    from kizuna.storage.queue import InProcessQueue, Job, Lease
 
     dsn = common.PG_BENCH_DSN.format(name=database)
     url = "postgresql+asyncpg://" + dsn.split("://", 1)[1]
@@ -94,8 +95,20 @@ async def run(database: str, events_count: int, customers: int) -> dict:
     async with engine.connect() as connection:
         await events.store_events(connection, rows)
         await connection.commit()
-    for i in range(50):
-        await worker._work_on(Job(users[i % customers]))
+    async def work(first: int, end: int) -> None:
+        """Events first..end-1: one source at a time (`Worker._work_on`), or `batch` sources
+        at a time (`EventProcessor.process_batch` and the look for more, as the worker's
+        `_work_on_batch` runs them with a RedisQueue: the Redis side is not counted here)."""
+        if batch <= 1:
+            for i in range(first, end):
+                await worker._work_on(Job(users[i % customers]))
+            return
+        for start in range(first, end, batch):
+            keys = list(dict.fromkeys(users[i % customers] for i in range(start, min(end, start + batch))))
+            await worker.processor.process_batch({key: Lease() for key in keys})
+            await events.pending_among(sessions, keys)
+
+    await work(0, 50)
 
     async def xacts() -> int:
         c = await asyncpg.connect(common.PG_ADMIN_DSN)
@@ -109,17 +122,18 @@ async def run(database: str, events_count: int, customers: int) -> dict:
     counts.clear()
     transport.write = counted_write
     cpu, wall = time.process_time(), time.perf_counter()
-    for i in range(50, 50 + events_count):
-        await worker._work_on(Job(users[i % customers]))
+    await work(50, 50 + events_count)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     transport.write = write
     server_xacts = await xacts() - before - 0  # our own admin connection runs in another database
     async with sessions() as session:
         import sqlalchemy as sa
         pending = (await session.execute(sa.text("SELECT count(*) FROM inbound_events WHERE status <> 'done'"))).scalar()
+        # The work was done: every event's timeline row (warm-up included).
+        stored = (await session.execute(sa.text("SELECT count(*) FROM interactions WHERE inbound_event_id IS NOT NULL"))).scalar()
     await engine.dispose()
     n = events_count
-    return {"events": n, "not done": pending, "cpu_ms_per_event": 1000 * cpu / n, "wall_ms_per_event": 1000 * wall / n,
+    return {"events": n, "not done": pending, "timeline rows stored": stored, "cpu_ms_per_event": 1000 * cpu / n, "wall_ms_per_event": 1000 * wall / n,
             "server_transactions_per_event": server_xacts / n, **{f"{k}_per_event": v / n for k, v in sorted(counts.items())}}
 
 
@@ -132,12 +146,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--customers", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=1, help="sources per transaction (the worker's batches; 1: one source at a time)")
     args = parser.parse_args()
     with common.fresh_postgres_database("kizuna_rt") as database:
         from kizuna.storage.migrate import upgrade
 
         upgrade("postgresql+asyncpg://" + common.PG_BENCH_DSN.format(name=database).split("://", 1)[1])
-        result = asyncio.run(run(database, args.events, args.customers))
+        result = asyncio.run(run(database, args.events, args.customers, args.batch))
     for key, value in result.items():
         print(f"{key:34} {value:.2f}" if isinstance(value, float) else f"{key:34} {value}")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
@@ -24,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.flows.services import Services
 from kizuna.handlers import HandlerContext, Router
-from kizuna.storage import customers, deliveries, events, interactions
+from kizuna.storage import conversations, customers, deliveries, events
 from kizuna.storage.db import is_unavailable, lost_connection, transaction
-from kizuna.storage.models import DeliveryKind, Direction, InboundEvent, Interaction
+from kizuna.storage.models import Customer, DeliveryKind, Direction, InboundEvent, Interaction
 from kizuna.storage.queue import Lease
 from kizuna.storage.types import utcnow
 
@@ -92,6 +93,115 @@ class EventProcessor:
                 return processed
         return processed
 
+    async def process_batch(self, leases: dict[str, Lease]) -> None:
+        """One pending event of each source in `leases` (held by the caller), all in one
+        transaction: what `drain` does per event, with the claims, the customers, the done
+        marks and the commit shared by the batch. The claims are committed first (as in
+        `drain`: an event that kills its worker every time is still parked); the done
+        marks are fenced by each claim's attempt. When any event fails, or one was
+        superseded, the batch rolls back and its events run one by one as `drain` runs them
+        (the failed one is recorded without running it again), so a failure, a parking or a
+        take-over is the same as for a single event. The caller looks for more pending
+        events of these sources after letting go of them."""
+        await self._uncount_cut_short_attempts()
+        sources = [key for key, lease in leases.items() if not lease.lost]
+        if not sources:
+            return
+        claimed = await self._claim_batch(sources)
+        _touch(leases)
+        ready = []
+        for row, known in claimed:
+            if row.attempts > self.max_attempts:
+                await self._process(row, row.attempts, known)  # parked: its attempts never finished
+            else:
+                ready.append((row, known))
+        if not ready:
+            return
+        try:
+            delivery_ids, updates = await self._handle_batch(ready)
+        except _BatchFailed as failed:
+            await self._one_by_one(ready, failed, leases)
+            _touch(leases)
+            return
+        _touch(leases)
+        await self._send_all(delivery_ids)
+        await self._publish_all(updates)
+
+    async def _send_all(self, delivery_ids: list[list[int]]) -> None:
+        """The batch's deliveries after its commit: the events' (different customers') at
+        the same time, each event's in order."""
+        async def in_order(ids: list[int]) -> None:
+            for delivery_id in ids:
+                await self.sender.send(delivery_id)
+
+        results = await asyncio.gather(*(in_order(ids) for ids in delivery_ids if ids), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # the database went away: the sweeper resends them
+
+    async def _claim_batch(self, sources: list[str]) -> list[tuple[InboundEvent, bool | None]]:
+        """`_claim_next` for several sources (one statement on PostgreSQL), oldest first."""
+        claimed = sorted(await events.claim_next_many(self.sessions, sources), key=lambda pair: pair[0].id)
+        return [(row, known if _needs_known(row) else None) for row, known in claimed]
+
+    async def _handle_batch(self, ready: list[tuple[InboundEvent, bool | None]]) -> tuple[list[list[int]], list[dict]]:
+        """The batch's handlers, done marks and commit; raises _BatchFailed (rolled back)."""
+        profiles = {}
+        for row, known in ready:
+            if row.line_user_id:
+                profiles[row.id] = await self._profile_if_needed(row, known)
+        delivery_ids: list[list[int]] = []  # each event's
+        updates: list[dict] = []
+        try:
+            async with transaction(self.sessions) as session:
+                user_ids = sorted({row.line_user_id for row, _known in ready if row.line_user_id})
+                # The customers, and their conversations (a customer's message asks whether a
+                # person owns one) for those with one event in the batch.
+                events_of = Counter(row.line_user_id for row, _known in ready if row.line_user_id)
+                loaded = await conversations.customers_with_active(
+                    session, user_ids, remember={user_id for user_id, count in events_of.items() if count == 1}
+                )
+                for row, _known in ready:
+                    try:
+                        ids, row_updates = await self._run_handlers(session, row, profiles.get(row.id), loaded.get(row.line_user_id))
+                    except Exception as exc:
+                        raise _BatchFailed(row, exc) from exc
+                    delivery_ids.append(ids)
+                    updates += row_updates
+                done = await events.mark_done_many(session, [(row.id, row.attempts) for row, _known in ready])
+                if len(done) < len(ready):
+                    superseded = [row.id for row, _known in ready if row.id not in done]
+                    raise _BatchFailed(None, events.Superseded(superseded))
+        except _BatchFailed:
+            raise
+        except Exception as exc:  # the batch's own statements or its commit
+            raise _BatchFailed(None, exc) from exc
+        return delivery_ids, updates
+
+    async def _one_by_one(self, ready: list[tuple[InboundEvent, bool | None]], failed: "_BatchFailed", leases: dict[str, Lease]) -> None:
+        """After a batch rolled back: each of its events on its own, as `drain` runs one."""
+        if await self._outage(failed.error):
+            self._cut_short.extend((row.id, row.attempts) for row, _known in ready)
+            raise failed.error
+        for index, (row, known) in enumerate(ready):
+            lease = leases[row.source_key]
+            if lease.lost:
+                self._cut_short.append((row.id, row.attempts))  # not run: not the event's attempt
+                continue
+            try:
+                if row is failed.row:
+                    await self._failed(row, row.attempts, failed.error)
+                else:
+                    await self._process(row, row.attempts, known)
+            except events.Superseded:
+                log.info("event %s was taken over by another worker; leaving %s to it", row.webhook_event_id, row.source_key)
+                lease.lost = True
+            except Exception:
+                # The database went away: the events not run yet were not their attempts.
+                self._cut_short.extend((later.id, later.attempts) for later, _known in ready[index + 1:])
+                raise
+            lease.touch()
+
     async def _claim_next(self, source_key: str) -> tuple[InboundEvent, bool | None] | None:
         """The source's oldest pending event, its attempt counted and committed (one
         transaction: the claim is committed before handlers run, so an event that kills
@@ -121,28 +231,49 @@ class EventProcessor:
         except events.Superseded:
             raise
         except Exception as exc:
-            if lost_connection(exc) or (is_unavailable(exc) and not await self._database_answers()):
+            if await self._outage(exc):
                 # Not the event's failure: it stays pending and is tried again once the
                 # database is back; the worker backs off.
                 self._cut_short.append((row.id, attempt))
                 raise
-            if not await self._still_claimed(row.id, attempt):
-                # E.g. the other worker's reply row is there already (same retry key).
-                raise events.Superseded(row.id) from exc
-            # A handler bug must not block the customer's later events.
-            park = attempt >= self.max_attempts
-            log.exception("event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempt, self.max_attempts, ", parked" if park else "")
-            async with transaction(self.sessions) as session:
-                await events.record_failure(session, row.id, attempt, f"{type(exc).__name__}: {exc}", park=park)
-            if not park:
-                await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            await self._failed(row, attempt, exc)
             return True
         for delivery_id in delivery_ids:
             await self.sender.send(delivery_id)
-        if self.publish is not None:
-            for update in updates:
-                await self.publish(update)
+        await self._publish_all(updates)
         return more
+
+    async def _outage(self, exc: BaseException) -> bool:
+        """Whether `exc` is the database going away rather than the event's failure."""
+        return lost_connection(exc) or (is_unavailable(exc) and not await self._database_answers())
+
+    async def _failed(self, row: InboundEvent, attempt: int, exc: Exception) -> None:
+        """The attempt's handlers failed (rolled back): recorded, parked after the last
+        attempt; raises events.Superseded when another worker claimed the event meanwhile."""
+        if not await self._still_claimed(row.id, attempt):
+            # E.g. the other worker's reply row is there already (same retry key).
+            raise events.Superseded(row.id) from exc
+        # A handler bug must not block the customer's later events.
+        park = attempt >= self.max_attempts
+        log.error(
+            "event %s failed (attempt %d/%d)%s", row.webhook_event_id, attempt, self.max_attempts, ", parked" if park else "",
+            exc_info=exc,
+        )
+        async with transaction(self.sessions) as session:
+            await events.record_failure(session, row.id, attempt, f"{type(exc).__name__}: {exc}", park=park)
+        if not park:
+            await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
+
+    async def _publish_all(self, updates: list[dict]) -> None:
+        if self.publish is None or not updates:
+            return
+        # A broadcaster that can publish several updates at once (one PUBLISH) is asked to.
+        publish_many = getattr(getattr(self.publish, "__self__", None), "publish_many", None)
+        if publish_many is not None and len(updates) > 1:
+            await publish_many(updates)
+            return
+        for update in updates:
+            await self.publish(update)
 
     async def _still_claimed(self, event_id: int, attempt: int) -> bool:
         async with self.sessions() as session:
@@ -169,42 +300,51 @@ class EventProcessor:
     async def _handle(self, row: InboundEvent, attempt: int, known_customer: bool | None) -> tuple[list[int], list[dict], bool]:
         """Runs the handlers and commits; the deliveries to send, the live updates to publish
         and whether the source has another pending event (seen in the same transaction)."""
+        profile = await self._profile_if_needed(row, known_customer) if row.line_user_id else None
+        async with transaction(self.sessions) as session:
+            delivery_ids, updates = await self._run_handlers(session, row, profile)
+            more = await events.mark_done(session, row.id, attempt, row.source_key)
+        return delivery_ids, updates, more
+
+    async def _run_handlers(
+        self, session: AsyncSession, row: InboundEvent, profile: customers.Profile | None, customer: Customer | None = None
+    ) -> tuple[list[int], list[dict]]:
+        """One event's work inside the caller's transaction: the customer (given, when the
+        caller loaded it already), the timeline row, the handlers, the deliveries to send
+        and the live updates to publish after the commit."""
         payload = row.payload
         user_id = row.line_user_id
-        profile = await self._profile_if_needed(row, known_customer) if user_id else None
         event_time = datetime.fromtimestamp(row.event_timestamp / 1000, tz=timezone.utc) if row.event_timestamp else utcnow()
-
-        async with transaction(self.sessions) as session:
-            customer = None
-            if user_id:
-                customer, created = await customers.get_or_create(session, user_id, profile)
-                customer.last_interaction_at = utcnow()
-                kind, text = describe_inbound(payload)
-                await interactions.append(
-                    session,
-                    Interaction(
-                        customer_id=customer.id, direction=Direction.IN, kind=kind, text=text, payload=payload,
-                        sender_type="customer", sender_id=user_id, inbound_event_id=row.id,
-                    ),
+        if user_id:
+            if customer is None:
+                customer, _created = await customers.get_or_create(session, user_id, profile)
+            customer.last_interaction_at = utcnow()
+            kind, text = describe_inbound(payload)
+            # Added, not flushed: it is written with the next statement (the batch's rows
+            # together), and any handler that reads the timeline sees it (autoflush).
+            session.add(
+                Interaction(
+                    customer_id=customer.id, direction=Direction.IN, kind=kind, text=text, payload=payload,
+                    sender_type="customer", sender_id=user_id, inbound_event_id=row.id,
                 )
-
-            async def refresh_profile() -> None:
-                if customer is not None and profile is not None:
-                    customers.apply_profile(customer, profile)
-
-            ctx = HandlerContext(
-                session=session, customer=customer, event_type=row.event_type, payload=payload,
-                event_time=event_time, refresh_profile=refresh_profile, services=self.services,
             )
-            await self._dispatch(parse_event(payload), ctx, user_id)
-            delivery_ids = []
-            if customer is not None:
-                # Standby events (another channel is active) are recorded, never answered.
-                if ctx.replies and payload.get("mode") != "standby":
-                    delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
-                delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
-            more = await events.mark_done(session, row.id, attempt, row.source_key)
-        return delivery_ids, ctx.updates, more
+
+        async def refresh_profile() -> None:
+            if customer is not None and profile is not None:
+                customers.apply_profile(customer, profile)
+
+        ctx = HandlerContext(
+            session=session, customer=customer, event_type=row.event_type, payload=payload,
+            event_time=event_time, refresh_profile=refresh_profile, services=self.services,
+        )
+        await self._dispatch(parse_event(payload), ctx, user_id)
+        delivery_ids = []
+        if customer is not None:
+            # Standby events (another channel is active) are recorded, never answered.
+            if ctx.replies and payload.get("mode") != "standby":
+                delivery_ids = await self._create_deliveries(session, row, customer.id, ctx.replies, event_time)
+            delivery_ids += await self._create_effects(session, row, customer.id, ctx.effects)
+        return delivery_ids, ctx.updates
 
     async def _dispatch(self, event: Event | None, ctx: HandlerContext, user_id: str | None) -> None:
         if not (user_id and ctx.event_type == "message"):
@@ -267,6 +407,26 @@ class EventProcessor:
             )
             ids.append(delivery.id)
         return ids
+
+
+class _BatchFailed(Exception):
+    """A batch rolled back: `row` is the event whose handlers raised `error` (None when the
+    batch's own statements failed, or an event was superseded)."""
+
+    def __init__(self, row: InboundEvent | None, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.row = row
+        self.error = error
+
+
+def _touch(leases: dict[str, Lease]) -> None:
+    for lease in leases.values():
+        lease.touch()
+
+
+def _needs_known(row: InboundEvent) -> bool:
+    """Whether the event needs to know if its LINE user is a customer (`_profile_if_needed`)."""
+    return bool(row.line_user_id) and row.event_type not in ("follow", "unfollow")
 
 
 def parse_event(payload: dict) -> Event | None:

@@ -47,6 +47,7 @@ class Worker:
         database: Dependency | None = None,
         decile_refresh: float = 3600.0,
         churn_model_refresh: float = churn.DAILY.total_seconds(),
+        batch_size: int = 32,
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -57,6 +58,10 @@ class Worker:
         self.database = database or Dependency("the database")
         self.decile_refresh = decile_refresh
         self.churn_model_refresh = churn_model_refresh
+        # Sources a consumer works on at once, when the queue can hold several (RedisQueue):
+        # one event of each per transaction (bench/live_latency.py: the per-event cost of
+        # a transaction, the claims, the locks and the publishes is shared by the batch).
+        self.batch_size = batch_size if hasattr(queue, "hold_many") else 1
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -78,6 +83,9 @@ class Worker:
         self.queue.wake(self.concurrency)
 
     async def _consume(self) -> None:
+        if self.batch_size > 1:
+            await self._consume_batches()
+            return
         while not self._stopping.is_set():
             job = await self.queue.get()
             if job is None:
@@ -110,6 +118,44 @@ class Worker:
             # not only when the sweeper finds them a sweep interval later.
             if not self._stopping.is_set():
                 await self._put([job.source_key])
+            return
+        self.database.succeeded()
+
+    async def _consume_batches(self) -> None:
+        while not self._stopping.is_set():
+            jobs = await self.queue.get_many(self.batch_size)
+            if not jobs:
+                continue
+            try:
+                await self._work_on_batch(list(dict.fromkeys(job.source_key for job in jobs)))
+            except Exception:  # a bug here must not end the consumer (and with it the worker)
+                log.exception("working on a batch of %d source(s) failed", len(jobs))
+            finally:
+                await self.queue.done_many(jobs)
+
+    async def _work_on_batch(self, source_keys: list[str]) -> None:
+        """`_work_on` for several sources: one event of each (`EventProcessor.process_batch`),
+        then the sources with more pending events go back to the queue (also those stored
+        while this worker was letting go of them: their jobs found them busy and were dropped)."""
+        held: list[str] = []
+        try:
+            async with self.queue.hold_many(source_keys) as leases:
+                held = list(leases)
+                if leases:
+                    await self.processor.process_batch(leases)
+            if held and not self._stopping.is_set():
+                more = await events.pending_among(self.sessions, held)
+                if more:
+                    await self._put([key for key in held if key in more])
+        except QueueUnavailable:
+            return  # the sweeper re-queues once Redis is back
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            self.database.failed(error)
+            await self._pause(self.database.backoff())
+            if held and not self._stopping.is_set():
+                await self._put(held)
             return
         self.database.succeeded()
 

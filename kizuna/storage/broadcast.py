@@ -103,6 +103,20 @@ class RedisBroadcaster:
             return
         self.health.succeeded()
 
+    async def publish_many(self, updates: list[dict]) -> None:
+        """Several updates in one PUBLISH (a JSON array; a worker's batch of events):
+        one Redis round trip and one message for every listening process to parse."""
+        if not updates:
+            return
+        if not self.health.should_try():
+            return
+        try:
+            await self.redis.publish(self.channel, json.dumps(updates, ensure_ascii=False))
+        except (RedisError, OSError) as error:
+            self.health.failed(error)
+            return
+        self.health.succeeded()
+
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[dict]]:
         # One subscription per process, kept while the process lives: stopping and starting
@@ -145,7 +159,10 @@ class RedisBroadcaster:
                         update = json.loads(message["data"])
                     except ValueError:
                         continue
-                    await self._local.publish(update)
+                    # One update, or several published together (`publish_many`).
+                    for one in update if isinstance(update, list) else [update]:
+                        if isinstance(one, dict):
+                            await self._local.publish(one)
             except (RedisError, OSError) as error:
                 self._subscribed.clear()
                 self.health.failed(error)

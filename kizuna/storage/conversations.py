@@ -13,6 +13,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from .db import any_of
 from .errors import Invalid
 from .models import Conversation, ConversationNote, ConversationPriority, ConversationStatus, Customer, Direction, Interaction
 
@@ -25,8 +26,42 @@ async def get(session: AsyncSession, conversation_id: int) -> Conversation | Non
     return await session.get(Conversation, conversation_id, populate_existing=True)
 
 
+# session.info key: active conversations read ahead for a batch of events (`customers_with_active`).
+_PREFETCHED = "kizuna.active_conversations"
+
+
+async def customers_with_active(session: AsyncSession, line_user_ids: list[str], *, remember: set[str]) -> dict[str, Customer]:
+    """The customers with these LINE user ids, by LINE user id, and in the same statement
+    their active conversations, kept for the next `active_for` of each customer whose LINE
+    user id is in `remember` (a worker's batch of events: those with one event in it).
+    Each kept answer is used once: a later `active_for` of the same customer reads the
+    database, so a change the batch makes meanwhile is seen."""
+    if not line_user_ids:
+        return {}
+    statement = (
+        sa.select(Customer, Conversation)
+        .outerjoin(Conversation, sa.and_(Conversation.customer_id == Customer.id, Conversation.status.in_(ACTIVE)))
+        .where(any_of(session, Customer.line_user_id, sorted(set(line_user_ids)), sa.String))
+    )
+    found: dict[str, Customer] = {}
+    active: dict[int, list[Conversation]] = {}
+    for customer, conversation in (await session.execute(statement)).all():
+        found[customer.line_user_id] = customer
+        active.setdefault(customer.id, [])
+        if conversation is not None:
+            active[customer.id].append(conversation)
+    prefetched = session.info.setdefault(_PREFETCHED, {})
+    for line_user_id, customer in found.items():
+        if line_user_id in remember and len(active[customer.id]) <= 1:  # more than one: active_for's own statement raises
+            prefetched[customer.id] = active[customer.id][0] if active[customer.id] else None
+    return found
+
+
 async def active_for(session: AsyncSession, customer_id: int) -> Conversation | None:
     """The customer's conversation a person owns or must take, if any."""
+    prefetched = session.info.get(_PREFETCHED)
+    if prefetched and customer_id in prefetched:
+        return prefetched.pop(customer_id)
     statement = sa.select(Conversation).where(Conversation.customer_id == customer_id, Conversation.status.in_(ACTIVE))
     return (await session.execute(statement)).scalar_one_or_none()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
@@ -158,6 +159,27 @@ def insert_on_conflict(session: AsyncSession, table: Any) -> Any:
     if session.bind.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def any_of(session: AsyncSession, column: Any, values: Sequence[Any], element_type: Any = None) -> Any:
+    """`column IN values` that is one statement whatever the number of values: on PostgreSQL
+    `column = ANY(:array)`, one array parameter, so the statement is prepared once per
+    connection (an IN list is a new statement, prepared again, for each length: a worker's
+    batches of events would keep asyncpg's statement cache churning). Elsewhere an IN list."""
+    if session.bind.dialect.name == "postgresql":
+        array = sa.bindparam("any_of", value=list(values), type_=postgresql.ARRAY(element_type or column.type), unique=True)
+        return column == sa.any_(array)
+    return column.in_(list(values))
+
+
+def pairs_of(session: AsyncSession, first: Any, second: Any, pairs: Sequence[tuple[Any, Any]]) -> Any:
+    """`(first, second) IN pairs`, as `any_of`: on PostgreSQL against two array parameters
+    zipped by `unnest`, one statement whatever the number of pairs."""
+    if session.bind.dialect.name == "postgresql":
+        firsts = sa.bindparam("pairs_first", value=[p[0] for p in pairs], type_=postgresql.ARRAY(first.type), unique=True)
+        seconds = sa.bindparam("pairs_second", value=[p[1] for p in pairs], type_=postgresql.ARRAY(second.type), unique=True)
+        return sa.tuple_(first, second).in_(sa.select(sa.func.unnest(firsts), sa.func.unnest(seconds)))
+    return sa.tuple_(first, second).in_(list(pairs))
 
 
 def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from .db import transaction
+from .db import any_of, pairs_of, transaction
 from .errors import Conflict, NotFound
-from .models import EventStatus, InboundEvent
+from .models import Customer, EventStatus, InboundEvent
 from .queue import QueueUnavailable, WorkQueue
 from .types import utcnow
 
@@ -161,6 +162,74 @@ async def claim_next(session: AsyncSession, source_key: str) -> InboundEvent | N
     return (await session.execute(statement)).scalar_one_or_none()
 
 
+async def claim_next_many(sessions: async_sessionmaker[AsyncSession], source_keys: list[str]) -> list[tuple[InboundEvent, bool]]:
+    """`claim_next` for several sources, committed: each source's oldest pending event, its
+    attempt counted (the fencing token, as there), and whether its LINE user is a customer
+    already. At most one event per source, so each source's events still run one at a time,
+    in order. On PostgreSQL one statement in autocommit (no BEGIN/COMMIT round trips), the
+    customer check riding in its RETURNING; on SQLite (which writes RETURNING's columns
+    unqualified, so the correlated check cannot ride there) a second statement."""
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            rows = (await session.execute(_pg_claim_many(), {"source_keys": list(source_keys)})).all()
+            return [(row[0], bool(row[1])) for row in rows]
+        async with session.begin():
+            claimed = list((await session.execute(_claim_many(session, source_keys).returning(InboundEvent))).scalars())
+            asking = sorted({row.line_user_id for row in claimed if row.line_user_id})
+            found: set[str] = set()
+            if asking:
+                found = set((await session.execute(sa.select(Customer.line_user_id).where(Customer.line_user_id.in_(asking)))).scalars())
+        return [(row, row.line_user_id in found) for row in claimed]
+
+
+@functools.cache
+def _pg_claim_many():
+    """PostgreSQL's claim statement, built once (building it cost more than running it):
+    the sources come as one array parameter, `source_keys`; the customer check rides in
+    the RETURNING."""
+    keys = sa.bindparam("source_keys", type_=postgresql.ARRAY(sa.String))
+    known = sa.exists().where(Customer.line_user_id == InboundEvent.line_user_id).label("known")
+    return _claim_update(_table.c.source_key == sa.any_(keys)).returning(InboundEvent, known)
+
+
+def _claim_many(session: AsyncSession, source_keys: list[str]):
+    """The UPDATE that counts an attempt of each source's oldest pending event."""
+    return _claim_update(any_of(session, _table.c.source_key, source_keys, sa.String))
+
+
+def _claim_update(of_sources):
+    """The claim UPDATE for the sources that `of_sources` (a condition) selects."""
+    ranked = (
+        sa.select(
+            _table.c.id,
+            sa.func.row_number().over(partition_by=_table.c.source_key, order_by=(_table.c.event_timestamp, _table.c.id)).label("rank"),
+        )
+        .where(of_sources, _table.c.status == EventStatus.PENDING)
+        .subquery()
+    )
+    oldest = sa.select(ranked.c.id).where(ranked.c.rank == 1)
+    return (
+        sa.update(InboundEvent)
+        .where(InboundEvent.id.in_(oldest), InboundEvent.status == EventStatus.PENDING)
+        .values(attempts=InboundEvent.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def pending_among(sessions: async_sessionmaker[AsyncSession], source_keys: list[str]) -> set[str]:
+    """Which of these sources have a pending event (`any_pending` for several, one statement)."""
+    if not source_keys:
+        return set()
+    async with sessions() as session:
+        if session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        statement = sa.select(_table.c.source_key).where(
+            any_of(session, _table.c.source_key, source_keys, sa.String), _table.c.status == EventStatus.PENDING
+        ).distinct()
+        return set((await session.execute(statement)).scalars())
+
+
 async def any_pending(sessions: async_sessionmaker[AsyncSession], source_key: str) -> bool:
     """Whether the source has a pending event: one statement, outside any transaction on
     PostgreSQL (autocommit: one round trip instead of BEGIN, SELECT, ROLLBACK)."""
@@ -195,6 +264,20 @@ async def mark_done(session: AsyncSession, event_id: int, attempt: int, source_k
     if row is None:
         raise Superseded(event_id)
     return bool(row.more)
+
+
+async def mark_done_many(session: AsyncSession, claims: list[tuple[int, int]]) -> set[int]:
+    """`mark_done` for several (event id, attempt) claims in one statement; the ids marked.
+    A claim missing from them was superseded: the caller must roll back."""
+    if not claims:
+        return set()
+    result = await session.execute(
+        sa.update(_table)
+        .where(pairs_of(session, _table.c.id, _table.c.attempts, claims), _table.c.status == EventStatus.PENDING)
+        .values(status=EventStatus.DONE, processed_at=utcnow(), last_error=None)
+        .returning(_table.c.id)
+    )
+    return set(result.scalars())
 
 
 async def record_failure(session: AsyncSession, event_id: int, attempt: int, error: str, *, park: bool) -> None:

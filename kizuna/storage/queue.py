@@ -52,6 +52,35 @@ end
 return #ARGV
 """
 
+# A batch's source locks (KEYS), each held with the token ARGV[1]: renewed for ARGV[2] ms
+# when the token is still the lock's, one flag per key (0: the lock lapsed or is another's).
+RENEW_ALL = """
+local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    held[i] = 1
+  else
+    held[i] = 0
+  end
+end
+return held
+"""
+
+# Let go of a batch's source locks (KEYS) that still hold the token ARGV[1]; how many had
+# lapsed (or were another's by then, which is left alone).
+RELEASE_ALL = """
+local lapsed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('DEL', key)
+  else
+    lapsed = lapsed + 1
+  end
+end
+return lapsed
+"""
+
 
 @dataclass
 class Job:
@@ -161,7 +190,7 @@ class RedisQueue:
         prefix: str,
         *,
         consumer: str | None = None,
-        read_count: int = 32,
+        read_count: int = 64,
         lock_ttl: float = 10.0,
         work_timeout: float = 60.0,
         health: Dependency | None = None,
@@ -183,6 +212,8 @@ class RedisQueue:
         self._closing = asyncio.Event()
         # redis-py's Script runs EVALSHA and loads the script again after a restart (NOSCRIPT).
         self._add_all = redis.register_script(ADD_ALL)
+        self._renew_all = redis.register_script(RENEW_ALL)
+        self._release_all = redis.register_script(RELEASE_ALL)
 
     async def put(self, source_keys: Iterable[str]) -> None:
         keys = list(dict.fromkeys(source_keys))
@@ -207,6 +238,17 @@ class RedisQueue:
                 if self._buffer.empty() and not self._closing.is_set():
                     await self._read()
         return None if self._buffer.empty() else self._buffer.get_nowait()
+
+    async def get_many(self, limit: int) -> list[Job]:
+        """Up to `limit` jobs: the next one (as `get`) and whatever else the last read
+        left in the buffer, so a consumer can work on several sources at once."""
+        job = await self.get()
+        if job is None:
+            return []
+        jobs = [job]
+        while len(jobs) < limit and not self._buffer.empty():
+            jobs.append(self._buffer.get_nowait())
+        return jobs
 
     async def _read(self) -> None:
         if not self.health.should_try():
@@ -315,6 +357,84 @@ class RedisQueue:
                 continue
             renewed_at = time.monotonic()
             self.health.succeeded()
+
+    @asynccontextmanager
+    async def hold_many(self, source_keys: list[str]) -> AsyncIterator[dict[str, Lease]]:
+        """`hold` for a batch of distinct sources: their locks taken in one round trip,
+        renewed together by one task while the batch makes progress, released in one
+        script. Yields a lease for each source whose lock was taken; the others are busy
+        (another worker holds them and looks for new events when it lets go).
+        Raises QueueUnavailable when Redis is down (nothing held)."""
+        token = uuid.uuid4().hex
+        ttl_ms = int(self.lock_ttl * 1000)
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in source_keys:
+                pipe.set(self.lock_prefix + key, token, nx=True, px=ttl_ms)
+            taken = await pipe.execute()
+        except REDIS_DOWN as error:
+            self.health.failed(error)
+            raise QueueUnavailable(str(error)) from error
+        leases = {key: Lease() for key, ok in zip(source_keys, taken) if ok}
+        if not leases:
+            yield leases
+            return
+        released = asyncio.Event()
+        renewer = asyncio.create_task(self._renew_many(leases, token, released), name="kizuna-lease-batch")
+        try:
+            yield leases
+        finally:
+            # Told to stop, never cancelled (see `hold`).
+            released.set()
+            await asyncio.wait([renewer], timeout=self.lock_ttl)
+            try:
+                lapsed = await self._release_all(keys=[self.lock_prefix + key for key in leases], args=[token])
+            except REDIS_DOWN as error:
+                self.health.failed(error)  # they lapse on their own within a TTL
+            else:
+                if lapsed and not any(lease.lost for lease in leases.values()):
+                    log.warning("%d lock(s) of a batch lapsed while they were held", lapsed)
+
+    async def _renew_many(self, leases: dict[str, Lease], token: str, released: asyncio.Event) -> None:
+        """`_renew` for a batch: the leases progress together (one batch of events)."""
+        renewed_at = time.monotonic()
+        while not await _wait(released, self.lock_ttl / 3):
+            held = [key for key, lease in leases.items() if not lease.lost]
+            if not held:
+                return
+            if time.monotonic() - max(leases[key].last_progress for key in held) > self.work_timeout:
+                log.error(
+                    "no progress on %d source(s) for %.0f s: letting their locks lapse so another worker can take over",
+                    len(held), self.work_timeout,
+                )
+                for key in held:
+                    leases[key].lost = True
+                return
+            try:
+                flags = await self._renew_all(keys=[self.lock_prefix + key for key in held], args=[token, int(self.lock_ttl * 1000)])
+            except REDIS_DOWN as error:
+                self.health.failed(error)
+                if time.monotonic() - renewed_at >= self.lock_ttl:
+                    for key in held:
+                        leases[key].lost = True  # lapsed by now: another worker may hold them
+                    return
+                continue
+            for key, flag in zip(held, flags):
+                if not flag:
+                    log.warning("the lock on %s was lost (Redis restarted or flushed?); stopping after the current event", key)
+                    leases[key].lost = True
+            renewed_at = time.monotonic()
+            self.health.succeeded()
+
+    async def done_many(self, jobs: list[Job]) -> None:
+        """`done` for several jobs: one XDEL. Never raises."""
+        entry_ids = [job.entry_id for job in jobs if job.entry_id is not None]
+        if not entry_ids:
+            return
+        try:
+            await self.redis.xdel(self.stream, *entry_ids)
+        except REDIS_DOWN as error:
+            self.health.failed(error)
 
     async def done(self, job: Job) -> None:
         """Delete the entry, so the stream holds only work not yet taken. Best effort:

@@ -101,3 +101,30 @@ async def test_one_user_at_a_time_different_users_in_parallel(settings, emulator
         assert overlaps == []
     finally:
         await server.close()
+
+
+async def test_a_failing_event_among_other_customers_events_holds_back_or_doubles_none_of_them(settings, emulator):
+    """With Redis a worker runs one event of several customers in one transaction: one
+    customer's failing event rolls that transaction back, and still every other customer is
+    answered exactly once, the failing event is tried its attempts and parked, and that
+    customer's next message is answered."""
+    calls: list[str] = []
+    server, token = await start_kizuna(settings, emulator, router=_router_that_fails_on("壊れる", calls))
+    kizuna = Kizuna(server=server, emulator=emulator, settings=settings, admin_token=token)
+    try:
+        users = [emulator.add_user(display_name=f"客{i}") for i in range(6)]
+        failing = users[2]
+        texts = {user.user_id: ("壊れる" if user is failing else f"こんにちは {i}") for i, user in enumerate(users)}
+        await emulator.send_events([emulator.make_event("message", user.user_id, text=texts[user.user_id]) for user in users])
+        await emulator.send_events([emulator.make_event("message", user.user_id, text="その次") for user in users])
+        for user in users:
+            await emulator.wait_for_messages(user.user_id, 1 if user is failing else 2, timeout=15)
+        for user in users:
+            assert len(emulator.messages_to(user.user_id)) == (1 if user is failing else 2), user.display_name
+            inbound = [row["text"] for row in await kizuna.timeline(user.user_id) if row["direction"] == "in"]
+            assert inbound == (["その次"] if user is failing else [texts[user.user_id], "その次"]), user.display_name
+        assert calls == ["壊れる"] * settings.max_event_attempts
+        status, parked = await kizuna.api("GET", "/api/v1/events?status=parked")
+        assert status == 200 and [event["payload"]["message"]["text"] for event in parked["items"]] == ["壊れる"]
+    finally:
+        await server.close()

@@ -61,3 +61,33 @@ async def test_redis_carries_updates_between_processes_and_survives_a_restart():
             await subscriber.close()
             await publisher_client.aclose()
             await subscriber_client.aclose()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_updates_published_together_reach_subscribers_one_by_one_in_order():
+    """A worker's batch publishes its events' updates in one PUBLISH; a console in another
+    process still sees each update on its own, in the order published."""
+    async with redis_server() as server:
+        publisher_client, subscriber_client = Redis.from_url(server.url), Redis.from_url(server.url)
+        publisher, subscriber = RedisBroadcaster(publisher_client, "t"), RedisBroadcaster(subscriber_client, "t")
+        try:
+            async with subscriber.subscribe() as updates:
+                while True:  # until the subscription is in place (it starts in the background)
+                    await publisher.publish({"type": "probe"})
+                    try:
+                        assert await _next(updates, timeout=0.2) == {"type": "probe"}
+                        break
+                    except TimeoutError:
+                        continue
+                batch = [{"type": "message", "conversation_id": n} for n in range(3)]
+                await publisher.publish_many(batch)
+                received = []
+                while len(received) < len(batch):
+                    update = await _next(updates)
+                    if update != {"type": "probe"}:  # a late probe
+                        received.append(update)
+                assert received == batch
+        finally:
+            await subscriber.close()
+            await publisher_client.aclose()
+            await subscriber_client.aclose()

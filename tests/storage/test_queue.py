@@ -71,3 +71,58 @@ async def test_a_holder_that_stops_working_loses_the_source(redis, redis_prefix)
     async with asyncio.timeout(3):
         await take_over()
         await holder
+
+
+async def test_a_batch_holds_the_free_sources_and_lets_them_all_go_at_once(redis, redis_prefix):
+    """A worker's batch takes the sources nobody holds, leaves a busy one to its holder, and
+    releases them all when it ends: another worker can take each at once."""
+    queue = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    other = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    sources = ["U" + uuid.uuid4().hex for _ in range(5)]
+    async with other.hold(Job(source_key=sources[2])):
+        async with queue.hold_many(sources) as leases:
+            assert sorted(leases) == sorted(sources[:2] + sources[3:])
+            async with other.hold_many(sources) as others:
+                assert others == {}  # all held: by the batch, or by `other` itself
+    async with asyncio.timeout(2):
+        async with other.hold_many(sources) as leases:
+            assert sorted(leases) == sorted(sources)
+
+
+async def test_a_batch_notices_a_lock_it_lost_and_keeps_the_others(redis, redis_prefix):
+    """Redis flushed one lock (or it lapsed and another worker took it): the renewal marks
+    that source's lease lost, and the batch's other locks stay held and renewed."""
+    queue = RedisQueue(redis, redis_prefix, lock_ttl=0.3)
+    other = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    sources = ["U" + uuid.uuid4().hex for _ in range(3)]
+    async with queue.hold_many(sources) as leases:
+        await redis.delete(queue.lock_prefix + sources[1])
+        async with other.hold_many([sources[1]]) as taken:
+            assert list(taken) == [sources[1]]
+            deadline = asyncio.get_running_loop().time() + 3
+            while not leases[sources[1]].lost:
+                for lease in leases.values():
+                    lease.touch()
+                assert asyncio.get_running_loop().time() < deadline, "the lost lock was never noticed"
+                await asyncio.sleep(0.02)
+        # Several TTLs later the others are still this batch's.
+        assert not leases[sources[0]].lost and not leases[sources[2]].lost
+        async with other.hold_many([sources[0], sources[2]]) as refused:
+            assert refused == {}
+
+
+async def test_a_batch_that_stops_working_loses_its_sources(redis, redis_prefix):
+    """As for one source: a batch that makes no progress for `work_timeout` stops renewing,
+    its locks lapse, and another worker takes the sources."""
+    stuck = RedisQueue(redis, redis_prefix, lock_ttl=0.3, work_timeout=0.5)
+    other = RedisQueue(redis, redis_prefix, lock_ttl=5)
+    sources = ["U" + uuid.uuid4().hex for _ in range(3)]
+    async with stuck.hold_many(sources) as leases:
+        deadline = asyncio.get_running_loop().time() + 5
+        while True:
+            async with other.hold_many(sources) as taken:
+                if len(taken) == len(sources):
+                    break
+            assert asyncio.get_running_loop().time() < deadline, "the stuck batch kept its sources"
+            await asyncio.sleep(0.05)
+        assert all(lease.lost for lease in leases.values())
