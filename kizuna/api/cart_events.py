@@ -11,8 +11,6 @@ Roles: admin, marketer, and `pos` tokens (the shop's systems), as for orders.
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 from pydantic import BaseModel, RootModel
 
@@ -20,7 +18,7 @@ from kizuna.storage import cart_events
 from kizuna.storage.db import transaction
 from kizuna.storage.models import CartEventBatchCreate, CartEventCreate
 
-from .http import TOKEN, Endpoint, json_answer, parse_body, services
+from .http import TOKEN, Endpoint, json_answer, parse_one_or_many, services
 from .orders import SENDERS
 
 
@@ -39,14 +37,7 @@ class CartEventsResult(BaseModel):
 
 
 async def post_cart_events(request: web.Request) -> web.Response:
-    # As for orders: the shape decides the model, so a 400 names the field as the sender wrote it.
-    try:
-        shape = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        shape = None
-    batch = isinstance(shape, dict) and "events" in shape
-    body = await parse_body(request, CartEventBatchCreate if batch else CartEventCreate)
-    sent = body.events if batch else [body]
+    sent = await parse_one_or_many(request, CartEventCreate, CartEventBatchCreate, "events")
     source = f"token:{request[TOKEN].name}"
     async with transaction(services(request).sessions) as session:
         result = await cart_events.store(session, sent, now=services(request).clock(), source=source)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 from pydantic import BaseModel, RootModel
 
@@ -15,7 +13,7 @@ from kizuna.storage.models import (
 from kizuna.storage.roles import STAFF_ROLES, Role
 
 from .http import (
-    LIMIT, TOKEN, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, parse_body, path_id, read_as,
+    LIMIT, TOKEN, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, parse_one_or_many, path_id, read_as,
     services, text_param,
 )
 
@@ -70,14 +68,7 @@ class CustomerRecordsResult(BaseModel):
 
 
 async def upsert_customers(request: web.Request) -> web.Response:
-    # As POST /orders: the shape picks the model, so a 400 names `customers[3].phone` in a batch.
-    try:
-        shape = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        shape = None
-    batch = isinstance(shape, dict) and "customers" in shape
-    body = await parse_body(request, CustomerRecordBatchCreate if batch else CustomerRecordCreate)
-    records = body.customers if batch else [body]
+    records = await parse_one_or_many(request, CustomerRecordCreate, CustomerRecordBatchCreate, "customers")
     async with transaction(services(request).sessions) as session:
         result = await customer_records.upsert(session, records, now=services(request).clock(),
                                                source=f"token:{request[TOKEN].name}")

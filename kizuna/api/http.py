@@ -261,6 +261,19 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> Any:
         raise invalid_field(_field_name(first["loc"]) or "body", message) from None
 
 
+async def parse_one_or_many(request: web.Request, one: type[BaseModel], many: type[BaseModel], key: str) -> list[Any]:
+    """A body that is one record (`one`) or `{key: [...]}` (`many`), as a list of records. The
+    shape picks the model, so a 400 names the field as the sender wrote it: `items[0].sku` for
+    one record, `orders[3].items[0].sku` in a batch (parse_body reports a body that is not JSON)."""
+    try:
+        shape = json.loads(await request.read())
+    except (ValueError, RecursionError):
+        shape = None
+    if isinstance(shape, dict) and key in shape:
+        return getattr(await parse_body(request, many), key)
+    return [await parse_body(request, one)]
+
+
 def _check_json_text(data: Any) -> None:
     """Every string of a JSON document, keys too, at any depth (breadth first, no recursion)."""
     pending: deque[tuple[tuple, Any]] = deque([((), data)])

@@ -10,8 +10,6 @@ Roles: admin, marketer, and `pos` tokens (the shop's systems).
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 from pydantic import BaseModel, RootModel
 
@@ -20,7 +18,7 @@ from kizuna.storage.db import transaction
 from kizuna.storage.models import OrderBatchCreate, OrderCreate
 from kizuna.storage.roles import Role
 
-from .http import TOKEN, Endpoint, json_answer, parse_body, services
+from .http import TOKEN, Endpoint, json_answer, parse_one_or_many, services
 
 SENDERS = (Role.ADMIN, Role.MARKETER, Role.POS)
 
@@ -41,15 +39,7 @@ class OrdersResult(BaseModel):
 
 
 async def post_orders(request: web.Request) -> web.Response:
-    # The shape decides the model, so a 400 names the field as the sender wrote it: `items[0].sku`
-    # for one order, `orders[3].items[0].sku` in a batch. parse_body reports a body that is not JSON.
-    try:
-        shape = json.loads(await request.read())
-    except (ValueError, RecursionError):
-        shape = None
-    batch = isinstance(shape, dict) and "orders" in shape
-    body = await parse_body(request, OrderBatchCreate if batch else OrderCreate)
-    sent = body.orders if batch else [body]
+    sent = await parse_one_or_many(request, OrderCreate, OrderBatchCreate, "orders")
     source = f"token:{request[TOKEN].name}"
     async with transaction(services(request).sessions) as session:
         result = await orders.upsert(session, sent, now=services(request).clock(), source=source)

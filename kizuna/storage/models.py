@@ -928,6 +928,12 @@ class CustomerReferences(SQLModel):
     email: str | None = Field(default=None, max_length=IDENTITY_VALUE_MAX)
     phone: str | None = Field(default=None, max_length=40)
 
+    # (a subclass with more fields to blank names its own `_blank`, which replaces this one)
+    @field_validator(*CUSTOMER_REFS, mode="before")
+    @classmethod
+    def _blank(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
     @field_validator(*CUSTOMER_REFS)
     @classmethod
     def _identity(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -969,10 +975,6 @@ class OrderCreate(CustomerReferences):
     def _text(cls, value: Any) -> Any:
         return _blank_to_none(_stripped(value))
 
-    @field_validator(*CUSTOMER_REFS, mode="before")
-    @classmethod
-    def _blank(cls, value: Any) -> Any:
-        return _blank_to_none(value)
 
 
 
@@ -1033,10 +1035,6 @@ class CartEventCreate(CustomerReferences):
     def _text(cls, value: Any) -> Any:
         return _blank_to_none(_stripped(value))
 
-    @field_validator(*CUSTOMER_REFS, mode="before")
-    @classmethod
-    def _blank(cls, value: Any) -> Any:
-        return _blank_to_none(value)
 
     @model_validator(mode="after")
     def _item_named(self) -> "CartEventCreate":
