@@ -246,7 +246,7 @@ def build_worker(settings: Settings, *, services: Services, line: LineClient, ro
     sender = delivery_sender(settings, sessions=sessions, line=line)
     processor = EventProcessor(
         sessions=sessions, line=line, router=router or build_router(), services=services,
-        sender=sender, publish=services.broadcaster.publish, max_attempts=settings.max_event_attempts,
+        sender=sender, publish_many=services.broadcaster.publish_many, max_attempts=settings.max_event_attempts,
     )
     return Worker(
         queue=services.queue, processor=processor, sender=sender, sessions=sessions,

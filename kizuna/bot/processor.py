@@ -50,7 +50,7 @@ class EventProcessor:
         router: Router,
         services: Services,
         sender: DeliverySender,
-        publish: Callable[[dict], Awaitable[None]] | None = None,
+        publish_many: Callable[[list[dict]], Awaitable[None]] | None = None,
         max_attempts: int = 3,
         loading_delay: float = 0.5,
         retry_backoff: float = 0.2,
@@ -60,7 +60,7 @@ class EventProcessor:
         self.router = router
         self.services = services
         self.sender = sender
-        self.publish = publish
+        self.publish_many = publish_many  # the live updates of what was committed (storage/broadcast.py)
         self.max_attempts = max_attempts
         self.loading_delay = loading_delay
         self.retry_backoff = retry_backoff
@@ -265,15 +265,8 @@ class EventProcessor:
             await asyncio.sleep(self.retry_backoff * 2 ** (attempt - 1))
 
     async def _publish_all(self, updates: list[dict]) -> None:
-        if self.publish is None or not updates:
-            return
-        # A broadcaster that can publish several updates at once (one PUBLISH) is asked to.
-        publish_many = getattr(getattr(self.publish, "__self__", None), "publish_many", None)
-        if publish_many is not None and len(updates) > 1:
-            await publish_many(updates)
-            return
-        for update in updates:
-            await self.publish(update)
+        if self.publish_many is not None and updates:
+            await self.publish_many(updates)  # one PUBLISH for a batch's updates with Redis
 
     async def _still_claimed(self, event_id: int, attempt: int) -> bool:
         async with self.sessions() as session:

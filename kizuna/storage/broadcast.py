@@ -40,6 +40,10 @@ class Broadcaster(Protocol):
         """Best effort, after commit; never raises."""
         ...
 
+    async def publish_many(self, updates: list[dict]) -> None:
+        """`publish` for several updates at once (a worker's batch of events); never raises."""
+        ...
+
     def subscribe(self) -> "asyncio.AbstractAsyncContextManager[AsyncIterator[dict]]": ...
 
 
@@ -70,6 +74,10 @@ class InProcessBroadcaster:
     async def publish(self, update: dict) -> None:
         for subscriber in list(self._subscribers):
             subscriber.offer(update)
+
+    async def publish_many(self, updates: list[dict]) -> None:
+        for update in updates:
+            await self.publish(update)
 
     @asynccontextmanager
     async def subscribe(self) -> AsyncIterator[AsyncIterator[dict]]:
