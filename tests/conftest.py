@@ -122,6 +122,19 @@ def database_url(database_template, tmp_path) -> str:
 
 
 @pytest.fixture
+def env(database_url, monkeypatch, tmp_path) -> str:
+    """The environment of a `kizuna` command run in the test (bot/cli.py `main`): the run's
+    database, no Redis, no LINE credentials, no .env from the work tree."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("KIZUNA_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("KIZUNA_LOG_LEVEL", "WARNING")
+    for name in ("REDIS_URL", "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "KIZUNA_PUBLIC_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return database_url
+
+
+@pytest.fixture
 def redis_prefix() -> str:
     return f"kizuna-test-{uuid.uuid4().hex[:10]}"
 

@@ -11,7 +11,6 @@ from kizuna.bot.cli import main
 from kizuna.campaigns import segments
 from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.imports import ORDERS_HEADER
-from tests.bot.test_import_cli import env  # noqa: F401  (the fixture: the run's database, no .env)
 
 
 def preset_counts(url: str) -> dict[str, int]:

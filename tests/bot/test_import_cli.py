@@ -13,18 +13,7 @@ from kizuna.bot.cli import main
 from kizuna.storage.db import create_engine
 from kizuna.storage.imports import ORDERS_HEADER
 from kizuna.storage.models import Customer, Interaction, Order, OrderItem
-from tests.conftest import SECRET_KEY
 
-
-@pytest.fixture
-def env(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("KIZUNA_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("KIZUNA_LOG_LEVEL", "WARNING")
-    for name in ("REDIS_URL", "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env from the work tree
-    return database_url
 
 
 def query(url: str, statement) -> list:

@@ -12,18 +12,7 @@ from kizuna.bot.cli import DEMO_ADMIN_EMAIL, main
 from kizuna.storage import staff as staff_store
 from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.models import AuditEntry, Staff
-from tests.conftest import SECRET_KEY
 
-
-@pytest.fixture
-def env(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("KIZUNA_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("KIZUNA_LOG_LEVEL", "WARNING")
-    for name in ("REDIS_URL", "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN", "KIZUNA_PUBLIC_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env from the work tree
-    return database_url
 
 
 class Terminal(io.StringIO):

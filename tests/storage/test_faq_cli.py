@@ -5,20 +5,9 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
 
 from kizuna.bot.cli import main
-from tests.conftest import SECRET_KEY
 
-
-@pytest.fixture
-def env(database_url, monkeypatch, tmp_path):
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("KIZUNA_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("KIZUNA_LOG_LEVEL", "WARNING")
-    for name in ("REDIS_URL", "LINE_CHANNEL_SECRET", "LINE_CHANNEL_ACCESS_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no .env from the work tree
 
 
 def test_import_export_and_errors(env, tmp_path, capsys):
