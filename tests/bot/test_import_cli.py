@@ -15,7 +15,6 @@ from kizuna.storage.imports import ORDERS_HEADER
 from kizuna.storage.models import Customer, Interaction, Order, OrderItem
 
 
-
 def query(url: str, statement) -> list:
     async def run() -> list:
         engine = create_engine(url)

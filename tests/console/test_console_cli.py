@@ -14,7 +14,6 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.models import AuditEntry, Staff
 
 
-
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -5,9 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-
 from kizuna.bot.cli import main
-
 
 
 def test_import_export_and_errors(env, tmp_path, capsys):
