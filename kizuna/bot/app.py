@@ -40,6 +40,7 @@ from .processor import EventProcessor
 from .richmenu import RichMenus
 from .sender import DeliverySender
 from .settings import Settings
+from .campaign_sender import CampaignSender
 from .worker import Worker
 
 log = logging.getLogger("kizuna.app")
@@ -252,6 +253,7 @@ def build_worker(settings: Settings, *, services: Services, line: LineClient, ro
         queue=services.queue, processor=processor, sender=sender, sessions=sessions,
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
         decile_refresh=settings.decile_refresh_seconds,
+        campaign_sender=CampaignSender(sessions=sessions, line=line, clock=lambda: services.clock()),
     )
 
 
