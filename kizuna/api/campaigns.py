@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from kizuna.campaigns import campaigns
+from kizuna.campaigns import attribution, campaigns
 from kizuna.storage.db import transaction
 from kizuna.storage.errors import Invalid
 from kizuna.storage.models import CAMPAIGN_NAME_MAX, Campaign
@@ -35,8 +35,17 @@ class VariantIn(BaseModel):
     percent: int = Field(ge=1, le=100, description="share of the audience outside the control group; the variants add up to 100")
 
 
+def _one_of_each(schema: dict) -> None:
+    """Exactly one of segment_id and rule, and of messages and variants (campaigns.create checks the same)."""
+    def exactly_one(a: str, b: str, a_type: str, b_type: str) -> dict:
+        return {"oneOf": [{"required": [a], "properties": {a: {"type": a_type}, b: {"type": "null"}}},
+                          {"required": [b], "properties": {b: {"type": b_type}, a: {"type": "null"}}}]}
+
+    schema["allOf"] = [exactly_one("segment_id", "rule", "integer", "object"), exactly_one("messages", "variants", "array", "array")]
+
+
 class CampaignIn(BaseModel):
-    model_config = {"extra": "forbid"}
+    model_config = {"extra": "forbid", "json_schema_extra": _one_of_each}
 
     name: str = Field(min_length=1, max_length=CAMPAIGN_NAME_MAX, **NOT_BLANK)
     segment_id: int | None = Field(default=None, ge=1, description="a saved segment (evaluated when the campaign starts)")
@@ -49,6 +58,10 @@ class CampaignIn(BaseModel):
                                                           "in the last 7 days")
     holdout_percent: int = Field(default=0, ge=0, le=campaigns.MAX_HOLDOUT_PERCENT,
                                  description="a control group that receives nothing, for uplift (0: none)")
+    track_links: bool = Field(default=True, description="turn the messages' links into tracked /r/{token} links, one per "
+                                                        "recipient (the content is then pushed one by one)")
+    coupon_id: int | None = Field(default=None, ge=1, description="an active coupon: each recipient gets their own grant, "
+                                                                  "sent as a coupon card after the messages (then at most 4 messages)")
     draft: bool = Field(default=False, description="save without scheduling (schedule later with /schedule)")
 
 
@@ -68,10 +81,26 @@ class StatsRead(BaseModel):
     control: int
     excluded: dict[str, int] = Field(description="left out: blocked, opted_out, capped, not_on_line")
     duplicates_avoided: int = Field(description="requests LINE answered 409: an earlier attempt had been accepted, nothing sent twice")
-    clicks: int = Field(description="tracked-link taps (not tracked yet: 0)")
-    redeemed: int = Field(description="coupons redeemed within the attribution window (not attributed yet: 0)")
-    orders: int = Field(description="orders within the attribution window (not attributed yet: 0)")
-    revenue: int = Field(description="yen of those orders (not attributed yet: 0)")
+    clicks: int = Field(description="taps on the campaign's tracked links (/r/{token})")
+    clickers: int = Field(description="recipients who tapped at least one")
+    redeemed: int = Field(description="coupons the recipients redeemed within the attribution window (7 days from the start)")
+    orders: int = Field(description="the recipients' completed orders within the attribution window")
+    revenue: int = Field(description="yen of those orders")
+    buyers: int = Field(description="recipients with an order within the window")
+
+
+class ControlRead(BaseModel):
+    size: int
+    buyers: int
+    orders: int
+    revenue: int
+    redeemed: int
+
+
+class UpliftRead(BaseModel):
+    difference: float = Field(description="purchase rate of the recipients minus that of the control group (0.012 = 1.2 points)")
+    low: float | None = Field(description="95 % interval (Wald); null with fewer than 30 in a group")
+    high: float | None
 
 
 class CampaignRead(BaseModel):
@@ -84,6 +113,7 @@ class CampaignRead(BaseModel):
     quiet_hours: bool
     frequency_cap: bool
     holdout_percent: int
+    coupon_id: int | None
     variants: list[VariantRead]
     audience: dict[str, int] | None = Field(description="the snapshot's counts by status, once started")
     note: str | None = Field(description="why it waits or stopped (quiet hours, LINE's monthly quota)")
@@ -92,6 +122,8 @@ class CampaignRead(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     stats: StatsRead
+    control: ControlRead | None = Field(description="the control group over the same window (campaigns with a holdout)")
+    uplift: UpliftRead | None
 
 
 class CampaignPage(BaseModel):
@@ -102,21 +134,22 @@ class CampaignPage(BaseModel):
 async def _read(session, campaign: Campaign) -> CampaignRead:
     variants = await campaigns.variants_of(session, campaign.id)
     stats = await campaigns.stats(session, campaign.id)
+    results = await attribution.results(session, campaign)
     return CampaignRead(
         id=campaign.id, name=campaign.name, status=campaign.status, segment_id=campaign.segment_id, rule=campaign.rule,
         send_at=campaign.send_at, quiet_hours=campaign.quiet_hours, frequency_cap=campaign.frequency_cap,
-        holdout_percent=campaign.holdout_percent,
+        holdout_percent=campaign.holdout_percent, coupon_id=campaign.coupon_id,
         variants=[VariantRead(label=v.label, percent=v.percent, method=v.method, messages=v.messages) for v in variants],
         audience=campaign.audience, note=campaign.note, created_by=campaign.created_by, created_at=campaign.created_at,
         started_at=campaign.started_at, completed_at=campaign.completed_at,
-        stats=_stats(stats),
+        stats=StatsRead(
+            targeted=stats.targeted, sent=stats.sent, failed=stats.failed, undetermined=stats.undetermined, pending=stats.pending,
+            control=stats.control, excluded=stats.excluded, duplicates_avoided=stats.duplicates_avoided, clicks=results.clicks,
+            clickers=results.clickers, redeemed=results.treated.redeemed, orders=results.treated.orders,
+            revenue=results.treated.revenue, buyers=results.treated.buyers),
+        control=ControlRead(**vars(results.control)) if results.control else None,
+        uplift=UpliftRead(**vars(results.uplift)) if results.uplift else None,
     )
-
-
-def _stats(stats: campaigns.Stats) -> StatsRead:
-    return StatsRead(targeted=stats.targeted, sent=stats.sent, failed=stats.failed, undetermined=stats.undetermined,
-                     pending=stats.pending, control=stats.control, excluded=stats.excluded,
-                     duplicates_avoided=stats.duplicates_avoided, clicks=0, redeemed=0, orders=0, revenue=0)
 
 
 def _variants(body: CampaignIn) -> list[campaigns.VariantIn]:
@@ -133,7 +166,7 @@ async def create_campaign(request: web.Request) -> web.Response:
         campaign = await campaigns.create(
             session, name=body.name, segment_id=body.segment_id, rule=body.rule, variants=_variants(body), send_at=body.send_at,
             schedule=not body.draft, quiet_hours=body.quiet_hours, frequency_cap=body.frequency_cap,
-            holdout_percent=body.holdout_percent, now=services(request).clock(), actor=actor(request),
+            holdout_percent=body.holdout_percent, track_links=body.track_links, coupon_id=body.coupon_id, now=services(request).clock(), actor=actor(request),
         )
         return json_answer(await _read(session, campaign), status=201)
 

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import campaigns, messages as campaign_messages
-from kizuna.storage import campaign_batches, faq
+from kizuna.campaigns import campaigns, links as tracked_links, messages as campaign_messages
+from kizuna.flows.coupons import coupon_flex
+from kizuna.storage import campaign_batches, coupons, faq
 from kizuna.storage.campaign_batches import ClaimedBatch, Outcome, Recipient
 from kizuna.storage.db import transaction
 from kizuna.storage.models import BatchStatus, Campaign, CampaignStatus, CampaignVariant, DeliveryMethod, RecipientStatus
@@ -37,15 +38,18 @@ CLAIM_TIMEOUT = timedelta(seconds=120)  # a batch claimed longer ago belongs to 
 
 class CampaignSender:
     def __init__(
-        self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient, clock: Callable[[], datetime] = utcnow,
-        claim_size: int = CLAIM_SIZE, claim_timeout: timedelta = CLAIM_TIMEOUT,
+        self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient, secret_key: str, public_url: str,
+        clock: Callable[[], datetime] = utcnow, claim_size: int = CLAIM_SIZE, claim_timeout: timedelta = CLAIM_TIMEOUT,
     ) -> None:
         self.sessions = sessions
+        self.secret_key = secret_key  # signs the tracked links' tokens
+        self.public_url = public_url.rstrip("/")
         self.line = line
         self.clock = clock
         self.claim_size = claim_size
         self.claim_timeout = claim_timeout
         self._variants: dict[int, CampaignVariant] = {}  # variants never change once a campaign runs
+        self._coupons: dict[int, int | None] = {}  # campaign id -> its coupon id (fixed too)
 
     # -- the scheduler's tick ------------------------------------------------------------------------
 
@@ -78,6 +82,8 @@ class CampaignSender:
             for batch in claimed:
                 if batch.variant_id not in self._variants:
                     self._variants[batch.variant_id] = await session.get(CampaignVariant, batch.variant_id)
+                if batch.campaign_id not in self._coupons:
+                    self._coupons[batch.campaign_id] = (await session.get(Campaign, batch.campaign_id)).coupon_id
         results = await asyncio.gather(*(self._send(batch, audience[batch.id]) for batch in claimed))
         outcomes = [outcome for outcome, _ in results]
         failures = [failure for _, batch_failures in results for failure in batch_failures]
@@ -115,8 +121,17 @@ class CampaignSender:
         return Outcome(batch, BatchStatus.SENT, request_id=accepted.request_id, duplicate=accepted.duplicate)
 
     async def _pushes(self, batch: ClaimedBatch, variant: CampaignVariant, recipients: list[Recipient]) -> tuple[Outcome, list[dict]]:
+        cards, refused = await self._coupon_cards(batch, recipients) if self._coupons.get(batch.campaign_id) else ({}, [])
+        refused_ids = {failure["cu"] for failure in refused}
+        recipients = [recipient for recipient in recipients if recipient.customer_id not in refused_ids]
+
         async def push(recipient: Recipient):
             body = campaign_messages.render(variant.messages, display_name=recipient.display_name, full_name=recipient.full_name)
+            if variant.links:
+                body = tracked_links.apply(body, variant.links, lambda link: self._tracked_url(
+                    tracked_links.Tap(batch.campaign_id, batch.variant_id, recipient.customer_id, link)))
+            if recipient.customer_id in cards:
+                body = [*body, cards[recipient.customer_id]]
             try:
                 return await self.line.push(recipient.line_user_id, body,
                                             retry_key=campaign_batches.push_key(batch.retry_key, recipient.customer_id))
@@ -128,11 +143,31 @@ class CampaignSender:
         if unavailable:
             # Some went, some did not: the batch goes again; the ones that went answer 409.
             return Outcome(batch, BatchStatus.PENDING, error=str(unavailable[0])), []
-        failures = [{"c": batch.campaign_id, "cu": recipient.customer_id, "s": RecipientStatus.FAILED, "why": _reason(result)}
-                    for recipient, result in zip(recipients, results) if isinstance(result, LineError)]
+        failures = refused + [{"c": batch.campaign_id, "cu": recipient.customer_id, "s": RecipientStatus.FAILED, "why": _reason(result)}
+                              for recipient, result in zip(recipients, results) if isinstance(result, LineError)]
         duplicate = any(not isinstance(r, LineError) and r.duplicate for r in results)
         return Outcome(batch, BatchStatus.SENT, duplicate=duplicate,
                        error=f"{len(failures)} refused by LINE" if failures else None), failures
+
+    async def _coupon_cards(self, batch: ClaimedBatch, recipients: list[Recipient]) -> tuple[dict[int, dict], list[dict]]:
+        """Each recipient's own grant of the campaign's coupon (issued once per campaign and customer:
+        a retried batch finds the grants it issued), as coupon cards; and the recipients refused one
+        (sold out, ended meanwhile), who are then not sent the campaign."""
+        coupon_id = self._coupons[batch.campaign_id]
+        cards, refused = {}, []
+        async with transaction(self.sessions) as session:
+            for recipient in recipients:
+                result = await coupons.issue(session, coupon_id=coupon_id, customer_id=recipient.customer_id, now=self.clock(),
+                                             by=f"campaign:{batch.campaign_id}", key=f"campaign:{batch.campaign_id}")
+                if result.grant is None:
+                    refused.append({"c": batch.campaign_id, "cu": recipient.customer_id, "s": RecipientStatus.FAILED,
+                                    "why": f"coupon not issued: {result.refusal}"})
+                else:
+                    cards[recipient.customer_id] = coupon_flex(result.grant, result.coupon, public_url=self.public_url, locale="ja")
+        return cards, refused
+
+    def _tracked_url(self, tap: tracked_links.Tap) -> str:
+        return f"{self.public_url}/r/{tracked_links.token(self.secret_key, tap)}"
 
     async def write_timeline(self) -> int:
         """Timeline rows of sent batches, behind the sender (a few batches a call)."""

@@ -21,13 +21,14 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kizuna.storage import audit, campaign_batches, faq
+from kizuna.storage import audit, campaign_batches, coupons, faq
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import (
     CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, DeliveryMethod,
     RecipientStatus,
 )
 
+from . import links as tracked_links
 from . import messages as campaign_messages
 from . import segments
 
@@ -71,7 +72,7 @@ def _check_variants(variants: list[VariantIn]) -> list[VariantIn]:
 async def create(
     session: AsyncSession, *, name: Any, segment_id: int | None, rule: Any, variants: list[VariantIn], send_at: datetime | None,
     schedule: bool = True, quiet_hours: bool = True, frequency_cap: bool = True, holdout_percent: int = 0,
-    now: datetime, actor: audit.Actor | None = None,
+    track_links: bool = True, coupon_id: int | None = None, now: datetime, actor: audit.Actor | None = None,
 ) -> Campaign:
     """A campaign, scheduled (or a draft with `schedule=False`). Exactly one of `segment_id` and
     `rule`; an inline rule is checked now and kept as it was (later edits of a segment do change
@@ -81,10 +82,19 @@ async def create(
     if (segment_id is None) == (rule is None):
         raise Invalid("segment_id", "give either segment_id or rule")
     if segment_id is not None:
-        await segments.get(session, segment_id)
+        try:
+            await segments.get(session, segment_id)
+        except NotFound:
+            raise Invalid("segment_id", "no such segment") from None
     else:
         segments.check(rule)
     _check_variants(variants)
+    if coupon_id is not None:
+        coupon = await coupons.get_coupon(session, coupon_id)
+        if coupon is None or not coupon.active:
+            raise Invalid("coupon_id", "no such active coupon")
+        if any(len(variant.messages) >= campaign_messages.MAX_MESSAGES for variant in variants):
+            raise Invalid("messages", f"with a coupon, at most {campaign_messages.MAX_MESSAGES - 1} messages (the coupon card is the last)")
     if not 0 <= holdout_percent <= MAX_HOLDOUT_PERCENT:
         raise Invalid("holdout_percent", f"must be 0 to {MAX_HOLDOUT_PERCENT}")
     if send_at is not None:
@@ -95,14 +105,18 @@ async def create(
     campaign = Campaign(
         name=name.strip(), segment_id=segment_id, rule=rule, status=CampaignStatus.SCHEDULED if schedule else CampaignStatus.DRAFT,
         send_at=send_at, quiet_hours=quiet_hours, frequency_cap=frequency_cap, holdout_percent=holdout_percent,
-        created_by=actor.label[:100] if actor else None, created_at=now, updated_at=now,
+        track_links=track_links, coupon_id=coupon_id, created_by=actor.label[:100] if actor else None, created_at=now, updated_at=now,
     )
     session.add(campaign)
     await session.flush()
-    for label, variant in zip(LABELS, variants):
-        method = DeliveryMethod.PUSH if campaign_messages.personalised(variant.messages) else DeliveryMethod.MULTICAST
+    for index, (label, variant) in enumerate(zip(LABELS, variants)):
+        links = tracked_links.find(variant.messages) if track_links else []
+        if len(links) > tracked_links.MAX_LINKS:
+            raise Invalid(f"variants[{index}].messages", f"at most {tracked_links.MAX_LINKS} different links can be tracked")
+        # Tracked links and coupon codes differ per recipient, like names: such content is pushed one by one.
+        personal = bool(links) or coupon_id is not None or campaign_messages.personalised(variant.messages)
         session.add(CampaignVariant(campaign_id=campaign.id, label=label, percent=variant.percent, messages=variant.messages,
-                                    method=method))
+                                    method=DeliveryMethod.PUSH if personal else DeliveryMethod.MULTICAST, links=links))
     campaign.aggregation_unit = f"kizuna_c{campaign.id}"
     await session.flush()
     audit.record_by(session, actor, audit.Action.CAMPAIGN_CREATED, target=f"campaign:{campaign.id} {campaign.name}")

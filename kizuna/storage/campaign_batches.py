@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import (
-    BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, Customer, Direction, Interaction,
+    BatchStatus, Campaign, CampaignBatch, CampaignClick, CampaignRecipient, CampaignStatus, CampaignVariant, Customer, Direction,
+    Interaction,
     RecipientStatus,
 )
 
@@ -292,3 +293,34 @@ async def write_timeline(session: AsyncSession, *, limit: int = 20) -> int:
                 ["customer_id", "direction", "kind", "text", "payload", "sender_type", "sender_id", "created_at"], rows))
             written += result.rowcount
     return written
+
+
+# -- tracked links ---------------------------------------------------------------------------------
+
+
+async def record_click(
+    session: AsyncSession, *, campaign_id: int, variant_id: int, customer_id: int, link: int, now: datetime,
+) -> str | None:
+    """The destination of a recipient's tracked link, with the tap recorded (a click row and the
+    customer's timeline); None when no such link was sent to them (unknown campaign, variant or
+    number, or a customer who was not a recipient of that variant)."""
+    variant = await session.get(CampaignVariant, variant_id)
+    if variant is None or variant.campaign_id != campaign_id or not 0 <= link < len(variant.links):
+        return None
+    recipient = await session.get(CampaignRecipient, (campaign_id, customer_id))
+    if recipient is None or recipient.variant_id != variant_id:
+        return None
+    destination = variant.links[link]
+    session.add(CampaignClick(campaign_id=campaign_id, variant_id=variant_id, customer_id=customer_id, link=link, clicked_at=now))
+    session.add(Interaction(customer_id=customer_id, direction=Direction.IN, kind="link.clicked", text=destination,
+                            payload={"campaign_id": campaign_id, "link": link}, sender_type="customer", created_at=now))
+    await session.execute(sa.update(Customer).where(Customer.id == customer_id).values(last_interaction_at=now))
+    return destination
+
+
+async def clicks(session: AsyncSession, campaign_id: int) -> tuple[int, int]:
+    """(taps, customers who tapped) of the campaign's tracked links."""
+    c = CampaignClick.__table__
+    row = (await session.execute(
+        sa.select(sa.func.count(), sa.func.count(sa.distinct(c.c.customer_id))).where(c.c.campaign_id == campaign_id))).one()
+    return row[0], row[1]

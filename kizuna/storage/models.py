@@ -1304,6 +1304,10 @@ class Campaign(SQLModel, table=True):
     quiet_hours: bool = True  # held (not dropped) from 21:00 to 09:00 in the shop's zone
     frequency_cap: bool = True  # at most N marketing pushes per customer per 7 days (shop setting)
     holdout_percent: int = 0  # a control group that receives nothing (0: none)
+    # Links in the messages become /r/{token} per recipient (clicks counted; content then personalised: push).
+    track_links: bool = True
+    # A coupon each recipient gets their own grant of, sent as a coupon card after the messages.
+    coupon_id: int | None = Field(default=None, foreign_key="coupons.id")
     # The customAggregationUnits name LINE counts opens and clicks under (insight API).
     aggregation_unit: str | None = Field(default=None, max_length=30)
     created_by: str | None = Field(default=None, max_length=100)
@@ -1327,6 +1331,8 @@ class CampaignVariant(SQLModel, table=True):
     percent: int  # share of the audience outside the control group
     messages: list = Field(sa_type=JSONType)
     method: str = Field(default=DeliveryMethod.MULTICAST, max_length=16)
+    # The links of the messages, tracked: link n of a recipient's message is /r/{token of n}.
+    links: list = Field(default_factory=list, sa_type=JSONType)
 
 
 class RecipientStatus(StrEnum):
@@ -1392,3 +1398,16 @@ class CampaignBatch(SQLModel, table=True):
     line_request_id: str | None = Field(default=None, max_length=64)
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     timeline_written: bool = False  # the recipients' timeline rows are written behind the sender
+
+
+class CampaignClick(SQLModel, table=True):
+    """A tap on a campaign's tracked link (/r/{token}): who, which link, when."""
+
+    __tablename__ = "campaign_clicks"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    campaign_id: int = Field(foreign_key="campaigns.id", index=True)
+    variant_id: int = Field(foreign_key="campaign_variants.id")
+    customer_id: int = Field(foreign_key="customers.id")
+    link: int  # index into the variant's links
+    clicked_at: datetime = _created_at()

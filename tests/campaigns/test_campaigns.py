@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 
 from kizuna.bot.app import SERVICES
@@ -71,7 +72,7 @@ async def test_a_campaign_reaches_every_follower_once_and_leaves_out_who_blocked
     assert campaign_texts(kizuna, blocker) == [] and campaign_texts(kizuna, quiet) == []
     assert done["stats"] | {"excluded": None} == {
         "targeted": 3, "sent": 3, "failed": 0, "undetermined": 0, "pending": 0, "control": 0, "excluded": None,
-        "duplicates_avoided": 0, "clicks": 0, "redeemed": 0, "orders": 0, "revenue": 0}
+        "duplicates_avoided": 0, "clicks": 0, "clickers": 0, "redeemed": 0, "orders": 0, "revenue": 0, "buyers": 0}
     assert done["stats"]["excluded"] == {"blocked": 1, "opted_out": 1, "capped": 0, "not_on_line": 0}
     [request] = kizuna.emulator.requests_to("multicast")
     assert request.headers.get("X-Line-Retry-Key")
@@ -185,3 +186,70 @@ async def test_a_bad_campaign_is_refused_naming_the_field_and_nothing_is_saved(k
     assert field in answer["error"]["message"] or answer["error"].get("field", "").startswith(field), answer
     _, page = await kizuna.api("GET", "/api/v1/campaigns")
     assert page["items"] == []
+
+
+async def test_a_tracked_link_counts_the_tap_and_redirects_to_the_stored_destination_only(kizuna):
+    hanako, taro = await befriend(kizuna, "花子", "太郎")
+    campaign = await create(kizuna, messages=[{"type": "text", "text": "セール会場はこちら https://shop.example/sale 。"}])
+    assert campaign["variants"][0]["method"] == "push"
+    await wait_for_status(kizuna, campaign["id"], "completed")
+    [text] = campaign_texts(kizuna, hanako)
+    [taro_text] = campaign_texts(kizuna, taro)
+    token = text.split("/r/")[1].split()[0]
+    assert text.startswith("セール会場はこちら http") and "shop.example" not in text and token not in taro_text
+
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"{kizuna.url}/r/{token}", allow_redirects=False) as response:
+            assert (response.status, response.headers["Location"]) == (302, "https://shop.example/sale")
+        altered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+        async with client.get(f"{kizuna.url}/r/{altered}", allow_redirects=False) as response:
+            assert response.status == 404 and "リンクが見つかりません" in await response.text()
+    _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
+    assert (body["stats"]["clicks"], body["stats"]["clickers"]) == (1, 1)
+    assert any(row["kind"] == "link.clicked" and row["text"] == "https://shop.example/sale" for row in await kizuna.timeline(hanako.user_id))
+
+
+async def test_orders_after_the_send_are_attributed_against_the_control_group(kizuna):
+    users = await befriend(kizuna, *[f"客{n}" for n in range(10)])
+    done = await wait_for_status(kizuna, (await create(kizuna, holdout_percent=50))["id"], "completed")
+    received = [user for user in users if campaign_texts(kizuna, user)]
+    control = [user for user in users if not campaign_texts(kizuna, user)]
+    assert received and control and len(received) == done["stats"]["sent"]
+    now = datetime.now(timezone.utc).isoformat()
+    orders = [{"external_id": f"EC-{n}", "ordered_at": now, "total": 3000, "line_user_id": user.user_id}
+              for n, user in enumerate([received[0], received[0], control[0]])]
+    status, answer = await kizuna.api("POST", "/api/v1/orders", json={"orders": orders})
+    assert status == 200, answer
+    _, body = await kizuna.api("GET", f"/api/v1/campaigns/{done['id']}")
+    assert (body["stats"]["orders"], body["stats"]["revenue"], body["stats"]["buyers"]) == (2, 6000, 1)
+    assert body["control"] == {"size": len(control), "buyers": 1, "orders": 1, "revenue": 3000, "redeemed": 0}
+    expected = 1 / len(received) - 1 / len(control)
+    assert body["uplift"]["difference"] == pytest.approx(expected) and body["uplift"]["low"] is None
+
+
+async def test_a_coupon_campaign_gives_each_recipient_their_own_code_once_and_counts_the_redemption(kizuna):
+    hanako, taro = await befriend(kizuna, "花子", "太郎")
+    status, coupon = await kizuna.api("POST", "/api/v1/coupons", json={
+        "title": "冬の500円OFF", "discount_type": "amount", "discount_value": 500, "valid_days": 14})
+    assert status == 201, coupon
+    # The first push's answer is lost: the batch goes again, and its grants are not issued twice.
+    kizuna.emulator.fail_next("push", 500, count=1, after_executing=True)
+    campaign = await create(kizuna, coupon_id=coupon["id"])
+    assert campaign["variants"][0]["method"] == "push"
+    await wait_for_status(kizuna, campaign["id"], "completed")
+
+    codes = {}
+    for user in (hanako, taro):
+        received = [m.message for m in kizuna.emulator.messages_to(user.user_id) if m.via == "push"]
+        assert [m["type"] for m in received] == ["text", "flex"], received
+        assert received[0]["text"] == "冬のセール開催中！" and "冬の500円OFF" in received[1]["altText"]
+        body = received[1]["contents"]["body"]["contents"]
+        codes[user.user_id] = next(item["text"] for item in body if item.get("size") == "xl")
+    assert len(set(codes.values())) == 2
+    status, grants = await kizuna.api("GET", f"/api/v1/customers/{await kizuna.customer_id(hanako.user_id)}/coupons")
+    assert status == 200 and len(grants["items"]) == 1, grants
+
+    status, redeemed = await kizuna.api("POST", "/api/v1/coupons/redeem", json={"code": codes[hanako.user_id]})
+    assert status == 200, redeemed
+    _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
+    assert (body["coupon_id"], body["stats"]["sent"], body["stats"]["redeemed"]) == (coupon["id"], 2, 1)

@@ -28,6 +28,8 @@ def upgrade() -> None:
     sa.Column('quiet_hours', sa.Boolean(), nullable=False),
     sa.Column('frequency_cap', sa.Boolean(), nullable=False),
     sa.Column('holdout_percent', sa.Integer(), nullable=False),
+    sa.Column('track_links', sa.Boolean(), nullable=False),
+    sa.Column('coupon_id', sa.Integer(), nullable=True),
     sa.Column('aggregation_unit', sqlmodel.sql.sqltypes.AutoString(length=30), nullable=True),
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('created_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
@@ -37,6 +39,7 @@ def upgrade() -> None:
     sa.Column('audience', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
     sa.CheckConstraint("status IN ('draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled')", name='ck_campaigns_status'),
+    sa.ForeignKeyConstraint(['coupon_id'], ['coupons.id'], ),
     sa.ForeignKeyConstraint(['segment_id'], ['segments.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -50,6 +53,7 @@ def upgrade() -> None:
     sa.Column('percent', sa.Integer(), nullable=False),
     sa.Column('messages', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('method', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('links', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
@@ -99,9 +103,28 @@ def upgrade() -> None:
         batch_op.create_index('ix_campaign_recipients_batch', ['campaign_id', 'variant_id', 'batch_seq'], unique=False)
         batch_op.create_index(batch_op.f('ix_campaign_recipients_customer_id'), ['customer_id'], unique=False)
 
+    op.create_table('campaign_clicks',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('variant_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('link', sa.Integer(), nullable=False),
+    sa.Column('clicked_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['variant_id'], ['campaign_variants.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('campaign_clicks', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_campaign_clicks_campaign_id'), ['campaign_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('campaign_clicks', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_campaign_clicks_campaign_id'))
+
+    op.drop_table('campaign_clicks')
     with op.batch_alter_table('campaign_recipients', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_campaign_recipients_customer_id'))
         batch_op.drop_index('ix_campaign_recipients_batch')
