@@ -194,6 +194,27 @@ def _move(action: str):
     return view
 
 
+class TestSendIn(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    line_user_ids: list[str] = Field(min_length=1, max_length=campaigns.TEST_RECIPIENTS_MAX,
+                                     description="the shop's own LINE accounts (friends of the account) to send to")
+
+
+class TestSendOut(BaseModel):
+    deliveries: int = Field(description="messages queued: one per variant and account")
+
+
+async def test_send_campaign(request: web.Request) -> web.Response:
+    body = await parse_body(request, TestSendIn)
+    async with transaction(services(request).sessions) as session:
+        delivery_ids = await campaigns.test_send(session, path_id(request), body.line_user_ids, now=services(request).clock(),
+                                                 actor=actor(request))
+    for delivery_id in delivery_ids:  # after the commit (a worker's sweeper sends them if this process dies first)
+        await services(request).support.send(delivery_id)
+    return json_answer(TestSendOut(deliveries=len(delivery_ids)))
+
+
 _ID = [id_param(Campaign.id)]
 _STATE = {409: "the campaign's state does not allow it (code campaign_state)"}
 
@@ -207,6 +228,10 @@ ENDPOINTS = [
              roles=MARKETING, response=CampaignPage, query=[cursor_param("before", Campaign.id), LIMIT]),
     Endpoint("GET", "/campaigns/{id}", get_campaign, "A campaign with its status and results so far",
              roles=MARKETING, response=CampaignRead, path_params=_ID),
+    Endpoint("POST", "/campaigns/{id}/test", test_send_campaign,
+             "Send the campaign's messages (each variant) to a few of the shop's own LINE accounts as a test: names filled "
+             "in, links untracked, no coupon granted, not counted in the results", roles=MARKETING, request=TestSendIn,
+             response=TestSendOut, path_params=_ID),
     Endpoint("POST", "/campaigns/{id}/schedule", _move("schedule"), "Schedule a draft", roles=MARKETING,
              response=CampaignRead, path_params=_ID, errors=_STATE),
     Endpoint("POST", "/campaigns/{id}/pause", _move("pause"),

@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kizuna.storage import audit, campaign_batches, coupons, faq
+from kizuna.storage import audit, campaign_batches, coupons, deliveries, faq
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import (
-    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, DeliveryMethod,
-    RecipientStatus,
+    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, Customer,
+    DeliveryMethod, RecipientStatus,
 )
 
 from . import links as tracked_links
@@ -172,6 +172,39 @@ async def move(session: AsyncSession, campaign_id: int, action: str, *, now: dat
     if action in _AUDIT:
         audit.record_by(session, actor, _AUDIT[action], target=f"campaign:{campaign.id} {campaign.name}")
     return campaign
+
+
+# -- a test send --------------------------------------------------------------------------------
+
+TEST_RECIPIENTS_MAX = 10
+
+
+async def test_send(session: AsyncSession, campaign_id: int, line_user_ids: list[str], *, now: datetime,
+                    actor: audit.Actor | None = None) -> list[int]:
+    """Each variant's messages to a few of the shop's own LINE accounts (staff who befriended the
+    account), as they will look (names filled in; links untracked; no coupon is granted), through
+    the outbox. Returns the deliveries to send after commit. Not counted in the campaign's results."""
+    campaign = await get(session, campaign_id)
+    if not 1 <= len(line_user_ids) <= TEST_RECIPIENTS_MAX:
+        raise Invalid("line_user_ids", f"give 1 to {TEST_RECIPIENTS_MAX} LINE user ids")
+    found = {c.line_user_id: c for c in (await session.execute(
+        sa.select(Customer).where(Customer.line_user_id.in_(line_user_ids)))).scalars()}
+    for index, line_user_id in enumerate(line_user_ids):
+        customer = found.get(line_user_id)
+        if customer is None or not customer.followed or customer.blocked:
+            raise Invalid(f"line_user_ids[{index}]", "not a friend of the account (add the account on LINE first)")
+    sent = []
+    for variant in await variants_of(session, campaign.id):
+        for line_user_id in line_user_ids:
+            customer = found[line_user_id]
+            body = campaign_messages.render(variant.messages, display_name=customer.display_name, full_name=customer.full_name)
+            delivery = await deliveries.create(
+                session, customer_id=customer.id, messages=body, sender_type="campaign", sender_id=f"test:{campaign.id}",
+                retry_key=deliveries.retry_key_for("campaign-test", campaign.id, variant.id, customer.id, now.isoformat()))
+            sent.append(delivery.id)
+    audit.record_by(session, actor, audit.Action.CAMPAIGN_TEST_SENT, target=f"campaign:{campaign.id} {campaign.name}",
+                    recipients=len(line_user_ids))
+    return sent
 
 
 # -- the scheduler --------------------------------------------------------------------------------

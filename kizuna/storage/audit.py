@@ -68,6 +68,7 @@ class Action(StrEnum):
     CAMPAIGN_PAUSED = "campaign.paused"
     CAMPAIGN_RESUMED = "campaign.resumed"
     CAMPAIGN_CANCELLED = "campaign.cancelled"
+    CAMPAIGN_TEST_SENT = "campaign.test_sent"
     COUPON_REVOKED = "coupon.revoked"
     RICH_MENU_SETUP = "rich_menu.setup"
     API_TOKEN_CREATED = "api_token.created"

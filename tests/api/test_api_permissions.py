@@ -70,6 +70,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/campaigns"): {A, M},
     ("GET", "/campaigns/{id}"): {A, M},
     ("POST", "/campaigns/{id}/schedule"): {A, M},
+    ("POST", "/campaigns/{id}/test"): {A, M},
     ("POST", "/campaigns/{id}/pause"): {A, M},
     ("POST", "/campaigns/{id}/resume"): {A, M},
     ("POST", "/campaigns/{id}/cancel"): {A, M},

@@ -253,3 +253,18 @@ async def test_a_coupon_campaign_gives_each_recipient_their_own_code_once_and_co
     assert status == 200, redeemed
     _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
     assert (body["coupon_id"], body["stats"]["sent"], body["stats"]["redeemed"]) == (coupon["id"], 2, 1)
+
+
+async def test_a_test_send_reaches_only_the_staff_account_and_is_not_counted(kizuna):
+    staff, customer = await befriend(kizuna, "店長", "花子")
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    campaign = await create(kizuna, send_at=later, messages=[{"type": "text", "text": "{name}さん、冬のセールです"}])
+    status, body = await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/test", json={"line_user_ids": [staff.user_id]})
+    assert (status, body) == (200, {"deliveries": 1})
+    await kizuna.emulator.wait_for_messages(staff.user_id, 2)  # the greeting, then the test
+    assert campaign_texts(kizuna, staff) == ["店長さん、冬のセールです"] and campaign_texts(kizuna, customer) == []
+    stranger = "U" + "0" * 32
+    status, body = await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/test", json={"line_user_ids": [stranger]})
+    assert status == 400 and "line_user_ids[0]" in body["error"]["message"] + body["error"].get("field", ""), body
+    _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
+    assert body["status"] == "scheduled" and body["stats"]["sent"] == 0
