@@ -138,7 +138,10 @@ class LineClient:
             request, x_line_retry_key=retry_key, _request_timeout=self.timeout))
 
     async def multicast(self, to: list[str], messages: list[dict], *, retry_key: str) -> Accepted:
-        request = MulticastRequest.from_dict({"to": to, "messages": messages})
+        # The SDK's model validates each of up to 500 ids one by one (pydantic v1: 6.5 ms a request,
+        # 1.3 s of CPU a second at LINE's 200/s): validate the messages with one id, then set the
+        # ids without validation (ours, from the database; LINE checks them anyway).
+        request = MulticastRequest.from_dict({"to": to[:1], "messages": messages}).copy(update={"to": list(to)})
         return await self._accepted("multicast", lambda: self.api.multicast_with_http_info(
             request, x_line_retry_key=retry_key, _request_timeout=self.timeout))
 

@@ -94,14 +94,10 @@ def upgrade() -> None:
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
     sa.CheckConstraint("status IN ('queued', 'control', 'blocked', 'opted_out', 'capped', 'not_on_line', 'failed')", name='ck_campaign_recipients_status'),
-    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ),
-    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
-    sa.ForeignKeyConstraint(['variant_id'], ['campaign_variants.id'], ),
     sa.PrimaryKeyConstraint('campaign_id', 'customer_id')
     )
     with op.batch_alter_table('campaign_recipients', schema=None) as batch_op:
         batch_op.create_index('ix_campaign_recipients_batch', ['campaign_id', 'variant_id', 'batch_seq'], unique=False)
-        batch_op.create_index(batch_op.f('ix_campaign_recipients_customer_id'), ['customer_id'], unique=False)
 
     op.create_table('campaign_clicks',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -126,7 +122,6 @@ def downgrade() -> None:
 
     op.drop_table('campaign_clicks')
     with op.batch_alter_table('campaign_recipients', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_campaign_recipients_customer_id'))
         batch_op.drop_index('ix_campaign_recipients_batch')
 
     op.drop_table('campaign_recipients')
