@@ -149,7 +149,7 @@ def kizuna_env(database_url: str, emulator_url: str, port: int, redis_url: str |
         "KIZUNA_SECRET_KEY": SECRET_KEY, "LINE_CHANNEL_SECRET": CHANNEL_SECRET, "LINE_CHANNEL_ACCESS_TOKEN": ACCESS_TOKEN,
         "LINE_API_BASE_URL": emulator_url, "LINE_DATA_API_BASE_URL": emulator_url, "KIZUNA_EMULATOR": "false",
         "DATABASE_URL": database_url, "PORT": str(port), "KIZUNA_SWEEP_INTERVAL": "0.5", "KIZUNA_REDIS_PREFIX": redis_prefix,
-        "KIZUNA_SOURCE_LOCK_SECONDS": "2", "KIZUNA_DELIVERY_CLAIM_SECONDS": "2",
+        "KIZUNA_SOURCE_LOCK_SECONDS": "2", "KIZUNA_DELIVERY_CLAIM_SECONDS": "2", "KIZUNA_CAMPAIGN_CLAIM_SECONDS": "3",
     }
     if redis_url:
         env["REDIS_URL"] = redis_url

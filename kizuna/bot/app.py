@@ -32,7 +32,7 @@ from kizuna.storage.db import create_engine, session_factory
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import InProcessQueue, RedisQueue, WorkQueue
 
-from . import friend_links, webhook
+from . import friend_links, tracked_links, webhook
 from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient, LineError
@@ -40,6 +40,7 @@ from .processor import EventProcessor
 from .richmenu import RichMenus
 from .sender import DeliverySender
 from .settings import Settings
+from .campaign_sender import CampaignSender
 from .worker import Worker
 
 log = logging.getLogger("kizuna.app")
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, run_worker: bool | None = None, router: Ro
     api.setup(app, areas=api.AREAS)
     app.add_routes(api.coupons.PUBLIC_ROUTES)
     app.add_routes(friend_links.routes)  # /f/{code}: friend-add sources (流入経路), public
+    app.add_routes(tracked_links.routes)  # /r/{token}: campaigns' tracked links, public
     app.add_subapp("/console", create_console(settings=SETTINGS, sessions=SESSIONS))
     if settings.emulator:
         _mount_emulator(app, settings)
@@ -252,6 +254,8 @@ def build_worker(settings: Settings, *, services: Services, line: LineClient, ro
         queue=services.queue, processor=processor, sender=sender, sessions=sessions,
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
         decile_refresh=settings.decile_refresh_seconds,
+        campaign_sender=CampaignSender(sessions=sessions, line=line, secret_key=settings.secret_key, public_url=settings.base_url,
+                                       clock=lambda: services.clock(), claim_timeout=timedelta(seconds=settings.campaign_claim_seconds)),
     )
 
 

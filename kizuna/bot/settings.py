@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # A delivery claimed this long ago by a worker that has not finished it is sent again
     # (with the same retry key); keep it above KIZUNA_LINE_TIMEOUT × 4 plus backoff.
     delivery_claim_seconds: float = Field(default=60.0, ge=1, le=3600, validation_alias="KIZUNA_DELIVERY_CLAIM_SECONDS")
+    # A campaign batch claimed longer ago belongs to a sender that died; another worker sends it again
+    # with the same retry key (LINE answers 409 if the first attempt got through).
+    campaign_claim_seconds: float = Field(default=120.0, ge=1, le=3600, validation_alias="KIZUNA_CAMPAIGN_CLAIM_SECONDS")
     sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
     # Customers' spend deciles depend on everyone: recomputed this often by one of the workers
     # (storage/customer_metrics.py; orders keep everything else current at once).

@@ -27,11 +27,15 @@ from kizuna.storage.types import utcnow
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import Job, QueueUnavailable, SourceBusy, WorkQueue
 
+from .campaign_sender import CampaignSender
 from .processor import EventProcessor
 from .sender import DeliverySender
 
 log = logging.getLogger("kizuna.worker")
 RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-settings change
+# Seconds between looks for a due campaign, and an idle campaign sender's wait: a campaign starts
+# within a second of its time, and a paused one resumes as fast.
+CAMPAIGN_LOOK = 0.5
 
 
 class Worker:
@@ -48,6 +52,8 @@ class Worker:
         decile_refresh: float = 3600.0,
         churn_model_refresh: float = churn.DAILY.total_seconds(),
         batch_size: int = 32,
+        campaign_sender: CampaignSender | None = None,
+        campaign_senders: int = 4,
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -62,6 +68,9 @@ class Worker:
         # one event of each per transaction (bench/live_latency.py: the per-event cost of
         # a transaction, the claims, the locks and the publishes is shared by the batch).
         self.batch_size = batch_size if hasattr(queue, "hold_many") else 1
+        self.campaign_sender = campaign_sender
+        # Sending rounds at once: each waits on LINE (and the rate limiter) most of the time.
+        self.campaign_senders = campaign_senders
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -75,6 +84,13 @@ class Worker:
             group.create_task(self._repeat(self._churn_model, seconds=min(self.churn_model_refresh, 60.0), what="churn model run"),
                               name="kizuna-churn-model")
             group.create_task(self._repeat(self._rescore, seconds=RESCORE_LOOK, what="metric rescore"), name="kizuna-rescore")
+            if self.campaign_sender is not None:
+                group.create_task(self._repeat(self.campaign_sender.start_due, seconds=CAMPAIGN_LOOK, what="campaign start"),
+                                  name="kizuna-campaign-start")
+                for index in range(self.campaign_senders):
+                    group.create_task(self._send_campaigns(), name=f"kizuna-campaign-sender-{index}")
+                group.create_task(self._repeat(self._campaign_timeline, seconds=CAMPAIGN_LOOK, what="campaign timeline"),
+                                  name="kizuna-campaign-timeline")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -204,6 +220,25 @@ class Worker:
         """A rescore the shop's new metric settings asked for (`customer_metrics.rescore_if_requested`),
         looked for every RESCORE_LOOK seconds: the scores follow a change within seconds."""
         await customer_metrics.rescore_if_requested(self.sessions, now=utcnow())
+
+    async def _send_campaigns(self) -> None:
+        """Campaign batches, round after round while there are any; a short wait when idle."""
+        assert self.campaign_sender is not None
+        while not self._stopping.is_set():
+            try:
+                handled = await self.campaign_sender.send_some()
+            except Exception as error:
+                if not is_unavailable(error):
+                    log.exception("sending campaign batches failed; trying again")
+                handled = 0
+            if not handled:
+                await self._pause(CAMPAIGN_LOOK)
+
+    async def _campaign_timeline(self) -> None:
+        """The sent batches' timeline rows, behind the senders, until none are left."""
+        assert self.campaign_sender is not None
+        while not self._stopping.is_set() and await self.campaign_sender.write_timeline():
+            pass
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

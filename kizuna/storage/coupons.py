@@ -306,9 +306,9 @@ def _insert(session: AsyncSession):
     raise RuntimeError(f"coupons need PostgreSQL or SQLite, not {name}")
 
 
-async def _grant_once(session: AsyncSession, coupon_id: int, customer_id: int) -> CouponGrant | None:
+async def _grant_once(session: AsyncSession, coupon_id: int, customer_id: int, key: str = ONCE) -> CouponGrant | None:
     statement = sa.select(CouponGrant).where(
-        CouponGrant.coupon_id == coupon_id, CouponGrant.customer_id == customer_id, CouponGrant.per_customer_key == ONCE
+        CouponGrant.coupon_id == coupon_id, CouponGrant.customer_id == customer_id, CouponGrant.per_customer_key == key
     ).execution_options(populate_existing=True)
     return (await session.execute(statement)).scalar_one_or_none()
 
@@ -336,9 +336,13 @@ _TAKE_ONE = (
 
 
 async def issue(
-    session: AsyncSession, *, coupon_id: int, customer_id: int, now: datetime, by: str | None = None
+    session: AsyncSession, *, coupon_id: int, customer_id: int, now: datetime, by: str | None = None, key: str | None = None,
 ) -> IssueResult:
     """Give the coupon to the customer, atomically, in the caller's transaction.
+
+    `key` makes the grant idempotent for its cause (a campaign grants each recipient once, however
+    often a send is retried): a grant with that key is returned as it is. A one-per-customer
+    coupon ignores it (its key is "once").
 
     - a new grant: `created=True`;
     - a one-per-customer coupon the customer already has: that grant, `created=False`
@@ -361,15 +365,17 @@ async def issue(
         await get_shop(session)  # a missing shop row is a setup error, not a missing coupon
         raise NotFound("no such coupon")
     coupon, shop_code, shop_timezone = row
+    key = ONCE if coupon.one_per_customer else key
     refusal = _refusal(coupon, now)
     if refusal is not None:
-        existing = await _grant_once(session, coupon_id, customer_id) if coupon.one_per_customer else None
+        existing = await _grant_once(session, coupon_id, customer_id, key) if key is not None else None
         if existing is not None:
             return IssueResult(existing, False, None, coupon)
         return IssueResult(None, False, refusal, coupon)
 
     expires_at = expiry_for(coupon, now, zone(shop_timezone))
-    key = ONCE if coupon.one_per_customer else str(uuid.uuid4())
+    stable = key is not None  # a second grant with this key conflicts: the first is the answer
+    key = key or str(uuid.uuid4())
     insert = _insert(session)
     await session.flush()  # the ORM's pending work goes before the savepoint, not into it
     connection = await session.connection()
@@ -391,8 +397,8 @@ async def issue(
                 raise NotFound("no such customer") from None
             if inserted is not None:
                 break
-            if coupon.one_per_customer:
-                existing = await _grant_once(session, coupon_id, customer_id)
+            if stable:
+                existing = await _grant_once(session, coupon_id, customer_id, key)
                 if existing is not None:  # nothing was written after the savepoint
                     return IssueResult(existing, False, None, coupon)
             # else: the random code was taken (55 bits: astronomically rare); draw another
