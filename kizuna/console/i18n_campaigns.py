@@ -83,6 +83,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "0 to {max} %. Part of the audience gets nothing, so results show the difference the campaign made. 0 %: everyone.",
     ),
     "campaigns.create": ("配信を予約する", "Schedule"),
+    "campaigns.create.now": ("今すぐ配信する", "Send now"),
     "campaigns.draft": ("下書き保存", "Save as draft"),
     "campaigns.estimate": ("届く人数の見込み", "Estimated audience"),
     "campaigns.estimate.choose": ("配信先を選ぶと、ブロック・配信停止・上限を除いた人数を表示します。",
@@ -103,6 +104,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid.campaign.holdout_percent": ("対照群の割合は0〜50の整数で入力してください。", "The control group is a whole number from 0 to 50."),
     # a campaign's page
     "campaigns.notice.created": ("配信を予約しました。", "The campaign is scheduled."),
+    "campaigns.notice.started": ("配信を受け付けました。まもなく送信を始めます。", "The campaign is starting."),
     "campaigns.notice.drafted": ("下書きを保存しました。", "Draft saved."),
     "campaigns.notice.pause": ("配信を一時停止しました。", "The campaign is paused."),
     "campaigns.notice.resume": ("配信を再開しました。", "The campaign is resumed."),
@@ -120,8 +122,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "campaigns.progress.title": ("配信状況", "Progress"),
     "campaigns.progress": ("{done} / {targeted}人に送信", "{done} of {targeted} sent"),
     "campaigns.progress.live": ("自動更新中", "Live"),
-    "campaigns.progress.not_started": ("配信が始まると、対象者が確定して進み具合を表示します。",
-                                       "Once the campaign starts, its audience is fixed and progress shows here."),
+    "campaigns.results.waiting": (
+        "配信が始まると対象者が確定し、送信数・失敗・対照群・除外した人数をここに表示します。",
+        "Once the campaign starts its audience is fixed: sent, failed, control and left-out counts show here.",
+    ),
     "campaigns.stat.targeted": ("配信対象", "Targeted"),
     "campaigns.stat.targeted.help": ("除外・対照群を除いた人数", "after exclusions and the control"),
     "campaigns.stat.sent": ("送信済み", "Sent"),

@@ -82,7 +82,7 @@ async def test_a_marketer_creates_a_campaign_with_the_form_and_it_reaches_the_fo
         m1_text="店頭でこの画面をお見せください"))
     assert response.status == 303, _
     location = response.headers["Location"]
-    assert re.fullmatch(r"/console/campaigns/\d+\?notice=created", location)
+    assert re.fullmatch(r"/console/campaigns/\d+\?notice=started", location)
     [campaign] = await stored_campaigns(console)
     assert campaign.created_by == "marketer@example.com" and not campaign.quiet_hours and campaign.frequency_cap
 
@@ -96,7 +96,7 @@ async def test_a_marketer_creates_a_campaign_with_the_form_and_it_reaches_the_fo
 
     response, page = await browser.get(location)
     assert response.status == 200
-    assert "配信を予約しました。" in page and "配信完了" in page and "冬のセール" in page
+    assert "配信を受け付けました。" in page and "配信完了" in page and "冬のセール" in page
     assert re.search(r'data-stat="sent">2<', page) and re.search(r'data-stat="targeted">2<', page)
     assert "計測準備中" in page  # clicks, redemptions, orders: no invented figures
     assert "名前入り（1人ずつ送信）" in page
@@ -130,7 +130,7 @@ async def test_refusals_are_shown_beside_their_field_and_nothing_is_saved(consol
     assert response.status == 400 and "残る本文" in page
     # the second message's problem is shown at the second slot
     response, page = await browser.post("/console/campaigns/new", form(segment_id, slots="2", m1_type="text", m1_text="あ" * 5001))
-    assert re.search(r'<div class="slot slot-invalid" data-slot>\s*<div class="slot-head">\s*<strong class="slot-n" data-slot-n>メッセージ2', page)
+    assert re.search(r'<div class="msg-slot msg-slot-invalid" data-slot>\s*<div class="msg-slot-head">\s*<strong class="msg-slot-n" data-msg-slot-n>メッセージ2', page)
     assert await stored_campaigns(console) == []
 
 
@@ -189,7 +189,7 @@ async def test_pause_resume_and_cancel_from_the_campaign_page(console):
     [campaign] = await stored_campaigns(console)
     page_url = f"/console/campaigns/{campaign.id}"
     response, page = await browser.get(page_url)
-    assert "予約済み" in page and 'data-progress-url="' in page and "一時停止" in page
+    assert "予約済み" in page and 'data-progress-url="' in page and "一時停止" in page and "配信が始まると対象者が確定し" in page
 
     response, _ = await browser.post(f"{page_url}/pause")
     assert (response.status, response.headers["Location"]) == (303, f"{page_url}?notice=pause")

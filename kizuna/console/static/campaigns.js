@@ -31,13 +31,13 @@
         slot.querySelectorAll("[name]").forEach(function (input) {
           input.name = input.name.replace(/^m\d+_/, "m" + position + "_");
         });
-        slot.querySelector("[data-slot-n]").textContent = words.n.replace("{n}", String(position + 1));
-        slot.querySelector("[data-slot-remove]").value = "remove-" + position;
+        slot.querySelector("[data-msg-slot-n]").textContent = words.n.replace("{n}", String(position + 1));
+        slot.querySelector("[data-msg-slot-remove]").value = "remove-" + position;
       });
       var count = shown().length;
       countInput.value = String(count);
       addButton.disabled = count >= slots().length;
-      slots().forEach(function (slot) { slot.querySelector("[data-slot-remove]").hidden = count <= 1; });
+      slots().forEach(function (slot) { slot.querySelector("[data-msg-slot-remove]").hidden = count <= 1; });
     }
 
     function kindOf(slot) {
@@ -149,7 +149,7 @@
         renumber();
         next.querySelector("textarea").focus();
         drawPreview();
-      } else if (button.hasAttribute("data-slot-remove")) {
+      } else if (button.hasAttribute("data-msg-slot-remove")) {
         event.preventDefault();
         var slot = button.closest("[data-slot]");
         if (shown().length <= 1) return;
@@ -230,10 +230,10 @@
         chart.data.datasets[0].data = [answer.sent, answer.failed, answer.undetermined, answer.control];
         chart.update();
       }
-      if (answer.live) {
+      if (status && status.className !== started) {
+        window.location.reload();  // started, done, paused or cancelled: the page's parts and buttons follow
+      } else if (answer.live) {
         window.setTimeout(poll, 1000);
-      } else if (status && status.className !== started) {
-        window.location.reload();  // done, paused or cancelled: the page's buttons and times follow
       }
     }).catch(function () { window.setTimeout(poll, 3000); });
   }

@@ -51,7 +51,7 @@ MOVES_BY_STATUS = {
 }
 LIVE_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING)
 EXCLUDED = (RecipientStatus.BLOCKED, RecipientStatus.OPTED_OUT, RecipientStatus.CAPPED, RecipientStatus.NOT_ON_LINE)
-NOTICES = ("created", "drafted", "pause", "resume", "cancel", "schedule")
+NOTICES = ("created", "started", "drafted", "pause", "resume", "cancel", "schedule")
 PREVIEW_NAME = "花子"  # the name {name} shows in the preview
 _SLOT_FIELD = re.compile(r"^messages\[(\d)\]")
 
@@ -238,7 +238,8 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
     except ServiceError as error:
         return await _editor_page(request, editor, errors=_problems(error), status=400)
     url = request.app.router["campaign"].url_for(campaign_id=str(campaign.id))
-    return see_other(url.with_query({"notice": "drafted" if action == "draft" else "created"}))
+    notice = "drafted" if action == "draft" else "created" if campaign.send_at is not None else "started"
+    return see_other(url.with_query({"notice": notice}))
 
 
 async def campaign_estimate(request: web.Request) -> web.StreamResponse:
