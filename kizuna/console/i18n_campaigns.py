@@ -29,8 +29,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "campaigns.people": ("{count}人", "{count}"),
     # the editor
     "campaigns.editor.lead": (
-        "配信先・メッセージ・配信日時を決めて予約します。右側でお客様のLINEでの見え方と、届く人数の見込みを確認できます。",
-        "Choose the audience, the messages and the time. On the right: how it looks in LINE, and how many it will reach.",
+        "配信先・メッセージ・配信日時を決めて配信します。お客様のLINEでの見え方（プレビュー）と、届く人数の見込みも確認できます。",
+        "Choose the audience, the messages and the time. The preview shows how it looks in LINE, the estimate how many it will reach.",
     ),
     "campaigns.field.name": ("配信名（管理用）", "Campaign name (for staff)"),
     "campaigns.field.name.placeholder": ("例: 冬のセールのお知らせ", "e.g. Winter sale"),

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from kizuna.bot.keys import SESSIONS
 from kizuna.campaigns import segments
 from kizuna.storage.db import transaction
-from kizuna.storage.models import Customer, InboundEvent
+from kizuna.storage.models import Campaign, Customer, InboundEvent
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
-from tests.console.test_console_browser import CHROMIUM, LAPTOP, admin_page, full_shot, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, LAPTOP, TABLET, admin_page, full_shot, keep_screenshots, like_make_run
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -80,6 +80,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(page.locator("[data-estimate-detail]")).to_have_text("除外: ブロック 1人、配信停止 1人")
             await page.get_by_label("メッセージ1の本文").fill("今年もありがとうございました。")
             await page.get_by_text("日時を指定").click()
+            await page.get_by_label("配信停止時間帯を守る").uncheck()  # the test must not depend on the hour it runs at
             await page.get_by_role("button", name="配信を予約する").click()
             await expect(page.get_by_text("配信を予約しました。")).to_be_visible()
             await expect(page.locator("[data-status-badge]")).to_have_text("予約済み")
@@ -88,6 +89,14 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await page.get_by_role("button", name="一時停止").click()
             await expect(page.get_by_text("配信を一時停止しました。")).to_be_visible()
             await expect(page.locator("[data-status-badge]")).to_have_text("一時停止中")
+            await page.get_by_role("button", name="再開").click()
+            await expect(page.locator("[data-status-badge]")).to_have_text("予約済み")
+            # Its time comes (the test moves it, never waits an hour): the page, polling, follows
+            # the worker's start and send by itself, without a reload by the test.
+            async with transaction(sessions) as session:
+                await session.execute(sa.update(Campaign).where(Campaign.name == "年末のごあいさつ").values(send_at=utcnow()))
+            await expect(page.locator("[data-status-badge]")).to_have_text("配信完了", timeout=20_000)
+            await expect(page.locator('[data-stat="sent"]')).to_have_text(str(REACHED))
 
             # -- the editor again: a refusal beside its field, then the campaign sent now -----------
             await page.locator(".sidebar").get_by_role("link", name="配信").click()
@@ -134,7 +143,8 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(rows).to_have_count(2)
             await expect(rows.first).to_contain_text("冬のセールのお知らせ")  # newest first
             await expect(rows.first).to_contain_text(f"{REACHED} / {REACHED}")
-            await expect(rows.nth(1)).to_contain_text("一時停止中")
+            await expect(rows.nth(1)).to_contain_text("年末のごあいさつ")
+            await expect(rows.nth(1)).to_contain_text("配信完了")
             await full_shot(page, shots / "84-campaigns.png")
 
             # -- English ---------------------------------------------------------------------------------
@@ -144,6 +154,20 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(page.locator("[data-status-badge]")).to_have_text("Completed")
             await full_shot(page, shots / "85-campaign-en.png")
             await page.locator(".sidebar").get_by_role("button", name="日本語").click()
+
+            # -- the editor on a tablet: the preview and the estimate below the form ----------------
+            await page.set_viewport_size(TABLET)
+            await page.goto(f"{base}/console/campaigns/new")
+            await page.get_by_label("配信先").select_option(label="LINE友だち（全員）")
+            await page.get_by_label("メッセージ1の本文").fill("{name}さん、ご来店ありがとうございました。")
+            # Two campaigns this week: everyone left has reached the frequency cap, and the estimate says so.
+            await expect(page.locator("[data-estimate-count]")).to_have_text("0人")
+            await expect(page.locator("[data-estimate-detail]")).to_have_text(
+                f"除外: ブロック 1人、配信停止 1人、配信回数の上限 {REACHED}人")
+            await full_shot(page, shots / "87-tablet-campaign-editor.png")
+            await page.get_by_label("配信回数の上限を守る").uncheck()
+            await expect(page.locator("[data-estimate-count]")).to_have_text(f"{REACHED}人")
+            await page.set_viewport_size(LAPTOP)
 
             # -- the customer's LINE: the emulator's chat -------------------------------------------------
             chat = await page.context.new_page()
