@@ -55,7 +55,7 @@ async def stored_campaigns(console) -> list[Campaign]:
 
 def form(segment_id: int, **fields) -> dict:
     """The editor's form as a browser posts it (both switches ticked, one text message, now)."""
-    return {"name": "冬のセール", "audience": f"segment:{segment_id}", "slots": "1", "m0_type": "text",
+    return {"name": "冬のセール", "audience": f"segment:{segment_id}", "m_slots": "1", "m0_type": "text",
             "m0_text": "冬のセールが始まりました！", "when": "now", "quiet_hours": "on", "frequency_cap": "on", "holdout": "0",
             "action": "create", **fields}
 
@@ -78,7 +78,7 @@ async def test_a_marketer_creates_a_campaign_with_the_form_and_it_reaches_the_fo
 
     # Quiet hours switched off: the test must not depend on the time of day it runs at.
     response, _ = await browser.post("/console/campaigns/new", form(
-        segment_id, m0_text="{name}さん、冬のセールが始まりました！", quiet_hours="", slots="2", m1_type="text",
+        segment_id, m0_text="{name}さん、冬のセールが始まりました！", quiet_hours="", m_slots="2", m1_type="text",
         m1_text="店頭でこの画面をお見せください"))
     assert response.status == 303, _
     location = response.headers["Location"]
@@ -114,8 +114,8 @@ async def test_refusals_are_shown_beside_their_field_and_nothing_is_saved(consol
         ({"name": " "}, "配信名を入力してください"),
         ({"audience": ""}, "配信先のセグメントを選んでください"),
         ({"m0_text": "  "}, "メッセージを1〜5件入力してください"),
-        ({"slots": "2", "m1_type": "text", "m1_text": "あ" * 5001}, "messages[1].text"),
-        ({"slots": "2", "m1_type": "image", "m1_image": "http://example.com/a.jpg"}, "messages[1].originalContentUrl"),
+        ({"m_slots": "2", "m1_type": "text", "m1_text": "あ" * 5001}, "messages[1].text"),
+        ({"m_slots": "2", "m1_type": "image", "m1_image": "http://example.com/a.jpg"}, "messages[1].originalContentUrl"),
         ({"when": "at", "send_at": past}, "過去の日時は指定できません"),
         ({"when": "at", "send_at": "あした"}, "配信日時を確認してください"),
         ({"holdout": "80"}, "対照群の割合は0〜50の整数"),
@@ -129,7 +129,7 @@ async def test_refusals_are_shown_beside_their_field_and_nothing_is_saved(consol
     response, page = await browser.post("/console/campaigns/new", form(segment_id, name="", m0_text="残る本文"))
     assert response.status == 400 and "残る本文" in page
     # the second message's problem is shown at the second slot
-    response, page = await browser.post("/console/campaigns/new", form(segment_id, slots="2", m1_type="text", m1_text="あ" * 5001))
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, m_slots="2", m1_type="text", m1_text="あ" * 5001))
     assert re.search(r'<div class="msg-slot msg-slot-invalid" data-slot>\s*<div class="msg-slot-head">\s*<strong class="msg-slot-n" data-msg-slot-n>メッセージ2', page)
     assert await stored_campaigns(console) == []
 
@@ -137,11 +137,11 @@ async def test_refusals_are_shown_beside_their_field_and_nothing_is_saved(consol
 async def test_the_form_adds_and_removes_message_slots_without_script(console):
     segment_id = await saved_segment(console)
     browser = await marketer(console)
-    response, page = await browser.post("/console/campaigns/new", form(segment_id, action="add"))
-    assert response.status == 200 and 'name="slots" value="2"' in page
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, action="add-m"))
+    assert response.status == 200 and 'name="m_slots" value="2"' in page
     response, page = await browser.post("/console/campaigns/new", form(
-        segment_id, action="remove-0", slots="2", m1_type="text", m1_text="二つめ"))
-    assert response.status == 200 and 'name="slots" value="1"' in page
+        segment_id, action="remove-m-0", m_slots="2", m1_type="text", m1_text="二つめ"))
+    assert response.status == 200 and 'name="m_slots" value="1"' in page
     assert re.search(r'name="m0_text"[^>]*>二つめ</textarea>', page)
     # the preview beside the form shows the messages as LINE would, {name} filled
     response, page = await browser.post("/console/campaigns/new", form(segment_id, action="refresh", m0_text="{name}さん、こんにちは"))
@@ -246,3 +246,34 @@ async def test_english(console):
     assert "New campaign" in page and "Keep quiet hours" in page
     response, page = await browser.post("/console/campaigns/new", form(segment_id, name=""))
     assert response.status == 400 and "Enter a name" in page
+
+
+async def test_an_ab_test_splits_the_audience_between_two_versions(console):
+    users = await befriend(console, *[f"客{n}" for n in range(8)])
+    segment_id = await saved_segment(console)
+    browser = await marketer(console)
+    ab = {"ab": "on", "b_slots": "1", "b0_type": "text", "b0_text": "Bの本文", "split": "50", "quiet_hours": ""}
+    # version B without messages, and a split out of range: said beside them
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, **ab | {"b0_text": ""}))
+    assert response.status == 400 and "パターンBのメッセージを1〜5件入力してください" in page
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, **ab | {"split": "100"}))
+    assert response.status == 400 and "配分は1〜99の整数" in page
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, **ab | {"b0_text": "あ" * 5001}))
+    assert response.status == 400 and "variants[1].messages[0].text" in page
+    assert 'aria-label="パターンBのメッセージ1の本文" placeholder="例: {name}さん、冬のセールが始まりました！" aria-invalid="true"' in page
+    assert await stored_campaigns(console) == []
+
+    response, _ = await browser.post("/console/campaigns/new", form(segment_id, **ab))
+    assert response.status == 303
+    [campaign] = await stored_campaigns(console)
+
+    async def completed() -> bool:
+        async with console.sessions() as session:
+            return (await session.get(Campaign, campaign.id)).status == "completed"
+
+    await eventually(completed, what="the A/B campaign completed")
+    got = [campaign_texts(console, user) for user in users]
+    assert all(len(texts) == 1 for texts in got)
+    assert {texts[0] for texts in got} == {"冬のセールが始まりました！", "Bの本文"}  # each got one version; both were sent
+    _, page = await browser.get(f"/console/campaigns/{campaign.id}")
+    assert "プレビュー A (50%)" in page and "プレビュー B (50%)" in page

@@ -78,7 +78,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             count = page.locator("[data-estimate-count]")
             await expect(count).to_have_text(f"{REACHED}人")  # not who blocked, not who opted out
             await expect(page.locator("[data-estimate-detail]")).to_have_text("除外: ブロック 1人、配信停止 1人")
-            await page.get_by_label("メッセージ1の本文").fill("今年もありがとうございました。")
+            await page.get_by_label("メッセージ1の本文", exact=True).fill("今年もありがとうございました。")
             await page.get_by_text("日時を指定").click()
             await page.get_by_label("配信停止時間帯を守る").uncheck()  # the test must not depend on the hour it runs at
             await page.get_by_role("button", name="配信を予約する").click()
@@ -103,12 +103,12 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await page.get_by_role("link", name="新しい配信").first.click()
             await page.get_by_label("配信先").select_option(label="LINE友だち（全員）")
             await expect(count).to_have_text(f"{REACHED}人")
-            await page.get_by_label("メッセージ1の本文").fill("{name}さん、冬のセールが始まりました！\n全品10%オフは12月25日まで。")
+            await page.get_by_label("メッセージ1の本文", exact=True).fill("{name}さん、冬のセールが始まりました！\n全品10%オフは12月25日まで。")
             preview = page.locator("[data-preview-messages] .lp-bubble")
             await expect(preview).to_have_count(1)
             await expect(preview.first).to_contain_text("花子さん、冬のセールが始まりました！")
             await page.get_by_role("button", name="メッセージを追加").click()
-            await page.get_by_label("メッセージ2の本文").fill("店頭でこのメッセージをお見せください。")
+            await page.get_by_label("メッセージ2の本文", exact=True).fill("店頭でこのメッセージをお見せください。")
             await expect(preview).to_have_count(2)
             await page.get_by_label("配信停止時間帯を守る").uncheck()  # the test must not depend on the hour it runs at
             await page.get_by_role("button", name="今すぐ配信する").click()  # no name yet
@@ -117,7 +117,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(count).to_have_text(f"{REACHED}人")
             await full_shot(page, shots / "81-campaign-editor-invalid.png")
             await page.get_by_label("配信名（管理用）").fill("冬のセールのお知らせ")
-            await page.get_by_label("対照群", exact=False).first.fill("0")
+            await page.get_by_label("効果測定用の対照群（配信しないお客様の割合）").fill("0")
             await full_shot(page, shots / "82-campaign-editor.png")
             await page.get_by_role("button", name="今すぐ配信する").click()
 
@@ -159,7 +159,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await page.set_viewport_size(TABLET)
             await page.goto(f"{base}/console/campaigns/new")
             await page.get_by_label("配信先").select_option(label="LINE友だち（全員）")
-            await page.get_by_label("メッセージ1の本文").fill("{name}さん、ご来店ありがとうございました。")
+            await page.get_by_label("メッセージ1の本文", exact=True).fill("{name}さん、ご来店ありがとうございました。")
             # Two campaigns this week: everyone left has reached the frequency cap, and the estimate says so.
             await expect(page.locator("[data-estimate-count]")).to_have_text("0人")
             await expect(page.locator("[data-estimate-detail]")).to_have_text(
@@ -167,6 +167,14 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await full_shot(page, shots / "87-tablet-campaign-editor.png")
             await page.get_by_label("配信回数の上限を守る").uncheck()
             await expect(page.locator("[data-estimate-count]")).to_have_text(f"{REACHED}人")
+            # an A/B test: version B's messages and its preview appear with the switch
+            await expect(page.get_by_label("パターンBのメッセージ1の本文")).to_be_hidden()
+            await page.get_by_text("A/Bテスト（2パターンを比較）").click()
+            await page.get_by_label("パターンBのメッセージ1の本文").fill("{name}さん、次回使える10%オフクーポンです。")
+            await page.get_by_label("配分", exact=True).fill("70")
+            await expect(page.locator("[data-split-b]")).to_have_text("30")
+            await expect(page.locator('[data-preview-messages="b"] .lp-bubble')).to_contain_text("花子さん、次回使える10%オフクーポンです。")
+            await full_shot(page, shots / "88-tablet-campaign-editor-ab.png")
             await page.set_viewport_size(LAPTOP)
 
             # -- the customer's LINE: the emulator's chat -------------------------------------------------

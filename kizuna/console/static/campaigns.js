@@ -16,29 +16,34 @@
   var wordsElement = document.getElementById("campaign-words");
   if (form && wordsElement && window.fetch) {
     var words = JSON.parse(wordsElement.textContent);
-    var slotsBox = form.querySelector("[data-slots]");
-    var countInput = form.querySelector("[data-slot-count]");
-    var addButton = form.querySelector("[data-slot-add]");
-    var preview = document.querySelector("[data-preview-messages]");
     var PLACEHOLDER = /\{name(?:\|([^{}]{0,20}))?\}/g;
 
-    var slots = function () { return Array.prototype.slice.call(slotsBox.querySelectorAll("[data-slot]")); };
-    var shown = function () { return slots().filter(function (slot) { return !slot.hidden; }); };
+    // One variant's messages (m: A, b: B): its slots, count, add button and preview.
+    function Variant(box) {
+      this.prefix = box.getAttribute("data-variant");
+      this.box = box.querySelector("[data-slots]");
+      this.count = box.querySelector("[data-slot-count]");
+      this.add = box.querySelector("[data-slot-add]");
+      this.preview = document.querySelector('[data-preview-messages="' + this.prefix + '"]');
+    }
+    Variant.prototype.slots = function () { return Array.prototype.slice.call(this.box.querySelectorAll("[data-slot]")); };
+    Variant.prototype.shown = function () { return this.slots().filter(function (slot) { return !slot.hidden; }); };
 
     // Slots are numbered by their place: visible ones first (m0_, m1_ …), as the server reads them.
-    function renumber() {
-      slots().forEach(function (slot, position) {
+    Variant.prototype.renumber = function () {
+      var prefix = this.prefix;
+      this.slots().forEach(function (slot, position) {
         slot.querySelectorAll("[name]").forEach(function (input) {
-          input.name = input.name.replace(/^m\d+_/, "m" + position + "_");
+          input.name = input.name.replace(/^[a-z]\d+_/, prefix + position + "_");
         });
         slot.querySelector("[data-msg-slot-n]").textContent = words.n.replace("{n}", String(position + 1));
-        slot.querySelector("[data-msg-slot-remove]").value = "remove-" + position;
+        slot.querySelector("[data-msg-slot-remove]").value = "remove-" + prefix + "-" + position;
       });
-      var count = shown().length;
-      countInput.value = String(count);
-      addButton.disabled = count >= slots().length;
-      slots().forEach(function (slot) { slot.querySelector("[data-msg-slot-remove]").hidden = count <= 1; });
-    }
+      var count = this.shown().length;
+      this.count.value = String(count);
+      this.add.disabled = count >= this.slots().length;
+      this.slots().forEach(function (slot) { slot.querySelector("[data-msg-slot-remove]").hidden = count <= 1; });
+    };
 
     function kindOf(slot) {
       var checked = slot.querySelector("input[type=radio]:checked");
@@ -59,12 +64,16 @@
       return bubble;
     }
 
-    function drawPreview() {
+    Variant.prototype.draw = function () {
+      var preview = this.preview;
+      if (!preview) return;
       preview.textContent = "";
       var any = false;
-      shown().forEach(function (slot) {
+      this.shown().forEach(function (slot) {
         var bubble = null;
+        var length = slot.querySelector("[data-slot-length]");
         if (kindOf(slot) === "image") {
+          length.textContent = "";
           var url = slot.querySelector("input[type=url]").value.trim();
           if (url) {
             bubble = element("div", "lp-bubble lp-image");
@@ -74,7 +83,7 @@
         } else {
           var text = slot.querySelector("textarea").value;
           if (text.trim()) bubble = textBubble(text);
-          slot.querySelector("[data-slot-length]").textContent = text ? words.length.replace("{n}", String(text.length)) : "";
+          length.textContent = text ? words.length.replace("{n}", String(text.length)) : "";
         }
         if (!bubble) return;
         any = true;
@@ -86,6 +95,23 @@
         preview.appendChild(line);
       });
       if (!any) preview.appendChild(element("p", "lp-empty", words.empty));
+    };
+
+    var variants = {};
+    form.querySelectorAll("[data-variant]").forEach(function (box) {
+      var variant = new Variant(box);
+      variants[variant.prefix] = variant;
+    });
+    function variantOf(node) {
+      var box = node.closest("[data-variant]");
+      return box ? variants[box.getAttribute("data-variant")] : null;
+    }
+
+    var split = form.querySelector("[data-split]");
+    var splitB = form.querySelector("[data-split-b]");
+    function showSplit() {
+      var value = parseInt(split.value, 10);
+      splitB.textContent = value >= 0 && value <= 100 ? String(100 - value) : "";
     }
 
     // The estimate: one request at a time, the latest form wins.
@@ -131,39 +157,46 @@
     }
 
     form.addEventListener("input", function (event) {
-      if (event.target.closest("[data-slot]")) drawPreview();
+      var variant = variantOf(event.target);
+      if (variant) variant.draw();
       if (event.target.matches("[data-holdout]")) scheduleEstimate();
+      if (event.target === split) showSplit();
     });
     form.addEventListener("change", function (event) {
-      if (event.target.closest("[data-slot]")) drawPreview();
+      var variant = variantOf(event.target);
+      if (variant) variant.draw();
       if (event.target.matches("[data-audience], [data-cap], [data-holdout]")) scheduleEstimate();
     });
     form.addEventListener("click", function (event) {
       var button = event.target.closest("button");
       if (!button) return;
+      var variant = variantOf(button);
+      if (!variant) return;
       if (button.hasAttribute("data-slot-add")) {
         event.preventDefault();
-        var next = slots().filter(function (slot) { return slot.hidden; })[0];
+        var next = variant.slots().filter(function (slot) { return slot.hidden; })[0];
         if (!next) return;
         next.hidden = false;
-        renumber();
+        variant.renumber();
         next.querySelector("textarea").focus();
-        drawPreview();
+        variant.draw();
       } else if (button.hasAttribute("data-msg-slot-remove")) {
         event.preventDefault();
         var slot = button.closest("[data-slot]");
-        if (shown().length <= 1) return;
+        if (variant.shown().length <= 1) return;
         slot.querySelectorAll("textarea, input[type=url]").forEach(function (input) { input.value = ""; });
         var text = slot.querySelector("input[value=text]");
         if (text) text.checked = true;
         slot.hidden = true;
-        slotsBox.appendChild(slot);  // hidden slots go last: the visible ones keep m0_, m1_ …
-        renumber();
-        drawPreview();
+        variant.box.appendChild(slot);  // hidden slots go last: the visible ones keep m0_, m1_ …
+        variant.renumber();
+        variant.draw();
       }
     });
-    renumber();
-    drawPreview();
+    Object.keys(variants).forEach(function (prefix) {
+      variants[prefix].renumber();
+      variants[prefix].draw();
+    });
     estimate();
   }
 

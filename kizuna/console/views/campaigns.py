@@ -53,7 +53,10 @@ LIVE_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING)
 EXCLUDED = (RecipientStatus.BLOCKED, RecipientStatus.OPTED_OUT, RecipientStatus.CAPPED, RecipientStatus.NOT_ON_LINE)
 NOTICES = ("created", "started", "drafted", "pause", "resume", "cancel", "schedule")
 PREVIEW_NAME = "花子"  # the name {name} shows in the preview
-_SLOT_FIELD = re.compile(r"^messages\[(\d)\]")
+# A message's refusal: `messages[1].text`, or with A/B `variants[1].messages[0].text`.
+_SLOT_FIELD = re.compile(r"^(?:variants\[(\d)\]\.)?messages\[(\d)\]")
+_VARIANT_MESSAGES = re.compile(r"^variants\[(\d)\]\.messages$")
+PREFIXES = ("m", "b")  # the form's names of variant A's and B's message slots (m0_text, b0_text …)
 
 
 # -- the editor's form ------------------------------------------------------------------------
@@ -80,7 +83,10 @@ class Slot:
 class Editor:
     name: str = ""
     audience: str = ""  # "segment:12" or "preset:loyal"
-    slots: list[Slot] = field(default_factory=lambda: [Slot()])
+    slots: list[Slot] = field(default_factory=lambda: [Slot()])  # variant A (the only one without A/B)
+    ab: bool = False  # an A/B split: variant B's messages, `split` % of the audience to A
+    slots_b: list[Slot] = field(default_factory=lambda: [Slot()])
+    split: str = "50"
     when: str = "now"  # now | at
     send_at: str = ""  # datetime-local, shop time
     quiet_hours: bool = True
@@ -88,25 +94,40 @@ class Editor:
     holdout: str = "0"
 
 
-def _read(form) -> Editor:
-    count = forms.whole_number(str(form.get("slots", "1")))
+def _read_slots(form, prefix: str) -> list[Slot]:
+    count = forms.whole_number(str(form.get(f"{prefix}_slots", "1")))
     count = min(max(count if isinstance(count, int) else 1, 1), SLOTS)
     slots = []
     for index in range(count):
-        kind = str(form.get(f"m{index}_type", "text"))
-        slots.append(Slot(kind=kind if kind in KINDS else "text", text=str(form.get(f"m{index}_text", ""))[:6000],
-                          image=str(form.get(f"m{index}_image", ""))[:2100]))
+        kind = str(form.get(f"{prefix}{index}_type", "text"))
+        slots.append(Slot(kind=kind if kind in KINDS else "text", text=str(form.get(f"{prefix}{index}_text", ""))[:6000],
+                          image=str(form.get(f"{prefix}{index}_image", ""))[:2100]))
+    return slots
+
+
+def _read(form) -> Editor:
     return Editor(
-        name=str(form.get("name", ""))[:300], audience=str(form.get("audience", ""))[:40], slots=slots,
+        name=str(form.get("name", ""))[:300], audience=str(form.get("audience", ""))[:40], slots=_read_slots(form, "m"),
+        ab=form.get("ab") == "on", slots_b=_read_slots(form, "b"), split=str(form.get("split", "50"))[:10],
         when="at" if form.get("when") == "at" else "now", send_at=str(form.get("send_at", ""))[:30],
         quiet_hours=form.get("quiet_hours") == "on", frequency_cap=form.get("frequency_cap") == "on",
         holdout=str(form.get("holdout", "0"))[:10],
     )
 
 
-def _messages(editor: Editor) -> list[dict]:
+def _messages(slots: list[Slot]) -> list[dict]:
     """The slots with something in them, in order (an empty slot is a slot not used)."""
-    return [slot.message() for slot in editor.slots if not slot.empty]
+    return [slot.message() for slot in slots if not slot.empty]
+
+
+def _variants(editor: Editor) -> list[campaigns.VariantIn]:
+    if not editor.ab:
+        return [campaigns.VariantIn(messages=_messages(editor.slots), percent=100)]
+    split = forms.whole_number(editor.split)
+    if not isinstance(split, int):
+        raise Invalid("variants[0].percent", "must be a whole number")
+    return [campaigns.VariantIn(messages=_messages(editor.slots), percent=split),
+            campaigns.VariantIn(messages=_messages(editor.slots_b), percent=100 - split)]
 
 
 def _send_at(editor: Editor, zone) -> datetime | None:
@@ -154,23 +175,31 @@ def _problems(error: ServiceError) -> dict[str, forms.Problem]:
     if isinstance(error, Invalid):
         slot = _SLOT_FIELD.match(error.field)
         if slot is not None:
-            return {f"msg-{slot.group(1)}": forms.Problem("invalid.campaign.message", f"{error.field}: {error.message}")}
-        name = {"segment_id": "audience", "rule": "audience", "variants": "messages"}.get(
+            prefix = PREFIXES[int(slot.group(1) or 0)]
+            return {f"msg-{prefix}-{slot.group(2)}": forms.Problem("invalid.campaign.message", f"{error.field}: {error.message}")}
+        whole = _VARIANT_MESSAGES.match(error.field)
+        if whole is not None:  # a variant without messages
+            name = "messages" if whole.group(1) == "0" else "messages_b"
+            return {name: forms.Problem(f"invalid.campaign.{name}", f"{error.field}: {error.message}")}
+        if error.field.startswith("variants"):  # a variant's share, or the shares' sum
+            return {"split": forms.Problem("invalid.campaign.split", f"{error.field}: {error.message}")}
+        name = {"segment_id": "audience", "rule": "audience"}.get(
             error.field.split(".")[0].split("[")[0], error.field.split(".")[0].split("[")[0])
         key = f"invalid.campaign.{name}"
         return {name: forms.Problem(key, f"{error.field}: {error.message}")}
     return forms.problems(error, "campaign")
 
 
-def _slot_problems(errors: dict, editor: Editor) -> dict[int, forms.Problem]:
+def _slot_problems(errors: dict, editor: Editor) -> dict[str, forms.Problem]:
     """A message's refusal names its place among the messages sent (empty slots are skipped):
-    shown at the slot the marketer sees."""
-    used = [index for index, slot in enumerate(editor.slots) if not slot.empty]
+    shown at the slot the marketer sees ({"m1": problem} for A's second slot)."""
     out = {}
     for key, problem in errors.items():
         if key.startswith("msg-"):
-            position = int(key[4:])
-            out[used[position] if position < len(used) else position] = problem
+            _, prefix, position = key.split("-")
+            used = [index for index, slot in enumerate(editor.slots if prefix == "m" else editor.slots_b) if not slot.empty]
+            position = int(position)
+            out[f"{prefix}{used[position] if position < len(used) else position}"] = problem
     return out
 
 
@@ -184,11 +213,17 @@ async def _editor_page(request: web.Request, editor: Editor, *, errors: dict | N
         editor.send_at = _next_hour(ctx.now, ctx.timezone)
     return render(request, "campaign_editor.html", {
         "editor": editor, "errors": errors, "slot_errors": _slot_problems(errors, editor), "saved": saved, "presets": presets,
-        "slots_max": SLOTS, "kinds": KINDS, "preview": _preview(_messages(editor)), "preview_name": PREVIEW_NAME,
+        "slots_max": SLOTS, "kinds": KINDS, "preview": _preview(_messages(editor.slots)), "preview_b": _preview(_messages(editor.slots_b)),
+        "preview_name": PREVIEW_NAME, "split_b": _split_b(editor.split),
         "holdout_max": campaigns.MAX_HOLDOUT_PERCENT, "cap": campaigns.FREQUENCY_CAP, "name_max": CAMPAIGN_NAME_MAX,
         "min_send_at": ctx.now.astimezone(ctx.timezone).strftime("%Y-%m-%dT%H:%M"),
         "zone": getattr(ctx.timezone, "key", str(ctx.timezone)),
     }, status=status)
+
+
+def _split_b(split: str) -> str:
+    value = forms.whole_number(split)
+    return str(100 - value) if isinstance(value, int) and 0 <= value <= 100 else ""
 
 
 def _next_hour(now: datetime, zone) -> str:
@@ -215,13 +250,16 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     editor = _read(form)
     action = str(form.get("action", "create"))
-    if action == "add":
-        if len(editor.slots) < SLOTS:
-            editor.slots.append(Slot())
+    slots_of = {"m": editor.slots, "b": editor.slots_b}
+    kind, _, rest = action.partition("-")  # add-m, remove-b-2
+    if kind == "add" and rest in slots_of:
+        if len(slots_of[rest]) < SLOTS:
+            slots_of[rest].append(Slot())
         return await _editor_page(request, editor)
-    if action.startswith("remove-") and action[7:].isdigit():
-        index = int(action[7:])
-        editor.slots = [slot for position, slot in enumerate(editor.slots) if position != index] or [Slot()]
+    prefix, _, index = rest.partition("-")
+    if kind == "remove" and prefix in slots_of and index.isdigit():
+        kept = [slot for position, slot in enumerate(slots_of[prefix]) if position != int(index)] or [Slot()]
+        slots_of[prefix][:] = kept
         return await _editor_page(request, editor)
     if action not in ("create", "draft"):  # refresh (Enter in a field): the preview, nothing saved
         return await _editor_page(request, editor)
@@ -230,7 +268,7 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
             audience = _audience(editor.audience, await _presets(request, session))
             campaign = await campaigns.create(
                 session, name=editor.name, segment_id=audience.segment_id, rule=audience.rule,
-                variants=[campaigns.VariantIn(messages=_messages(editor), percent=100)],
+                variants=_variants(editor),
                 send_at=_send_at(editor, ctx.timezone), schedule=action != "draft", quiet_hours=editor.quiet_hours,
                 frequency_cap=editor.frequency_cap, holdout_percent=_holdout(editor), now=services_of(request).clock(),
                 actor=ctx.actor(),
