@@ -11,7 +11,7 @@ this page only creates, moves (pause, resume, cancel, schedule a draft) and read
   it a LINE-like preview (static/campaigns.js draws it as the form changes; the server draws the
   same on a re-render) and the estimated audience after blocks, opt-outs and the cap
   (`POST /campaigns/estimate`, the same form, answered in JSON; storage/campaign_batches.estimate
-  uses the snapshot's own CASE). One variant: A/B splits are the API's for now.
+  uses the snapshot's own CASE). An optional A/B test sends two versions (the API takes up to four).
 - A campaign's page: status, schedule, note (quiet hours, LINE's quota), a progress bar the page
   polls for every second while the campaign is scheduled or running (`GET /campaigns/{id}/progress`,
   a background request: it never keeps a session alive), the buttons its state allows, the figures
@@ -33,6 +33,7 @@ from kizuna.storage.errors import Conflict, Invalid, NotFound, ServiceError
 from kizuna.storage.models import CAMPAIGN_NAME_MAX, Campaign, CampaignStatus, RecipientStatus
 
 from .. import forms, segment_form
+from ..i18n import MESSAGES
 from ..context import CONTEXT, db, services_of
 from ..render import render
 from ..routes import MARKETING, Refused, route, see_other
@@ -171,7 +172,7 @@ async def _presets(request: web.Request, session) -> list[segments.Preset]:
 
 
 def _problems(error: ServiceError) -> dict[str, forms.Problem]:
-    """{field of the form: Problem}: a message's refusal at its slot (`msg-1`), others at theirs."""
+    """{field of the form: Problem}: a message's refusal at its slot (`msg-b-1`: B's second), others at theirs."""
     if isinstance(error, Invalid):
         slot = _SLOT_FIELD.match(error.field)
         if slot is not None:
@@ -186,7 +187,7 @@ def _problems(error: ServiceError) -> dict[str, forms.Problem]:
         name = {"segment_id": "audience", "rule": "audience"}.get(
             error.field.split(".")[0].split("[")[0], error.field.split(".")[0].split("[")[0])
         key = f"invalid.campaign.{name}"
-        return {name: forms.Problem(key, f"{error.field}: {error.message}")}
+        return {name: forms.Problem(key if key in MESSAGES else "invalid.field", f"{error.field}: {error.message}")}
     return forms.problems(error, "campaign")
 
 
