@@ -277,3 +277,22 @@ async def test_an_ab_test_splits_the_audience_between_two_versions(console):
     assert {texts[0] for texts in got} == {"冬のセールが始まりました！", "Bの本文"}  # each got one version; both were sent
     _, page = await browser.get(f"/console/campaigns/{campaign.id}")
     assert "プレビュー A (50%)" in page and "プレビュー B (50%)" in page
+
+
+async def test_over_lines_monthly_quota_the_page_says_why_it_stopped(console):
+    await befriend(console, "花子", "太郎", "次郎")
+    console.kizuna.emulator.quota_limit = 2
+    segment_id = await saved_segment(console)
+    browser = await marketer(console)
+    response, _ = await browser.post("/console/campaigns/new", form(segment_id, quiet_hours=""))
+    assert response.status == 303
+    [campaign] = await stored_campaigns(console)
+
+    async def paused() -> bool:
+        async with console.sessions() as session:
+            return (await session.get(Campaign, campaign.id)).status == "paused"
+
+    await eventually(paused, what="the campaign refused over the quota")
+    _, page = await browser.get(f"/console/campaigns/{campaign.id}")
+    assert "一時停止中" in page and "LINE の月間送信上限を超えるため開始できません（必要 3 通、残り 2 通）" in page
+    assert ">再開<" in page and 'data-note hidden' not in page
