@@ -14,6 +14,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "campaigns.new": ("新しい配信", "New campaign"),
     "campaigns.back": ("配信一覧", "All campaigns"),
     "campaigns.empty": ("配信はまだありません。セグメントを選んで最初の配信を作成しましょう。", "No campaign yet: choose a segment and create the first."),
+    "campaigns.page.first": ("最新の配信へ", "Newest"),
+    "campaigns.page.older": ("以前の配信", "Older"),
     "campaigns.col.name": ("配信名", "Campaign"),
     "campaigns.col.status": ("ステータス", "Status"),
     "campaigns.col.when": ("配信日時", "Send time"),
@@ -133,6 +135,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "campaigns.progress.title": ("配信状況", "Progress"),
     "campaigns.progress": ("{done} / {targeted}人に送信", "{done} of {targeted} sent"),
     "campaigns.progress.live": ("自動更新中", "Live"),
+    "campaigns.progress.not_started": ("配信開始前", "Not started yet"),
     "campaigns.results.waiting": (
         "配信が始まると対象者が確定し、送信数・失敗・対照群・除外した人数をここに表示します。",
         "Once the campaign starts its audience is fixed: sent, failed, control and left-out counts show here.",

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from kizuna.campaigns import segments
+from kizuna.campaigns import campaigns, segments
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Campaign
 from kizuna.storage.types import utcnow
@@ -200,6 +200,7 @@ async def test_pause_resume_and_cancel_from_the_campaign_page(console):
     async with browser.client.get(console.url + f"{page_url}/progress") as answer:
         body = await answer.json()
     assert body["status"] == "scheduled" and body["status_text"] == "予約済み" and body["live"] is True
+    assert body["progress_text"] == "配信開始前"
     response, _ = await browser.post(f"{page_url}/cancel")
     assert response.status == 303
     response, _ = await browser.post(f"{page_url}/resume")  # a cancelled campaign stays cancelled
@@ -296,3 +297,19 @@ async def test_over_lines_monthly_quota_the_page_says_why_it_stopped(console):
     _, page = await browser.get(f"/console/campaigns/{campaign.id}")
     assert "一時停止中" in page and "LINE の月間送信上限を超えるため開始できません（必要 3 通、残り 2 通）" in page
     assert ">再開<" in page and 'data-note hidden' not in page
+
+
+async def test_the_list_pages_through_older_campaigns(console):
+    segment_id = await saved_segment(console)
+    async with transaction(console.sessions) as session:
+        for number in range(52):
+            await campaigns.create(session, name=f"配信{number}", segment_id=segment_id, rule=None,
+                                   variants=[campaigns.VariantIn(messages=[{"type": "text", "text": "x"}], percent=100)],
+                                   send_at=None, schedule=False, now=utcnow())
+    browser = await marketer(console)
+    _, page = await browser.get("/console/campaigns")
+    names = re.findall(r'class="entry-link" href="[^"]+">([^<]+)<', page)
+    assert names[:2] == ["配信51", "配信50"] and len(names) == 50 and "下書き" in page
+    older = re.search(r'href="(/console/campaigns\?before=\d+)">以前の配信', page).group(1)
+    _, page = await browser.get(older)
+    assert re.findall(r'class="entry-link" href="[^"]+">([^<]+)<', page) == ["配信1", "配信0"] and "最新の配信へ" in page

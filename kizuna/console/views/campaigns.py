@@ -39,7 +39,7 @@ from ..render import render
 from ..routes import MARKETING, Refused, route, see_other
 
 ID = "{campaign_id:[0-9]{1,9}}"
-LIST_LIMIT = 100
+LIST_LIMIT = 50  # a page of the list (each row reads its campaign's figures)
 SLOTS = campaign_messages.MAX_MESSAGES
 KINDS = ("text", "image")
 MOVES = ("pause", "resume", "cancel", "schedule")
@@ -339,12 +339,18 @@ async def campaign_list(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     names: dict[int, str] = {}
     rows = []
+    before = request.query.get("before", "")
+    before_id = int(before) if before.isdigit() and len(before) < 10 else None
     async with db(request) as session:
-        for campaign in await campaigns.list_page(session, limit=LIST_LIMIT, after=None):
+        for campaign in await campaigns.list_page(session, limit=LIST_LIMIT, after=before_id):
             stats = await campaigns.stats(session, campaign.id)
             rows.append({"campaign": campaign, "progress": _progress(stats),
                          "audience": await _audience_label(ctx, session, campaign, names)})
-    return render(request, "campaigns.html", {"rows": rows})
+    url = request.app.router["campaigns"].url_for()
+    return render(request, "campaigns.html", {
+        "rows": rows, "first_url": url if before_id is not None else None,
+        "next_url": url.with_query({"before": str(rows[-1]["campaign"].id)}) if len(rows) == LIST_LIMIT else None,
+    })
 
 
 async def _campaign(request: web.Request, session) -> Campaign:
@@ -395,7 +401,8 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     return web.json_response({
         "status": campaign.status, "status_text": ctx.t(f"campaigns.status.{campaign.status}"), "note": campaign.note,
         "live": campaign.status in LIVE_STATUSES, **progress,
-        "progress_text": ctx.t("campaigns.progress", done=f"{progress['done']:,}", targeted=f"{progress['targeted']:,}"),
+        "progress_text": ctx.t("campaigns.progress", done=f"{progress['done']:,}", targeted=f"{progress['targeted']:,}")
+        if campaign.started_at is not None else ctx.t("campaigns.progress.not_started"),
         "excluded": stats.excluded, "duplicates_avoided": stats.duplicates_avoided,
     })
 
