@@ -660,3 +660,7 @@ from .i18n_tags import MESSAGES as _TAGS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _TAGS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _TAGS.keys())}"
 MESSAGES.update(_TAGS)
+from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
+MESSAGES.update(_CAMPAIGNS)

@@ -69,13 +69,9 @@ def _capped(now: datetime, cap: int) -> sa.Select:
     )
 
 
-async def snapshot(
-    session: AsyncSession, campaign: Campaign, variants: Sequence[CampaignVariant], audience: sa.Select, *,
-    now: datetime, cap: int | None,
-) -> dict[str, int]:
-    """Write the campaign's recipients and batches; returns the counts per status."""
-    ids = audience.subquery("audience")
-    bucket = _bucket(campaign.id)
+def _left_out(now: datetime, cap: int | None) -> list[tuple[sa.ColumnElement, RecipientStatus]]:
+    """Why a customer of the audience is left out, in order (the first that holds wins): the
+    snapshot's CASE, shared with `estimate` so the editor's figure is the snapshot's rule."""
     opted_out = sa.and_(sa.not_(_customers.c.marketing_opt_in), _customers.c.marketing_consent_changed_at.is_not(None))
     whens = [(_customers.c.line_user_id.is_(None), RecipientStatus.NOT_ON_LINE),
              (sa.or_(_customers.c.blocked, sa.not_(_customers.c.followed)), RecipientStatus.BLOCKED),
@@ -83,6 +79,28 @@ async def snapshot(
     if cap is not None:
         capped = _capped(now, cap).subquery("capped")
         whens.append((_customers.c.id.in_(sa.select(capped.c.customer_id)), RecipientStatus.CAPPED))
+    return whens
+
+
+async def estimate(session: AsyncSession, audience: sa.Select, *, now: datetime, cap: int | None) -> dict[str, int]:
+    """What a snapshot taken now would leave: counts per status (queued, blocked, opted_out,
+    capped, not_on_line), by the snapshot's own CASE, in one read-only statement. The control
+    group is not in it: which customers fall in it depends on the campaign's id."""
+    ids = audience.subquery("audience")
+    status = sa.case(*_left_out(now, cap), else_=sa.literal(RecipientStatus.QUEUED.value))
+    members = sa.select(status.label("status")).select_from(_customers).join(ids, ids.c.id == _customers.c.id).subquery("members")
+    rows = await session.execute(sa.select(members.c.status, sa.func.count()).group_by(members.c.status))
+    return {str(key): count for key, count in rows}
+
+
+async def snapshot(
+    session: AsyncSession, campaign: Campaign, variants: Sequence[CampaignVariant], audience: sa.Select, *,
+    now: datetime, cap: int | None,
+) -> dict[str, int]:
+    """Write the campaign's recipients and batches; returns the counts per status."""
+    ids = audience.subquery("audience")
+    bucket = _bucket(campaign.id)
+    whens = _left_out(now, cap)
     if campaign.holdout_percent:
         whens.append((bucket % 100 < campaign.holdout_percent, RecipientStatus.CONTROL))
     status = sa.case(*whens, else_=sa.literal(RecipientStatus.QUEUED.value))

@@ -19,13 +19,14 @@ may read the FAQ and export it (the API's GET /faq is every staff role's too).
 from __future__ import annotations
 
 import itertools
+from datetime import timedelta
 
 import aiohttp
 import pyotp
 import sqlalchemy as sa
 from aiohttp import web
 
-from kizuna.campaigns import segments
+from kizuna.campaigns import campaigns, segments
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage import friend_sources, merges, orders, staff_sessions, tokens
@@ -136,6 +137,14 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/segments/{segment_id}"): MARKETING,
     ("GET", "/console/segments/{segment_id}/export.csv"): MARKETING,
     ("POST", "/console/segments/{segment_id}/tags"): MARKETING,
+    # 配信: marketing's, as the REST API's /campaigns
+    ("GET", "/console/campaigns"): MARKETING,
+    ("GET", "/console/campaigns/new"): MARKETING,
+    ("POST", "/console/campaigns/new"): MARKETING,
+    ("POST", "/console/campaigns/estimate"): MARKETING,
+    ("GET", "/console/campaigns/{campaign_id}"): MARKETING,
+    ("GET", "/console/campaigns/{campaign_id}/progress"): MARKETING,
+    ("POST", "/console/campaigns/{campaign_id}/{action}"): MARKETING,
     # 流入経路
     ("GET", "/console/friend-sources"): MARKETING,
     ("POST", "/console/friend-sources"): MARKETING,
@@ -208,6 +217,10 @@ class Fixtures:
             self.segment = await segments.create(session, "matrix", {"all": [{"field": "registered", "op": "eq", "value": True}]},
                                                  now=utcnow())
             self.friend_source = await friend_sources.create(session, "matrix", None, actor=audit.CLI)
+            self.campaign = await campaigns.create(
+                session, name="matrix", segment_id=self.segment.id, rule=None,
+                variants=[campaigns.VariantIn(messages=[{"type": "text", "text": "matrix"}], percent=100)],
+                send_at=utcnow() + timedelta(days=1), now=utcnow())
             self.coupon = await coupons.create_coupon(session, {"title": "matrix", "discount_type": "amount",
                                                                 "discount_value": 100, "valid_days": 30, "one_per_customer": False})
 
@@ -285,6 +298,7 @@ class Fixtures:
                 .replace("{faq_id}", "matrix").replace("{rule_id}", str(getattr(self, "rule_id", "")))
                 .replace("{coupon_id}", str(self.coupon.id)).replace("{segment_id}", str(self.segment.id))
                 .replace("{source_id}", str(self.friend_source.id)).replace("qr.{kind}", "qr.png")
+                .replace("{campaign_id}", str(self.campaign.id)).replace("{action}", "pause")
                 .replace("{key}.png", "default.png").replace("{key}", "greeting").replace("{locale}", "ja"))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
@@ -318,6 +332,10 @@ class Fixtures:
             return {"text": f"友だち追加ありがとうございます ({number})"}
         if path in ("/console/segments/new", "/console/segments/preview"):
             return {"match": "all", "field_0": "rfm_r", "op_0": "gte", "value_0": "4", "name": f"セグメント {number}", "action": "save"}
+        if path in ("/console/campaigns/new", "/console/campaigns/estimate"):
+            tomorrow = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+            return {"name": f"配信 {number}", "audience": f"segment:{self.segment.id}", "m_slots": "1", "m0_type": "text",
+                    "m0_text": "matrix", "when": "at", "send_at": tomorrow, "action": "create"}
         if path == "/console/api-tokens":
             return {"name": f"POS {number}", "role": "pos"}
         if path == "/console/staff":
