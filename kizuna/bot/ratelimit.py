@@ -27,7 +27,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -92,6 +92,31 @@ def parse_rate_limits(text: str) -> dict[str, float]:
 
 # -- in one process ---------------------------------------------------------------------------
 
+# A request that wakes up this much after its slot (the event loop was busy: a stall, a starved
+# CPU) would go out in a bunch with the others that overslept, a burst LINE may refuse; it takes
+# a new slot instead, once (a loop that is always that late must still send).
+MAX_LATE_SECONDS = 0.1
+
+
+async def _paced(reserve: Callable[[], Awaitable[float | None]]) -> bool:
+    """Reserve a slot and sleep until it; False when `reserve` could not (None)."""
+    for attempt in range(2):
+        wait = await reserve()
+        if wait is None:
+            return False
+        if wait <= 0:
+            return True
+        due = time.monotonic() + wait
+        await asyncio.sleep(wait)
+        if time.monotonic() - due <= MAX_LATE_SECONDS:
+            return True
+    return True
+
+
+async def _async_value(value: float) -> float:
+    return value
+
+
 
 class _Gcra:
     """One endpoint's pacing state; the same arithmetic as the Lua script below."""
@@ -138,10 +163,9 @@ class InProcessRateLimiter:
         return state
 
     async def acquire(self, endpoint: str) -> None:
-        # asyncio runs this synchronously up to the sleep, so the reservation needs no lock.
-        wait = self._state(endpoint).reserve(time.monotonic())
-        if wait > 0:
-            await asyncio.sleep(wait)
+        state = self._state(endpoint)
+        # asyncio runs reserve() synchronously, so the reservation needs no lock.
+        await _paced(lambda: _async_value(state.reserve(time.monotonic())))
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
         return self._state(endpoint).back_off(time.monotonic(), retry_after, self.policy)
@@ -233,11 +257,14 @@ class RedisRateLimiter:
 
     async def acquire(self, endpoint: str) -> None:
         tat, not_before, _ = self._keys(endpoint)
-        wait_us = await self._shared(self._acquire_script, [tat, not_before], [self._interval_us(endpoint)])
-        if wait_us is None:
+        interval_us = self._interval_us(endpoint)
+
+        async def reserve() -> float | None:
+            wait_us = await self._shared(self._acquire_script, [tat, not_before], [interval_us])
+            return None if wait_us is None else wait_us / 1_000_000
+
+        if not await _paced(reserve):
             await self.fallback.acquire(endpoint)
-        elif wait_us > 0:
-            await asyncio.sleep(wait_us / 1_000_000)
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
         # Recorded in-process too, so a Redis that vanishes right after still sees it honoured here.
