@@ -235,3 +235,41 @@ async def test_redis_lost_mid_run_keeps_sending_at_a_share_of_the_limit_then_sha
     warnings = [r.getMessage() for r in caplog.records if r.name == "kizuna.ratelimit"]
     assert sum("Redis unreachable" in message for message in warnings) == 1, warnings
     assert sum("answers again" in message for message in warnings) == 1, warnings
+
+
+@needs_redis_server
+async def test_the_app_wires_clients_of_every_process_to_one_shared_limit(emulator, database_url, redis_prefix):
+    """`line_client_for` (what `serve` and `worker` use) with Redis: two processes' clients
+    together keep KIZUNA_LINE_RATE_LIMITS' multicast=20/s."""
+    from kizuna.bot.app import line_client_for
+    from tests.conftest import make_settings
+
+    user = _friend(emulator)
+    async with a_redis_url() as redis_url:
+        settings = make_settings(database_url, emulator.base_url, redis_url=redis_url, redis_prefix=redis_prefix,
+                                 line_rate_limits="multicast=20")
+        redis = Redis.from_url(redis_url)
+        clients = [line_client_for(settings, redis) for _ in range(2)]
+        stop = asyncio.Event()
+        sending = [asyncio.create_task(_keep_sending(client, user.user_id, stop, concurrency=8)) for client in clients]
+        try:
+            accepted = await _accepted_at_least(emulator, 30, since=0)
+        finally:
+            stop.set()
+            await asyncio.gather(*sending)
+            for client in clients:
+                await client.close()
+            await redis.aclose()
+    assert 20 * 0.8 <= _rate(accepted) <= 20 * 1.05
+
+
+def test_rate_limits_are_settings_and_a_bad_one_names_its_variable(database_url):
+    from kizuna.bot.ratelimit import parse_rate_limits
+    from kizuna.bot.settings import SettingsError, load_settings
+    from tests.conftest import SECRET_KEY
+
+    assert parse_rate_limits("multicast=100, broadcast=60/h,push=30/min") == {"multicast": 100.0, "broadcast": 60 / 3600, "push": 0.5}
+    settings = load_settings(secret_key=SECRET_KEY, database_url=database_url, line_rate_limits="multicast=100")
+    assert settings.line_rate_limit_table["multicast"] == 100 and settings.line_rate_limit_table["push"] == 2000
+    with pytest.raises(SettingsError, match="KIZUNA_LINE_RATE_LIMITS"):
+        load_settings(secret_key=SECRET_KEY, database_url=database_url, line_rate_limits="multicast=fast")
