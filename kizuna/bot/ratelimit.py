@@ -100,7 +100,7 @@ MAX_LATE_SECONDS = 0.1
 
 async def _paced(reserve: Callable[[], Awaitable[float | None]]) -> bool:
     """Reserve a slot and sleep until it; False when `reserve` could not (None)."""
-    for attempt in range(2):
+    for _ in range(2):
         wait = await reserve()
         if wait is None:
             return False
@@ -111,11 +111,6 @@ async def _paced(reserve: Callable[[], Awaitable[float | None]]) -> bool:
         if time.monotonic() - due <= MAX_LATE_SECONDS:
             return True
     return True
-
-
-async def _async_value(value: float) -> float:
-    return value
-
 
 
 class _Gcra:
@@ -164,8 +159,12 @@ class InProcessRateLimiter:
 
     async def acquire(self, endpoint: str) -> None:
         state = self._state(endpoint)
-        # asyncio runs reserve() synchronously, so the reservation needs no lock.
-        await _paced(lambda: _async_value(state.reserve(time.monotonic())))
+
+        async def reserve() -> float:
+            # Nothing awaited between reading and moving the slot: no lock needed under asyncio.
+            return state.reserve(time.monotonic())
+
+        await _paced(reserve)
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
         return self._state(endpoint).back_off(time.monotonic(), retry_after, self.policy)
