@@ -37,6 +37,7 @@ from .ingest import EventIngest
 from .keys import ENGINE, INGEST, LINE, QUEUE, REDIS, ROUTER, SESSIONS, SETTINGS, WORKER
 from .line import LineClient, LineError
 from .processor import EventProcessor
+from .ratelimit import InProcessRateLimiter, RedisRateLimiter
 from .richmenu import RichMenus
 from .sender import DeliverySender
 from .settings import Settings
@@ -146,17 +147,25 @@ def work_queue(settings: Settings, redis: Redis | None) -> WorkQueue:
 
 
 async def _line_client(app: web.Application) -> AsyncIterator[None]:
-    app[LINE] = line_client_for(app[SETTINGS])
+    app[LINE] = line_client_for(app[SETTINGS], app.get(REDIS))
     yield
     await app[LINE].close()
 
 
-def line_client_for(settings: Settings) -> LineClient:
+def line_client_for(settings: Settings, redis: Redis | None = None) -> LineClient:
+    """With Redis, every process paces its requests in one shared limiter per endpoint, so N
+    workers together stay under LINE's limits; without, this process alone (embedded mode)."""
+    limits = settings.line_rate_limit_table
+    if redis is not None:
+        limiter = RedisRateLimiter(redis, prefix=settings.redis_prefix, limits=limits, fallback_share=settings.line_rate_fallback_share)
+    else:
+        limiter = InProcessRateLimiter(limits)
     return LineClient(
         access_token=settings.line_channel_access_token,
         api_base_url=settings.line_api_base_url,
         data_api_base_url=settings.line_data_api_base_url,
         timeout=settings.line_timeout_seconds,
+        limiter=limiter,
     )
 
 

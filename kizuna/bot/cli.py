@@ -200,7 +200,7 @@ async def _run_worker(settings: Settings) -> None:
 
     engine = create_engine(settings.database_url)
     redis = redis_client(settings)
-    line = line_client_for(settings)
+    line = line_client_for(settings, redis)
     services = build_services(
         settings, sessions=session_factory(engine), queue=work_queue(settings, redis), broadcaster=live_updates(settings, redis), line=line
     )

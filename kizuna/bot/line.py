@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 from linebot.v3.messaging import (
     ApiException,
     AsyncApiClient,
@@ -38,18 +37,14 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop
 from kizuna.storage.customers import Profile
 from kizuna.storage.models import DeliveryStatus
 
+from .ratelimit import LINE_RATE_LIMITS, InProcessRateLimiter, RateLimiter
+
 log = logging.getLogger("kizuna.line")
 T = TypeVar("T")
 
-# Requests per second LINE allows per channel (LINE_FACTS.md). Kept per process here;
-# campaign senders on several workers share a Redis bucket instead.
-# Rich menus: "richmenu" (list is 10/s) paces the set-up calls; create and delete are 100
-# an HOUR, which a per-second limiter cannot express: `richmenu.setup` spends a handful a
-# run at most. Linking a menu to one user is one of the "other" endpoints (2,000/s).
-RATE_LIMITS = {
-    "reply": 2000, "push": 2000, "profile": 2000, "quota": 2000, "multicast": 200, "loading": 100, "richmenu": 10,
-    "richmenu_link": 2000, "mark_read": 2000, "content": 2000,
-}
+# Requests per second LINE allows per channel, by endpoint (LINE_FACTS.md; ratelimit.py says
+# more). The default limiter paces one process; workers share one in Redis (app.line_client_for).
+RATE_LIMITS = LINE_RATE_LIMITS
 
 
 class LineError(Exception):
@@ -107,6 +102,7 @@ class LineClient:
         timeout: float = 10.0,
         pool_size: int = 64,
         retry: RetryPolicy = RetryPolicy(),
+        limiter: RateLimiter | None = None,
     ) -> None:
         # One client per host for the app's lifetime. The pool is sized for ~200 req/s
         # at ~100 ms latency plus headroom (the SDK's default is cpu_count*5).
@@ -119,7 +115,8 @@ class LineClient:
         self.blob = AsyncMessagingApiBlob(self._data_client)
         self.timeout = timeout
         self.retry = retry
-        self._limiters = {name: AsyncLimiter(rate, 1) for name, rate in RATE_LIMITS.items()}
+        # Paces every request, retries included; with Redis it is shared by all workers.
+        self.limiter: RateLimiter = limiter if limiter is not None else InProcessRateLimiter(RATE_LIMITS)
 
     async def close(self) -> None:
         await self._api_client.close()
@@ -266,20 +263,24 @@ class LineClient:
         async def attempt() -> T:
             nonlocal attempts
             attempts += 1
-            async with self._limiters[endpoint]:
-                try:
-                    response = await make_request()
-                except ApiException as exc:
-                    error = _error_from(exc)
-                    log.info("LINE %s -> %s request_id=%s", endpoint, error.status, error.request_id)
-                    if endpoint == "reply" and attempts > 1 and _is_invalid_reply_token(error):
-                        raise _ReplyOutcomeUnknown(error.request_id) from None
-                    if _retryable_status(error):
-                        raise _Retryable(error) from None
-                    raise error from None
-                except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
-                    log.info("LINE %s -> %s", endpoint, type(exc).__name__)
-                    raise _Retryable(LineUnavailable(None, f"{type(exc).__name__}: {exc}")) from None
+            await self.limiter.acquire(endpoint)
+            try:
+                response = await make_request()
+            except ApiException as exc:
+                error = _error_from(exc)
+                log.info("LINE %s -> %s request_id=%s", endpoint, error.status, error.request_id)
+                if endpoint == "reply" and attempts > 1 and _is_invalid_reply_token(error):
+                    raise _ReplyOutcomeUnknown(error.request_id) from None
+                if _retryable_status(error):
+                    if error.status == 429:
+                        # The rate limit: every sender (every worker, with Redis) holds back,
+                        # and this request's retry waits for its slot after that.
+                        await self.limiter.back_off(endpoint, _retry_after(exc.headers))
+                    raise _Retryable(error) from None
+                raise error from None
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                log.info("LINE %s -> %s", endpoint, type(exc).__name__)
+                raise _Retryable(LineUnavailable(None, f"{type(exc).__name__}: {exc}")) from None
             log.debug("LINE %s -> %s request_id=%s", endpoint, response.status_code, _request_id(response.headers))
             return response
 
@@ -416,6 +417,17 @@ def _error_from(exc: ApiException) -> LineError:
         except (ValueError, AttributeError):
             message = str(body)[:500]
     return LineError(exc.status, message, details=details, request_id=_request_id(exc.headers))
+
+
+def _retry_after(headers: Any) -> float | None:
+    """Retry-After in seconds (LINE documents none, but honours the HTTP header if it comes)."""
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after":
+            try:
+                return max(0.0, float(value))
+            except (TypeError, ValueError):
+                return None  # an HTTP date: rare enough to fall back to our own back-off
+    return None
 
 
 def _request_id(headers: Any) -> str | None:

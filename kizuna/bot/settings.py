@@ -12,6 +12,8 @@ from urllib.parse import quote
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .ratelimit import LINE_RATE_LIMITS, parse_rate_limits
+
 LINE_API = "https://api.line.me"
 LINE_DATA_API = "https://api-data.line.me"
 # LINE Login's authorization page; its token and verify endpoints are on LINE_API.
@@ -85,6 +87,12 @@ class Settings(BaseSettings):
     # (storage/customer_metrics.py; orders keep everything else current at once).
     decile_refresh_seconds: float = Field(default=3600.0, ge=1, validation_alias="KIZUNA_DECILE_REFRESH")
     line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
+    # LINE's rate limits by endpoint (bot/ratelimit.py has LINE's published ones): overrides as
+    # "multicast=200,push=2000,broadcast=60/h"; with REDIS_URL every worker shares them.
+    line_rate_limits: str = Field(default="", validation_alias="KIZUNA_LINE_RATE_LIMITS")
+    # While Redis is unreachable each process paces at this share of the limits on its own:
+    # set it to 1 / the number of processes that send (serve and worker).
+    line_rate_fallback_share: float = Field(default=0.25, gt=0, le=1, validation_alias="KIZUNA_LINE_RATE_FALLBACK_SHARE")
     log_level: str = Field(default="INFO", validation_alias="KIZUNA_LOG_LEVEL")
     # The staff console (/console): a session ends after this long without a request (idle)
     # and this long after its login whatever happens (absolute).
@@ -117,6 +125,12 @@ class Settings(BaseSettings):
             return None
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("line_rate_limits")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        parse_rate_limits(value)  # raises ValueError with the item at fault
         return value
 
     @field_validator("line_api_base_url", "line_data_api_base_url", "line_login_base_url", "public_url")
@@ -159,6 +173,11 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """One process, in-process queues: the default when REDIS_URL is unset."""
         return self.redis_url is None
+
+    @property
+    def line_rate_limit_table(self) -> dict[str, float]:
+        """Requests per second by LINE endpoint: LINE's published limits, then the overrides."""
+        return LINE_RATE_LIMITS | parse_rate_limits(self.line_rate_limits)
 
     @property
     def base_url(self) -> str:
