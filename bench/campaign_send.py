@@ -136,7 +136,7 @@ class Run:
             "KIZUNA_SECRET_KEY": "campaign-bench-" + "k" * 32, "KIZUNA_LOG_LEVEL": "INFO", "HOST": "127.0.0.1",
         }
         if self.lifted:
-            env["KIZUNA_LINE_RATE_LIMITS"] = json.dumps({"multicast": LIFTED})
+            env["KIZUNA_LINE_RATE_LIMITS"] = f"multicast={LIFTED:.0f}"
         return env
 
     def run(self) -> dict:
