@@ -212,7 +212,7 @@ class ChatApi:
         for r in self.emu.requests:
             key = f"{r.endpoint} {r.status}"
             by_status[key] = by_status.get(key, 0) + 1
-        delivered = sum(self.emu._message_count(chat_id) for chat_id in self.emu._timeline)
+        delivered = self.emu.message_total()
         return _json({
             "requests": by_status,
             "messages": delivered,

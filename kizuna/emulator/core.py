@@ -100,6 +100,7 @@ class Emulator:
         self._message_index: dict[str, tuple[Send, int]] = {}
         # A chat's timeline holds its own items and, for sends, a reference to the Send.
         self._timeline: dict[str, list[TimelineItem | Send]] = {}
+        self._replied_messages = 0
         # Seeded, so a benchmark's narrowcast sample (limit.max) is the same run after run.
         self.random = random.Random(0)
         # Aggregation units used per month (JST "YYYYMM" -> names in first-use order) and the
@@ -442,7 +443,12 @@ class Emulator:
             quote_token=ids.quote_token() if kind in QUOTABLE else None,
         )
         self._append(chat_id, "bot", kind="message", delivered=sent)
+        self._replied_messages += 1
         return sent
+
+    def message_total(self) -> int:
+        """Message objects sent to chats so far (replies and every recipient of every send)."""
+        return self._replied_messages + sum(len(s.recipients) * len(s.messages) for s in self.sends)
 
     def new_send(
         self,
