@@ -302,8 +302,9 @@ async def push(call: Call) -> web.Response:
     require_valid(details)
     if not is_chat_id(to):
         raise ApiError(400, INVALID_TO)
-    insight.use_unit(call, unit)
+    insight.check_unit(call, unit)
     charge_quota(call, 1)
+    insight.record_unit(call, unit)
     record = call.emu.new_send("push", body["messages"], call.request_id, call.retry_key, unit=unit, quotable=True)
     call.emu.deliver_send(record, (to,))
     sent = []
@@ -332,8 +333,9 @@ async def multicast(call: Call) -> web.Response:
     details = errors.details + validation.validate_messages(body.get("messages"))
     require_valid(details)
     assert to is not None
-    insight.use_unit(call, unit)
+    insight.check_unit(call, unit)
     charge_quota(call, len(to))
+    insight.record_unit(call, unit)
     record = call.emu.new_send("multicast", body["messages"], call.request_id, call.retry_key, unit=unit)
     call.emu.deliver_send(record, to)
     # The request log keeps the body: let it share the interned ids instead of a second copy.

@@ -74,21 +74,26 @@ def validate_units(errors: Any, body: dict[str, Any]) -> str | None:
     return name
 
 
-def use_unit(call: Call, unit: str | None) -> None:
-    """Count ``unit`` among this month's names; refuse a 1,001st distinct name."""
+def check_unit(call: Call, unit: str | None) -> None:
+    """Refuse a name that would be this month's 1,001st distinct unit (before anything is sent)."""
     if unit is None:
         return
     from .api import ApiError
 
     emu = call.emu
-    used = emu.units_by_month.setdefault(month_of(emu.clock()), {})
-    if unit not in used:
-        if len(used) >= emu.max_units_per_month:
-            raise ApiError(
-                400,
-                f"The number of aggregation units used this month has reached the limit ({emu.max_units_per_month})",
-            )
-        used[unit] = None  # a dict keeps the order names were first used in
+    used = emu.units_by_month.get(month_of(emu.clock()), {})
+    if unit not in used and len(used) >= emu.max_units_per_month:
+        raise ApiError(
+            400,
+            f"The number of aggregation units used this month has reached the limit ({emu.max_units_per_month})",
+        )
+
+
+def record_unit(call: Call, unit: str | None) -> None:
+    """Count ``unit`` among this month's names (once the message is sent)."""
+    if unit is not None:
+        # A dict keeps the order in which names were first used (the list endpoint's order).
+        call.emu.units_by_month.setdefault(month_of(call.emu.clock()), {}).setdefault(unit, None)
 
 
 async def aggregation_info(call: Call) -> web.Response:
