@@ -487,16 +487,17 @@ class Emulator:
         users = self.users
         timelines = self._timeline
         accepted = send.recipients
-        undelivered = send.undelivered
         for chat_id in recipients:
             user = users.get(chat_id)
             if user is None:
-                if chat_id[:1] == "U":
-                    undelivered.add(chat_id)  # not a user of this emulator: accepted, not delivered
+                reached = chat_id[:1] != "U"  # groups and rooms: the emulator keeps no membership
             else:
                 chat_id = user.user_id  # share the one string the emulator already holds
-                if not user.followed or user.blocked:
-                    undelivered.add(chat_id)  # LINE accepts and says nothing
+                reached = user.followed and not user.blocked  # else LINE accepts and says nothing
+            if not reached:
+                if send.undelivered is None:
+                    send.undelivered = set()
+                send.undelivered.add(chat_id)
             accepted.append(chat_id)
             timeline = timelines.get(chat_id)
             if timeline is None:

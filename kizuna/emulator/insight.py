@@ -253,6 +253,6 @@ async def message_event(call: Call) -> web.Response:
         # LINE keeps these for narrowcast and broadcast requests only.
         raise ApiError(404, "Not found")
     figures = statistics(call.emu, [send])
-    delivered = len(send.recipients) - len(send.undelivered)
+    delivered = len(send.recipients) - len(send.undelivered or ())
     figures["overview"] = {"requestId": request_id, "timestamp": int(send.at), "delivered": delivered, **figures["overview"]}
     return json_response(figures)
