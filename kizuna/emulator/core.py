@@ -98,7 +98,8 @@ class Emulator:
         self.sends: list[Send] = []
         self.sends_by_request: dict[str, Send] = {}
         self._message_index: dict[str, tuple[Send, int]] = {}
-        # A chat's timeline holds its own items and, for sends, a reference to the Send.
+        # A chat's timeline holds its own items and, for sends, a reference to the Send. A
+        # user's is on the User (User.timeline); groups, rooms and unknown ids are here.
         self._timeline: dict[str, list[TimelineItem | Send]] = {}
         self._replied_messages = 0
         # Seeded, so a benchmark's narrowcast sample (limit.max) is the same run after run.
@@ -185,6 +186,8 @@ class Emulator:
         user = User(uid, display_name, picture_url, status_message, language, followed=followed,
                     gender=gender, age=age, area=area, app_type=app_type,
                     followed_at=self.clock() if followed else None)
+        # A chat sent to before the user was known (a push to their id) stays theirs.
+        user.timeline = self._timeline.pop(uid, None)
         self.users[uid] = user
         return user
 
@@ -370,17 +373,23 @@ class Emulator:
     def messages_to(self, user_id: str) -> list[Delivered]:
         """Every message object the bot sent to this chat, in order (undelivered ones too)."""
         out: list[Delivered] = []
-        for entry in self._timeline.get(user_id, ()):
+        for entry in self._entries(user_id):
             if isinstance(entry, Send):
                 out.extend(entry.delivered_to(user_id))
             elif entry.delivered is not None:
                 out.append(entry.delivered)
         return out
 
+    def _entries(self, chat_id: str) -> list[TimelineItem | Send]:
+        user = self.users.get(chat_id)
+        if user is not None:
+            return user.timeline or []
+        return self._timeline.get(chat_id, [])
+
     def _message_count(self, chat_id: str) -> int:
         return sum(
             len(entry.messages) if isinstance(entry, Send) else entry.delivered is not None
-            for entry in self._timeline.get(chat_id, ())
+            for entry in self._entries(chat_id)
         )
 
     async def wait_for_messages(self, user_id: str, count: int, timeout: float = 5.0) -> list[Delivered]:
@@ -499,11 +508,12 @@ class Emulator:
                     send.undelivered = set()
                 send.undelivered.add(chat_id)
             accepted.append(chat_id)
-            timeline = timelines.get(chat_id)
-            if timeline is None:
-                timelines[chat_id] = [send]
+            if user is None:
+                timelines.setdefault(chat_id, []).append(send)
+            elif user.timeline is None:
+                user.timeline = [send]
             else:
-                timeline.append(send)
+                user.timeline.append(send)
 
     # --- what the user does with a message (insight) ---------------------------------------
 
@@ -521,7 +531,7 @@ class Emulator:
         from . import insight
 
         if message is None:
-            for entry in reversed(self._timeline.get(user_id, ())):
+            for entry in reversed(self._entries(user_id)):
                 if isinstance(entry, Send):
                     for i, m in enumerate(entry.messages):
                         if url in insight.urls_in(m):
@@ -533,7 +543,7 @@ class Emulator:
 
     def _find_send(self, user_id: str, message: Delivered | str | None) -> tuple[Send, int | None]:
         if message is None:
-            for entry in reversed(self._timeline.get(user_id, ())):
+            for entry in reversed(self._entries(user_id)):
                 if isinstance(entry, Send):
                     return entry, None
             raise LookupError(f"nothing was sent to {user_id}")
@@ -552,11 +562,17 @@ class Emulator:
     def _append(self, chat_id: str, side: str, **fields: Any) -> TimelineItem:
         self._seq += 1
         item = TimelineItem(self._seq, chat_id, side, self.clock(), **fields)  # type: ignore[arg-type]
-        self._timeline.setdefault(chat_id, []).append(item)
+        user = self.users.get(chat_id)
+        if user is None:
+            self._timeline.setdefault(chat_id, []).append(item)
+        elif user.timeline is None:
+            user.timeline = [item]
+        else:
+            user.timeline.append(item)
         return item
 
     def timeline(self, chat_id: str, after: int = 0) -> list[TimelineItem]:
-        entries = self._timeline.get(chat_id, [])
+        entries = self._entries(chat_id)
         # Entries are appended with increasing seq: skip the old ones from the end backwards.
         start = len(entries)
         while start > 0 and _last_seq(entries[start - 1]) > after:

@@ -31,6 +31,9 @@ class User:
     area: str | None = None  # LINE's area codes, e.g. "jp_13" (Tokyo)
     app_type: str | None = None  # "ios" | "android"
     followed_at: float | None = None  # when they last followed (subscriptionPeriod)
+    # This user's chat (Emulator.timeline reads it): kept on the user rather than in a dict
+    # keyed by id, which saves a lookup per multicast recipient and a dict entry per user.
+    timeline: list[Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
