@@ -135,7 +135,8 @@ def main() -> int:
               f"{accepted * IDS_PER_REQUEST / seconds:,.0f} recipients/s"
               f"{'; other answers ' + json.dumps(others) if others else ''}"
               f"{'; socket errors ' + str(result['errors_connect'] + result['errors_timeout']) if result['errors_connect'] + result['errors_timeout'] else ''}")
-        print(f"latency: p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms")
+        print(f"latency: p50 {result['p50_us'] / 1000:.1f} ms, p99 {result['p99_us'] / 1000:.1f} ms; "
+              f"machine load average {os.getloadavg()[0]:.1f} at the end (other work on the same CPUs slows the emulator)")
         grown = (rss_after - rss_before) * 1024
         print(f"emulator RSS: {rss_before / 1024:,.0f} MiB before the load, {rss_after / 1024:,.0f} MiB after "
               f"(peak {peak / 1024:,.0f} MiB); {grown / max(1, recorded):,.0f} bytes per accepted recipient")
