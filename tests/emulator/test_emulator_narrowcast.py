@@ -65,6 +65,7 @@ async def test_an_audience_reaches_its_friends_only_and_progress_moves_through_t
 async def test_a_big_send_reports_sending_with_partial_counts_before_it_succeeds(line, emu) -> None:
     members = friends(emu, 2000)
     emu.narrowcast_chunk = 100
+    emu.narrowcast_wait_seconds = 1.0  # time enough to be waiting for "sending", even on a busy machine
     request_id = await narrowcast(line, {"recipient": {"type": "audience", "audienceGroupId": audience(emu, members)}})
     condition = emu._cond()
     async with condition:
