@@ -442,6 +442,7 @@ async def test_broadcast_and_narrowcast_reach_followers(line: AsyncMessagingApi,
     with pytest.raises(ApiException) as info:
         await line.broadcast(BroadcastRequest(messages=[text("全員へ")]), x_line_retry_key=key)
     assert info.value.status == 409
+    emu.narrowcast_wait_seconds = 0.5  # long enough to read "waiting" first, even on a busy machine
     response = await line.narrowcast_with_http_info(NarrowcastRequest(messages=[text("一部へ")]))
     assert response.status_code == 202
     request_id = response.headers["x-line-request-id"]

@@ -51,6 +51,7 @@ async def test_an_audience_reaches_its_friends_only_and_progress_moves_through_t
     for user_id in blocked:
         emu.users[user_id].followed, emu.users[user_id].blocked = False, True
     outsiders = friends(emu, 10, "他")
+    emu.narrowcast_wait_seconds = 0.5  # long enough to read "waiting" first, even on a busy machine
     request_id = await narrowcast(line, {"recipient": {"type": "audience", "audienceGroupId": audience(emu, members)}})
 
     waiting = await line.get_narrowcast_progress(request_id)
