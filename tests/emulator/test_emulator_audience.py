@@ -45,6 +45,7 @@ async def ready(api: AsyncManageAudience, audience_id: int):
 async def test_an_uploaded_audience_is_built_asynchronously_then_ready_with_its_users(audiences, emu) -> None:
     api, _ = audiences
     users = friends(emu, 3)
+    emu.audience_ready_seconds = 0.5  # long enough to read IN_PROGRESS first, even on a busy machine
     created = await api.create_audience_group(CreateAudienceGroupRequest(
         description="春のキャンペーン", uploadDescription="first", audiences=[Audience(id=u) for u in users],
     ))
