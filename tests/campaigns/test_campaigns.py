@@ -81,6 +81,8 @@ async def test_a_campaign_reaches_every_follower_once_and_leaves_out_who_blocked
     assert done["stats"]["excluded"] == {"blocked": 1, "opted_out": 1, "capped": 0, "not_on_line": 0}
     [request] = kizuna.emulator.requests_to("multicast")
     assert request.headers.get("X-Line-Retry-Key")
+    # LINE counts the campaign's opens and clicks under its own unit (the insight API).
+    assert request.json["customAggregationUnits"] == [f"kizuna_c{campaign['id']}"]
 
     async def on_the_timeline() -> bool:
         return any(row["sender_type"] == "campaign" and row["text"] == "冬のセール開催中！" for row in await kizuna.timeline(hanako.user_id))
