@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn
+from kizuna.campaigns import churn, sequences
+from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.db import is_unavailable, transaction
 from kizuna.storage.types import utcnow
@@ -32,6 +33,10 @@ from .sender import DeliverySender
 
 log = logging.getLogger("kizuna.worker")
 RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-settings change
+# Seconds between looks for due sequence steps: a day-0 step goes out this soon after its trigger
+# (one indexed range query on the active enrolments when nothing is due).
+SEQUENCE_LOOK = 1.0
+SEQUENCE_BATCH = 200  # due steps per transaction
 
 
 class Worker:
@@ -75,6 +80,8 @@ class Worker:
             group.create_task(self._repeat(self._churn_model, seconds=min(self.churn_model_refresh, 60.0), what="churn model run"),
                               name="kizuna-churn-model")
             group.create_task(self._repeat(self._rescore, seconds=RESCORE_LOOK, what="metric rescore"), name="kizuna-rescore")
+            group.create_task(self._repeat(self._sequence_steps, seconds=SEQUENCE_LOOK, what="sequence steps"),
+                              name="kizuna-sequences")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -204,6 +211,25 @@ class Worker:
         """A rescore the shop's new metric settings asked for (`customer_metrics.rescore_if_requested`),
         looked for every RESCORE_LOOK seconds: the scores follow a change within seconds."""
         await customer_metrics.rescore_if_requested(self.sessions, now=utcnow())
+
+    async def _sequence_steps(self) -> None:
+        """Due step-sequence steps (campaigns/sequences.py `send_due`) into the outbox, then sent
+        at once; N workers share them (each due step is claimed by one). A delivery left unsent
+        by a crash between the commit and the send is the sweeper's, like any other."""
+        services = getattr(self.processor, "services", None)
+        clock = services.clock if services is not None else utcnow
+        public_url = services.public_url if services is not None else ""
+
+        def coupon_message(grant, coupon, customer) -> dict:
+            locale = "en" if (customer.language or "").startswith("en") else "ja"
+            return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
+
+        while not self._stopping.is_set():
+            created = await sequences.send_due(self.sessions, now=clock(), limit=SEQUENCE_BATCH, coupon_message=coupon_message)
+            for delivery_id in created:
+                await self.sender.send(delivery_id)
+            if len(created) < SEQUENCE_BATCH:
+                return
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

@@ -22,7 +22,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit, customers
+from . import audit, customers, sequences
 from .db import insert_on_conflict
 from .errors import Invalid
 from .models import TAG_MAX, CustomerTag
@@ -99,6 +99,7 @@ async def add(session: AsyncSession, customer_id: int, text: str, *, actor: audi
     except sa.exc.IntegrityError:
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_added=tag)
+    await sequences.on_tag_added(session, [customer_id], tag, now=utcnow())
     return True
 
 
@@ -112,6 +113,7 @@ async def remove(session: AsyncSession, customer_id: int, text: str, *, actor: a
     if not deleted:
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_removed=tag)
+    await sequences.on_tag_removed(session, [customer_id], tag, now=utcnow())
     return True
 
 

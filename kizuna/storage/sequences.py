@@ -1,0 +1,325 @@
+"""Step sequences (ステップ配信): the sequences, their enrolments, and the events from the shop's
+systems that start or cancel them.
+
+Where the rules live:
+- Entering a sequence is an INSERT … SELECT into `sequence_enrolments`, called from where the
+  triggering fact is written (registration, an order, a tag, a friend-add source, an API event),
+  in that fact's transaction: a crash loses both or neither. A partial unique index keeps one
+  active enrolment per (sequence, customer), so a trigger firing twice enrols once
+  (ON CONFLICT DO NOTHING). Only customers on LINE who were not merged away are enrolled.
+- Exits that follow a fact (an order, a tag removed, a cancelling event) are one UPDATE each,
+  in the fact's transaction too. Blocks and opt-outs are checked when a step falls due
+  (campaigns/sequences.py): nothing is sent to those customers, whenever they left.
+- Sending a due step is campaigns/sequences.py's: `lock_due` takes the due enrolments (FOR
+  UPDATE SKIP LOCKED on PostgreSQL, so N workers share them; SQLite transactions are serial),
+  and `advance` moves one on only if it is still at the step that was due, in the transaction
+  that writes the step's delivery to the outbox.
+
+This module imports nothing of ours beyond storage (DESIGN.md), so the hooks in orders.py,
+tags.py and friend_sources.py can call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .db import insert_on_conflict, is_postgres
+from .errors import NotFound
+from .models import (
+    ApiEvent,
+    Customer,
+    CustomerMetrics,
+    EnrolmentStatus,
+    ExitReason,
+    SequenceEnrolment,
+    SequenceStatus,
+    SequenceTrigger,
+    StepSequence,
+)
+
+ORDER = "order"  # in `cancel_on`: the customer ordered (the same as the exit condition "ordered again")
+
+# An order older than this when it arrives (a CSV import of last year's orders) starts no
+# "first order" sequence: its day-4 nudge would come a year late.
+FIRST_ORDER_FRESHNESS = timedelta(days=2)
+
+
+async def get(session: AsyncSession, sequence_id: int) -> StepSequence:
+    sequence = await session.get(StepSequence, sequence_id)
+    if sequence is None:
+        raise NotFound("no such sequence")
+    return sequence
+
+
+async def list_all(session: AsyncSession) -> list[StepSequence]:
+    return list((await session.execute(sa.select(StepSequence).order_by(StepSequence.id))).scalars())
+
+
+async def add(session: AsyncSession, sequence: StepSequence) -> StepSequence:
+    session.add(sequence)
+    await session.flush()
+    return sequence
+
+
+async def set_status(session: AsyncSession, sequence_id: int, status: SequenceStatus, *, now: datetime) -> StepSequence:
+    sequence = await get(session, sequence_id)
+    sequence.status, sequence.updated_at = status, now
+    await session.flush()
+    return sequence
+
+
+# -- entering ----------------------------------------------------------------------------------
+
+
+async def enrol(
+    session: AsyncSession, trigger: SequenceTrigger, *, customer_ids: Iterable[int] | sa.Select, now: datetime,
+    value: str | None = None,
+) -> int:
+    """Enrol the customers in every active sequence of `trigger` (and `value`, for the triggers
+    that have one), in the caller's transaction; the number of enrolments made. `customer_ids`
+    is a list or a select of customer ids (set-based either way: one statement per sequence)."""
+    statement = sa.select(StepSequence.id, StepSequence.steps).where(
+        StepSequence.trigger == trigger, StepSequence.status == SequenceStatus.ACTIVE,
+    )
+    if value is not None:
+        statement = statement.where(StepSequence.trigger_value == value)
+    sequences = (await session.execute(statement)).all()
+    if not sequences:
+        return 0  # the usual case: one indexed lookup and nothing more
+    ids = customer_ids if isinstance(customer_ids, sa.Select) else list(customer_ids)
+    if not isinstance(ids, sa.Select) and not ids:
+        return 0
+    made = 0
+    table = SequenceEnrolment.__table__
+    for sequence_id, steps in sequences:
+        if not steps:
+            continue
+        # The first step's delay counts from enrolment; a window is applied when it falls due.
+        first_due = now + timedelta(minutes=int(steps[0].get("delay_minutes", 0)))
+        people = sa.select(
+            sa.literal(sequence_id, table.c.sequence_id.type), Customer.id,
+            sa.literal(EnrolmentStatus.ACTIVE.value, table.c.status.type), sa.literal(0, table.c.current_step.type),
+            sa.literal(now, table.c.enrolled_at.type), sa.literal(first_due, table.c.next_due_at.type),
+        ).where(
+            Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.merged_into_id.is_(None),
+        )
+        insert = insert_on_conflict(session, table).from_select(
+            ["sequence_id", "customer_id", "status", "current_step", "enrolled_at", "next_due_at"], people,
+        ).on_conflict_do_nothing()
+        made += (await session.execute(insert)).rowcount or 0
+    return made
+
+
+# -- leaving -----------------------------------------------------------------------------------
+
+
+async def _exit_where(session: AsyncSession, reason: ExitReason, conditions: list, *, now: datetime) -> int:
+    table = SequenceEnrolment.__table__
+    statement = (
+        sa.update(table)
+        .where(table.c.status == EnrolmentStatus.ACTIVE, *conditions)
+        .values(status=EnrolmentStatus.EXITED, exit_reason=reason, finished_at=now, next_due_at=None)
+    )
+    return (await session.execute(statement)).rowcount or 0
+
+
+async def on_orders(session: AsyncSession, ordered: dict[int, datetime], *, now: datetime) -> None:
+    """New completed orders arrived (customer id → their latest order time), in the orders'
+    transaction: enrolments of sequences that exit on an order end ("ordered again"; an
+    enrolment made by this very order stays), then first-time buyers enter "first order"."""
+    if not ordered:
+        return
+    table = SequenceEnrolment.__table__
+    customers = sorted(ordered)
+    await _exit_where(session, ExitReason.ORDERED_AGAIN, [
+        table.c.customer_id.in_(customers), table.c.enrolled_at < now,
+        table.c.sequence_id.in_(sa.select(StepSequence.id).where(StepSequence.exit_on_order.is_(True))),
+    ], now=now)
+    fresh = [customer for customer, at in ordered.items() if at >= now - FIRST_ORDER_FRESHNESS]
+    if fresh:
+        first_time = sa.select(CustomerMetrics.customer_id).where(
+            CustomerMetrics.customer_id.in_(sorted(fresh)), CustomerMetrics.frequency == 1,
+        )
+        await enrol(session, SequenceTrigger.FIRST_ORDER, customer_ids=first_time, now=now)
+
+
+async def on_tag_added(session: AsyncSession, customer_ids: Iterable[int] | sa.Select, tag: str, *, now: datetime) -> None:
+    await enrol(session, SequenceTrigger.TAG_ADDED, customer_ids=customer_ids, value=tag, now=now)
+
+
+async def on_tag_removed(session: AsyncSession, customer_ids: Iterable[int] | sa.Select, tag: str, *, now: datetime) -> None:
+    table = SequenceEnrolment.__table__
+    ids = customer_ids if isinstance(customer_ids, sa.Select) else list(customer_ids)
+    await _exit_where(session, ExitReason.TAG_REMOVED, [
+        table.c.customer_id.in_(ids),
+        table.c.sequence_id.in_(sa.select(StepSequence.id).where(StepSequence.exit_on_tag_removed == tag)),
+    ], now=now)
+
+
+async def exit_one(session: AsyncSession, enrolment_id: int, reason: ExitReason, *, now: datetime) -> bool:
+    table = SequenceEnrolment.__table__
+    return await _exit_where(session, reason, [table.c.id == enrolment_id], now=now) > 0
+
+
+# -- events from the shop's systems ------------------------------------------------------------
+
+
+@dataclass
+class EventOutcome:
+    event: ApiEvent
+    created: bool  # False: an event with this event_id was received before (nothing changed)
+    enrolled: int = 0
+    cancelled: int = 0
+
+
+async def receive_event(
+    session: AsyncSession, *, customer_id: int, type: str, data: dict, event_id: str | None, now: datetime,
+) -> EventOutcome:
+    """Store the event (once per `event_id`), then, in the same transaction: exit the customer's
+    enrolments in sequences that list this type in `cancel_on`, and enrol them in the sequences
+    it triggers. Cancelling first: an event that both starts and cancels (a second
+    cart_abandoned) restarts nothing that was cancelled by it."""
+    table = ApiEvent.__table__
+    if event_id is not None:
+        claim = (insert_on_conflict(session, table)
+                 .values(event_id=event_id, type=type, customer_id=customer_id, data=data, created_at=now)
+                 .on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.id))
+        new_id = (await session.execute(claim)).scalar_one_or_none()
+        if new_id is None:
+            existing = (await session.execute(sa.select(ApiEvent).where(ApiEvent.event_id == event_id))).scalar_one()
+            return EventOutcome(existing, created=False)
+        event = await session.get(ApiEvent, new_id)
+    else:
+        event = ApiEvent(type=type, customer_id=customer_id, data=data, created_at=now)
+        session.add(event)
+        await session.flush()
+    cancelling = [sequence_id for sequence_id, cancel_on in (await session.execute(
+        sa.select(StepSequence.id, StepSequence.cancel_on).where(StepSequence.status != SequenceStatus.ARCHIVED)
+    )).all() if type in (cancel_on or [])]
+    cancelled = 0
+    if cancelling:
+        enrolments = SequenceEnrolment.__table__
+        cancelled = await _exit_where(session, ExitReason.CANCELLED_BY_EVENT, [
+            enrolments.c.customer_id == customer_id, enrolments.c.sequence_id.in_(cancelling), enrolments.c.enrolled_at < now,
+        ], now=now)
+    enrolled = await enrol(session, SequenceTrigger.API_EVENT, customer_ids=[customer_id], value=type, now=now)
+    return EventOutcome(event, created=True, enrolled=enrolled, cancelled=cancelled)
+
+
+# -- due steps ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Due:
+    enrolment: SequenceEnrolment
+    sequence: StepSequence
+    customer: Customer
+
+
+async def lock_due(session: AsyncSession, *, now: datetime, limit: int) -> list[Due]:
+    """Active enrolments of active sequences whose step is due, oldest first, locked for this
+    transaction. On PostgreSQL `FOR UPDATE SKIP LOCKED`: another worker takes the next ones
+    instead of waiting for these, and none is taken twice. SQLite runs one writing transaction
+    at a time (BEGIN IMMEDIATE, storage/db.py), which is the same guarantee."""
+    statement = (
+        sa.select(SequenceEnrolment.id)
+        .join(StepSequence, StepSequence.id == SequenceEnrolment.sequence_id)
+        .where(SequenceEnrolment.status == EnrolmentStatus.ACTIVE, SequenceEnrolment.next_due_at <= now,
+               StepSequence.status == SequenceStatus.ACTIVE)
+        .order_by(SequenceEnrolment.next_due_at, SequenceEnrolment.id)
+        .limit(limit)
+    )
+    if is_postgres(session):
+        statement = statement.with_for_update(of=SequenceEnrolment.__table__, skip_locked=True)
+    ids = list((await session.execute(statement)).scalars())
+    if not ids:
+        return []
+    rows = (await session.execute(
+        sa.select(SequenceEnrolment, StepSequence, Customer)
+        .join(StepSequence, StepSequence.id == SequenceEnrolment.sequence_id)
+        .join(Customer, Customer.id == SequenceEnrolment.customer_id)
+        .where(SequenceEnrolment.id.in_(ids))
+        .order_by(SequenceEnrolment.next_due_at, SequenceEnrolment.id)
+        .execution_options(populate_existing=True)
+    )).all()
+    return [Due(enrolment, sequence, customer) for enrolment, sequence, customer in rows]
+
+
+async def advance(
+    session: AsyncSession, enrolment_id: int, *, from_step: int, next_due_at: datetime | None, finished: bool, now: datetime,
+) -> bool:
+    """Step `from_step` was sent: move on, only if the enrolment is still active at that step
+    (the conditional UPDATE is the last guard against a second send). False: someone else did."""
+    table = SequenceEnrolment.__table__
+    values: dict = {"current_step": from_step + 1, "last_sent_at": now, "next_due_at": next_due_at}
+    if finished:
+        values |= {"status": EnrolmentStatus.COMPLETED, "finished_at": now, "next_due_at": None}
+    statement = sa.update(table).where(
+        table.c.id == enrolment_id, table.c.status == EnrolmentStatus.ACTIVE, table.c.current_step == from_step,
+    ).values(**values)
+    return ((await session.execute(statement)).rowcount or 0) == 1
+
+
+async def defer(session: AsyncSession, enrolment_id: int, *, until: datetime) -> None:
+    """Due outside the send window: wait for its next opening (held, never dropped)."""
+    table = SequenceEnrolment.__table__
+    await session.execute(sa.update(table).where(table.c.id == enrolment_id, table.c.status == EnrolmentStatus.ACTIVE)
+                          .values(next_due_at=until))
+
+
+# -- figures -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StepFigures:
+    step: int
+    reached: int = 0  # enrolments that got to this step (it was due or will be)
+    sent: int = 0  # handed to the outbox
+    exited: dict[str, int] = field(default_factory=dict)  # left while waiting for this step, by reason
+
+
+@dataclass
+class SequenceFigures:
+    enrolled: int
+    active: int
+    completed: int
+    exited: dict[str, int]
+    steps: list[StepFigures]
+
+
+async def figures(session: AsyncSession, sequence: StepSequence) -> SequenceFigures:
+    """Counted from the enrolments (one GROUP BY): `current_step` is the number of steps sent,
+    so an enrolment at step k was sent steps 0..k-1 and, if it exited, left waiting for step k."""
+    rows = (await session.execute(
+        sa.select(SequenceEnrolment.current_step, SequenceEnrolment.status, SequenceEnrolment.exit_reason, sa.func.count())
+        .where(SequenceEnrolment.sequence_id == sequence.id)
+        .group_by(SequenceEnrolment.current_step, SequenceEnrolment.status, SequenceEnrolment.exit_reason)
+    )).all()
+    count = len(sequence.steps)
+    steps = [StepFigures(step=index) for index in range(count)]
+    totals = {EnrolmentStatus.ACTIVE.value: 0, EnrolmentStatus.COMPLETED.value: 0}
+    exited: dict[str, int] = {}
+    enrolled = 0
+    for current, status, reason, number in rows:
+        enrolled += number
+        if status == EnrolmentStatus.EXITED:
+            exited[reason] = exited.get(reason, 0) + number
+            if current < count:
+                steps[current].exited[reason] = steps[current].exited.get(reason, 0) + number
+        else:
+            totals[status] += number
+        for index in range(min(current, count)):
+            steps[index].sent += number
+        for index in range(min(current + 1, count)):
+            steps[index].reached += number
+    return SequenceFigures(enrolled=enrolled, active=totals["active"], completed=totals["completed"], exited=exited, steps=steps)
+
+
+async def enrolments_of(session: AsyncSession, customer_id: int) -> list[SequenceEnrolment]:
+    statement = sa.select(SequenceEnrolment).where(SequenceEnrolment.customer_id == customer_id).order_by(SequenceEnrolment.id)
+    return list((await session.execute(statement)).scalars())
