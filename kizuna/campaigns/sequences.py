@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kizuna.storage import coupons, deliveries, tags
@@ -148,7 +148,7 @@ class SequenceCreate(BaseModel):
     trigger: SequenceTrigger
     # The tag (tag_added), the source's code (friend_source), the event type (api_event), the
     # segment id (segment_entered); none for registered and first_order.
-    trigger_value: str | None = Field(default=None, max_length=SEQUENCE_TRIGGER_VALUE_MAX)
+    trigger_value: str | None = Field(default=None, max_length=SEQUENCE_TRIGGER_VALUE_MAX, validate_default=True)
     exit_on: list[ExitCondition] = Field(default_factory=list, max_length=4)
     exit_tag: str | None = Field(default=None, max_length=TAG_MAX, description="the tag of tag_removed (default: a tag_added trigger's tag)")
     cancel_on: list[str] = Field(default_factory=list, max_length=20,
@@ -166,18 +166,27 @@ class SequenceCreate(BaseModel):
                 raise ValueError(f"an event type has 1 to {API_EVENT_TYPE_MAX} characters")
         return value
 
-    @model_validator(mode="after")
-    def _trigger_value(self) -> "SequenceCreate":
-        needs = self.trigger not in (SequenceTrigger.REGISTERED, SequenceTrigger.FIRST_ORDER)
-        if needs and not (self.trigger_value or "").strip():
-            raise ValueError(f"a {self.trigger.value} trigger needs trigger_value")
-        if not needs and self.trigger_value is not None:
-            raise ValueError(f"a {self.trigger.value} trigger takes no trigger_value")
-        if self.trigger == SequenceTrigger.SEGMENT_ENTERED and not str(self.trigger_value).isdigit():
+    @field_validator("trigger_value")
+    @classmethod
+    def _trigger_value(cls, value: str | None, info: ValidationInfo) -> str | None:
+        trigger = info.data.get("trigger")
+        if trigger is None:
+            return value  # the trigger itself is wrong: that is the error to report
+        needs = trigger not in (SequenceTrigger.REGISTERED, SequenceTrigger.FIRST_ORDER)
+        if needs and not (value or "").strip():
+            raise ValueError(f"a {trigger.value} trigger needs trigger_value")
+        if not needs and value is not None:
+            raise ValueError(f"a {trigger.value} trigger takes no trigger_value")
+        if trigger == SequenceTrigger.SEGMENT_ENTERED and not value.strip().isdigit():
             raise ValueError("a segment_entered trigger's trigger_value is the segment id")
-        if self.status == SequenceStatus.ARCHIVED:
+        return value
+
+    @field_validator("status")
+    @classmethod
+    def _new_status(cls, value: SequenceStatus) -> SequenceStatus:
+        if value == SequenceStatus.ARCHIVED:
             raise ValueError("a new sequence is active or paused")
-        return self
+        return value
 
 
 # -- creating and reading ----------------------------------------------------------------------
@@ -186,10 +195,19 @@ class SequenceCreate(BaseModel):
 async def create(session: AsyncSession, body: SequenceCreate, *, created_by: str | None, now: datetime) -> StepSequence:
     value = body.trigger_value.strip() if body.trigger_value else None
     if body.trigger == SequenceTrigger.TAG_ADDED:
-        value = tags.normalize(value)
+        try:
+            value = tags.normalize(value)
+        except Invalid as error:
+            raise Invalid("trigger_value", error.message) from None
     exit_tag = None
     if ExitCondition.TAG_REMOVED in body.exit_on:
-        exit_tag = tags.normalize(body.exit_tag or (value if body.trigger == SequenceTrigger.TAG_ADDED else ""))
+        given = body.exit_tag or (value if body.trigger == SequenceTrigger.TAG_ADDED else None)
+        if not given:
+            raise Invalid("exit_tag", "tag_removed needs the tag (exit_tag), unless the trigger is tag_added")
+        try:
+            exit_tag = tags.normalize(given)
+        except Invalid as error:
+            raise Invalid("exit_tag", error.message) from None
     for index, step in enumerate(body.steps):
         if step.coupon_id is not None and await session.get(Coupon, step.coupon_id) is None:
             raise Invalid(f"steps[{index}].coupon_id", "no such coupon")

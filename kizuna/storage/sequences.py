@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .db import insert_on_conflict, is_postgres
+from .db import chunked, insert_on_conflict, is_postgres
 from .errors import NotFound
 from .models import (
     ApiEvent,
@@ -47,6 +47,7 @@ ORDER = "order"  # in `cancel_on`: the customer ordered (the same as the exit co
 # An order older than this when it arrives (a CSV import of last year's orders) starts no
 # "first order" sequence: its day-4 nudge would come a year late.
 FIRST_ORDER_FRESHNESS = timedelta(days=2)
+_CHUNK = 1000  # customer ids per IN list (SQLite's limit on bound parameters is 32,766)
 
 
 async def get(session: AsyncSession, sequence_id: int) -> StepSequence:
@@ -134,16 +135,20 @@ async def on_orders(session: AsyncSession, ordered: dict[int, datetime], *, now:
     enrolment made by this very order stays), then first-time buyers enter "first order"."""
     if not ordered:
         return
+    # An import's batch of 10,000 orders pays one small lookup when no sequence cares (the usual case).
+    exiting = list((await session.execute(
+        sa.select(StepSequence.id).where(StepSequence.exit_on_order.is_(True), StepSequence.status != SequenceStatus.ARCHIVED)
+    )).scalars())
     table = SequenceEnrolment.__table__
-    customers = sorted(ordered)
-    await _exit_where(session, ExitReason.ORDERED_AGAIN, [
-        table.c.customer_id.in_(customers), table.c.enrolled_at < now,
-        table.c.sequence_id.in_(sa.select(StepSequence.id).where(StepSequence.exit_on_order.is_(True))),
-    ], now=now)
-    fresh = [customer for customer, at in ordered.items() if at >= now - FIRST_ORDER_FRESHNESS]
-    if fresh:
+    if exiting:
+        for chunk in chunked(sorted(ordered), _CHUNK):
+            await _exit_where(session, ExitReason.ORDERED_AGAIN, [
+                table.c.customer_id.in_(chunk), table.c.enrolled_at < now, table.c.sequence_id.in_(exiting),
+            ], now=now)
+    fresh = sorted(customer for customer, at in ordered.items() if at >= now - FIRST_ORDER_FRESHNESS)
+    for chunk in chunked(fresh, _CHUNK):
         first_time = sa.select(CustomerMetrics.customer_id).where(
-            CustomerMetrics.customer_id.in_(sorted(fresh)), CustomerMetrics.frequency == 1,
+            CustomerMetrics.customer_id.in_(chunk), CustomerMetrics.frequency == 1,
         )
         await enrol(session, SequenceTrigger.FIRST_ORDER, customer_ids=first_time, now=now)
 
