@@ -37,6 +37,7 @@ RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-
 # (one indexed range query on the active enrolments when nothing is due).
 SEQUENCE_LOOK = 1.0
 SEQUENCE_BATCH = 200  # due steps per transaction
+SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
 
 
 class Worker:
@@ -82,6 +83,8 @@ class Worker:
             group.create_task(self._repeat(self._rescore, seconds=RESCORE_LOOK, what="metric rescore"), name="kizuna-rescore")
             group.create_task(self._repeat(self._sequence_steps, seconds=SEQUENCE_LOOK, what="sequence steps"),
                               name="kizuna-sequences")
+            group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),
+                              name="kizuna-segment-entries")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -230,6 +233,12 @@ class Worker:
                 await self.sender.send(delivery_id)
             if len(created) < SEQUENCE_BATCH:
                 return
+
+    async def _segment_entries(self) -> None:
+        """Customers who entered the segment of a segment_entered sequence are enrolled
+        (campaigns/sequences.py `enter_segments`; each sequence's look claimed by one worker)."""
+        services = getattr(self.processor, "services", None)
+        await sequences.enter_segments(self.sessions, now=services.clock() if services is not None else utcnow())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

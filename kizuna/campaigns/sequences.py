@@ -1,9 +1,8 @@
 """Step sequences (ステップ配信): what a marketer sets up, and sending the steps that fall due.
 
 A sequence has an entry trigger (registered, first order, tag added, friend-add source, API
-event; "segment entered" is accepted but not evaluated yet — a periodic job comparing a
-segment's members with the enrolled is left to do), exit conditions, a send window and 1–20
-steps. A step is 1–5 LINE messages (`{name}` becomes the customer's name, or the sequence's
+event, segment entered — the last by `enter_segments`, a periodic look at the segment), exit
+conditions, a send window and 1–20 steps. A step is 1–5 LINE messages (`{name}` becomes the customer's name, or the sequence's
 `name_fallback`), optionally with a coupon granted through the coupons feature, sent a delay
 after enrolment or after the previous step.
 
@@ -29,6 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kizuna.campaigns import segments
 from kizuna.storage import coupons, deliveries, tags
 from kizuna.storage import sequences as store
 from kizuna.storage.db import transaction
@@ -42,6 +42,7 @@ from kizuna.storage.models import (
     CouponGrant,
     Customer,
     ExitReason,
+    Segment,
     SequenceStatus,
     SequenceTrigger,
     StepSequence,
@@ -208,6 +209,8 @@ async def create(session: AsyncSession, body: SequenceCreate, *, created_by: str
             exit_tag = tags.normalize(given)
         except Invalid as error:
             raise Invalid("exit_tag", error.message) from None
+    if body.trigger == SequenceTrigger.SEGMENT_ENTERED and await session.get(Segment, int(value)) is None:
+        raise Invalid("trigger_value", "no such segment")
     for index, step in enumerate(body.steps):
         if step.coupon_id is not None and await session.get(Coupon, step.coupon_id) is None:
             raise Invalid(f"steps[{index}].coupon_id", "no such coupon")
@@ -274,6 +277,34 @@ def window_opening(sequence: StepSequence, moment: datetime) -> datetime:
         return moment
     day = local.date() if now < start else local.date() + timedelta(days=1)
     return datetime.combine(day, start, tzinfo=tz).astimezone(timezone.utc)
+
+
+# -- segment entered ---------------------------------------------------------------------------
+
+# How often a segment_entered sequence's segment is compared with its last look: entering a
+# segment is noticed within this (a segment is one SQL query; most change with orders or days).
+SEGMENT_LOOK_EVERY = timedelta(minutes=10)
+
+
+async def enter_segments(sessions: async_sessionmaker[AsyncSession], *, now: datetime,
+                         every: timedelta = SEGMENT_LOOK_EVERY) -> int:
+    """Enrol the customers who entered the segments of segment_entered sequences since their last
+    look (the first look only records who is in already). Each sequence's look is claimed by one
+    worker and done in one transaction; the enrolments made."""
+    made = 0
+    async with transaction(sessions) as session:
+        claimed = await store.claim_segment_look(session, now=now, every=every)
+    for sequence_id, segment_id, first in claimed:
+        async with transaction(sessions) as session:
+            segment = await session.get(Segment, segment_id)
+            if segment is None:
+                continue  # the segment was deleted: nobody can enter it
+            try:
+                members = await segments.audience(session, segment.rule, now=now, where=f"segment {segment_id}")
+            except Invalid:
+                continue  # a stored rule the language no longer accepts: nobody enters until it is fixed
+            made += await store.look_at_segment(session, sequence_id, members, first=first, now=now)
+    return made
 
 
 # -- sending what is due -----------------------------------------------------------------------

@@ -1337,6 +1337,20 @@ class StepSequence(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+    # segment_entered: when a worker last compared the segment's members with those it saw before
+    # (None: never; the first look records who is in already, without enrolling them).
+    segment_checked_at: datetime | None = _optional_time()
+
+
+class SequenceSegmentMember(SQLModel, table=True):
+    """Who was in a segment_entered sequence's segment at its last look: a customer in the
+    segment now and not here has entered it (and is enrolled); one here and no longer in the
+    segment has left it (the row goes, so entering again enrols again)."""
+
+    __tablename__ = "sequence_segment_members"
+
+    sequence_id: int = Field(foreign_key="sequences.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
 
 
 class SequenceEnrolment(SQLModel, table=True):

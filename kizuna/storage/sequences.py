@@ -37,6 +37,7 @@ from .models import (
     EnrolmentStatus,
     ExitReason,
     SequenceEnrolment,
+    SequenceSegmentMember,
     SequenceStatus,
     SequenceTrigger,
     StepSequence,
@@ -96,24 +97,30 @@ async def enrol(
     if not isinstance(ids, sa.Select) and not ids:
         return 0
     made = 0
-    table = SequenceEnrolment.__table__
     for sequence_id, steps in sequences:
-        if not steps:
-            continue
-        # The first step's delay counts from enrolment; a window is applied when it falls due.
-        first_due = now + timedelta(minutes=int(steps[0].get("delay_minutes", 0)))
-        people = sa.select(
-            sa.literal(sequence_id, table.c.sequence_id.type), Customer.id,
-            sa.literal(EnrolmentStatus.ACTIVE.value, table.c.status.type), sa.literal(0, table.c.current_step.type),
-            sa.literal(now, table.c.enrolled_at.type), sa.literal(first_due, table.c.next_due_at.type),
-        ).where(
-            Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.merged_into_id.is_(None),
-        )
-        insert = insert_on_conflict(session, table).from_select(
-            ["sequence_id", "customer_id", "status", "current_step", "enrolled_at", "next_due_at"], people,
-        ).on_conflict_do_nothing()
-        made += (await session.execute(insert)).rowcount or 0
+        made += await _insert_enrolments(session, sequence_id, steps, ids, now=now)
     return made
+
+
+async def _insert_enrolments(session: AsyncSession, sequence_id: int, steps: list, ids: list[int] | sa.Select, *, now: datetime) -> int:
+    """One INSERT … SELECT … ON CONFLICT DO NOTHING: the customers of `ids` on LINE (and not merged
+    away) who have no active enrolment in the sequence yet."""
+    if not steps:
+        return 0
+    table = SequenceEnrolment.__table__
+    # The first step's delay counts from enrolment; a window is applied when it falls due.
+    first_due = now + timedelta(minutes=int(steps[0].get("delay_minutes", 0)))
+    people = sa.select(
+        sa.literal(sequence_id, table.c.sequence_id.type), Customer.id,
+        sa.literal(EnrolmentStatus.ACTIVE.value, table.c.status.type), sa.literal(0, table.c.current_step.type),
+        sa.literal(now, table.c.enrolled_at.type), sa.literal(first_due, table.c.next_due_at.type),
+    ).where(
+        Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.merged_into_id.is_(None),
+    )
+    insert = insert_on_conflict(session, table).from_select(
+        ["sequence_id", "customer_id", "status", "current_step", "enrolled_at", "next_due_at"], people,
+    ).on_conflict_do_nothing()
+    return (await session.execute(insert)).rowcount or 0
 
 
 # -- leaving -----------------------------------------------------------------------------------
@@ -169,6 +176,52 @@ async def on_tag_removed(session: AsyncSession, customer_ids: Iterable[int] | sa
 async def exit_one(session: AsyncSession, enrolment_id: int, reason: ExitReason, *, now: datetime) -> bool:
     table = SequenceEnrolment.__table__
     return await _exit_where(session, reason, [table.c.id == enrolment_id], now=now) > 0
+
+
+# -- segment entered ---------------------------------------------------------------------------
+
+
+async def claim_segment_look(session: AsyncSession, *, now: datetime, every: timedelta) -> list[tuple[int, int, bool]]:
+    """The active segment_entered sequences due for a look (none within `every`), claimed by one
+    conditional UPDATE each, so N workers look once: (sequence id, segment id, first look)."""
+    candidates = (await session.execute(
+        sa.select(StepSequence.id, StepSequence.trigger_value, StepSequence.segment_checked_at).where(
+            StepSequence.trigger == SequenceTrigger.SEGMENT_ENTERED, StepSequence.status == SequenceStatus.ACTIVE,
+            sa.or_(StepSequence.segment_checked_at.is_(None), StepSequence.segment_checked_at <= now - every),
+        )
+    )).all()
+    claimed = []
+    table = StepSequence.__table__
+    for sequence_id, segment_id, checked_at in candidates:
+        same = table.c.segment_checked_at.is_(None) if checked_at is None else table.c.segment_checked_at == checked_at
+        taken = await session.execute(sa.update(table).where(table.c.id == sequence_id, same).values(segment_checked_at=now))
+        if taken.rowcount == 1:
+            claimed.append((sequence_id, int(segment_id), checked_at is None))
+    return claimed
+
+
+async def look_at_segment(session: AsyncSession, sequence_id: int, members: sa.Select, *, first: bool, now: datetime) -> int:
+    """Compare the segment's members now (`members`: a select of customer ids) with those seen at
+    the last look, set-based: the newcomers are enrolled (not on the first look: they were in
+    before the sequence began) and remembered; those who left are forgotten. The enrolments made."""
+    seen = SequenceSegmentMember.__table__
+    current = members.subquery("members")
+    newcomers = sa.select(current.c.id).where(~sa.exists().where(seen.c.sequence_id == sequence_id, seen.c.customer_id == current.c.id))
+    made = 0
+    if not first:
+        made = await _enrol_in(session, sequence_id, newcomers, now=now)
+    # (SQLite parses INSERT … SELECT … ON CONFLICT only with a WHERE in the SELECT: "WHERE true")
+    remembered = sa.select(sa.literal(sequence_id, seen.c.sequence_id.type), newcomers.subquery().c.id).where(sa.true())
+    await session.execute(insert_on_conflict(session, seen).from_select(["sequence_id", "customer_id"], remembered)
+                          .on_conflict_do_nothing())
+    await session.execute(sa.delete(seen).where(seen.c.sequence_id == sequence_id,
+                                                seen.c.customer_id.not_in(sa.select(current.c.id))))
+    return made
+
+
+async def _enrol_in(session: AsyncSession, sequence_id: int, customer_ids: sa.Select, *, now: datetime) -> int:
+    steps = (await session.execute(sa.select(StepSequence.steps).where(StepSequence.id == sequence_id))).scalar_one()
+    return await _insert_enrolments(session, sequence_id, steps, customer_ids, now=now)
 
 
 # -- events from the shop's systems ------------------------------------------------------------

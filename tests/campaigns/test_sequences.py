@@ -257,3 +257,24 @@ async def test_a_restart_mid_way_loses_nothing(kizuna, settings, emulator):
     finally:
         await server.close()
     assert count_of(emulator, user_id, "(day 0)") == count_of(emulator, user_id, "(day 3)") == count_of(emulator, user_id, "(day 7)") == 1
+
+
+async def test_customers_entering_a_segment_are_enrolled_and_those_in_it_before_are_not(kizuna):
+    before_id = (await follower(kizuna, "前から"))[1]
+    await kizuna.api("POST", f"/api/v1/customers/{before_id}/tags", json={"tag": "常連"})
+    status, segment = await kizuna.api("POST", "/api/v1/segments", json={
+        "name": "常連", "rule": {"field": "tag", "op": "eq", "value": "常連"}})
+    assert status == 201, segment
+    created = await create_sequence(kizuna, name="常連になった", trigger="segment_entered", trigger_value=str(segment["id"]),
+                                    steps=[{"messages": [{"type": "text", "text": "常連さまへ"}]}])
+    now = utcnow()
+    assert await sequences.enter_segments(kizuna.sessions, now=now) == 0  # the first look: who is in already
+    newcomer, newcomer_id = await follower(kizuna, "新しく")
+    await kizuna.api("POST", f"/api/v1/customers/{newcomer_id}/tags", json={"tag": "常連"})
+    assert await sequences.enter_segments(kizuna.sessions, now=now + timedelta(minutes=1)) == 0  # not due a look yet
+    assert await sequences.enter_segments(kizuna.sessions, now=now + timedelta(minutes=11)) == 1
+    assert await sequences.enter_segments(kizuna.sessions, now=now + timedelta(minutes=22)) == 0  # still in: not again
+    assert len(await sequences.send_due(kizuna.sessions, now=now + timedelta(minutes=22))) == 1
+    await arrived(kizuna.emulator, newcomer, "常連さまへ")
+    assert [e.customer_id for e in await enrolments(kizuna, before_id)] == []
+    assert (await sequence(kizuna, created["id"]))["enrolled"] == 1

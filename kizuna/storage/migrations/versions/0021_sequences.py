@@ -1,5 +1,6 @@
 """step sequences (ステップ配信): the sequences, their enrolments (one active per sequence and
-customer), and the events the shop's systems send (POST /api/v1/events)
+customer), who was in a segment_entered sequence's segment at its last look, and the events
+the shop's systems send (POST /api/v1/events)
 
 Revision ID: 0021
 Revises: 0020
@@ -36,6 +37,7 @@ def upgrade() -> None:
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('created_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('segment_checked_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("status IN ('active', 'paused', 'archived')", name='ck_sequences_status'),
     sa.CheckConstraint("trigger IN ('registered', 'first_order', 'tag_added', 'friend_source', 'api_event', 'segment_entered')", name='ck_sequences_trigger'),
     sa.PrimaryKeyConstraint('id')
@@ -57,6 +59,13 @@ def upgrade() -> None:
     with op.batch_alter_table('api_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_api_events_customer_id'), ['customer_id'], unique=False)
 
+    op.create_table('sequence_segment_members',
+    sa.Column('sequence_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['sequence_id'], ['sequences.id'], ),
+    sa.PrimaryKeyConstraint('sequence_id', 'customer_id')
+    )
     op.create_table('sequence_enrolments',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('sequence_id', sa.Integer(), nullable=False),
@@ -90,6 +99,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_sequence_enrolments_customer')
 
     op.drop_table('sequence_enrolments')
+    op.drop_table('sequence_segment_members')
     with op.batch_alter_table('api_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_events_customer_id'))
 
