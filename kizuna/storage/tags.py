@@ -193,6 +193,11 @@ async def bulk_change(
     else:
         statement = sa.delete(table).where(table.c.tag == tag, table.c.customer_id.in_(sa.select(ids.c.id)))
     changed = (await session.execute(statement)).rowcount
+    if changed and action == ADD:  # the rows this statement wrote carry its `now`: those customers got the tag
+        await sequences.on_tag_added(session, sa.select(table.c.customer_id).where(
+            table.c.tag == tag, table.c.created_at == now, table.c.customer_id.in_(sa.select(ids.c.id))), tag, now=now)
+    elif changed:
+        await sequences.on_tag_removed(session, sa.select(ids.c.id), tag, now=now)
     audit.record(session, actor, audit.Action.TAG_BULK_ADDED if action == ADD else audit.Action.TAG_BULK_REMOVED,
                  target=target, tag=tag, matched=matched, changed=changed)
     return Bulk(tag, action, matched, changed)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kizuna.appkeys import SERVICES
 from kizuna.campaigns import sequences
-from kizuna.storage import customers
+from kizuna.storage import audit, customers, friend_sources
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Delivery, SequenceEnrolment
 from kizuna.storage.types import utcnow
@@ -278,3 +278,35 @@ async def test_customers_entering_a_segment_are_enrolled_and_those_in_it_before_
     await arrived(kizuna.emulator, newcomer, "常連さまへ")
     assert [e.customer_id for e in await enrolments(kizuna, before_id)] == []
     assert (await sequence(kizuna, created["id"]))["enrolled"] == 1
+
+
+async def test_tagging_a_whole_segment_enrols_those_it_tagged_and_untagging_exits_them(kizuna):
+    created = await create_sequence(kizuna, name="一括", trigger="tag_added", trigger_value="秋キャンペーン", exit_on=["tag_removed"],
+                                    steps=[{"delay_days": 1, "messages": [{"type": "text", "text": "秋のご案内"}]}])
+    people = [(await follower(kizuna, f"客{index}"))[1] for index in range(3)]
+    already = people[0]
+    await kizuna.api("POST", f"/api/v1/customers/{already}/tags", json={"tag": "秋キャンペーン"})
+    status, segment = await kizuna.api("POST", "/api/v1/segments", json={"name": "全員", "rule": {"field": "followed", "op": "eq", "value": True}})
+    assert status == 201, segment
+    status, result = await kizuna.api("POST", f"/api/v1/segments/{segment['id']}/tags", json={"tag": "秋キャンペーン", "action": "add"})
+    assert status == 200 and result["changed"] == 2, result
+    assert (await sequence(kizuna, created["id"]))["enrolled"] == 3  # the one tagged before, and the two tagged now
+    status, result = await kizuna.api("POST", f"/api/v1/segments/{segment['id']}/tags", json={"tag": "秋キャンペーン", "action": "remove"})
+    assert status == 200 and result["changed"] == 3
+    figures = await sequence(kizuna, created["id"])
+    assert figures["exited"] == {"tag_removed": 3} and figures["active"] == 0
+
+
+async def test_a_friend_who_came_through_a_source_gets_its_sequence(kizuna):
+    async with transaction(kizuna.sessions) as session:
+        source = await friend_sources.create(session, "店頭POP", None, actor=audit.CLI)
+    await create_sequence(kizuna, name="店頭から", trigger="friend_source", trigger_value=source.code,
+                          steps=[{"messages": [{"type": "text", "text": "{name}さん、ご来店ありがとうございます"}]}])
+    user = kizuna.emulator.add_user(display_name="来店 花子")
+    other = kizuna.emulator.add_user(display_name="直接 太郎")
+    async with transaction(kizuna.sessions) as session:  # the LINE Login callback of the source's link, before the follow
+        await friend_sources.record_login(session, source, user.user_id, friendship_changed=False, is_friend=False, now=utcnow())
+    for person in (user, other):
+        await Chat(kizuna.emulator, person.user_id)._replies(kizuna.emulator.follow(person.user_id), 1)
+    await arrived(kizuna.emulator, user.user_id, "来店 花子さん、ご来店ありがとうございます")
+    assert await enrolments(kizuna, await kizuna.customer_id(other.user_id)) == []
