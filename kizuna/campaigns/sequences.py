@@ -360,7 +360,7 @@ async def send_due(
 async def _step(session: AsyncSession, due: store.Due, *, now: datetime, coupon_message: CouponMessage) -> int | None:
     enrolment, sequence, customer = due.enrolment, due.sequence, due.customer
     reason = (ExitReason.BLOCKED if customer.blocked
-              else ExitReason.NOT_ON_LINE if not customer.line_user_id
+              else ExitReason.NOT_ON_LINE if not customer.line_user_id or not customer.followed
               else ExitReason.OPTED_OUT if opted_out(customer) else None)
     if reason is not None:
         await store.exit_one(session, enrolment.id, reason, now=now)

@@ -1302,7 +1302,7 @@ class ExitReason(StrEnum):
     OPTED_OUT = "opted_out"  # the customer turned marketing messages off
     TAG_REMOVED = "tag_removed"
     CANCELLED_BY_EVENT = "cancelled_by_event"  # a later API event listed in the sequence's `cancel_on`
-    NOT_ON_LINE = "not_on_line"  # nobody on LINE to send to (a customer known only from orders)
+    NOT_ON_LINE = "not_on_line"  # nobody on LINE to send to (known only from orders, or not a friend of the account)
 
 
 class StepSequence(SQLModel, table=True):

@@ -6,7 +6,8 @@ Where the rules live:
   triggering fact is written (registration, an order, a tag, a friend-add source, an API event),
   in that fact's transaction: a crash loses both or neither. A partial unique index keeps one
   active enrolment per (sequence, customer), so a trigger firing twice enrols once
-  (ON CONFLICT DO NOTHING). Only customers on LINE who were not merged away are enrolled.
+  (ON CONFLICT DO NOTHING). Only customers who follow the account on LINE (and were not merged
+  away) are enrolled: nobody else can receive a step.
 - Exits that follow a fact (an order, a tag removed, a cancelling event) are one UPDATE each,
   in the fact's transaction too. Blocks and opt-outs are checked when a step falls due
   (campaigns/sequences.py): nothing is sent to those customers, whenever they left.
@@ -103,8 +104,8 @@ async def enrol(
 
 
 async def _insert_enrolments(session: AsyncSession, sequence_id: int, steps: list, ids: list[int] | sa.Select, *, now: datetime) -> int:
-    """One INSERT … SELECT … ON CONFLICT DO NOTHING: the customers of `ids` on LINE (and not merged
-    away) who have no active enrolment in the sequence yet."""
+    """One INSERT … SELECT … ON CONFLICT DO NOTHING: the customers of `ids` who follow the account
+    on LINE (and were not merged away) and have no active enrolment in the sequence yet."""
     if not steps:
         return 0
     table = SequenceEnrolment.__table__
@@ -115,7 +116,7 @@ async def _insert_enrolments(session: AsyncSession, sequence_id: int, steps: lis
         sa.literal(EnrolmentStatus.ACTIVE.value, table.c.status.type), sa.literal(0, table.c.current_step.type),
         sa.literal(now, table.c.enrolled_at.type), sa.literal(first_due, table.c.next_due_at.type),
     ).where(
-        Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.merged_into_id.is_(None),
+        Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.followed.is_(True), Customer.merged_into_id.is_(None),
     )
     insert = insert_on_conflict(session, table).from_select(
         ["sequence_id", "customer_id", "status", "current_step", "enrolled_at", "next_due_at"], people,
