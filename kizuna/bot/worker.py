@@ -37,6 +37,7 @@ RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-
 # (one indexed range query on the active enrolments when nothing is due).
 SEQUENCE_LOOK = 1.0
 SEQUENCE_BATCH = 200  # due steps per transaction
+SEQUENCE_SENDS = 16  # pushes of one batch in flight at once (the LINE client's limiter paces them)
 SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
 
 
@@ -227,10 +228,18 @@ class Worker:
             locale = "en" if (customer.language or "").startswith("en") else "ja"
             return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
 
+        in_flight = asyncio.Semaphore(SEQUENCE_SENDS)
+
+        async def send(delivery_id: int) -> None:
+            async with in_flight:
+                await self.sender.send(delivery_id)
+
         while not self._stopping.is_set():
             created = await sequences.send_due(self.sessions, now=clock(), limit=SEQUENCE_BATCH, coupon_message=coupon_message)
-            for delivery_id in created:
-                await self.sender.send(delivery_id)
+            # A send that fails is the sweeper's to retry (the outbox row stays pending): log, go on.
+            for outcome in await asyncio.gather(*(send(delivery_id) for delivery_id in created), return_exceptions=True):
+                if isinstance(outcome, Exception) and not is_unavailable(outcome):
+                    log.error("sending a sequence step failed: %r", outcome)
             if len(created) < SEQUENCE_BATCH:
                 return
 

@@ -10,16 +10,18 @@ Enrolling and the exits that follow facts are storage/sequences.py's (called whe
 written). Here: `send_due`, the scheduler job every worker runs (bot/worker.py). In ONE
 transaction it locks the due enrolments (SKIP LOCKED on PostgreSQL), and for each either exits it
 (blocked, opted out, not on LINE: nothing is sent), defers it to the window's next opening, or
-writes the step's messages into the outbox (`deliveries.create`, retry key
-uuid5(enrolment, step)) and advances the enrolment with a conditional UPDATE. The outbox's
-sender sends after the commit (the worker hands it the ids; the sweeper resends any a crash
-left behind), with the same retry key, so a step reaches the customer once.
+writes the step's messages into the outbox (`deliveries.create_many`, retry key
+uuid5(enrolment, step)) and advances the enrolment with a conditional UPDATE — set-based, a few
+statements per batch of due steps. The outbox's sender sends after the commit (the worker hands
+it the ids; the sweeper resends any a crash left behind), with the same retry key, so a step
+reaches the customer once.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import Any
@@ -342,41 +344,55 @@ def retry_key(enrolment_id: int, step: int) -> str:
     return deliveries.retry_key_for("sequence", enrolment_id, step)
 
 
+@dataclass
+class _Batch:
+    """What one look decided, written set-based at its end (a few statements per batch)."""
+
+    exits: list[tuple[int, ExitReason]] = field(default_factory=list)
+    defers: list[tuple[int, datetime]] = field(default_factory=list)
+    moves: list[store.Move] = field(default_factory=list)
+    messages: list[deliveries.NewMessage] = field(default_factory=list)
+
+
 async def send_due(
     sessions: async_sessionmaker[AsyncSession], *, now: datetime, limit: int = 200,
     coupon_message: CouponMessage = default_coupon_message,
 ) -> list[int]:
     """Send (into the outbox) every step due at `now`, up to `limit`; the new deliveries' ids, for
     the caller to hand to the sender after this commit. Safe to run from N workers at once."""
-    created: list[int] = []
+    batch = _Batch()
     async with transaction(sessions) as session:
         for due in await store.lock_due(session, now=now, limit=limit):
-            delivery_id = await _step(session, due, now=now, coupon_message=coupon_message)
-            if delivery_id is not None:
-                created.append(delivery_id)
-    return created
+            await _decide(session, due, batch, now=now, coupon_message=coupon_message)
+        await store.exit_many(session, batch.exits, now=now)
+        await store.defer_many(session, batch.defers)
+        await store.advance_many(session, batch.moves, now=now)
+        created = await deliveries.create_many(session, batch.messages)
+    return sorted(created.values())
 
 
-async def _step(session: AsyncSession, due: store.Due, *, now: datetime, coupon_message: CouponMessage) -> int | None:
+async def _decide(session: AsyncSession, due: store.Due, batch: _Batch, *, now: datetime, coupon_message: CouponMessage) -> None:
     enrolment, sequence, customer = due.enrolment, due.sequence, due.customer
     reason = (ExitReason.BLOCKED if customer.blocked
               else ExitReason.NOT_ON_LINE if not customer.line_user_id or not customer.followed
               else ExitReason.OPTED_OUT if opted_out(customer) else None)
     if reason is not None:
-        await store.exit_one(session, enrolment.id, reason, now=now)
-        return None
+        batch.exits.append((enrolment.id, reason))
+        return
     opening = window_opening(sequence, now)
     if opening > now:
-        await store.defer(session, enrolment.id, until=opening)
-        return None
+        batch.defers.append((enrolment.id, opening))
+        return
     index = enrolment.current_step
     steps = sequence.steps
-    if index >= len(steps):  # steps removed under it: nothing left to send
-        await store.advance(session, enrolment.id, from_step=index, next_due_at=None, finished=True, now=now)
-        return None
+    if index >= len(steps):  # (steps cannot be edited today; should they be, an enrolment past the end completes)
+        batch.moves.append(store.Move(enrolment.id, index, None, finished=True))
+        return
     step = steps[index]
     messages = personalise(step["messages"], customer_name(customer, sequence.name_fallback))
     if step.get("coupon_id"):
+        # Each customer's own grant (one per customer, stock kept: the coupons feature's rules), in
+        # this transaction: if the batch rolls back, so does the grant.
         result = await coupons.issue(session, coupon_id=step["coupon_id"], customer_id=customer.id, now=now, by=f"sequence:{sequence.id}")
         if result.grant is not None:
             messages.append(coupon_message(result.grant, result.coupon or await session.get(Coupon, step["coupon_id"]), customer))
@@ -386,10 +402,8 @@ async def _step(session: AsyncSession, due: store.Due, *, now: datetime, coupon_
         following = steps[index + 1]
         base = enrolment.enrolled_at if following.get("delay_from") == DelayFrom.ENROLMENT else now
         next_due = window_opening(sequence, max(base + timedelta(minutes=int(following.get("delay_minutes", 0))), now))
-    if not await store.advance(session, enrolment.id, from_step=index, next_due_at=next_due, finished=finished, now=now):
-        return None  # another worker sent this step (the lock makes this rare; this makes it impossible)
-    delivery = await deliveries.create(
-        session, customer_id=customer.id, messages=messages[:MESSAGES_MAX], sender_type=SENDER_TYPE,
+    batch.moves.append(store.Move(enrolment.id, index, next_due, finished))
+    batch.messages.append(deliveries.NewMessage(
+        customer_id=customer.id, messages=messages[:MESSAGES_MAX], sender_type=SENDER_TYPE,
         sender_id=f"sequence:{sequence.id}:{index}", retry_key=retry_key(enrolment.id, index),
-    )
-    return delivery.id
+    ))

@@ -13,8 +13,9 @@ Where the rules live:
   (campaigns/sequences.py): nothing is sent to those customers, whenever they left.
 - Sending a due step is campaigns/sequences.py's: `lock_due` takes the due enrolments (FOR
   UPDATE SKIP LOCKED on PostgreSQL, so N workers share them; SQLite transactions are serial),
-  and `advance` moves one on only if it is still at the step that was due, in the transaction
-  that writes the step's delivery to the outbox.
+  and `advance_many` moves them on only if still at the step that was due, in the transaction
+  that writes the steps' deliveries to the outbox (whose unique retry key, uuid5 of enrolment and
+  step, stores a step once whatever happens).
 
 This module imports nothing of ours beyond storage (DESIGN.md), so the hooks in orders.py,
 tags.py and friend_sources.py can call it.
@@ -174,11 +175,6 @@ async def on_tag_removed(session: AsyncSession, customer_ids: Iterable[int] | sa
     ], now=now)
 
 
-async def exit_one(session: AsyncSession, enrolment_id: int, reason: ExitReason, *, now: datetime) -> bool:
-    table = SequenceEnrolment.__table__
-    return await _exit_where(session, reason, [table.c.id == enrolment_id], now=now) > 0
-
-
 # -- segment entered ---------------------------------------------------------------------------
 
 
@@ -309,26 +305,57 @@ async def lock_due(session: AsyncSession, *, now: datetime, limit: int) -> list[
     return [Due(enrolment, sequence, customer) for enrolment, sequence, customer in rows]
 
 
-async def advance(
-    session: AsyncSession, enrolment_id: int, *, from_step: int, next_due_at: datetime | None, finished: bool, now: datetime,
-) -> bool:
-    """Step `from_step` was sent: move on, only if the enrolment is still active at that step
-    (the conditional UPDATE is the last guard against a second send). False: someone else did."""
+@dataclass(frozen=True)
+class Move:
+    """A due step handed to the outbox: the enrolment moves from `from_step` to the next, due at
+    `next_due_at`, or is completed (`finished`)."""
+
+    enrolment_id: int
+    from_step: int
+    next_due_at: datetime | None
+    finished: bool
+
+
+async def advance_many(session: AsyncSession, moves: list[Move], *, now: datetime) -> None:
+    """Move the enrolments on, each only if it is still active at the step that was due (one
+    UPDATE, executed for the batch). The rows are locked by `lock_due`, so the condition always
+    holds; the outbox's unique retry key (uuid5 of enrolment and step) is what makes a second
+    send of one step impossible whatever happens."""
+    if not moves:
+        return
     table = SequenceEnrolment.__table__
-    values: dict = {"current_step": from_step + 1, "last_sent_at": now, "next_due_at": next_due_at}
-    if finished:
-        values |= {"status": EnrolmentStatus.COMPLETED, "finished_at": now, "next_due_at": None}
     statement = sa.update(table).where(
-        table.c.id == enrolment_id, table.c.status == EnrolmentStatus.ACTIVE, table.c.current_step == from_step,
-    ).values(**values)
-    return ((await session.execute(statement)).rowcount or 0) == 1
+        table.c.id == sa.bindparam("m_id"), table.c.status == EnrolmentStatus.ACTIVE, table.c.current_step == sa.bindparam("m_from"),
+    ).values(current_step=sa.bindparam("m_to"), next_due_at=sa.bindparam("m_due"), status=sa.bindparam("m_status"),
+             finished_at=sa.bindparam("m_finished_at"), last_sent_at=sa.bindparam("m_now"))
+    await session.execute(statement, [
+        {"m_id": move.enrolment_id, "m_from": move.from_step, "m_to": move.from_step + 1,
+         "m_due": None if move.finished else move.next_due_at,
+         "m_status": (EnrolmentStatus.COMPLETED if move.finished else EnrolmentStatus.ACTIVE).value,
+         "m_finished_at": now if move.finished else None, "m_now": now}
+        for move in moves
+    ])
 
 
-async def defer(session: AsyncSession, enrolment_id: int, *, until: datetime) -> None:
-    """Due outside the send window: wait for its next opening (held, never dropped)."""
+async def exit_many(session: AsyncSession, exits: list[tuple[int, ExitReason]], *, now: datetime) -> None:
+    if not exits:
+        return
     table = SequenceEnrolment.__table__
-    await session.execute(sa.update(table).where(table.c.id == enrolment_id, table.c.status == EnrolmentStatus.ACTIVE)
-                          .values(next_due_at=until))
+    statement = sa.update(table).where(table.c.id == sa.bindparam("x_id"), table.c.status == EnrolmentStatus.ACTIVE).values(
+        status=EnrolmentStatus.EXITED.value, exit_reason=sa.bindparam("x_reason"), finished_at=sa.bindparam("x_now"), next_due_at=None,
+    )
+    await session.execute(statement, [{"x_id": enrolment_id, "x_reason": reason.value, "x_now": now} for enrolment_id, reason in exits])
+
+
+async def defer_many(session: AsyncSession, defers: list[tuple[int, datetime]]) -> None:
+    """Due outside the send window: wait for its next opening (held, never dropped)."""
+    if not defers:
+        return
+    table = SequenceEnrolment.__table__
+    statement = sa.update(table).where(table.c.id == sa.bindparam("d_id"), table.c.status == EnrolmentStatus.ACTIVE).values(
+        next_due_at=sa.bindparam("d_until"),
+    )
+    await session.execute(statement, [{"d_id": enrolment_id, "d_until": until} for enrolment_id, until in defers])
 
 
 # -- figures -----------------------------------------------------------------------------------
