@@ -292,12 +292,15 @@ async def enter_segments(sessions: async_sessionmaker[AsyncSession], *, now: dat
                          every: timedelta = SEGMENT_LOOK_EVERY) -> int:
     """Enrol the customers who entered the segments of segment_entered sequences since their last
     look (the first look only records who is in already). Each sequence's look is claimed by one
-    worker and done in one transaction; the enrolments made."""
+    worker, in the transaction that does it; the enrolments made."""
     made = 0
-    async with transaction(sessions) as session:
-        claimed = await store.claim_segment_look(session, now=now, every=every)
-    for sequence_id, segment_id, first in claimed:
+    async with sessions() as session:
+        looks = await store.segment_looks_due(session, now=now, every=every)
+    for sequence_id, segment_id, checked_at in looks:
         async with transaction(sessions) as session:
+            if not await store.claim_segment_look(session, sequence_id, checked_at, now=now):
+                continue  # another worker has it
+            first = checked_at is None
             segment = await session.get(Segment, segment_id)
             if segment is None:
                 continue  # the segment was deleted: nobody can enter it

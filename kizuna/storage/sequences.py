@@ -178,23 +178,25 @@ async def on_tag_removed(session: AsyncSession, customer_ids: Iterable[int] | sa
 # -- segment entered ---------------------------------------------------------------------------
 
 
-async def claim_segment_look(session: AsyncSession, *, now: datetime, every: timedelta) -> list[tuple[int, int, bool]]:
-    """The active segment_entered sequences due for a look (none within `every`), claimed by one
-    conditional UPDATE each, so N workers look once: (sequence id, segment id, first look)."""
-    candidates = (await session.execute(
+async def segment_looks_due(session: AsyncSession, *, now: datetime, every: timedelta) -> list[tuple[int, int, datetime | None]]:
+    """The active segment_entered sequences due for a look (none within `every`): (sequence id,
+    segment id, when it was last looked at), for `claim_segment_look`."""
+    return [(sequence_id, int(segment_id), checked_at) for sequence_id, segment_id, checked_at in (await session.execute(
         sa.select(StepSequence.id, StepSequence.trigger_value, StepSequence.segment_checked_at).where(
             StepSequence.trigger == SequenceTrigger.SEGMENT_ENTERED, StepSequence.status == SequenceStatus.ACTIVE,
             sa.or_(StepSequence.segment_checked_at.is_(None), StepSequence.segment_checked_at <= now - every),
         )
-    )).all()
-    claimed = []
+    )).all()]
+
+
+async def claim_segment_look(session: AsyncSession, sequence_id: int, checked_at: datetime | None, *, now: datetime) -> bool:
+    """Take the look for this transaction: one conditional UPDATE, so of N workers one looks.
+    Done in the look's own transaction: a look that fails is given back with it (a first look
+    that failed must stay a first look, or everyone in the segment would count as newcomers)."""
     table = StepSequence.__table__
-    for sequence_id, segment_id, checked_at in candidates:
-        same = table.c.segment_checked_at.is_(None) if checked_at is None else table.c.segment_checked_at == checked_at
-        taken = await session.execute(sa.update(table).where(table.c.id == sequence_id, same).values(segment_checked_at=now))
-        if taken.rowcount == 1:
-            claimed.append((sequence_id, int(segment_id), checked_at is None))
-    return claimed
+    same = table.c.segment_checked_at.is_(None) if checked_at is None else table.c.segment_checked_at == checked_at
+    taken = await session.execute(sa.update(table).where(table.c.id == sequence_id, same).values(segment_checked_at=now))
+    return taken.rowcount == 1
 
 
 async def look_at_segment(session: AsyncSession, sequence_id: int, members: sa.Select, *, first: bool, now: datetime) -> int:
