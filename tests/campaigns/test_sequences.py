@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from kizuna.appkeys import SERVICES
 from kizuna.campaigns import sequences
 from kizuna.storage import audit, customers, friend_sources
-from kizuna.storage.db import transaction
-from kizuna.storage.models import Delivery, SequenceEnrolment
+from kizuna.storage import sequences as store
+from kizuna.storage.db import create_engine, session_factory, transaction
+from kizuna.storage.models import Customer, Delivery, SequenceEnrolment, SequenceTrigger
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually, start_kizuna
 from tests.flows.test_registration import Chat, walk_to
+from tests.services import free_port, kizuna_env, kizuna_process
 
 JST = timezone(timedelta(hours=9))
 
@@ -310,3 +312,44 @@ async def test_a_friend_who_came_through_a_source_gets_its_sequence(kizuna):
         await Chat(kizuna.emulator, person.user_id)._replies(kizuna.emulator.follow(person.user_id), 1)
     await arrived(kizuna.emulator, user.user_id, "来店 花子さん、ご来店ありがとうございます")
     assert await enrolments(kizuna, await kizuna.customer_id(other.user_id)) == []
+
+
+async def test_two_processes_one_killed_mid_way_send_each_step_exactly_once(database_url, emulator, redis_prefix, tmp_path):
+    """Two `kizuna serve` processes (each runs the worker in-process) on one database race for
+    300 due steps; one is killed with SIGKILL while they send. Every customer gets the step once,
+    counted from what the emulator accepted."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    users = [emulator.add_user(display_name=f"客{index}", followed=True) for index in range(300)]
+    async with transaction(sessions) as session:
+        session.add_all([Customer(line_user_id=user.user_id, display_name=user.display_name, followed=True, followed_at=utcnow())
+                         for user in users])
+    async with transaction(sessions) as session:
+        created = await sequences.create(session, sequences.SequenceCreate(
+            name="一斉", trigger="tag_added", trigger_value="一斉",
+            steps=[{"messages": [{"type": "text", "text": "{name}さんへ"}]}]), created_by="test", now=utcnow())
+        assert await store.enrol(session, SequenceTrigger.TAG_ADDED, customer_ids=sa.select(Customer.id), value="一斉",
+                                 now=utcnow()) == 300
+    await engine.dispose()
+    emulator.delay_next("push", 0.3, count=300)  # slow pushes: many in flight when the kill comes
+
+    first, second = free_port(), free_port()
+    async with kizuna_process("serve", kizuna_env(database_url, emulator.base_url, first, None, redis_prefix),
+                              tmp_path / "a.log", health_port=first) as victim, \
+            kizuna_process("serve", kizuna_env(database_url, emulator.base_url, second, None, redis_prefix),
+                           tmp_path / "b.log", health_port=second):
+        async def some_sent() -> bool:
+            return sum(len(emulator.messages_to(user.user_id)) for user in users) >= 30
+
+        await eventually(some_sent, timeout=30, what="the first steps to go out")
+        victim.kill()
+        at_kill = sum(len(emulator.messages_to(user.user_id)) for user in users)
+
+        async def all_sent() -> bool:
+            return all(emulator.messages_to(user.user_id) for user in users)
+
+        await eventually(all_sent, timeout=120, what="every customer's step")
+    counts = [len(emulator.messages_to(user.user_id)) for user in users]
+    assert counts == [1] * 300, sorted(set(counts))
+    assert all(emulator.messages_to(user.user_id)[0].message["text"] == f"{user.display_name}さんへ" for user in users)
+    assert at_kill < 300  # the kill came mid-way
