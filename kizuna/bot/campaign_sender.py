@@ -55,8 +55,9 @@ class CampaignSender:
     # -- the scheduler's tick ------------------------------------------------------------------------
 
     async def start_due(self) -> Campaign | None:
-        """Start (or hold for quiet hours, or refuse over quota) one due campaign."""
+        """Settle finished campaigns, then start (or hold for quiet hours, or refuse over quota) one due campaign."""
         async with transaction(self.sessions) as session:
+            await campaign_batches.complete_finished(session, now=self.clock())
             campaign = await campaigns.start_due(session, now=self.clock(), quota_left=self._quota_left)
         if campaign is not None:
             log.info("campaign %s: %s %s", campaign.id, campaign.status, campaign.note or campaign.audience or "")
@@ -93,7 +94,7 @@ class CampaignSender:
             await campaign_batches.finish(session, outcomes, now=self.clock())
             if failures:
                 await campaign_batches.mark_recipients(session, failures)
-            await campaign_batches.complete_finished(session, {batch.campaign_id for batch in claimed}, now=self.clock())
+            await campaign_batches.complete_finished(session, now=self.clock())
             for outcome in outcomes:
                 if outcome.error and "monthly limit" in outcome.error:
                     await _pause_for_quota(session, outcome.batch.campaign_id, now=self.clock())

@@ -284,20 +284,19 @@ async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: dat
     return done
 
 
-async def complete_finished(session: AsyncSession, campaign_ids: Iterable[int], *, now: datetime) -> list[int]:
-    """Running campaigns of `campaign_ids` with no batch left to send become completed."""
-    completed = []
-    for campaign_id in set(campaign_ids):
-        open_batches = sa.select(_batches.c.id).where(
-            _batches.c.campaign_id == campaign_id, _batches.c.status.in_([BatchStatus.PENDING, BatchStatus.SENDING]))
-        result = await session.execute(
-            _campaigns.update()
-            .where(_campaigns.c.id == campaign_id, _campaigns.c.status == CampaignStatus.RUNNING, ~sa.exists(open_batches))
-            .values(status=CampaignStatus.COMPLETED, completed_at=now, updated_at=now)
-        )
-        if result.rowcount:
-            completed.append(campaign_id)
-    return completed
+async def complete_finished(session: AsyncSession, *, now: datetime) -> list[int]:
+    """Running campaigns with no batch left to send become completed (one statement). Run by
+    every sender after its round and by the scheduler's tick: two rounds finishing at once
+    each see the other's batches still in flight, so the tick is what settles the last one."""
+    open_batches = sa.select(_batches.c.id).where(
+        _batches.c.campaign_id == _campaigns.c.id, _batches.c.status.in_([BatchStatus.PENDING, BatchStatus.SENDING]))
+    result = await session.execute(
+        _campaigns.update()
+        .where(_campaigns.c.status == CampaignStatus.RUNNING, ~sa.exists(open_batches))
+        .values(status=CampaignStatus.COMPLETED, completed_at=now, updated_at=now)
+        .returning(_campaigns.c.id)
+    )
+    return list(result.scalars())
 
 
 # -- the timeline, behind the sender -------------------------------------------------------------
