@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from kizuna.campaigns import campaigns, links as tracked_links, messages as campaign_messages
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import campaign_batches, coupons, faq
-from kizuna.storage.campaign_batches import ClaimedBatch, Outcome, Recipient
+from kizuna.storage.campaign_batches import Audience, ClaimedBatch, Outcome
 from kizuna.storage.db import transaction
 from kizuna.storage.models import BatchStatus, Campaign, CampaignStatus, CampaignVariant, DeliveryMethod, RecipientStatus
 from kizuna.storage.types import utcnow
@@ -80,13 +80,14 @@ class CampaignSender:
                                                    stale_before=now - self.claim_timeout, quiet=quiet)
             if not claimed:
                 return 0
-            audience = await campaign_batches.recipients(session, claimed)
             for batch in claimed:
                 if batch.variant_id not in self._variants:
                     self._variants[batch.variant_id] = await session.get(CampaignVariant, batch.variant_id)
                 if batch.campaign_id not in self._fixed:
                     campaign = await session.get(Campaign, batch.campaign_id)
                     self._fixed[batch.campaign_id] = (campaign.coupon_id, campaign.aggregation_unit)
+            personal = {batch.variant_id for batch in claimed if self._variants[batch.variant_id].method == DeliveryMethod.PUSH}
+            audience = await campaign_batches.recipients(session, claimed, named=personal)
         results = await asyncio.gather(*(self._send(batch, audience[batch.id]) for batch in claimed))
         outcomes = [outcome for outcome, _ in results]
         failures = [failure for _, batch_failures in results for failure in batch_failures]
@@ -100,19 +101,19 @@ class CampaignSender:
                     await _pause_for_quota(session, outcome.batch.campaign_id, now=self.clock())
         return len(claimed)
 
-    async def _send(self, batch: ClaimedBatch, recipients: list[Recipient]) -> tuple[Outcome, list[dict]]:
+    async def _send(self, batch: ClaimedBatch, audience: Audience) -> tuple[Outcome, list[dict]]:
         if self.clock() - batch.first_attempt_at > RETRY_KEY_SAFE_AGE:
             return Outcome(batch, BatchStatus.UNDETERMINED, error="retry key older than 23 h: not sent again"), []
-        if not recipients:  # everyone left out at send time (blocked or opted out meanwhile)
+        if not audience.customer_ids:  # everyone left out at send time (blocked or opted out meanwhile)
             return Outcome(batch, BatchStatus.SENT), []
         variant = self._variants[batch.variant_id]
         if variant.method == DeliveryMethod.MULTICAST:
-            return await self._multicast(batch, variant, recipients), []
-        return await self._pushes(batch, variant, recipients)
+            return await self._multicast(batch, variant, audience), []
+        return await self._pushes(batch, variant, audience)
 
-    async def _multicast(self, batch: ClaimedBatch, variant: CampaignVariant, recipients: list[Recipient]) -> Outcome:
+    async def _multicast(self, batch: ClaimedBatch, variant: CampaignVariant, audience: Audience) -> Outcome:
         try:
-            accepted = await self.line.multicast([r.line_user_id for r in recipients], variant.messages, retry_key=batch.retry_key,
+            accepted = await self.line.multicast(audience.line_user_ids, variant.messages, retry_key=batch.retry_key,
                                                  custom_aggregation_unit=self._fixed[batch.campaign_id][1])
         except LineUnavailable as error:
             log.warning("campaign batch %s not sent yet (%s); retried with the same key", batch.id, error)
@@ -124,50 +125,52 @@ class CampaignSender:
             return Outcome(batch, BatchStatus.FAILED, request_id=error.request_id, error=_reason(error))
         return Outcome(batch, BatchStatus.SENT, request_id=accepted.request_id, duplicate=accepted.duplicate)
 
-    async def _pushes(self, batch: ClaimedBatch, variant: CampaignVariant, recipients: list[Recipient]) -> tuple[Outcome, list[dict]]:
+    async def _pushes(self, batch: ClaimedBatch, variant: CampaignVariant, audience: Audience) -> tuple[Outcome, list[dict]]:
         coupon_id, unit = self._fixed[batch.campaign_id]
-        cards, refused = await self._coupon_cards(batch, recipients, coupon_id) if coupon_id else ({}, [])
+        cards, refused = await self._coupon_cards(batch, audience.customer_ids, coupon_id) if coupon_id else ({}, [])
         refused_ids = {failure["cu"] for failure in refused}
-        recipients = [recipient for recipient in recipients if recipient.customer_id not in refused_ids]
+        recipients = [(customer_id, line_user_id) for customer_id, line_user_id in zip(audience.customer_ids, audience.line_user_ids)
+                      if customer_id not in refused_ids]
 
-        async def push(recipient: Recipient):
-            body = campaign_messages.render(variant.messages, display_name=recipient.display_name, full_name=recipient.full_name)
+        async def push(customer_id: int, line_user_id: str):
+            display_name, full_name = audience.names[customer_id]
+            body = campaign_messages.render(variant.messages, display_name=display_name, full_name=full_name)
             if variant.links:
                 body = tracked_links.apply(body, variant.links, lambda link: self._tracked_url(
-                    tracked_links.Tap(batch.campaign_id, batch.variant_id, recipient.customer_id, link)))
-            if recipient.customer_id in cards:
-                body = [*body, cards[recipient.customer_id]]
+                    tracked_links.Tap(batch.campaign_id, batch.variant_id, customer_id, link)))
+            if customer_id in cards:
+                body = [*body, cards[customer_id]]
             try:
-                return await self.line.push(recipient.line_user_id, body, custom_aggregation_unit=unit,
-                                            retry_key=campaign_batches.push_key(batch.retry_key, recipient.customer_id))
+                return await self.line.push(line_user_id, body, custom_aggregation_unit=unit,
+                                            retry_key=campaign_batches.push_key(batch.retry_key, customer_id))
             except LineError as error:
                 return error
 
-        results = await asyncio.gather(*(push(recipient) for recipient in recipients))
+        results = await asyncio.gather(*(push(customer_id, line_user_id) for customer_id, line_user_id in recipients))
         unavailable = [r for r in results if isinstance(r, LineUnavailable) or (isinstance(r, LineError) and _over_quota(r))]
         if unavailable:
             # Some went, some did not: the batch goes again; the ones that went answer 409.
             return Outcome(batch, BatchStatus.PENDING, error=str(unavailable[0])), []
-        failures = refused + [{"c": batch.campaign_id, "cu": recipient.customer_id, "s": RecipientStatus.FAILED, "why": _reason(result)}
-                              for recipient, result in zip(recipients, results) if isinstance(result, LineError)]
+        failures = refused + [{"c": batch.campaign_id, "cu": customer_id, "s": RecipientStatus.FAILED, "why": _reason(result)}
+                              for (customer_id, _), result in zip(recipients, results) if isinstance(result, LineError)]
         duplicate = any(not isinstance(r, LineError) and r.duplicate for r in results)
         return Outcome(batch, BatchStatus.SENT, duplicate=duplicate,
                        error=f"{len(failures)} refused by LINE" if failures else None), failures
 
-    async def _coupon_cards(self, batch: ClaimedBatch, recipients: list[Recipient], coupon_id: int) -> tuple[dict[int, dict], list[dict]]:
+    async def _coupon_cards(self, batch: ClaimedBatch, customer_ids: list[int], coupon_id: int) -> tuple[dict[int, dict], list[dict]]:
         """Each recipient's own grant of the campaign's coupon (issued once per campaign and customer:
         a retried batch finds the grants it issued), as coupon cards; and the recipients refused one
         (sold out, ended meanwhile), who are then not sent the campaign."""
         cards, refused = {}, []
         async with transaction(self.sessions) as session:
-            for recipient in recipients:
-                result = await coupons.issue(session, coupon_id=coupon_id, customer_id=recipient.customer_id, now=self.clock(),
+            for customer_id in customer_ids:
+                result = await coupons.issue(session, coupon_id=coupon_id, customer_id=customer_id, now=self.clock(),
                                              by=f"campaign:{batch.campaign_id}", key=f"campaign:{batch.campaign_id}")
                 if result.grant is None:
-                    refused.append({"c": batch.campaign_id, "cu": recipient.customer_id, "s": RecipientStatus.FAILED,
+                    refused.append({"c": batch.campaign_id, "cu": customer_id, "s": RecipientStatus.FAILED,
                                     "why": f"coupon not issued: {result.refusal}"})
                 else:
-                    cards[recipient.customer_id] = coupon_flex(result.grant, result.coupon, public_url=self.public_url, locale="ja")
+                    cards[customer_id] = coupon_flex(result.grant, result.coupon, public_url=self.public_url, locale="ja")
         return cards, refused
 
     def _tracked_url(self, tap: tracked_links.Tap) -> str:

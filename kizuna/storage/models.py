@@ -1363,6 +1363,7 @@ class CampaignRecipient(SQLModel, table=True):
     variant_id: int | None = None
     batch_seq: int | None = None
     status: str = Field(max_length=16)
+    line_user_id: str | None = Field(default=None, max_length=64)  # as at the snapshot: the senders read no customer row
     reason: str | None = Field(default=None, max_length=200)
 
 

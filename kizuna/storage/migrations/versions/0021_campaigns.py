@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.Column('batch_seq', sa.Integer(), nullable=True),
     sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('line_user_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.CheckConstraint("status IN ('queued', 'control', 'blocked', 'opted_out', 'capped', 'not_on_line', 'failed')", name='ck_campaign_recipients_status'),
     sa.PrimaryKeyConstraint('campaign_id', 'customer_id')
     )
