@@ -293,23 +293,23 @@ class Outcome:
     error: str | None = None
 
 
-async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: datetime) -> int:
-    """Record what happened to claimed batches (fenced by the claim's attempt number: a batch
-    someone else took over meanwhile is theirs). Returns the batches recorded."""
-    done = 0
-    for outcome in outcomes:
-        values = {"status": outcome.status, "last_error": outcome.error}
-        if outcome.status != BatchStatus.PENDING:
-            values.update(sent_at=now if outcome.status == BatchStatus.SENT else None, line_request_id=outcome.request_id,
-                          duplicate=outcome.duplicate)
-        result = await session.execute(
-            _batches.update()
-            .where(_batches.c.id == outcome.batch.id, _batches.c.status == BatchStatus.SENDING,
-                   _batches.c.attempts == outcome.batch.attempts)
-            .values(**values)
-        )
-        done += result.rowcount
-    return done
+async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: datetime) -> None:
+    """Record what happened to claimed batches, in one statement (fenced by each claim's attempt
+    number: a batch someone else took over meanwhile is theirs). A batch going back to pending
+    keeps its first attempt's time, its key's age."""
+    rows = [{"batch_id": o.batch.id, "attempt": o.batch.attempts, "new_status": o.status, "error": o.error,
+             "sent": now if o.status == BatchStatus.SENT else None, "request_id": o.request_id, "dup": o.duplicate}
+            for o in outcomes]
+    if not rows:
+        return
+    await session.execute(
+        _batches.update()
+        .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.status == BatchStatus.SENDING,
+               _batches.c.attempts == sa.bindparam("attempt"))
+        .values(status=sa.bindparam("new_status"), last_error=sa.bindparam("error"), sent_at=sa.bindparam("sent"),
+                line_request_id=sa.bindparam("request_id"), duplicate=sa.bindparam("dup")),
+        rows,
+    )
 
 
 async def complete_finished(session: AsyncSession, *, now: datetime) -> list[int]:
