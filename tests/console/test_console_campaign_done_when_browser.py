@@ -153,6 +153,8 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await chat.get_by_role("button", name=customer).click()
             await expect(chat.get_by_text(f"{customer}さん、冬のセールです。")).to_be_visible()
             await expect(chat.get_by_text(code)).to_be_visible()
+            await chat.locator("#richmenu-toggle").click()  # the rich menu folded: the chat shows more
+            await chat.get_by_text(code).scroll_into_view_if_needed()
             await chat.screenshot(path=shots / "92-emulator-coupon-campaign.png")
             await chat.close()
 
