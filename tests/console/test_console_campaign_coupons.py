@@ -10,9 +10,12 @@ import re
 
 import aiohttp
 
+from kizuna.campaigns import attribution
+from kizuna.campaigns.attribution import uplift
 from kizuna.storage import coupons
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Campaign
+from kizuna.storage.types import utcnow
 from tests.conftest import eventually
 from tests.console.test_console_campaigns import befriend, campaign_texts, form, marketer, saved_segment, stored_campaigns
 
@@ -126,3 +129,33 @@ async def test_a_test_send_reaches_the_staff_account_only(console):
     assert "テスト配信を送りました。" in page and "下書き" in page  # the campaign itself is untouched
     [entry] = await console.audit("campaign.test_sent")
     assert entry.actor == "marketer@example.com"
+
+
+async def test_the_results_give_the_purchase_rate_difference_with_its_interval(console):
+    users = await befriend(console, *[f"客{n:02d}" for n in range(80)])
+    segment_id = await saved_segment(console)
+    browser = await marketer(console)
+    response, _ = await browser.post("/console/campaigns/new", form(segment_id, quiet_hours="", holdout="50"))
+    assert response.status == 303
+    [campaign] = await stored_campaigns(console)
+    await completed(console, campaign.id)
+    received = [user for user in users if campaign_texts(console, user)]
+    control = [user for user in users if not campaign_texts(console, user)]
+    assert len(received) >= 30 and len(control) >= 30, (len(received), len(control))  # both big enough for an interval
+
+    # 6 recipients and 2 of the control group order after the send
+    buyers = received[:6] + control[:2]
+    orders = [{"external_id": f"EC-{n}", "ordered_at": utcnow().isoformat(), "total": 2000, "line_user_id": user.user_id}
+              for n, user in enumerate(buyers)]
+    status, answer = await console.kizuna.api("POST", "/api/v1/orders", json={"orders": orders})
+    assert status == 200, answer
+
+    response, page = await browser.get(f"/console/campaigns/{campaign.id}")
+    page = html.unescape(page)
+    treated_rate, control_rate = 6 / len(received), 2 / len(control)
+    difference = uplift(attribution.Group(len(received), 6, 6, 12000, 0), attribution.Group(len(control), 2, 2, 4000, 0))
+    assert re.search(rf'data-uplift-value>{re.escape(f"{(treated_rate - control_rate) * 100:+.1f}")}pt<', page)
+    assert f"95%信頼区間 {difference.low * 100:+.1f}pt 〜 {difference.high * 100:+.1f}pt" in page
+    assert re.search(r'data-group="control">.*?data-cell="orders">2<', page, re.S)
+    assert re.search(r'data-result="orders">6<', page) and re.search(r'data-result="revenue">¥12,000<', page)
+    assert f'data-cell="rate">{treated_rate * 100:.1f}%<' in page and f'data-cell="rate">{control_rate * 100:.1f}%<' in page
