@@ -199,6 +199,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "campaigns.coupon.card": ("クーポン", "Coupon"),
     "campaigns.coupon.card.code": ("お客様ごとのクーポンコード", "Each customer's own code"),
+    "invalid.campaign.messages_coupon": ("クーポンを付けるとメッセージは4件までです（最後の1件がクーポンになります）。",
+                                         "With a coupon, up to 4 messages (the coupon card is the fifth)."),
+    "invalid.campaign.links": ("計測できるリンクの種類が多すぎます。計測をオフにするか、リンクを減らしてください。",
+                               "Too many different links to track: switch tracking off or use fewer links."),
     "invalid.campaign.coupon": ("有効なクーポンを選んでください。", "Choose an active coupon."),
     "campaigns.track_links": ("リンクのタップを計測する", "Track link taps"),
     "campaigns.track_links.help": (

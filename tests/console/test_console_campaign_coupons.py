@@ -159,3 +159,16 @@ async def test_the_results_give_the_purchase_rate_difference_with_its_interval(c
     assert re.search(r'data-group="control">.*?data-cell="orders">2<', page, re.S)
     assert re.search(r'data-result="orders">6<', page) and re.search(r'data-result="revenue">¥12,000<', page)
     assert f'data-cell="rate">{treated_rate * 100:.1f}%<' in page and f'data-cell="rate">{control_rate * 100:.1f}%<' in page
+
+
+async def test_a_coupon_leaves_room_for_four_messages_and_says_so(console):
+    segment_id = await saved_segment(console)
+    coupon_id = await a_coupon(console)
+    browser = await marketer(console)
+    five = {f"m{n}_{key}": value for n in range(5) for key, value in (("type", "text"), ("text", f"メッセージ{n}"))}
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, coupon=str(coupon_id), m_slots="5", **five))
+    assert response.status == 400 and "クーポンを付けるとメッセージは4件までです" in html.unescape(page)
+    links = " ".join(f"https://shop.example/{n}" for n in range(21))
+    response, page = await browser.post("/console/campaigns/new", form(segment_id, track_links="on", m0_text=links))
+    assert response.status == 400 and "計測できるリンクの種類が多すぎます" in html.unescape(page)
+    assert await stored_campaigns(console) == []

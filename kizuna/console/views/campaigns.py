@@ -191,6 +191,13 @@ async def _presets(request: web.Request, session) -> list[segments.Preset]:
 def _problems(error: ServiceError) -> dict[str, forms.Problem]:
     """{field of the form: Problem}: a message's refusal at its slot (`msg-b-1`: B's second), others at theirs."""
     if isinstance(error, Invalid):
+        # Two refusals of the messages as a whole that are not about their number: the service
+        # names only the field, so its message tells them apart (as the API shows it anyway).
+        where = "messages_b" if error.field.startswith("variants[1]") else "messages"
+        if error.field.endswith("messages") and "coupon" in error.message:
+            return {where: forms.Problem("invalid.campaign.messages_coupon", f"{error.field}: {error.message}")}
+        if error.field.endswith("messages") and "links" in error.message:
+            return {where: forms.Problem("invalid.campaign.links", f"{error.field}: {error.message}")}
         slot = _SLOT_FIELD.match(error.field)
         if slot is not None:
             prefix = PREFIXES[int(slot.group(1) or 0)]
