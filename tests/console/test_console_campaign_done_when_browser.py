@@ -7,7 +7,7 @@ tap and the redemption beside the control group.
 The clock moves, nobody waits two minutes: the app's clock (`services.clock`, which the scheduler
 and the senders read) and the console's request time (`context.utcnow`, which the till's
 redemption reads) are one shifted clock, so the send, the coupon's grant and its redemption
-share one timeline. Screenshots: 89- onward (KIZUNA_CONSOLE_SCREENSHOTS)."""
+share one timeline. A test send to the shop's own account comes first. Screenshots: 89- onward (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
 
@@ -79,6 +79,11 @@ async def campaign_messages(base: str, user_id: str) -> list[dict]:
     return [item["message"] for item in items if item["side"] == "bot" and item.get("via") == "push"]
 
 
+def sent_by_campaign(messages: list[dict]) -> list[dict]:
+    """Leaves out a test send's messages (their link is not tracked)."""
+    return [message for message in messages if LINK not in message.get("text", "")]
+
+
 async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_redeemed_and_measured(
         database_url, redis_prefix, redis_cleanup, tmp_path, monkeypatch):
     from playwright.async_api import expect
@@ -127,6 +132,17 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await expect(page.locator("[data-progress-text]")).to_have_text("配信開始前")
             await expect(page.locator(".preview-card [data-preview-coupon]")).to_contain_text("冬の500円OFF")
             await full_shot(page, shots / "90-campaign-coupon-scheduled.png")
+            # A test send to the shop's own LINE account first (here 友だち00's): names filled, the link as it is.
+            tester = users[FRIENDS[0]]
+            await page.get_by_label("送信先のLINEユーザーID").fill(tester)
+            await page.get_by_role("button", name="テスト配信する").click()
+            await expect(page.get_by_text("テスト配信を送りました。")).to_be_visible()
+
+            async def test_arrived() -> bool:
+                return any(LINK in message.get("text", "") for message in await campaign_messages(base, tester))
+
+            await eventually(test_arrived, what="the test send in the emulator")
+            await full_shot(page, shots / "91-campaign-test-sent.png")
             clock.offset = (send_at - utcnow()) + timedelta(seconds=5)  # two minutes pass, for the app
             # The page follows the start and the send by itself (it polls), without a reload by the test.
             await expect(page.locator("[data-status-badge]")).to_have_text("配信完了", timeout=30_000)
@@ -136,13 +152,13 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await expect(page.locator("[data-progress-text]")).to_have_text(f"{sent} / {sent}人に送信")
             assert await page.locator("[data-progress]").evaluate("bar => bar.value === bar.max")
             await expect(page.locator('[data-result="clicks"]')).to_have_text("0")
-            await full_shot(page, shots / "91-campaign-coupon-sent.png")
+            await full_shot(page, shots / "92-campaign-coupon-sent.png")
 
             # -- the customer's LINE: the message with a tracked link, and their own coupon -----------------
-            received = {name: await campaign_messages(base, user_id) for name, user_id in users.items()}
+            received = {name: sent_by_campaign(await campaign_messages(base, user_id)) for name, user_id in users.items()}
             reached = [name for name, messages in received.items() if messages]
             assert len(reached) == sent, received
-            customer = reached[0]
+            customer = next(name for name in reached if users[name] != tester)  # a chat without the test send
             text, card = received[customer]
             assert text["type"] == "text" and card["type"] == "flex" and "冬の500円OFF" in card["altText"]
             assert text["text"].startswith(f"{customer}さん、冬のセールです。") and LINK not in text["text"] and "/r/" in text["text"]
@@ -155,7 +171,7 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await expect(chat.get_by_text(code)).to_be_visible()
             await chat.locator("#richmenu-toggle").click()  # the rich menu folded: the chat shows more
             await chat.get_by_text(code).scroll_into_view_if_needed()
-            await chat.screenshot(path=shots / "92-emulator-coupon-campaign.png")
+            await chat.screenshot(path=shots / "93-emulator-coupon-campaign.png")
             await chat.close()
 
             # The customer taps the link: a 302 to the shop's page, counted.
@@ -170,10 +186,10 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await page.get_by_role("button", name="確認する").click()
             await expect(page.get_by_text("このクーポンを利用済みにしますか？")).to_be_visible()
             await expect(page.locator("main")).to_contain_text(customer)
-            await full_shot(page, shots / "93-redeem-campaign-coupon.png")
+            await full_shot(page, shots / "94-redeem-campaign-coupon.png")
             await page.get_by_role("button", name="利用済みにする").click()
             await expect(page.get_by_text("クーポンを利用済みにしました")).to_be_visible()
-            await full_shot(page, shots / "94-redeem-campaign-coupon-done.png")
+            await full_shot(page, shots / "95-redeem-campaign-coupon-done.png")
 
             # -- the results: the tap and the redemption, against the control group -------------------------
             await page.locator(".sidebar").get_by_role("link", name="配信").click()
@@ -195,6 +211,10 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
                 return chart ? chart.data.datasets.map(set => [set.label, set.data]) : null;
             }""")
             assert drawn == [["配信した人", [0, round(100 / sent, 1)]], ["対照群（配信なし）", [0, 0]]], drawn
-            await full_shot(page, shots / "95-campaign-coupon-results.png")
+            await full_shot(page, shots / "96-campaign-coupon-results.png")
+            await page.locator(".sidebar").get_by_role("button", name="English").click()
+            await expect(page.locator("[data-uplift-interval]")).to_have_text("No interval: the control group has fewer than 30")
+            await full_shot(page, shots / "97-campaign-coupon-results-en.png")
+            await page.locator(".sidebar").get_by_role("button", name="日本語").click()
             assert errors == [], errors
     keep_screenshots(shots)
