@@ -121,7 +121,7 @@ async def test_a_test_send_reaches_the_staff_account_only(console):
     assert campaign_texts(console, staff) == []
 
     response, _ = await browser.post(f"{url}/test", {"line_user_ids": f"  {staff.user_id}  \n\n"})
-    assert response.status == 303 and response.headers["Location"].endswith("notice=tested&tested=1")
+    assert response.status == 303 and response.headers["Location"].endswith("?notice=tested#test")
     await console.kizuna.emulator.wait_for_messages(staff.user_id, 2)  # the follow greeting, then the test
     assert campaign_texts(console, staff) == ["店長さん、試しです"]
     assert campaign_texts(console, customer) == []

@@ -407,7 +407,7 @@ async def _campaign_view(request: web.Request, *, test_ids: str = "", test_error
         "campaign": campaign, "stats": stats, "progress": progress, "audience": audience,
         "variants": [{"label": v.label, "percent": v.percent, "method": v.method, "preview": _preview(v.messages)} for v in variants],
         "moves": MOVES_BY_STATUS.get(campaign.status, ()), "live": campaign.status in LIVE_STATUSES,
-        "notice": _notice(request), "tested": request.query.get("tested", "") if request.query.get("notice") == "tested" else "",
+        "notice": _notice(request),
         "error": ctx.t("conflict.campaign_state") if error == "state" else None,
         "chart": _chart(ctx, progress), "excluded": EXCLUDED, "preview_name": PREVIEW_NAME,
         "results": _results(ctx, stats, results), "results_chart": _results_chart(ctx, results), "coupon": coupon,
@@ -473,7 +473,7 @@ async def campaign_test_send(request: web.Request) -> web.StreamResponse:
     for delivery_id in delivery_ids:  # after the commit (a worker's sweeper sends them if this process dies first)
         await services_of(request).support.send(delivery_id)
     url = request.app.router["campaign"].url_for(campaign_id=str(campaign_id))
-    return see_other(url.with_query({"notice": "tested", "tested": str(len(ids))}))
+    return see_other(url.with_query({"notice": "tested"}).with_fragment("test"))
 
 
 def _notice(request: web.Request) -> str | None:
