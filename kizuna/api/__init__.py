@@ -14,13 +14,16 @@ from types import ModuleType
 
 from aiohttp import web
 
-from . import campaigns, cart_events, conversations, coupons, customers, events, faq, friend_sources, merges, orders, segments, tags, texts
+from . import (
+    campaigns, cart_events, conversations, coupons, customers, events, faq, friend_sources, merges, orders, segments, sequences,
+    shop_events, tags, texts,
+)
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
 AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, cart_events, merges, segments, tags,
-                                 friend_sources, campaigns)
+                                 friend_sources, campaigns, sequences, shop_events)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

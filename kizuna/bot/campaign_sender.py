@@ -49,7 +49,8 @@ class CampaignSender:
         self.claim_size = claim_size
         self.claim_timeout = claim_timeout
         self._variants: dict[int, CampaignVariant] = {}  # variants never change once a campaign runs
-        self._coupons: dict[int, int | None] = {}  # campaign id -> its coupon id (fixed too)
+        # campaign id -> (its coupon id, its LINE aggregation unit): fixed once it runs, like the variants
+        self._fixed: dict[int, tuple[int | None, str | None]] = {}
 
     # -- the scheduler's tick ------------------------------------------------------------------------
 
@@ -82,8 +83,9 @@ class CampaignSender:
             for batch in claimed:
                 if batch.variant_id not in self._variants:
                     self._variants[batch.variant_id] = await session.get(CampaignVariant, batch.variant_id)
-                if batch.campaign_id not in self._coupons:
-                    self._coupons[batch.campaign_id] = (await session.get(Campaign, batch.campaign_id)).coupon_id
+                if batch.campaign_id not in self._fixed:
+                    campaign = await session.get(Campaign, batch.campaign_id)
+                    self._fixed[batch.campaign_id] = (campaign.coupon_id, campaign.aggregation_unit)
         results = await asyncio.gather(*(self._send(batch, audience[batch.id]) for batch in claimed))
         outcomes = [outcome for outcome, _ in results]
         failures = [failure for _, batch_failures in results for failure in batch_failures]
@@ -109,7 +111,8 @@ class CampaignSender:
 
     async def _multicast(self, batch: ClaimedBatch, variant: CampaignVariant, recipients: list[Recipient]) -> Outcome:
         try:
-            accepted = await self.line.multicast([r.line_user_id for r in recipients], variant.messages, retry_key=batch.retry_key)
+            accepted = await self.line.multicast([r.line_user_id for r in recipients], variant.messages, retry_key=batch.retry_key,
+                                                 custom_aggregation_unit=self._fixed[batch.campaign_id][1])
         except LineUnavailable as error:
             log.warning("campaign batch %s not sent yet (%s); retried with the same key", batch.id, error)
             return Outcome(batch, BatchStatus.PENDING, error=str(error))
@@ -121,7 +124,8 @@ class CampaignSender:
         return Outcome(batch, BatchStatus.SENT, request_id=accepted.request_id, duplicate=accepted.duplicate)
 
     async def _pushes(self, batch: ClaimedBatch, variant: CampaignVariant, recipients: list[Recipient]) -> tuple[Outcome, list[dict]]:
-        cards, refused = await self._coupon_cards(batch, recipients) if self._coupons.get(batch.campaign_id) else ({}, [])
+        coupon_id, unit = self._fixed[batch.campaign_id]
+        cards, refused = await self._coupon_cards(batch, recipients, coupon_id) if coupon_id else ({}, [])
         refused_ids = {failure["cu"] for failure in refused}
         recipients = [recipient for recipient in recipients if recipient.customer_id not in refused_ids]
 
@@ -133,7 +137,7 @@ class CampaignSender:
             if recipient.customer_id in cards:
                 body = [*body, cards[recipient.customer_id]]
             try:
-                return await self.line.push(recipient.line_user_id, body,
+                return await self.line.push(recipient.line_user_id, body, custom_aggregation_unit=unit,
                                             retry_key=campaign_batches.push_key(batch.retry_key, recipient.customer_id))
             except LineError as error:
                 return error
@@ -149,11 +153,10 @@ class CampaignSender:
         return Outcome(batch, BatchStatus.SENT, duplicate=duplicate,
                        error=f"{len(failures)} refused by LINE" if failures else None), failures
 
-    async def _coupon_cards(self, batch: ClaimedBatch, recipients: list[Recipient]) -> tuple[dict[int, dict], list[dict]]:
+    async def _coupon_cards(self, batch: ClaimedBatch, recipients: list[Recipient], coupon_id: int) -> tuple[dict[int, dict], list[dict]]:
         """Each recipient's own grant of the campaign's coupon (issued once per campaign and customer:
         a retried batch finds the grants it issued), as coupon cards; and the recipients refused one
         (sold out, ended meanwhile), who are then not sent the campaign."""
-        coupon_id = self._coupons[batch.campaign_id]
         cards, refused = {}, []
         async with transaction(self.sessions) as session:
             for recipient in recipients:

@@ -49,6 +49,9 @@ LINE_RATE_LIMITS: dict[str, float] = {
     "mark_read": 2000.0, "richmenu_link": 2000.0,
     "multicast": 200.0, "loading": 100.0, "richmenu": 10.0,
     "narrowcast": 60.0 / HOUR, "broadcast": 60.0 / HOUR,
+    # Campaign endpoints: audiences 60 a minute; message insight 60 an hour, paced at 1/s (a campaign
+    # reads a handful, and a 429 is retried); progress and aggregation lists as most endpoints.
+    "narrowcast_progress": 2000.0, "aggregation": 2000.0, "audience": 1.0, "insight": 1.0,
 }
 
 

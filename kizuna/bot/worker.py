@@ -20,7 +20,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn
+from kizuna.campaigns import churn, sequences
+from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.db import is_unavailable, transaction
 from kizuna.storage.types import utcnow
@@ -36,6 +37,12 @@ RESCORE_LOOK = 2.0  # seconds between looks for a rescore asked for by a metric-
 # Seconds between looks for a due campaign, and an idle campaign sender's wait: a campaign starts
 # within a second of its time, and a paused one resumes as fast.
 CAMPAIGN_LOOK = 0.5
+# Seconds between looks for due sequence steps: a day-0 step goes out this soon after its trigger
+# (one indexed range query on the active enrolments when nothing is due).
+SEQUENCE_LOOK = 1.0
+SEQUENCE_BATCH = 200  # due steps per transaction
+SEQUENCE_SENDS = 16  # pushes of one batch in flight at once (the LINE client's limiter paces them)
+SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
 
 
 class Worker:
@@ -91,6 +98,10 @@ class Worker:
                     group.create_task(self._send_campaigns(), name=f"kizuna-campaign-sender-{index}")
                 group.create_task(self._repeat(self._campaign_timeline, seconds=CAMPAIGN_LOOK, what="campaign timeline"),
                                   name="kizuna-campaign-timeline")
+            group.create_task(self._repeat(self._sequence_steps, seconds=SEQUENCE_LOOK, what="sequence steps"),
+                              name="kizuna-sequences")
+            group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),
+                              name="kizuna-segment-entries")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -239,6 +250,38 @@ class Worker:
         assert self.campaign_sender is not None
         while not self._stopping.is_set() and await self.campaign_sender.write_timeline():
             pass
+    async def _sequence_steps(self) -> None:
+        """Due step-sequence steps (campaigns/sequences.py `send_due`) into the outbox, then sent
+        at once; N workers share them (each due step is claimed by one). A delivery left unsent
+        by a crash between the commit and the send is the sweeper's, like any other."""
+        services = getattr(self.processor, "services", None)
+        clock = services.clock if services is not None else utcnow
+        public_url = services.public_url if services is not None else ""
+
+        def coupon_message(grant, coupon, customer) -> dict:
+            locale = "en" if (customer.language or "").startswith("en") else "ja"
+            return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
+
+        in_flight = asyncio.Semaphore(SEQUENCE_SENDS)
+
+        async def send(delivery_id: int) -> None:
+            async with in_flight:
+                await self.sender.send(delivery_id)
+
+        while not self._stopping.is_set():
+            created = await sequences.send_due(self.sessions, now=clock(), limit=SEQUENCE_BATCH, coupon_message=coupon_message)
+            # A send that fails is the sweeper's to retry (the outbox row stays pending): log, go on.
+            for outcome in await asyncio.gather(*(send(delivery_id) for delivery_id in created), return_exceptions=True):
+                if isinstance(outcome, Exception) and not is_unavailable(outcome):
+                    log.error("sending a sequence step failed: %r", outcome)
+            if len(created) < SEQUENCE_BATCH:
+                return
+
+    async def _segment_entries(self) -> None:
+        """Customers who entered the segment of a segment_entered sequence are enrolled
+        (campaigns/sequences.py `enter_segments`; each sequence's look claimed by one worker)."""
+        services = getattr(self.processor, "services", None)
+        await sequences.enter_segments(self.sessions, now=services.clock() if services is not None else utcnow())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

@@ -9,6 +9,7 @@ import os
 from aiohttp import web
 
 from .core import Emulator
+from .faults import FaultRates
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,8 +29,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--request-log-limit", type=int, default=100_000,
         help="keep at most this many API requests in memory (long benchmark runs)",
     )
+    parser.add_argument(
+        "--faults", action="append", default=[], metavar="ENDPOINT=BEFORE,AFTER,429",
+        help="random faults for an endpoint ('*' for all): shares answered 500 before executing, "
+             "500 after executing (lost acknowledgement) and 429, e.g. multicast=0.05,0.05,0.02",
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the random faults (repeatable runs)")
+    parser.add_argument(
+        "--rate-limit", action="append", default=[], metavar="ENDPOINT=PER_SECOND",
+        help="override one endpoint's rate limit, e.g. multicast=1000",
+    )
+    parser.add_argument("--no-rate-limits", action="store_true", help="lift every rate limit (a sender's own ceiling)")
     parser.add_argument("--log-level", default="WARNING")
     return parser.parse_args(argv)
+
+
+def parse_faults(spec: str) -> tuple[str, FaultRates]:
+    endpoint, _, numbers = spec.partition("=")
+    parts = [float(x) for x in numbers.split(",")] if numbers else []
+    if not endpoint or len(parts) != 3:
+        raise SystemExit(f"--faults expects ENDPOINT=BEFORE,AFTER,429, got {spec!r}")
+    return endpoint, FaultRates(*parts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,6 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     emu.quota_limit = args.quota
     emu.request_log_limit = args.request_log_limit
+    emu.faults.seed = args.fault_seed
+    for spec in args.faults:
+        emu.faults.set_rates(*parse_faults(spec))
+    for spec in args.rate_limit:
+        name, _, per_second = spec.partition("=")
+        emu.set_rate_limit(name, float(per_second))
+    emu.rate_limiter.unlimited = args.no_rate_limits
 
     def ready(_message: str) -> None:
         # Printed once the port is listening: scripts and tests wait for this line.

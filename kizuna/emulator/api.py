@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import ids, validation, webhook
+from . import ids, insight, validation, webhook
 from .state import RequestLog
 
 if TYPE_CHECKING:
@@ -124,7 +124,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def endpoint(emu: Emulator, name: str, handler: Handler, *, auth: bool = True) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def endpoint(
+    emu: Emulator, name: str, handler: Handler, *, auth: bool = True, streams_body: bool = False
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``streams_body``: the handler reads the body itself (multipart uploads far above the
+    2 MB of a JSON request)."""
+
     async def run(request: web.Request) -> web.StreamResponse:
         # LINE goes on with a request whose client hung up (that is what makes a timed-out
         # push possibly delivered), so the work runs in its own task, shielded from the
@@ -140,11 +145,11 @@ def endpoint(emu: Emulator, name: str, handler: Handler, *, auth: bool = True) -
         try:
             if auth and not _authorized(request, emu.access_token):
                 raise ApiError(401, AUTH_FAILED)
-            if request.can_read_body:
+            if request.can_read_body and not streams_body:
                 call.raw = await read_body(request, emu.max_body_bytes)
                 _parse(call)
             delay = emu.faults.take_delay(name)
-            failure = emu.faults.take_failure(name)
+            failure = emu.faults.take_failure(name) or emu.faults.draw(name)
             if delay is not None and not delay.after_executing:
                 await asyncio.sleep(delay.seconds)
             if failure is not None and not failure.after_executing:
@@ -250,6 +255,7 @@ def charge_quota(call: Call, recipients: int) -> None:
 
 
 def send(call: Call, chat_id: str, messages: list[dict[str, Any]], via: str) -> list[dict[str, Any]]:
+    """Deliver a reply (one chat, one record per message object)."""
     sent = []
     for message in messages:
         d = call.emu.deliver(chat_id, message, via, call.request_id, call.retry_key)  # type: ignore[arg-type]
@@ -291,12 +297,22 @@ async def push(call: Call) -> web.Response:
     body = call.json_object()
     errors = validation.Errors()
     to = errors.string(body, "to", "")
+    unit = insight.validate_units(errors, body)
     details = errors.details + validation.validate_messages(body.get("messages"))
     require_valid(details)
     if not is_chat_id(to):
         raise ApiError(400, INVALID_TO)
+    insight.check_unit(call, unit)
     charge_quota(call, 1)
-    sent = send(call, to, body["messages"], "push")
+    insight.record_unit(call, unit)
+    record = call.emu.new_send("push", body["messages"], call.request_id, call.retry_key, unit=unit, quotable=True)
+    call.emu.deliver_send(record, (to,))
+    sent = []
+    for message_id, quote_token in zip(record.message_ids, record.quote_tokens):
+        item = {"id": message_id}
+        if quote_token:
+            item["quoteToken"] = quote_token
+        sent.append(item)
     if call.retry_key:
         call.emu.accept_retry_key(call.retry_key, call.endpoint, call.request_id, sent)
     return json_response({"sentMessages": sent})
@@ -307,16 +323,23 @@ async def multicast(call: Call) -> web.Response:
     body = call.json_object()
     errors = validation.Errors()
     to = errors.array(body, "to", "", low=1, high=500)
-    for i, user_id in enumerate(to or []):
-        if not (isinstance(user_id, str) and ids.USER_ID_RE.match(user_id)):
+    match = ids.USER_ID_RE.match
+    known = call.emu.users  # a known user's id is well-formed: a lookup is cheaper than the regex
+    for i, user_id in enumerate(to or ()):
+        if not (isinstance(user_id, str) and (user_id in known or match(user_id))):
             # Multicast is for users only: group and room ids are refused here.
             errors.add(f"to[{i}]", "must be a user ID ('U' followed by 32 hex digits)")
+    unit = insight.validate_units(errors, body)
     details = errors.details + validation.validate_messages(body.get("messages"))
     require_valid(details)
     assert to is not None
+    insight.check_unit(call, unit)
     charge_quota(call, len(to))
-    for user_id in to:
-        send(call, user_id, body["messages"], "multicast")
+    insight.record_unit(call, unit)
+    record = call.emu.new_send("multicast", body["messages"], call.request_id, call.retry_key, unit=unit)
+    call.emu.deliver_send(record, to)
+    # The request log keeps the body: let it share the interned ids instead of a second copy.
+    body["to"] = record.recipients
     if call.retry_key:
         call.emu.accept_retry_key(call.retry_key, call.endpoint, call.request_id, None)
     return json_response({})
@@ -328,42 +351,11 @@ async def broadcast(call: Call) -> web.Response:
     require_valid(validation.validate_messages(body.get("messages")))
     audience = followers(call.emu)
     charge_quota(call, len(audience))
-    for user_id in audience:
-        send(call, user_id, body["messages"], "broadcast")
+    record = call.emu.new_send("broadcast", body["messages"], call.request_id, call.retry_key)
+    call.emu.deliver_send(record, audience)
     if call.retry_key:
         call.emu.accept_retry_key(call.retry_key, call.endpoint, call.request_id, None)
     return json_response({})
-
-
-async def narrowcast(call: Call) -> web.Response:
-    # Recipient, filter and limit objects are accepted but not evaluated: the emulator sends
-    # to every follower. The progress endpoint then reports the request as succeeded.
-    check_retry_key(call)
-    body = call.json_object()
-    require_valid(validation.validate_messages(body.get("messages")))
-    audience = followers(call.emu)
-    max_count = ((body.get("limit") or {}).get("max")) if isinstance(body.get("limit"), dict) else None
-    if isinstance(max_count, int) and max_count > 0:
-        audience = audience[:max_count]
-    charge_quota(call, len(audience))
-    for user_id in audience:
-        send(call, user_id, body["messages"], "narrowcast")
-    if call.retry_key:
-        call.emu.accept_retry_key(call.retry_key, call.endpoint, call.request_id, None)
-    now = _iso(call.emu.clock())
-    call.emu.narrowcasts[call.request_id] = {
-        "phase": "succeeded", "successCount": len(audience), "failureCount": 0,
-        "targetCount": len(audience), "acceptedTime": now, "completedTime": now,
-    }
-    return json_response({}, 202)
-
-
-async def narrowcast_progress(call: Call) -> web.Response:
-    request_id = call.request.query.get("requestId", "")
-    progress = call.emu.narrowcasts.get(request_id)
-    if progress is None:
-        raise ApiError(404, "Not found")
-    return json_response(progress)
 
 
 def _iso(seconds: float) -> str:
@@ -555,8 +547,10 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
     ("POST", "/v2/bot/message/push", "push", push),
     ("POST", "/v2/bot/message/multicast", "multicast", multicast),
     ("POST", "/v2/bot/message/broadcast", "broadcast", broadcast),
-    ("POST", "/v2/bot/message/narrowcast", "narrowcast", narrowcast),
-    ("GET", "/v2/bot/message/progress/narrowcast", "narrowcast_progress", narrowcast_progress),
+    ("GET", "/v2/bot/message/aggregation/info", "aggregation_info", insight.aggregation_info),
+    ("GET", "/v2/bot/message/aggregation/list", "aggregation_list", insight.aggregation_list),
+    ("GET", "/v2/bot/insight/message/event/aggregation", "insight_unit", insight.statistics_per_unit),
+    ("GET", "/v2/bot/insight/message/event", "insight_message_event", insight.message_event),
     ("POST", "/v2/bot/message/validate/reply", "validate", validate_only("reply")),
     ("POST", "/v2/bot/message/validate/push", "validate", validate_only("push")),
     ("POST", "/v2/bot/message/validate/multicast", "validate", validate_only("multicast")),
@@ -580,7 +574,13 @@ ROUTES: list[tuple[str, str, str, Handler]] = [
 
 
 def add_routes(app: web.Application, emu: Emulator) -> None:
-    for method, path, name, handler in ROUTES:
+    from . import narrowcast
+
+    routes = ROUTES + [
+        ("POST", "/v2/bot/message/narrowcast", "narrowcast", narrowcast.narrowcast),
+        ("GET", "/v2/bot/message/progress/narrowcast", "narrowcast_progress", narrowcast.progress),
+    ]
+    for method, path, name, handler in routes:
         app.router.add_route(method, path, endpoint(emu, name, handler))
 
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import ids
+from . import ids, insight
+from .faults import FaultRates
 from .state import WebhookResult
 
 if TYPE_CHECKING:
@@ -163,7 +164,14 @@ class ChatApi:
             after = int(request.query.get("after", "0"))
         except ValueError:
             raise _http_error(400, "after は整数です") from None
-        items = [i.to_json() for i in self.emu.timeline(user.user_id, after)]
+        timeline = self.emu.timeline(user.user_id, after)
+        for item in timeline:
+            # Shown on the page = opened, as LINE counts an impression when a bubble is displayed.
+            if item.side == "bot" and item.delivered is not None and item.delivered.delivered:
+                found = self.emu.message_sent(item.delivered.message_id)
+                if found is not None:
+                    insight.record_open(self.emu, user.user_id, found[0], found[1])
+        items = [i.to_json() for i in timeline]
         return _json({"items": items, "last_seq": self.emu.last_seq, "user": user.to_json()})
 
     async def user_rich_menu(self, request: web.Request) -> web.Response:
@@ -204,7 +212,7 @@ class ChatApi:
         for r in self.emu.requests:
             key = f"{r.endpoint} {r.status}"
             by_status[key] = by_status.get(key, 0) + 1
-        delivered = sum(len(v) for v in self.emu._deliveries.values())
+        delivered = self.emu.message_total()
         return _json({
             "requests": by_status,
             "messages": delivered,
@@ -243,6 +251,97 @@ class ChatApi:
         self.emu.quota_limit = int(limit) if limit is not None else None
         if "used" in body:
             self.emu.quota_used = int(body["used"])
+        return _json({"ok": True})
+
+    async def admin_fault_rates(self, request: web.Request) -> web.Response:
+        """Random faults: ``{"endpoint": "multicast" or "*", "before": 0.05, "after": 0.05,
+        "rate_limited": 0.02, "seed": 1}`` (all zero removes them). GET tells the rates and
+        how many faults each endpoint was given so far."""
+        if request.method == "POST":
+            body = await _body(request)
+            try:
+                rates = FaultRates(float(body.get("before", 0)), float(body.get("after", 0)),
+                                   float(body.get("rate_limited", 0)))
+            except (TypeError, ValueError) as exc:
+                raise _http_error(400, str(exc)) from None
+            seed = body.get("seed")
+            self.emu.faults.set_rates(str(body.get("endpoint", "*")), rates, int(seed) if seed is not None else None)
+        faults = self.emu.faults
+        return _json({"rates": faults.rates(), "seed": faults.seed, "injected": dict(faults.injected)})
+
+    async def admin_rate_limits_off(self, request: web.Request) -> web.Response:
+        """Lift every rate limit (``{"unlimited": false}`` restores LINE's)."""
+        body = await _body(request)
+        self.emu.rate_limiter.unlimited = bool(body.get("unlimited", True))
+        return _json({"unlimited": self.emu.rate_limiter.unlimited})
+
+    async def admin_deliveries(self, request: web.Request) -> web.Response:
+        """The record of accepted sends, for counting duplicates and gaps after a benchmark.
+
+        Without parameters: per message fingerprint (same messages = same fingerprint), the
+        requests, retry keys, accepted deliveries, distinct users and users who got it more
+        than once. ``?fingerprint=F&users=all`` adds ``{user_id: times}`` for that content
+        (``users=duplicates``: only those above 1); ``?via=multicast`` narrows to one kind.
+        A user counts once per request that listed them, delivered or not (LINE accepted it)."""
+        wanted = request.query.get("fingerprint")
+        via = request.query.get("via")
+        users_mode = request.query.get("users", "none")
+        groups: dict[str, dict[str, Any]] = {}
+        for send in self.emu.sends:
+            if (wanted and send.fingerprint != wanted) or (via and send.via != via):
+                continue
+            group = groups.get(send.fingerprint)
+            if group is None:
+                group = groups[send.fingerprint] = {
+                    "fingerprint": send.fingerprint, "via": set(), "requests": 0, "retry_keys": set(),
+                    "units": set(), "counts": {},
+                }
+            group["requests"] += 1
+            group["via"].add(send.via)
+            if send.retry_key:
+                group["retry_keys"].add(send.retry_key)
+            if send.unit:
+                group["units"].add(send.unit)
+            counts = group["counts"]
+            for user_id in send.recipients:
+                counts[user_id] = counts.get(user_id, 0) + 1
+        out = []
+        for group in groups.values():
+            counts = group.pop("counts")
+            duplicated = {u: n for u, n in counts.items() if n > 1}
+            entry = {
+                **group,
+                "via": sorted(group["via"]), "retry_keys": len(group["retry_keys"]), "units": sorted(group["units"]),
+                "deliveries": sum(counts.values()), "users": len(counts), "duplicated_users": len(duplicated),
+            }
+            if users_mode == "all":
+                entry["counts"] = counts
+            elif users_mode == "duplicates":
+                entry["counts"] = duplicated
+            out.append(entry)
+        return _json({"fingerprints": out})
+
+    async def user_open(self, request: web.Request) -> web.Response:
+        """The user saw a message (``{"message_id"}``; without it, the latest send)."""
+        user = self._user(request)
+        body = await _body(request)
+        try:
+            self.emu.open(user.user_id, body.get("message_id") or None)
+        except LookupError as exc:
+            raise _http_error(404, str(exc)) from None
+        return _json({"ok": True})
+
+    async def user_click(self, request: web.Request) -> web.Response:
+        """The user tapped a link (``{"url", "message_id"}``): counted for the message's send."""
+        user = self._user(request)
+        body = await _body(request)
+        url = body.get("url")
+        if not isinstance(url, str) or not url:
+            raise _http_error(400, "url がありません")
+        try:
+            self.emu.click(user.user_id, url, body.get("message_id") or None)
+        except LookupError as exc:
+            raise _http_error(404, str(exc)) from None
         return _json({"ok": True})
 
     async def admin_expire_reply_tokens(self, request: web.Request) -> web.Response:
@@ -287,6 +386,12 @@ class ChatApi:
             web.post("/api/admin/rate_limit", self.admin_rate_limit),
             web.post("/api/admin/quota", self.admin_quota),
             web.post("/api/admin/expire_reply_tokens", self.admin_expire_reply_tokens),
+            web.get("/api/admin/fault_rates", self.admin_fault_rates),
+            web.post("/api/admin/fault_rates", self.admin_fault_rates),
+            web.post("/api/admin/rate_limits_off", self.admin_rate_limits_off),
+            web.get("/api/admin/deliveries", self.admin_deliveries),
+            web.post("/api/users/{user_id}/open", self.user_open),
+            web.post("/api/users/{user_id}/click", self.user_click),
             web.post("/api/admin/users/bulk", self.admin_bulk_users),
             web.static("/static", STATIC_DIR, append_version=False),
         ]

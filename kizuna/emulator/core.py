@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import json
+import random
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,6 +24,7 @@ from .state import (
     ReplyToken,
     RequestLog,
     RichMenu,
+    Send,
     TimelineItem,
     User,
     Via,
@@ -89,8 +93,28 @@ class Emulator:
         self.read_marks: list[tuple[str, float]] = []
         self.loading_animations: list[tuple[str, int, float]] = []
 
-        self._deliveries: dict[str, list[Delivered]] = {}
-        self._timeline: dict[str, list[TimelineItem]] = {}
+        # Every accepted push/multicast/broadcast/narrowcast, in order: the record of what LINE
+        # accepted, for the chat page, insight figures and the benchmarks' duplicate count.
+        self.sends: list[Send] = []
+        self.sends_by_request: dict[str, Send] = {}
+        self._message_index: dict[str, tuple[Send, int]] = {}
+        # A chat's timeline holds its own items and, for sends, a reference to the Send. A
+        # user's is on the User (User.timeline); groups, rooms and unknown ids are here.
+        self._timeline: dict[str, list[TimelineItem | Send]] = {}
+        self._replied_messages = 0
+        # Seeded, so a benchmark's narrowcast sample (limit.max) is the same run after run.
+        self.random = random.Random(0)
+        # Aggregation units used per month (JST "YYYYMM" -> names in first-use order) and the
+        # insight rules (insight.py).
+        self.units_by_month: dict[str, dict[str, None]] = {}
+        self.max_units_per_month = 1000
+        self.insight_min_users = 20
+        # Audiences (audience.py) and narrowcast (narrowcast.py).
+        self.audiences: dict[int, Any] = {}
+        self.audience_ready_seconds = 0.05  # an upload is IN_PROGRESS this long, then READY
+        self.narrowcast_min_audience = 50  # LINE fails a narrowcast whose audience is smaller
+        self.narrowcast_wait_seconds = 0.05  # how long a narrowcast stays "waiting"
+        self.narrowcast_chunk = 5000  # recipients sent between two yields to the event loop
         self._seq = 0
         self._reply_tokens: dict[str, ReplyToken] = {}
         self._retry_keys: dict[str, AcceptedRetryKey] = {}
@@ -107,12 +131,13 @@ class Emulator:
     def create_app(self) -> web.Application:
         """The Messaging API under ``/v2/bot/...``, the chat page at ``/``, its JSON API under
         ``/api/...``. Works standalone or mounted with ``add_subapp``."""
-        from . import api, chat, login, richmenu
+        from . import api, audience, chat, login, richmenu
 
         app = web.Application()
         app[EMULATOR_KEY] = self
         app.cleanup_ctx.append(self._client_session)
         api.add_routes(app, self)
+        audience.add_routes(app, self)
         richmenu.add_routes(app, self)
         chat.add_routes(app, self)
         login.add_routes(app, self)
@@ -145,15 +170,24 @@ class Emulator:
         *,
         status_message: str | None = None,
         followed: bool = False,
+        gender: str | None = None,
+        age: int | None = None,
+        area: str | None = None,
+        app_type: str | None = None,
     ) -> User:
         """Create a LINE user. ``followed=True`` makes them a friend without sending a follow
-        event (bulk set-up for benchmarks); normally call :meth:`follow`."""
+        event (bulk set-up for benchmarks); normally call :meth:`follow`. ``gender``, ``age``,
+        ``area`` (e.g. "jp_13") and ``app_type`` are what narrowcast filters can match."""
         uid = user_id or ids.user_id()
         if not ids.USER_ID_RE.match(uid):
             raise ValueError(f"a LINE user id is 'U' + 32 hex digits, got {uid!r}")
         if uid in self.users:
             raise ValueError(f"user {uid} already exists")
-        user = User(uid, display_name, picture_url, status_message, language, followed=followed)
+        user = User(uid, display_name, picture_url, status_message, language, followed=followed,
+                    gender=gender, age=age, area=area, app_type=app_type,
+                    followed_at=self.clock() if followed else None)
+        # A chat sent to before the user was known (a push to their id) stays theirs.
+        user.timeline = self._timeline.pop(uid, None)
         self.users[uid] = user
         return user
 
@@ -289,6 +323,7 @@ class Emulator:
         if user is not None and event.get("source", {}).get("type") == "user":
             if event.get("type") == "follow":
                 user.followed, user.blocked = True, False
+                user.followed_at = self.clock()
             elif event.get("type") == "unfollow":
                 user.followed, user.blocked = False, True
         token = event.get("replyToken")
@@ -337,7 +372,25 @@ class Emulator:
 
     def messages_to(self, user_id: str) -> list[Delivered]:
         """Every message object the bot sent to this chat, in order (undelivered ones too)."""
-        return list(self._deliveries.get(user_id, ()))
+        out: list[Delivered] = []
+        for entry in self._entries(user_id):
+            if isinstance(entry, Send):
+                out.extend(entry.delivered_to(user_id))
+            elif entry.delivered is not None:
+                out.append(entry.delivered)
+        return out
+
+    def _entries(self, chat_id: str) -> list[TimelineItem | Send]:
+        user = self.users.get(chat_id)
+        if user is not None:
+            return user.timeline or []
+        return self._timeline.get(chat_id, [])
+
+    def _message_count(self, chat_id: str) -> int:
+        return sum(
+            len(entry.messages) if isinstance(entry, Send) else entry.delivered is not None
+            for entry in self._entries(chat_id)
+        )
 
     async def wait_for_messages(self, user_id: str, count: int, timeout: float = 5.0) -> list[Delivered]:
         """Wait until at least ``count`` messages were sent to ``user_id``; returns all of them.
@@ -346,7 +399,7 @@ class Emulator:
         try:
             async with asyncio.timeout(timeout):
                 async with condition:
-                    await condition.wait_for(lambda: len(self._deliveries.get(user_id, ())) >= count)
+                    await condition.wait_for(lambda: self._message_count(user_id) >= count)
         except TimeoutError:
             got = self.messages_to(user_id)
             summary = [(d.via, d.message.get("type"), d.message.get("text") or d.message.get("altText"))
@@ -376,7 +429,7 @@ class Emulator:
         request_id: str,
         retry_key: str | None,
     ) -> Delivered:
-        """Record one message object sent to one chat (called by the API handlers)."""
+        """Record one message object sent to one chat (replies; sends go through new_send)."""
         user = self.users.get(chat_id)
         if not chat_id.startswith("U"):
             delivered = True  # groups and rooms: the emulator keeps no membership
@@ -398,25 +451,139 @@ class Emulator:
             message_id=ids.message_id(),
             quote_token=ids.quote_token() if kind in QUOTABLE else None,
         )
-        self._deliveries.setdefault(chat_id, []).append(sent)
         self._append(chat_id, "bot", kind="message", delivered=sent)
+        self._replied_messages += 1
         return sent
+
+    def message_total(self) -> int:
+        """Message objects sent to chats so far (replies and every recipient of every send)."""
+        return self._replied_messages + sum(len(s.recipients) * len(s.messages) for s in self.sends)
+
+    def new_send(
+        self,
+        via: Via,
+        messages: list[dict[str, Any]],
+        request_id: str,
+        retry_key: str | None,
+        *,
+        unit: str | None = None,
+        quotable: bool = False,
+    ) -> Send:
+        """Record an accepted sending request once; add recipients with :meth:`deliver_send`."""
+        send = Send(
+            request_id=request_id,
+            via=via,
+            messages=messages,
+            retry_key=retry_key,
+            at=self.clock(),
+            fingerprint=fingerprint(messages),
+            seq_base=self._seq + 1,
+            message_ids=[ids.message_id() for _ in messages],
+            # LINE returns quote tokens for push only (multicast and the others return {}).
+            quote_tokens=[ids.quote_token() if quotable and m.get("type") in QUOTABLE else None for m in messages],
+            unit=unit,
+        )
+        self._seq += len(messages)
+        self.sends.append(send)
+        self.sends_by_request[request_id] = send
+        for i, message_id in enumerate(send.message_ids):
+            self._message_index[message_id] = (send, i)
+        return send
+
+    def deliver_send(self, send: Send, recipients: Iterable[str]) -> None:
+        """Hand ``send`` to each recipient. This is the per-recipient cost of every multicast,
+        so it does as little as it can: one lookup, one friendship check, one list append."""
+        users = self.users
+        timelines = self._timeline
+        accepted = send.recipients
+        for chat_id in recipients:
+            user = users.get(chat_id)
+            if user is None:
+                reached = chat_id[:1] != "U"  # groups and rooms: the emulator keeps no membership
+            else:
+                chat_id = user.user_id  # share the one string the emulator already holds
+                reached = user.followed and not user.blocked  # else LINE accepts and says nothing
+            if not reached:
+                if send.undelivered is None:
+                    send.undelivered = set()
+                send.undelivered.add(chat_id)
+            accepted.append(chat_id)
+            if user is None:
+                timelines.setdefault(chat_id, []).append(send)
+            elif user.timeline is None:
+                user.timeline = [send]
+            else:
+                user.timeline.append(send)
+
+    # --- what the user does with a message (insight) ---------------------------------------
+
+    def open(self, user_id: str, message: Delivered | str | None = None) -> None:
+        """The user saw a message: a Delivered, a message id, or (None) the latest send to them.
+        Counts an impression for the send's aggregation unit or request (insight.py)."""
+        from . import insight
+
+        send, index = self._find_send(user_id, message)
+        insight.record_open(self, user_id, send, index)
+
+    def click(self, user_id: str, url: str, message: Delivered | str | None = None) -> None:
+        """The user tapped a link to ``url`` in a message (default: the latest send to them that
+        has that link)."""
+        from . import insight
+
+        if message is None:
+            for entry in reversed(self._entries(user_id)):
+                if isinstance(entry, Send):
+                    for i, m in enumerate(entry.messages):
+                        if url in insight.urls_in(m):
+                            insight.record_click(self, user_id, entry, i, url)
+                            return
+            raise LookupError(f"no message sent to {user_id} has a link to {url}")
+        send, index = self._find_send(user_id, message)
+        insight.record_click(self, user_id, send, index or 0, url)
+
+    def _find_send(self, user_id: str, message: Delivered | str | None) -> tuple[Send, int | None]:
+        if message is None:
+            for entry in reversed(self._entries(user_id)):
+                if isinstance(entry, Send):
+                    return entry, None
+            raise LookupError(f"nothing was sent to {user_id}")
+        message_id = message if isinstance(message, str) else message.message_id
+        found = self._message_index.get(message_id)
+        if found is None:
+            raise LookupError(f"message {message_id} was not sent by push, multicast, narrowcast or broadcast")
+        return found
+
+    def message_sent(self, message_id: str) -> tuple[Send, int] | None:
+        """The send that carried a message id, and the message's index in it."""
+        return self._message_index.get(message_id)
 
     # --- timeline for the chat page --------------------------------------------------------
 
     def _append(self, chat_id: str, side: str, **fields: Any) -> TimelineItem:
         self._seq += 1
         item = TimelineItem(self._seq, chat_id, side, self.clock(), **fields)  # type: ignore[arg-type]
-        self._timeline.setdefault(chat_id, []).append(item)
+        user = self.users.get(chat_id)
+        if user is None:
+            self._timeline.setdefault(chat_id, []).append(item)
+        elif user.timeline is None:
+            user.timeline = [item]
+        else:
+            user.timeline.append(item)
         return item
 
     def timeline(self, chat_id: str, after: int = 0) -> list[TimelineItem]:
-        items = self._timeline.get(chat_id, [])
-        # Items are appended with increasing seq: skip the old ones from the end backwards.
-        start = len(items)
-        while start > 0 and items[start - 1].seq > after:
+        entries = self._entries(chat_id)
+        # Entries are appended with increasing seq: skip the old ones from the end backwards.
+        start = len(entries)
+        while start > 0 and _last_seq(entries[start - 1]) > after:
             start -= 1
-        return items[start:]
+        items: list[TimelineItem] = []
+        for entry in entries[start:]:
+            if isinstance(entry, Send):
+                items.extend(item for item in entry.timeline_items(chat_id) if item.seq > after)
+            else:
+                items.append(entry)
+        return items
 
     @property
     def last_seq(self) -> int:
@@ -503,6 +670,17 @@ class Emulator:
         user = self.users.get(user_id)
         menu_id = (user.rich_menu_id if user else None) or self.default_rich_menu_id
         return self.rich_menus.get(menu_id) if menu_id else None
+
+
+def fingerprint(messages: list[dict[str, Any]]) -> str:
+    """Identifies a request's content: two sends with the same fingerprint carry the same
+    messages, so one user counted twice under it received the same campaign twice."""
+    canonical = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _last_seq(entry: TimelineItem | Send) -> int:
+    return entry.last_seq if isinstance(entry, Send) else entry.seq
 
 
 # Where create_app() keeps the emulator, for code that only has the app.

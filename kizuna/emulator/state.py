@@ -24,6 +24,16 @@ class User:
     followed: bool = False
     blocked: bool = False
     rich_menu_id: str | None = None
+    # Demographics for narrowcast filters. LINE estimates these for its users; the emulator
+    # only knows what a test or benchmark gave it, and an unknown attribute never matches.
+    gender: str | None = None  # "male" | "female"
+    age: int | None = None
+    area: str | None = None  # LINE's area codes, e.g. "jp_13" (Tokyo)
+    app_type: str | None = None  # "ios" | "android"
+    followed_at: float | None = None  # when they last followed (subscriptionPeriod)
+    # This user's chat (Emulator.timeline reads it): kept on the user rather than in a dict
+    # keyed by id, which saves a lookup per multicast recipient and a dict entry per user.
+    timeline: list[Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +45,58 @@ class User:
             "followed": self.followed,
             "blocked": self.blocked,
         }
+
+
+@dataclass(slots=True, eq=False)
+class Send:
+    """One accepted push, multicast, broadcast or narrowcast request.
+
+    Its messages are stored once, however many recipients it has: each recipient's chat only
+    holds a reference to this record (see ``Emulator.timeline``), which keeps a 1M-recipient
+    campaign at a few bytes per recipient. The timeline seqs ``seq_base ..`` and the message
+    ids are shared by every recipient (they are unique within one chat, which is what the
+    chat page needs).
+    """
+
+    request_id: str
+    via: Via
+    messages: list[dict[str, Any]]
+    retry_key: str | None
+    at: float
+    fingerprint: str
+    seq_base: int
+    message_ids: list[str]
+    quote_tokens: list[str | None]
+    unit: str | None = None
+    # Every accepted recipient, in order (a user listed twice is there twice); ids of known
+    # users are the User's own string, so a recipient costs one pointer.
+    recipients: list[str] = field(default_factory=list)
+    # Accepted but not delivered: not a friend, blocked, or unknown to the emulator (None while
+    # there is nobody: most sends reach everyone, and a push's empty set would cost 200 bytes).
+    undelivered: set[str] | None = None
+    # Opens and clicks recorded by the chat page or tests: (kind, user_id, bubble index, url, at).
+    interactions: list[tuple[str, str, int, str | None, float]] | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self.seq_base + len(self.messages) - 1
+
+    def delivered_to(self, chat_id: str) -> list[Delivered]:
+        ok = self.undelivered is None or chat_id not in self.undelivered
+        return [
+            Delivered(
+                message=message, via=self.via, request_id=self.request_id, retry_key=self.retry_key,
+                delivered=ok, at=self.at, chat_id=chat_id, message_id=self.message_ids[i],
+                quote_token=self.quote_tokens[i],
+            )
+            for i, message in enumerate(self.messages)
+        ]
+
+    def timeline_items(self, chat_id: str) -> list[TimelineItem]:
+        return [
+            TimelineItem(self.seq_base + i, chat_id, "bot", self.at, kind="message", delivered=d)
+            for i, d in enumerate(self.delivered_to(chat_id))
+        ]
 
 
 @dataclass(slots=True)

@@ -1414,3 +1414,131 @@ class CampaignClick(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id")
     link: int  # index into the variant's links
     clicked_at: datetime = _created_at()
+
+# -- step sequences (ステップ配信, issue 15 section 3) ------------------------------------------
+
+SEQUENCE_NAME_MAX = 100
+SEQUENCE_TRIGGER_VALUE_MAX = 100
+API_EVENT_TYPE_MAX = 64
+API_EVENT_ID_MAX = 64
+
+
+class SequenceStatus(StrEnum):
+    ACTIVE = "active"  # enrols and sends
+    PAUSED = "paused"  # enrols, but nothing is sent until it is resumed (due steps wait, never dropped)
+    ARCHIVED = "archived"  # neither; its enrolments stay for the figures
+
+
+class SequenceTrigger(StrEnum):
+    REGISTERED = "registered"  # member registration completed
+    FIRST_ORDER = "first_order"  # the customer's first completed order arrived
+    TAG_ADDED = "tag_added"  # `trigger_value`: the tag
+    FRIEND_SOURCE = "friend_source"  # `trigger_value`: the friend-add source's code
+    API_EVENT = "api_event"  # `trigger_value`: the event type sent to POST /api/v1/events
+    SEGMENT_ENTERED = "segment_entered"  # `trigger_value`: the segment id (not evaluated yet: a TODO)
+
+
+class EnrolmentStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"  # every step was handed to the outbox
+    EXITED = "exited"  # left before the end; `exit_reason` says why
+
+
+class ExitReason(StrEnum):
+    ORDERED_AGAIN = "ordered_again"  # an order came in (an exit condition, or a `cancel_on` "order")
+    BLOCKED = "blocked"  # the customer blocked the account
+    OPTED_OUT = "opted_out"  # the customer turned marketing messages off
+    TAG_REMOVED = "tag_removed"
+    CANCELLED_BY_EVENT = "cancelled_by_event"  # a later API event listed in the sequence's `cancel_on`
+    NOT_ON_LINE = "not_on_line"  # nobody on LINE to send to (known only from orders, or not a friend of the account)
+
+
+class StepSequence(SQLModel, table=True):
+    """A step sequence: an entry trigger, exit conditions, a send window and its steps.
+
+    `steps` is a JSON list of {"delay_minutes", "delay_from": "enrolment"|"previous", "messages",
+    "coupon_id"} (campaigns/sequences.py checks it). Blocked and opted-out customers always exit:
+    they are never sent a marketing message, whatever the sequence says."""
+
+    __tablename__ = "sequences"
+    __table_args__ = (
+        _one_of("sequences", "status", SequenceStatus),
+        _one_of("sequences", "trigger", SequenceTrigger),
+        # The triggers' hot lookup: active sequences of one trigger (and value).
+        sa.Index("ix_sequences_trigger", "trigger", "trigger_value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=SEQUENCE_NAME_MAX)
+    status: str = Field(default=SequenceStatus.ACTIVE, max_length=16)
+    trigger: str = Field(max_length=24)  # a SequenceTrigger
+    trigger_value: str | None = Field(default=None, max_length=SEQUENCE_TRIGGER_VALUE_MAX)
+    exit_on_order: bool = False  # "ordered again": a completed order after enrolment exits
+    exit_on_tag_removed: str | None = Field(default=None, max_length=TAG_MAX)
+    cancel_on: list = Field(default_factory=list, sa_type=JSONType)  # API event types that exit an enrolment
+    # Send window in `timezone`, "HH:MM"; both None: any time. A step due outside waits for the next opening.
+    window_start: str | None = Field(default=None, max_length=5)
+    window_end: str | None = Field(default=None, max_length=5)
+    timezone: str = Field(default="Asia/Tokyo", max_length=64)
+    name_fallback: str = Field(default="お客様", max_length=40)  # what `{name}` becomes when the name is unknown
+    steps: list = Field(sa_type=JSONType)
+    created_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    # segment_entered: when a worker last compared the segment's members with those it saw before
+    # (None: never; the first look records who is in already, without enrolling them).
+    segment_checked_at: datetime | None = _optional_time()
+
+
+class SequenceSegmentMember(SQLModel, table=True):
+    """Who was in a segment_entered sequence's segment at its last look: a customer in the
+    segment now and not here has entered it (and is enrolled); one here and no longer in the
+    segment has left it (the row goes, so entering again enrols again)."""
+
+    __tablename__ = "sequence_segment_members"
+
+    sequence_id: int = Field(foreign_key="sequences.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+
+
+class SequenceEnrolment(SQLModel, table=True):
+    """One customer in one sequence. `current_step` is the index of the next step to send (the
+    number sent so far); `next_due_at` when it is due. At most one active enrolment per
+    (sequence, customer): a partial unique index, so a trigger firing twice enrols once."""
+
+    __tablename__ = "sequence_enrolments"
+    __table_args__ = (
+        sa.Index("uq_sequence_enrolments_active", "sequence_id", "customer_id", unique=True,
+                 postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
+        # The scheduler's hot query: active enrolments by due time.
+        sa.Index("ix_sequence_enrolments_due", "next_due_at",
+                 postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
+        sa.Index("ix_sequence_enrolments_customer", "customer_id", "status"),
+        _one_of("sequence_enrolments", "status", EnrolmentStatus),
+        _one_of("sequence_enrolments", "exit_reason", ExitReason),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    sequence_id: int = Field(foreign_key="sequences.id")
+    customer_id: int = Field(foreign_key="customers.id")
+    status: str = Field(default=EnrolmentStatus.ACTIVE, max_length=16)
+    exit_reason: str | None = Field(default=None, max_length=24)
+    current_step: int = 0
+    enrolled_at: datetime = _created_at()
+    next_due_at: datetime | None = _optional_time()
+    last_sent_at: datetime | None = _optional_time()
+    finished_at: datetime | None = _optional_time()
+
+
+class ApiEvent(SQLModel, table=True):
+    """An event from the shop's systems (`POST /api/v1/events`): what starts and cancels
+    api_event sequences. `event_id` (optional) is the shop's idempotency key."""
+
+    __tablename__ = "api_events"
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    event_id: str | None = Field(default=None, max_length=API_EVENT_ID_MAX, unique=True)
+    type: str = Field(max_length=API_EVENT_TYPE_MAX)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+    created_at: datetime = _created_at()

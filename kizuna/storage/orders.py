@@ -46,7 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import customer_metrics, matching
+from . import customer_metrics, matching, sequences
 from .db import chunked, copy_records, insert_on_conflict, insert_rows, is_postgres
 from .errors import Invalid
 from .identity_values import IdentityKind
@@ -195,6 +195,14 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate | Plain], *
     left = {stored[order.external_id][3] for order in written if order.external_id in stored} - buyers
     await customer_metrics.refresh(session, left, now=now)
     await _refresh_buyers(session, buyers, now=now)
+    # Step sequences: a new completed order exits "ordered again" enrolments and starts "first
+    # order" sequences (storage/sequences.py), in this transaction.
+    ordered: dict[int, datetime] = {}
+    for order in written:
+        if order.external_id not in stored and order.status == OrderStatus.COMPLETED:
+            customer = customer_of[order.external_id]
+            ordered[customer] = max(ordered.get(customer, order.ordered_at), order.ordered_at)
+    await sequences.on_orders(session, ordered, now=now)
     result.created = sum(1 for order in written if order.external_id not in stored)
     result.updated = len(written) - result.created
     result.unchanged += len(todo) - len(written)

@@ -22,7 +22,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit, customers
+from . import audit, customers, sequences
 from .db import insert_on_conflict
 from .errors import Invalid
 from .models import TAG_MAX, CustomerTag
@@ -99,6 +99,7 @@ async def add(session: AsyncSession, customer_id: int, text: str, *, actor: audi
     except sa.exc.IntegrityError:
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_added=tag)
+    await sequences.on_tag_added(session, [customer_id], tag, now=utcnow())
     return True
 
 
@@ -112,6 +113,7 @@ async def remove(session: AsyncSession, customer_id: int, text: str, *, actor: a
     if not deleted:
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_removed=tag)
+    await sequences.on_tag_removed(session, [customer_id], tag, now=utcnow())
     return True
 
 
@@ -191,6 +193,11 @@ async def bulk_change(
     else:
         statement = sa.delete(table).where(table.c.tag == tag, table.c.customer_id.in_(sa.select(ids.c.id)))
     changed = (await session.execute(statement)).rowcount
+    if changed and action == ADD:  # the rows this statement wrote carry its `now`: those customers got the tag
+        await sequences.on_tag_added(session, sa.select(table.c.customer_id).where(
+            table.c.tag == tag, table.c.created_at == now, table.c.customer_id.in_(sa.select(ids.c.id))), tag, now=now)
+    elif changed:
+        await sequences.on_tag_removed(session, sa.select(ids.c.id), tag, now=now)
     audit.record(session, actor, audit.Action.TAG_BULK_ADDED if action == ADD else audit.Action.TAG_BULK_REMOVED,
                  target=target, tag=tag, matched=matched, changed=changed)
     return Bulk(tag, action, matched, changed)

@@ -84,6 +84,12 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/segments/{id}/tags"): {A, M},
     ("GET", "/friend-sources"): {A, M},
     ("POST", "/friend-sources"): {A, M},
+    ("POST", "/sequences"): {A, M},
+    ("GET", "/sequences"): {A, M},
+    ("GET", "/sequences/{id}"): {A, M},
+    ("POST", "/sequences/{id}/pause"): {A, M},
+    ("POST", "/sequences/{id}/resume"): {A, M},
+    ("POST", "/events"): {A, M, P},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja", "{tag}": "VIP"}
 

@@ -8,10 +8,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import uuid
+
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from kizuna.bot.app import SERVICES
+from kizuna.storage.db import transaction
+from kizuna.storage.models import CampaignBatch, Customer
 from tests.conftest import eventually
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -76,6 +81,8 @@ async def test_a_campaign_reaches_every_follower_once_and_leaves_out_who_blocked
     assert done["stats"]["excluded"] == {"blocked": 1, "opted_out": 1, "capped": 0, "not_on_line": 0}
     [request] = kizuna.emulator.requests_to("multicast")
     assert request.headers.get("X-Line-Retry-Key")
+    # LINE counts the campaign's opens and clicks under its own unit (the insight API).
+    assert request.json["customAggregationUnits"] == [f"kizuna_c{campaign['id']}"]
 
     async def on_the_timeline() -> bool:
         return any(row["sender_type"] == "campaign" and row["text"] == "冬のセール開催中！" for row in await kizuna.timeline(hanako.user_id))
@@ -268,3 +275,38 @@ async def test_a_test_send_reaches_only_the_staff_account_and_is_not_counted(kiz
     assert status == 400 and "line_user_ids[0]" in body["error"]["message"] + body["error"].get("field", ""), body
     _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
     assert body["status"] == "scheduled" and body["stats"]["sent"] == 0
+
+
+async def test_a_paused_campaign_sends_no_more_batches_until_resumed(kizuna):
+    # More batches than the embedded worker's senders take at once (4 rounds of 8): the rest wait.
+    count = 50 * 500
+    async with transaction(kizuna.sessions) as session:
+        await session.execute(sa.insert(Customer), [
+            {"line_user_id": "U" + uuid.uuid5(uuid.NAMESPACE_OID, str(n)).hex, "display_name": f"客{n}", "followed": True}
+            for n in range(count)])
+    kizuna.emulator.delay_next("multicast", 1.0, count=50)  # LINE is slow: the first rounds are in flight
+    campaign = await create(kizuna)
+    await eventually(lambda: _requests_seen(kizuna, 1), what="the first multicast")
+    status, paused = await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/pause")
+    assert (status, paused["status"]) == (200, "paused")
+
+    await eventually(lambda: _no_batch_sending(kizuna, campaign["id"]), what="the batches in flight at the pause to finish")
+    _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
+    sent_while_paused = len(kizuna.emulator.requests_to("multicast"))
+    assert body["status"] == "paused" and 0 < body["stats"]["sent"] < count and body["stats"]["pending"] > 0, body["stats"]
+    assert sent_while_paused * 500 == body["stats"]["sent"]  # only the batches already in flight went
+
+    await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/resume")
+    done = await wait_for_status(kizuna, campaign["id"], "completed")
+    assert done["stats"]["sent"] == count and len(kizuna.emulator.requests_to("multicast")) == 50
+
+
+async def _requests_seen(kizuna, count: int) -> bool:
+    return len(kizuna.emulator.requests_to("multicast")) >= count
+
+
+async def _no_batch_sending(kizuna, campaign_id: int) -> bool:
+    async with kizuna.sessions() as session:
+        sending = (await session.execute(sa.select(sa.func.count()).select_from(CampaignBatch).where(
+            CampaignBatch.campaign_id == campaign_id, CampaignBatch.status == "sending"))).scalar_one()
+    return sending == 0

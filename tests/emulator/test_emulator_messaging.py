@@ -442,9 +442,15 @@ async def test_broadcast_and_narrowcast_reach_followers(line: AsyncMessagingApi,
     with pytest.raises(ApiException) as info:
         await line.broadcast(BroadcastRequest(messages=[text("全員へ")]), x_line_retry_key=key)
     assert info.value.status == 409
+    emu.narrowcast_wait_seconds = 0.5  # long enough to read "waiting" first, even on a busy machine
     response = await line.narrowcast_with_http_info(NarrowcastRequest(messages=[text("一部へ")]))
     assert response.status_code == 202
-    progress = await line.get_narrowcast_progress(response.headers["x-line-request-id"])
+    request_id = response.headers["x-line-request-id"]
+    # Narrowcast is asynchronous, as at LINE: accepted first, sent a moment later.
+    assert (await line.get_narrowcast_progress(request_id)).phase == "waiting"
+    for u in friends:
+        await emu.wait_for_messages(u.user_id, 2)
+    progress = await line.get_narrowcast_progress(request_id)
     assert progress.phase == "succeeded" and progress.success_count == 2
     for u in friends:
         assert [d.via for d in emu.messages_to(u.user_id)] == ["broadcast", "narrowcast"]

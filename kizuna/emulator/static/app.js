@@ -604,6 +604,8 @@ async function doAction(action) {
       openPicker(action);
       break;
     case 'uri': {
+      // Counted as a click for LINE's insight (the latest message with this link); best effort.
+      api(`users/${encodeURIComponent(state.current)}/click`, { url: action.uri }).catch(() => {});
       const href = safeUrl(action.uri, { allowTel: true });
       if (href) window.open(href, '_blank', 'noopener');
       else showLocalError(`このリンクはエミュレーターでは開けません: ${action.uri}`);

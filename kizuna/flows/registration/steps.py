@@ -13,7 +13,8 @@ from typing import Any
 
 from kizuna.flows.coupons import coupon_flex, load_words
 from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition, step_data
-from kizuna.storage import coupons, customers, identities
+from kizuna.storage import coupons, customers, identities, sequences
+from kizuna.storage.models import SequenceTrigger
 
 from . import bot_texts as _texts  # noqa: F401  (registers the default texts)
 from .fields import (
@@ -272,6 +273,8 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
     # An e-mail or phone given here links the customer to what the shop's systems know by it
     # (an EC account's orders): a customer already holding one becomes a merge candidate.
     await identities.link_profile(ctx.session, customer, source="registration", now=ctx.now)
+    # Step sequences that start on registration, in this transaction (nothing lost on a crash).
+    await sequences.enrol(ctx.session, SequenceTrigger.REGISTERED, customer_ids=[customer.id], now=ctx.now)
     # The timeline is append-only: it says what was given, the values live on the customer.
     await ctx.record("registered", {"fields": [column for column, value in answers.items() if value is not None], "marketing_opt_in": marketing})
     if marketing:
