@@ -29,7 +29,7 @@ from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer, InboundEvent
 from kizuna.storage.types import utcnow
 from tests.conftest import eventually
-from tests.console.test_console_browser import CHROMIUM, LAPTOP, admin_page, full_shot, keep_screenshots, like_make_run
+from tests.console.test_console_browser import CHROMIUM, LAPTOP, TABLET, admin_page, full_shot, keep_screenshots, like_make_run
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
 
@@ -216,5 +216,9 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await expect(page.locator("[data-uplift-interval]")).to_have_text("No interval: the control group has fewer than 30")
             await full_shot(page, shots / "97-campaign-coupon-results-en.png")
             await page.locator(".sidebar").get_by_role("button", name="日本語").click()
+            await page.set_viewport_size(TABLET)  # the results on a tablet: the table scrolls inside its card
+            await expect(page.locator("[data-uplift-interval]")).to_have_text("対照群が30人未満のため区間なし")
+            await full_shot(page, shots / "98-tablet-campaign-coupon-results.png")
+            await page.set_viewport_size(LAPTOP)
             assert errors == [], errors
     keep_screenshots(shots)
