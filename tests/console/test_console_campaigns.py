@@ -98,8 +98,10 @@ async def test_a_marketer_creates_a_campaign_with_the_form_and_it_reaches_the_fo
     assert response.status == 200
     assert "配信を受け付けました。" in page and "配信完了" in page and "冬のセール" in page
     assert re.search(r'data-stat="sent">2<', page) and re.search(r'data-stat="targeted">2<', page)
-    assert "計測準備中" in page  # clicks, redemptions, orders: no invented figures
-    assert "名前入り（1人ずつ送信）" in page
+    # the results: nothing tapped or bought yet, and no control group to compare with
+    assert re.search(r'data-result="clicks">0<', page) and re.search(r'data-result="redeemed">0<', page)
+    assert "対照群なしの配信です" in page
+    assert "1人ずつ送信（名前・計測用リンク・クーポン入り）" in page
     response, page = await browser.get("/console/campaigns")
     assert f'data-campaign="{campaign.id}"' in page and "2 / 2" in page and "友だち全員" in page
     [entry] = await console.audit("campaign.created")

@@ -129,7 +129,8 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(page.locator('[data-excluded="blocked"]')).to_have_text("1")
             await expect(page.locator('[data-excluded="opted_out"]')).to_have_text("1")
             await expect(page.locator("[data-progress-text]")).to_have_text(f"{REACHED} / {REACHED}人に送信")
-            await expect(page.locator('[data-result="clicks"]')).to_have_text("計測準備中")
+            await expect(page.locator('[data-result="clicks"]')).to_have_text("0")
+            await expect(page.locator("[data-no-control]")).to_be_visible()
             drawn = await page.evaluate("""() => {
                 const canvas = document.querySelector('[data-campaign-chart]');
                 const chart = window.Chart && Chart.getChart(canvas);

@@ -145,6 +145,7 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/campaigns/{campaign_id}"): MARKETING,
     ("GET", "/console/campaigns/{campaign_id}/progress"): MARKETING,
     ("POST", "/console/campaigns/{campaign_id}/{action}"): MARKETING,
+    ("POST", "/console/campaigns/{campaign_id}/test"): MARKETING,
     # 流入経路
     ("GET", "/console/friend-sources"): MARKETING,
     ("POST", "/console/friend-sources"): MARKETING,
@@ -202,6 +203,7 @@ class Fixtures:
         await emulator.send_text(user.user_id, "担当者")
         await emulator.send_image(user.user_id)
         self.customer_id = await stored_customer(self.console.kizuna, user.user_id)
+        self.line_user_id = user.user_id  # a friend of the account: a campaign's test send may go to them
 
         async def stored() -> bool:
             async with self.console.sessions() as session:
@@ -321,6 +323,8 @@ class Fixtures:
         if path.startswith("/console/keyword-rules") and not path.endswith("/delete"):
             return {"match_type": "contains", "pattern": f"キーワード {number}", "reply": "text", "reply_text": "はい",
                     "priority": "0", "enabled": "on"}
+        if path == "/console/campaigns/{campaign_id}/test":
+            return {"line_user_ids": self.line_user_id}
         if path == "/console/hours":
             return {"configured": "yes", "mon-0-open": "10:00", "mon-0-close": "20:00", "holidays": "2026-12-31"}
         if path.startswith("/console/coupons/redeem"):

@@ -162,9 +162,21 @@
       if (event.target.matches("[data-holdout]")) scheduleEstimate();
       if (event.target === split) showSplit();
     });
+    // The coupon card after the messages: shown with the chosen coupon's title (its code is each customer's own).
+    var couponSelect = form.querySelector("[data-coupon]");
+    function showCoupon() {
+      if (!couponSelect) return;
+      var option = couponSelect.options[couponSelect.selectedIndex];
+      document.querySelectorAll("[data-preview-coupon]").forEach(function (card) {
+        card.hidden = !couponSelect.value;
+        card.querySelector("[data-preview-coupon-title]").textContent = couponSelect.value ? option.textContent : "";
+      });
+    }
+
     form.addEventListener("change", function (event) {
       var variant = variantOf(event.target);
       if (variant) variant.draw();
+      if (event.target === couponSelect) showCoupon();
       if (event.target.matches("[data-audience], [data-cap], [data-holdout]")) scheduleEstimate();
     });
     form.addEventListener("click", function (event) {
@@ -197,6 +209,7 @@
       variants[prefix].renumber();
       variants[prefix].draw();
     });
+    showCoupon();
     estimate();
   }
 
@@ -219,6 +232,25 @@
         responsive: true, maintainAspectRatio: false,
         plugins: { legend: { display: false } },
         scales: { x: { grid: { display: false } }, y: { beginAtZero: true, ticks: { precision: 0 } } },
+      },
+    });
+  }
+
+  // The results: purchase and redemption rates (%) of the recipients beside the control group's.
+  var resultsData = document.getElementById("campaign-results-chart");
+  var resultsCanvas = document.querySelector("[data-results-chart]");
+  if (resultsData && resultsCanvas && window.Chart) {
+    var TONES = { green: "#06a552", gray: "#8795a3" };
+    var results = JSON.parse(resultsData.textContent);
+    new Chart(resultsCanvas, {
+      type: "bar",
+      data: { labels: results.labels, datasets: results.datasets.map(function (set) {
+        return { label: set.label, data: set.data, borderRadius: 4, maxBarThickness: 48, backgroundColor: (TONES[set.color] || TONES.gray) + "cc" };
+      }) },
+      options: {
+        responsive: true, maintainAspectRatio: false, animation: false,
+        plugins: { legend: { position: "bottom" }, tooltip: { callbacks: { label: function (item) { return item.dataset.label + ": " + item.formattedValue + "%"; } } } },
+        scales: { x: { grid: { display: false } }, y: { beginAtZero: true, suggestedMax: 10, ticks: { callback: function (value) { return value + "%"; } } } },
       },
     });
   }

@@ -12,11 +12,15 @@ this page only creates, moves (pause, resume, cancel, schedule a draft) and read
   same on a re-render) and the estimated audience after blocks, opt-outs and the cap
   (`POST /campaigns/estimate`, the same form, answered in JSON; storage/campaign_batches.estimate
   uses the snapshot's own CASE). An optional A/B test sends two versions (the API takes up to four).
+  An optional coupon (each recipient gets their own grant, a coupon card after the messages) and
+  the tracked-links switch (on: links become /r/{token} per recipient, so the campaign is pushed
+  one by one).
 - A campaign's page: status, schedule, note (quiet hours, LINE's quota), a progress bar the page
   polls for every second while the campaign is scheduled or running (`GET /campaigns/{id}/progress`,
   a background request: it never keeps a session alive), the buttons its state allows, the figures
-  and a chart of sent / failed / control. Clicks, redemptions and orders are 計測準備中 until
-  attribution exists: no figure is shown that is not measured.
+  and a chart of sent / failed / control; the results (campaigns/attribution.py: taps, redemptions,
+  orders and revenue of the recipients against the control group, the purchase-rate difference
+  with its interval) as figures and a chart; a test send to the shop's own LINE accounts.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from kizuna.campaigns import campaigns, churn, messages as campaign_messages, rules, segments
-from kizuna.storage import campaign_batches
+from kizuna.campaigns import attribution, campaigns, churn, messages as campaign_messages, rules, segments
+from kizuna.storage import campaign_batches, coupons
 from kizuna.storage.errors import Conflict, Invalid, NotFound, ServiceError
 from kizuna.storage.models import CAMPAIGN_NAME_MAX, Campaign, CampaignStatus, RecipientStatus
 
@@ -52,7 +56,7 @@ MOVES_BY_STATUS = {
 }
 LIVE_STATUSES = (CampaignStatus.SCHEDULED, CampaignStatus.RUNNING)
 EXCLUDED = (RecipientStatus.BLOCKED, RecipientStatus.OPTED_OUT, RecipientStatus.CAPPED, RecipientStatus.NOT_ON_LINE)
-NOTICES = ("created", "started", "drafted", "pause", "resume", "cancel", "schedule")
+NOTICES = ("created", "started", "drafted", "pause", "resume", "cancel", "schedule", "tested")
 PREVIEW_NAME = "花子"  # the name {name} shows in the preview
 # A message's refusal: `messages[1].text`, or with A/B `variants[1].messages[0].text`.
 _SLOT_FIELD = re.compile(r"^(?:variants\[(\d)\]\.)?messages\[(\d)\]")
@@ -93,6 +97,8 @@ class Editor:
     quiet_hours: bool = True
     frequency_cap: bool = True
     holdout: str = "0"
+    coupon: str = ""  # a coupon's id, or "" for none
+    track_links: bool = True
 
 
 def _read_slots(form, prefix: str) -> list[Slot]:
@@ -112,8 +118,19 @@ def _read(form) -> Editor:
         ab=form.get("ab") == "on", slots_b=_read_slots(form, "b"), split=str(form.get("split", "50"))[:10],
         when="at" if form.get("when") == "at" else "now", send_at=str(form.get("send_at", ""))[:30],
         quiet_hours=form.get("quiet_hours") == "on", frequency_cap=form.get("frequency_cap") == "on",
-        holdout=str(form.get("holdout", "0"))[:10],
+        holdout=str(form.get("holdout", "0"))[:10], coupon=str(form.get("coupon", ""))[:10],
+        track_links=form.get("track_links") == "on",
     )
+
+
+def _coupon_id(editor: Editor) -> int | None:
+    """The chosen coupon (the service checks that it exists and is active)."""
+    value = editor.coupon.strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise Invalid("coupon_id", "no such active coupon")
+    return int(value)
 
 
 def _messages(slots: list[Slot]) -> list[dict]:
@@ -174,6 +191,13 @@ async def _presets(request: web.Request, session) -> list[segments.Preset]:
 def _problems(error: ServiceError) -> dict[str, forms.Problem]:
     """{field of the form: Problem}: a message's refusal at its slot (`msg-b-1`: B's second), others at theirs."""
     if isinstance(error, Invalid):
+        # Two refusals of the messages as a whole that are not about their number: the service
+        # names only the field, so its message tells them apart (as the API shows it anyway).
+        where = "messages_b" if error.field.startswith("variants[1]") else "messages"
+        if error.field.endswith("messages") and "coupon" in error.message:
+            return {where: forms.Problem("invalid.campaign.messages_coupon", f"{error.field}: {error.message}")}
+        if error.field.endswith("messages") and "links" in error.message:
+            return {where: forms.Problem("invalid.campaign.links", f"{error.field}: {error.message}")}
         slot = _SLOT_FIELD.match(error.field)
         if slot is not None:
             prefix = PREFIXES[int(slot.group(1) or 0)]
@@ -184,7 +208,7 @@ def _problems(error: ServiceError) -> dict[str, forms.Problem]:
             return {name: forms.Problem(f"invalid.campaign.{name}", f"{error.field}: {error.message}")}
         if error.field.startswith("variants"):  # a variant's share, or the shares' sum
             return {"split": forms.Problem("invalid.campaign.split", f"{error.field}: {error.message}")}
-        name = {"segment_id": "audience", "rule": "audience"}.get(
+        name = {"segment_id": "audience", "rule": "audience", "coupon_id": "coupon"}.get(
             error.field.split(".")[0].split("[")[0], error.field.split(".")[0].split("[")[0])
         key = f"invalid.campaign.{name}"
         return {name: forms.Problem(key if key in MESSAGES else "invalid.field", f"{error.field}: {error.message}")}
@@ -209,6 +233,7 @@ async def _editor_page(request: web.Request, editor: Editor, *, errors: dict | N
     async with db(request) as session:
         saved = await segments.list_page(session, limit=500, after=None)
         presets = await _presets(request, session)
+        active_coupons = await coupons.list_coupons(session, active=True, limit=200)
     errors = errors or {}
     if not editor.send_at:
         editor.send_at = _next_hour(ctx.now, ctx.timezone)
@@ -218,7 +243,8 @@ async def _editor_page(request: web.Request, editor: Editor, *, errors: dict | N
         "preview_name": PREVIEW_NAME, "split_b": _split_b(editor.split),
         "holdout_max": campaigns.MAX_HOLDOUT_PERCENT, "cap": campaigns.FREQUENCY_CAP, "name_max": CAMPAIGN_NAME_MAX,
         "min_send_at": ctx.now.astimezone(ctx.timezone).strftime("%Y-%m-%dT%H:%M"),
-        "zone": getattr(ctx.timezone, "key", str(ctx.timezone)),
+        "zone": getattr(ctx.timezone, "key", str(ctx.timezone)), "coupons": active_coupons,
+        "coupon": next((c for c in active_coupons if str(c.id) == editor.coupon), None),
     }, status=status)
 
 
@@ -271,7 +297,8 @@ async def campaign_create(request: web.Request) -> web.StreamResponse:
                 session, name=editor.name, segment_id=audience.segment_id, rule=audience.rule,
                 variants=_variants(editor),
                 send_at=_send_at(editor, ctx.timezone), schedule=action != "draft", quiet_hours=editor.quiet_hours,
-                frequency_cap=editor.frequency_cap, holdout_percent=_holdout(editor), now=services_of(request).clock(),
+                frequency_cap=editor.frequency_cap, holdout_percent=_holdout(editor), track_links=editor.track_links,
+                coupon_id=_coupon_id(editor), now=services_of(request).clock(),
                 actor=ctx.actor(),
             )
     except ServiceError as error:
@@ -361,12 +388,19 @@ async def _campaign(request: web.Request, session) -> Campaign:
 
 
 async def campaign_page(request: web.Request) -> web.StreamResponse:
+    return await _campaign_view(request)
+
+
+async def _campaign_view(request: web.Request, *, test_ids: str = "", test_error: str | None = None,
+                         status: int = 200) -> web.StreamResponse:
     ctx = request[CONTEXT]
     async with db(request) as session:
         campaign = await _campaign(request, session)
         stats = await campaigns.stats(session, campaign.id)
         variants = await campaigns.variants_of(session, campaign.id)
         audience = await _audience_label(ctx, session, campaign, {})
+        results = await attribution.results(session, campaign)
+        coupon = await coupons.get_coupon(session, campaign.coupon_id) if campaign.coupon_id else None
     progress = _progress(stats)
     error = request.query.get("error")
     return render(request, "campaign.html", {
@@ -376,7 +410,70 @@ async def campaign_page(request: web.Request) -> web.StreamResponse:
         "notice": _notice(request),
         "error": ctx.t("conflict.campaign_state") if error == "state" else None,
         "chart": _chart(ctx, progress), "excluded": EXCLUDED, "preview_name": PREVIEW_NAME,
-    })
+        "results": _results(ctx, stats, results), "results_chart": _results_chart(ctx, results), "coupon": coupon,
+        "test_ids": test_ids, "test_error": test_error, "test_max": campaigns.TEST_RECIPIENTS_MAX,
+    }, status=status)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def _results(ctx, stats: campaigns.Stats, results: attribution.Results) -> dict:
+    """The results' figures as the page shows them: the recipients', the control group's, the difference."""
+    treated, control, uplift = results.treated, results.control, results.uplift
+    answer = {"clicks": results.clicks, "clickers": results.clickers, "click_rate": _rate(results.clickers, stats.sent),
+              "treated": treated, "treated_rate": treated.rate, "control": control,
+              "control_rate": control.rate if control else None, "uplift": uplift, "interval": None}
+    if uplift is not None:
+        if uplift.low is not None:
+            answer["interval"] = ctx.t("campaigns.results.interval", low=_points(uplift.low), high=_points(uplift.high))
+        elif control is not None and control.size < attribution.MIN_GROUP:
+            answer["interval"] = ctx.t("campaigns.results.no_interval.control", n=attribution.MIN_GROUP)
+        else:
+            answer["interval"] = ctx.t("campaigns.results.no_interval.treated", n=attribution.MIN_GROUP)
+    return answer
+
+
+def _points(value: float) -> str:
+    """A rate difference in percentage points, signed: +2.5pt."""
+    return f"{value * 100:+.1f}pt"
+
+
+def _results_chart(ctx, results: attribution.Results) -> dict:
+    """Purchase and redemption rates (%) of the recipients beside the control group's."""
+    def rates(group: attribution.Group) -> list[float]:
+        if not group.size:
+            return [0, 0]
+        return [round(100 * group.buyers / group.size, 1), round(100 * group.redeemed / group.size, 1)]
+
+    datasets = [{"label": ctx.t("campaigns.results.treated"), "data": rates(results.treated), "color": "green"}]
+    if results.control is not None:
+        datasets.append({"label": ctx.t("campaigns.results.control"), "data": rates(results.control), "color": "gray"})
+    return {"labels": [ctx.t("campaigns.results.purchase_rate"), ctx.t("campaigns.results.redeem_rate")], "datasets": datasets}
+
+
+async def campaign_test_send(request: web.Request) -> web.StreamResponse:
+    """テスト配信: the campaign's messages to up to 10 of the shop's own LINE accounts (one id a line)."""
+    ctx = request[CONTEXT]
+    text = str((await request.post()).get("line_user_ids", ""))[:2000]
+    ids = [line.strip() for line in text.splitlines() if line.strip()]
+    campaign_id = int(request.match_info["campaign_id"])
+    try:
+        async with db(request) as session:
+            delivery_ids = await campaigns.test_send(session, campaign_id, ids, now=services_of(request).clock(), actor=ctx.actor())
+    except NotFound:
+        raise Refused(404, "error.404") from None
+    except Invalid as error:
+        key = "campaigns.test.invalid.ids" if error.field == "line_user_ids" else "campaigns.test.invalid.friend"
+        place = error.field.partition("[")[2].rstrip("]")
+        who = ids[int(place)] if place.isdigit() and int(place) < len(ids) else ""
+        return await _campaign_view(request, test_ids=text, test_error=ctx.t(key, n=campaigns.TEST_RECIPIENTS_MAX, id=who),
+                                    status=400)
+    for delivery_id in delivery_ids:  # after the commit (a worker's sweeper sends them if this process dies first)
+        await services_of(request).support.send(delivery_id)
+    url = request.app.router["campaign"].url_for(campaign_id=str(campaign_id))
+    return see_other(url.with_query({"notice": "tested"}).with_fragment("test"))
 
 
 def _notice(request: web.Request) -> str | None:
@@ -431,4 +528,5 @@ ROUTES = [
     route("GET", f"/campaigns/{ID}", campaign_page, name="campaign", roles=MARKETING),
     route("GET", f"/campaigns/{ID}/progress", campaign_progress, name="campaign_progress", roles=MARKETING, background=True),
     route("POST", f"/campaigns/{ID}/{{action:{'|'.join(MOVES)}}}", campaign_move, name="campaign_move", roles=MARKETING),
+    route("POST", f"/campaigns/{ID}/test", campaign_test_send, name="campaign_test_send", roles=MARKETING),
 ]
