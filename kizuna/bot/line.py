@@ -117,6 +117,12 @@ class LineClient:
         data_config = Configuration(host=data_api_base_url, access_token=access_token)
         self._api_client = AsyncApiClient(api_config)
         self._data_client = AsyncApiClient(data_config)
+        if not _proxy_in_environment():
+            # The SDK's aiohttp session trusts the environment, so every request looks up proxy
+            # variables and ~/.netrc in a thread: 40 % of a campaign sender's CPU at 1,000 pushes/s
+            # (py-spy). Without a proxy configured there is nothing to find: stop looking.
+            for client in (self._api_client, self._data_client):
+                client.rest_client.pool_manager._trust_env = False
         self.api = AsyncMessagingApi(self._api_client)
         self.blob = AsyncMessagingApiBlob(self._data_client)
         self.timeout = timeout
@@ -629,6 +635,10 @@ def _error_from(exc: ApiException) -> LineError:
         except (ValueError, AttributeError):
             message = str(body)[:500]
     return LineError(exc.status, message, details=details, request_id=_request_id(exc.headers))
+
+
+def _proxy_in_environment() -> bool:
+    return any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"))
 
 
 def _retry_after(headers: Any) -> float | None:
