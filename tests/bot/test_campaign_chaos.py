@@ -31,10 +31,10 @@ pytestmark = pytest.mark.skipif(
     reason="production mode: runs in the PostgreSQL + Redis suite (KIZUNA_TEST_DATABASE_URL, KIZUNA_TEST_REDIS_URL)",
 )
 
-RECIPIENTS = 1000
+RECIPIENTS = 600
 PUSH_LIMIT = 400  # requests/s the emulator allows: the campaign lasts several seconds, and some are 429
 SETTLE_SECONDS = 120
-KILLS = 4
+KILLS = 3
 
 
 async def _customers(database_url: str, emulator) -> tuple[list[str], str]:
