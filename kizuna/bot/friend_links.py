@@ -107,7 +107,7 @@ def authorize_url(settings: Settings, request: web.Request, state: str, nonce: s
     return f"{settings.line_login_base_url}/oauth2/v2.1/authorize?{urlencode(query)}"
 
 
-def _page(title: str, message: str, status: int = 200, *, link: str | None = None) -> web.Response:
+def message_page(title: str, message: str, status: int = 200, *, link: str | None = None) -> web.Response:
     button = f'<p><a class="btn" href="{html.escape(link)}">LINEで友だち追加する</a></p>' if link else ""
     body = f"""<!doctype html><html lang="ja"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title>
@@ -121,7 +121,7 @@ h1{{font-size:20px}}.btn{{display:inline-block;background:#06c755;color:#fff;pad
 
 
 def _bad_link() -> web.Response:
-    return _page("リンクが無効です", "このリンクは無効か、有効期限が切れています。もう一度QRコードを読み取るか、リンクを開き直してください。", 400)
+    return message_page("リンクが無効です", "このリンクは無効か、有効期限が切れています。もう一度QRコードを読み取るか、リンクを開き直してください。", 400)
 
 
 async def open_source(request: web.Request) -> web.StreamResponse:
@@ -129,15 +129,15 @@ async def open_source(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     code = request.match_info["code"]
     if len(code) > 32:
-        return _page("見つかりません", "このリンクは存在しません。", 404)
+        return message_page("見つかりません", "このリンクは存在しません。", 404)
     async with transaction(request.app[SESSIONS]) as session:
         # A HEAD (a link preview's probe) is not a person opening the link: not counted.
         count = friend_sources.record_click if request.method == "GET" else friend_sources.by_code
         source = await count(session, code)
     if source is None:
-        return _page("見つかりません", "このリンクは存在しません。", 404)
+        return message_page("見つかりません", "このリンクは存在しません。", 404)
     if not settings.line_login_enabled:
-        return _page("準備中です", "LINEログインが設定されていません（LINE_LOGIN_CHANNEL_ID）。", 503)
+        return message_page("準備中です", "LINEログインが設定されていません（LINE_LOGIN_CHANNEL_ID）。", 503)
     state, nonce = sign_state(settings.secret_key, source.id)
     raise web.HTTPFound(authorize_url(settings, request, state, nonce), headers={"Cache-Control": "no-store"})
 
@@ -150,7 +150,7 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
     if state is None or not settings.line_login_enabled:
         return _bad_link()
     if query.get("error"):  # the person cancelled on LINE's screen
-        return _page("キャンセルしました", "ログインがキャンセルされました。友だち追加は、もう一度リンクを開くとできます。")
+        return message_page("キャンセルしました", "ログインがキャンセルされました。友だち追加は、もう一度リンクを開くとできます。")
     code = query.get("code", "")
     if not code or len(code) > 512:
         return _bad_link()
@@ -160,7 +160,7 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
         is_friend = changed or await _is_friend(settings, access_token)
     except LoginFailed as error:
         log.warning("friend source login failed: %s", error)
-        return _page("ログインできませんでした", "LINEでの確認に失敗しました。もう一度リンクを開いてください。", 400)
+        return message_page("ログインできませんでした", "LINEでの確認に失敗しました。もう一度リンクを開いてください。", 400)
     async with transaction(request.app[SESSIONS]) as session:
         source = await session.get(FriendSource, state.source_id)
         if source is None:
@@ -169,8 +169,8 @@ async def login_callback(request: web.Request) -> web.StreamResponse:
     if not is_friend:
         if settings.add_friend_url:
             raise web.HTTPFound(settings.add_friend_url, headers={"Cache-Control": "no-store"})
-        return _page("あと少しです", "LINEアプリで公式アカウントを友だち追加してください。")
-    return _page("友だち追加ありがとうございます", "LINEのトーク画面に戻って、メッセージをご確認ください。")
+        return message_page("あと少しです", "LINEアプリで公式アカウントを友だち追加してください。")
+    return message_page("友だち追加ありがとうございます", "LINEのトーク画面に戻って、メッセージをご確認ください。")
 
 
 async def _login(settings: Settings, redirect_uri: str, code: str, nonce: str) -> tuple[str, str]:

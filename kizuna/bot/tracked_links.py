@@ -11,7 +11,7 @@ from kizuna.storage import campaign_batches
 from kizuna.storage.db import transaction
 from kizuna.storage.types import utcnow
 
-from .friend_links import _page
+from .friend_links import message_page
 from .keys import SESSIONS, SETTINGS
 
 
@@ -24,7 +24,7 @@ async def follow_link(request: web.Request) -> web.StreamResponse:
                 session, campaign_id=tap.campaign_id, variant_id=tap.variant_id, customer_id=tap.customer_id, link=tap.link,
                 now=utcnow())
     if destination is None:
-        return _page("リンクが見つかりません", "このリンクは無効です。お手数ですが、お店のLINEアカウントからもう一度お試しください。", 404)
+        return message_page("リンクが見つかりません", "このリンクは無効です。お手数ですが、お店のLINEアカウントからもう一度お試しください。", 404)
     # No caching: every tap goes through us and is counted.
     raise web.HTTPFound(destination, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 

@@ -210,12 +210,6 @@ async def test_send(session: AsyncSession, campaign_id: int, line_user_ids: list
 # -- the scheduler --------------------------------------------------------------------------------
 
 
-class QuotaExceeded(Exception):
-    def __init__(self, needed: int, left: int):
-        super().__init__(f"needs {needed} pushes, LINE's monthly quota has {left} left")
-        self.needed, self.left = needed, left
-
-
 async def _audience(session: AsyncSession, campaign: Campaign, now: datetime) -> sa.Select:
     rule = campaign.rule if campaign.segment_id is None else (await segments.get(session, campaign.segment_id)).rule
     return await segments.audience(session, rule, now=now)
@@ -274,7 +268,6 @@ class Stats:
     control: int
     excluded: dict[str, int]  # left out: blocked, opted_out, capped, not_on_line
     duplicates_avoided: int  # batches LINE answered 409 for: an earlier attempt had been accepted
-    batches: dict[str, int]
 
 
 async def stats(session: AsyncSession, campaign_id: int) -> Stats:
@@ -309,5 +302,4 @@ async def stats(session: AsyncSession, campaign_id: int) -> Stats:
         control=snapshot.get(RecipientStatus.CONTROL, 0),
         excluded={str(status): count for status, count in excluded.items()},
         duplicates_avoided=duplicates,
-        batches={status: count for status, (count, _) in by_batch.items()},
     )

@@ -1267,7 +1267,7 @@ class FriendSourceVisit(SQLModel, table=True):
     created_at: datetime = _created_at()
 
 
-# -- campaigns: segment-targeted pushes (campaigns/campaigns.py, campaigns/delivery.py) ----------------
+# -- campaigns: segment-targeted pushes (campaigns/campaigns.py, storage/campaign_batches.py, bot/campaign_sender.py)
 
 CAMPAIGN_NAME_MAX = 100
 
