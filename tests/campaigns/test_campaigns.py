@@ -310,3 +310,13 @@ async def _no_batch_sending(kizuna, campaign_id: int) -> bool:
         sending = (await session.execute(sa.select(sa.func.count()).select_from(CampaignBatch).where(
             CampaignBatch.campaign_id == campaign_id, CampaignBatch.status == "sending"))).scalar_one()
     return sending == 0
+
+
+async def test_the_list_shows_each_campaign_with_its_progress_newest_first(kizuna):
+    await befriend(kizuna, "花子", "太郎")
+    first = await wait_for_status(kizuna, (await create(kizuna, name="一回目"))["id"], "completed")
+    later = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    second = await create(kizuna, name="二回目", send_at=later)
+    status, page = await kizuna.api("GET", "/api/v1/campaigns")
+    assert status == 200 and [item["id"] for item in page["items"]] == [second["id"], first["id"]]
+    assert [(item["status"], item["targeted"], item["sent"]) for item in page["items"]] == [("scheduled", 0, 0), ("completed", 2, 2)]
