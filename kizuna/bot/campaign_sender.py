@@ -27,7 +27,7 @@ from kizuna.storage.db import transaction
 from kizuna.storage.models import BatchStatus, Campaign, CampaignStatus, CampaignVariant, DeliveryMethod, RecipientStatus
 from kizuna.storage.types import utcnow
 
-from .line import LineClient, LineError, LineUnavailable
+from .line import LineClient, LineError, LineUnavailable, check_messages
 from .sender import RETRY_KEY_SAFE_AGE
 
 log = logging.getLogger("kizuna.campaigns")
@@ -132,7 +132,7 @@ class CampaignSender:
         recipients = [(customer_id, line_user_id) for customer_id, line_user_id in zip(audience.customer_ids, audience.line_user_ids)
                       if customer_id not in refused_ids]
 
-        async def push(customer_id: int, line_user_id: str):
+        def body_for(customer_id: int) -> list[dict]:
             display_name, full_name = audience.names[customer_id]
             body = campaign_messages.render(variant.messages, display_name=display_name, full_name=full_name)
             if variant.links:
@@ -140,12 +140,23 @@ class CampaignSender:
                     tracked_links.Tap(batch.campaign_id, batch.variant_id, customer_id, link)))
             if customer_id in cards:
                 body = [*body, cards[customer_id]]
+            return body
+
+        async def push(customer_id: int, line_user_id: str):
             try:
-                return await self.line.push(line_user_id, body, custom_aggregation_unit=unit,
+                return await self.line.push(line_user_id, body_for(customer_id), custom_aggregation_unit=unit, checked=True,
                                             retry_key=campaign_batches.push_key(batch.retry_key, customer_id))
             except LineError as error:
                 return error
 
+        if recipients:
+            # Every recipient's messages have the same shape (only names, link tokens and coupon
+            # codes differ): the SDK's models check it once a batch, not once a push.
+            try:
+                check_messages(body_for(recipients[0][0]))
+            except ValueError as error:
+                log.error("campaign batch %s: messages LINE would refuse: %s", batch.id, error)
+                return Outcome(batch, BatchStatus.FAILED, error=f"invalid messages: {error}"[:200]), []
         results = await asyncio.gather(*(push(customer_id, line_user_id) for customer_id, line_user_id in recipients))
         unavailable = [r for r in results if isinstance(r, LineUnavailable) or (isinstance(r, LineError) and _over_quota(r))]
         if unavailable:

@@ -30,6 +30,7 @@ from linebot.v3.messaging import (
     AsyncMessagingApiBlob,
     Configuration,
     MarkMessagesAsReadByTokenRequest,
+    Message,
     MulticastRequest,
     PushMessageRequest,
     ReplyMessageRequest,
@@ -141,10 +142,20 @@ class LineClient:
         response = await self._call("reply", lambda: self.api.reply_message_with_http_info(request, _request_timeout=self.timeout))
         return _request_id(response.headers)
 
-    async def push(self, to: str, messages: list[dict], *, retry_key: str, custom_aggregation_unit: str | None = None) -> Accepted:
+    async def push(
+        self, to: str, messages: list[dict], *, retry_key: str, custom_aggregation_unit: str | None = None,
+        checked: bool = False,
+    ) -> Accepted:
         """`custom_aggregation_unit`: LINE's insight counts opens and clicks per unit name
-        (1-30 of [a-zA-Z0-9_]; up to 1,000 names a month)."""
-        request = PushMessageRequest.from_dict(_with_unit({"to": to, "messages": messages}, custom_aggregation_unit))
+        (1-30 of [a-zA-Z0-9_]; up to 1,000 names a month). `checked`: messages of a shape that
+        `check_messages` passed (a campaign's, personalised): sent without the SDK's model
+        validation, which was 30 % of a campaign sender's CPU at 1,000 pushes/s (py-spy)."""
+        if checked:
+            request = PushMessageRequest.construct(
+                to=to, messages=[_Checked(message) for message in messages], notification_disabled=False,
+                custom_aggregation_units=[custom_aggregation_unit] if custom_aggregation_unit else None)
+        else:
+            request = PushMessageRequest.from_dict(_with_unit({"to": to, "messages": messages}, custom_aggregation_unit))
         return await self._accepted("push", lambda: self.api.push_message_with_http_info(
             request, x_line_retry_key=retry_key, _request_timeout=self.timeout))
 
@@ -669,6 +680,25 @@ def _messaging_exception(exc: Any) -> ApiException:
     translated = ApiException(status=exc.status, reason=exc.reason)
     translated.body, translated.headers = exc.body, exc.headers
     return translated
+
+
+def check_messages(messages: list[dict]) -> None:
+    """Validate messages against the SDK's models (ValueError when they do not fit): once for a
+    shape that is then pushed to many customers with `push(checked=True)`."""
+    for message in messages:
+        Message.from_dict(message)
+
+
+class _Checked:
+    """A message `check_messages` passed, serialised as it is (the SDK calls `to_dict`)."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: dict) -> None:
+        self.body = body
+
+    def to_dict(self) -> dict:
+        return self.body
 
 
 def _with_unit(body: dict, unit: str | None) -> dict:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from kizuna.appkeys import SERVICES
 from kizuna.campaigns import links
 from kizuna.storage import campaign_batches
 from kizuna.storage.db import transaction
-from kizuna.storage.types import utcnow
 
 from .friend_links import message_page
 from .keys import SESSIONS, SETTINGS
@@ -22,7 +22,7 @@ async def follow_link(request: web.Request) -> web.StreamResponse:
         async with transaction(request.app[SESSIONS]) as session:
             destination = await campaign_batches.record_click(
                 session, campaign_id=tap.campaign_id, variant_id=tap.variant_id, customer_id=tap.customer_id, link=tap.link,
-                now=utcnow())
+                now=request.app[SERVICES].clock())
     if destination is None:
         return message_page("リンクが見つかりません", "このリンクは無効です。お手数ですが、お店のLINEアカウントからもう一度お試しください。", 404)
     # No caching: every tap goes through us and is counted.

@@ -284,7 +284,9 @@ async def test_a_paused_campaign_sends_no_more_batches_until_resumed(kizuna):
         await session.execute(sa.insert(Customer), [
             {"line_user_id": "U" + uuid.uuid5(uuid.NAMESPACE_OID, str(n)).hex, "display_name": f"客{n}", "followed": True}
             for n in range(count)])
-    kizuna.emulator.delay_next("multicast", 1.0, count=50)  # LINE is slow: the first rounds are in flight
+    # LINE is slow: the first rounds (32 batches) are in flight for 1.5 s (under the client's 2 s
+    # timeout), time for the pause to land on a loaded machine before the senders would claim more.
+    kizuna.emulator.delay_next("multicast", 1.5, count=32)
     campaign = await create(kizuna)
     await eventually(lambda: _requests_seen(kizuna, 1), what="the first multicast")
     status, paused = await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/pause")
@@ -292,13 +294,18 @@ async def test_a_paused_campaign_sends_no_more_batches_until_resumed(kizuna):
 
     await eventually(lambda: _no_batch_sending(kizuna, campaign["id"]), what="the batches in flight at the pause to finish")
     _, body = await kizuna.api("GET", f"/api/v1/campaigns/{campaign['id']}")
-    sent_while_paused = len(kizuna.emulator.requests_to("multicast"))
+    sent_while_paused = _accepted(kizuna)
     assert body["status"] == "paused" and 0 < body["stats"]["sent"] < count and body["stats"]["pending"] > 0, body["stats"]
     assert sent_while_paused * 500 == body["stats"]["sent"]  # only the batches already in flight went
 
     await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/resume")
     done = await wait_for_status(kizuna, campaign["id"], "completed")
-    assert done["stats"]["sent"] == count and len(kizuna.emulator.requests_to("multicast")) == 50
+    assert done["stats"]["sent"] == count and _accepted(kizuna) == 50
+
+
+def _accepted(kizuna) -> int:
+    """Multicasts LINE executed (a retry of one whose answer was late gets a 409, not counted)."""
+    return sum(1 for request in kizuna.emulator.requests_to("multicast") if request.status == 200)
 
 
 async def _requests_seen(kizuna, count: int) -> bool:
