@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit
+from . import audit, texts
 from .errors import Conflict, Invalid, NotFound
 from .models import (
     PRIVACY_PURPOSE_MAX, PRIVACY_TEXT_MAX, PRIVACY_URL_MAX, PRIVACY_VERSION_MAX, ConsentAction, ConsentChannel, ConsentPurpose,
@@ -42,6 +42,7 @@ REGISTRATION_DATA = ("full_name", "name_kana", "birthday", "gender", "prefecture
 # Accepting the notice at registration grants these; marketing is asked on its own.
 NOTICE_PURPOSES = (ConsentPurpose.MEMBERSHIP, ConsentPurpose.ANALYTICS)
 CUSTOMER_ACTOR = "customer"
+PRIVACY_URL_TEXT = "privacy_policy_url"  # the bot text holding the address the consent question links
 
 
 # -- notice versions ---------------------------------------------------------------------------
@@ -118,6 +119,10 @@ async def publish_notice(
     await session.flush()
     audit.record_by(session, actor, audit.Action.SETTINGS_CHANGED, target=f"privacy_notice:{notice.id} {notice.version}",
                     setting="privacy_notice", version=notice.version, url=notice.url)
+    # The bot's consent question links the `privacy_policy_url` text (the console's texts page
+    # edits it too, for an address that moved without a new version): it follows the new version.
+    for locale in texts.LOCALES:
+        await texts.set_text(session, PRIVACY_URL_TEXT, locale, notice.url, actor=actor)
     return notice
 
 
@@ -224,7 +229,7 @@ async def members_on_older_notice(session: AsyncSession) -> int:
     if current is None:
         return 0
     statement = sa.select(sa.func.count()).select_from(Customer).where(
-        Customer.registered.is_(True), sa.or_(Customer.privacy_notice_id.is_(None), Customer.privacy_notice_id != current.id),
+        Customer.registered.is_(True), Customer.privacy_notice_id.is_not(None), Customer.privacy_notice_id != current.id,
     )
     return (await session.execute(statement)).scalar_one()
 
@@ -243,8 +248,11 @@ async def purge_expired(session: AsyncSession, *, now: datetime, limit: int = PU
 
 
 def needs_acceptance(customer: Customer, current: PrivacyNotice | None) -> bool:
-    """A member whose accepted version is not the current one is asked to accept it."""
-    return bool(customer.registered and current is not None and customer.privacy_notice_id != current.id)
+    """A member who accepted an older version than the current one is asked to accept it. A member
+    with no version on record (registered through the shop's own systems, whose consent the
+    shop holds there) is not asked: the chat never accepted anything for them."""
+    return bool(customer.registered and current is not None and customer.privacy_notice_id is not None
+                and customer.privacy_notice_id != current.id)
 
 
 def accept_notice(session: AsyncSession, customer: Customer, notice: PrivacyNotice, *, channel: ConsentChannel, at: datetime,

@@ -160,9 +160,8 @@ async def refuse_if_registered(ctx: FlowContext) -> bool:
 
 async def ask_consent(ctx: FlowContext, data: dict) -> None:
     yes, no = await ctx.text("registration_consent_yes"), await ctx.text("registration_consent_no")
-    # The current notice version's address; the bot text is the fallback when none is published.
-    notice = await consents.current_notice(ctx.session)
-    url = notice.url if notice is not None else await ctx.text("privacy_policy_url")
+    # Publishing a notice version sets this text to its address (storage/consents.py).
+    url = await ctx.text("privacy_policy_url")
     await ctx.reply_text("registration_consent", url=url, quick_reply=[answer_item(yes, CONSENT, "yes"), answer_item(no, CONSENT, "no")])
 
 
@@ -277,6 +276,9 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
     )
     # The consent ledger: the notice accepted (membership, analytics) and the marketing choice.
     notice_id = data.get("notice_id")
+    if notice_id is None and "notice_id" not in data:  # consented before this release: the current one
+        current = await consents.current_notice(ctx.session)
+        notice_id = current.id if current is not None else None
     customer.privacy_notice_id = notice_id
     consented_at = datetime.fromisoformat(data["consented_at"])
     consents.record(ctx.session, customer.id, consents.NOTICE_PURPOSES, ConsentAction.GRANTED,
