@@ -142,7 +142,8 @@ async def withdrawal_stale(ctx: FlowContext) -> None:
 
 withdrawal = Flow(
     name=WITHDRAWAL,
-    entry_points=(Postback("withdraw"), Keyword("退会", "退会する", "会員をやめる", "退会したい", "withdraw membership")),
+    entry_points=(Postback("withdraw"), Keyword("退会", "退会する", "退会します", "退会したい", "退会希望", "会員をやめる",
+                                                "会員をやめたい", "withdraw membership")),
     on_start=refuse_unless_member,
     states=(State(CONFIRM, prompt=ask_confirm, on_input=on_confirm, takes_entry_words=True),),
     timeout=timedelta(minutes=30),
