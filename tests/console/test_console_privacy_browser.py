@@ -94,7 +94,12 @@ async def test_an_admin_publishes_a_notice_sets_the_withdrawal_policy_and_reads_
             await expect(page.get_by_text("退会時の扱いを保存しました。")).to_be_visible()
             await full_shot(page, shots / "privacy-03-published.png")
 
-            await page.goto(f"{base}/console/customers/{customer_id}")
+            # The customer page re-reads its regions once its live stream is connected (live.js):
+            # wait for that re-read, so the section is not swapped under the screenshot.
+            async with page.expect_response(lambda response: response.request.headers.get("x-kizuna-refresh") == "1") as refreshed:
+                await page.goto(f"{base}/console/customers/{customer_id}")
+            await refreshed.value
+            await expect(page.locator("html")).to_have_attribute("data-live", "connected")
             section = page.locator("#consents")
             await expect(section.get_by_role("heading", name="同意の記録")).to_be_visible()
             await expect(section.locator("li")).to_have_count(6)
