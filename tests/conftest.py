@@ -110,10 +110,26 @@ def _truncate_postgres(url: str) -> None:
                 await connection.execute(
                     "TRUNCATE " + ", ".join(f'"{row["tablename"]}"' for row in names) + " RESTART IDENTITY CASCADE"
                 )
+            await _reseed_postgres(connection)
         finally:
             await connection.close()
 
     asyncio.run(truncate())
+
+
+async def _reseed_postgres(connection) -> None:
+    """What the migrations seed in tables the truncation empties (0023's first privacy notice), and
+    the shop settings a test may change, back as a fresh install has them."""
+    import importlib
+    import json
+
+    first = importlib.import_module("kizuna.storage.migrations.versions.0023_consents")
+    await connection.execute(
+        "INSERT INTO privacy_notices (version, url, text, purposes, published_at, published_by) "
+        "VALUES ('1', 'https://example.com/privacy', $1, $2::jsonb, now(), 'migration 0023')",
+        first.FIRST_NOTICE_TEXT, json.dumps(first.FIRST_PURPOSES),
+    )
+    await connection.execute("UPDATE shops SET withdrawal_data = 'delete'")
 
 
 @pytest.fixture

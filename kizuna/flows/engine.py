@@ -193,6 +193,9 @@ class State:
     on_input: OnInput
     # Other states whose buttons this state still takes (see the module docstring).
     accepts: tuple[str, ...] = ()
+    # A typed keyword that starts this state's own flow answers the question here instead of
+    # starting the flow over (「退会する」 typed at 退会's confirmation is a yes, not a restart).
+    takes_entry_words: bool = False
 
 
 # -- entry points ----------------------------------------------------------------------
@@ -338,6 +341,8 @@ class FlowEngine:
             return True
         for flow in self.flows.values():
             if any(entry.matches(event) for entry in flow.entry_points):
+                if self._entry_word_answers(current, flow, event):
+                    break  # the state in hand reads it (below)
                 await self._start(ctx, flow)
                 return True
         for command in self.commands:
@@ -377,6 +382,12 @@ class FlowEngine:
         transition = await state.on_input(ctx, event, data)
         await self._apply(ctx, flow, state, transition, data, event)
         return True
+
+    def _entry_word_answers(self, current, flow: Flow, event: Input) -> bool:
+        if current is None or current.flow != flow.name or event.kind != "text":
+            return False
+        state = flow.state(current.state)
+        return state is not None and state.takes_entry_words
 
     def _takes(self, current, state_id: str) -> bool:
         """Whether the state in hand takes a button of `state_id`."""

@@ -35,10 +35,18 @@ def _one_of(table: str, column: str, values: Iterable[str]) -> sa.CheckConstrain
     return sa.CheckConstraint(f"{column} IN ({listed})", name=f"ck_{table}_{column}")
 
 
+class WithdrawalData(StrEnum):
+    """What happens to a withdrawing member's registration data (Shop.withdrawal_data)."""
+
+    DELETE = "delete"  # cleared in the withdrawal's transaction
+    KEEP = "keep"  # kept until the retention purge removes it
+
+
 class Shop(SQLModel, table=True):
     """Shop-wide settings in one place (one row today; more LINE accounts later)."""
 
     __tablename__ = "shops"
+    __table_args__ = (_one_of("shops", "withdrawal_data", WithdrawalData),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200)
@@ -47,6 +55,9 @@ class Shop(SQLModel, table=True):
     timezone: str = Field(default="Asia/Tokyo", max_length=64)
     default_locale: str = Field(default="ja", max_length=8)
     created_at: datetime = _created_at()
+    # What a withdrawal (退会) does to the registration data: "delete" clears it at once,
+    # "keep" leaves it for the retention purge (a WithdrawalData; consents.py).
+    withdrawal_data: str = Field(default="delete", max_length=8, sa_column_kwargs={"server_default": "delete"})
 
 
 class BotText(SQLModel, table=True):
@@ -127,6 +138,11 @@ class CustomerBase(SQLModel):
     # Marketing messages: the customer's choice, with when it was made.
     marketing_opt_in: bool = False
     marketing_consent_changed_at: datetime | None = _optional_time()
+    # The privacy notice version the customer last accepted (storage/consents.py), and when
+    # they last withdrew (退会; kept when they register again: a returning member is not given
+    # the sign-up coupon twice, and the consent ledger has the whole history).
+    privacy_notice_id: int | None = Field(default=None, foreign_key="privacy_notices.id")
+    withdrawn_at: datetime | None = _optional_time()
 
 
 class Customer(CustomerBase, table=True):
@@ -1452,6 +1468,7 @@ class ExitReason(StrEnum):
     TAG_REMOVED = "tag_removed"
     CANCELLED_BY_EVENT = "cancelled_by_event"  # a later API event listed in the sequence's `cancel_on`
     NOT_ON_LINE = "not_on_line"  # nobody on LINE to send to (known only from orders, or not a friend of the account)
+    WITHDRAWN = "withdrawn"  # the customer withdrew their membership (退会)
 
 
 class StepSequence(SQLModel, table=True):
@@ -1543,3 +1560,70 @@ class ApiEvent(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id", index=True)
     data: dict = Field(default_factory=dict, sa_type=JSONType)
     created_at: datetime = _created_at()
+
+
+# -- privacy: notice versions and the consent ledger (issue 16 part 2, storage/consents.py) --------
+
+PRIVACY_VERSION_MAX = 40
+PRIVACY_URL_MAX = 500
+PRIVACY_TEXT_MAX = 20000
+PRIVACY_PURPOSE_MAX = 1000
+
+
+class ConsentPurpose(StrEnum):
+    """What a customer's data is used for; each notice version describes each of them."""
+
+    MEMBERSHIP = "membership"  # the membership itself: registration data, member coupons
+    MARKETING = "marketing"  # marketing messages (お知らせ)
+    ANALYTICS = "analytics"  # purchase and behaviour analysis (segments, RFM, churn)
+
+
+class ConsentAction(StrEnum):
+    GRANTED = "granted"
+    WITHDRAWN = "withdrawn"  # also a "no" at registration: the ledger alone tells the state at any time
+
+
+class ConsentChannel(StrEnum):
+    LINE_CHAT = "line_chat"
+    CONSOLE = "console"
+    API = "api"
+    IMPORT = "import"
+
+
+class PrivacyNotice(SQLModel, table=True):
+    """One published version of the privacy notice (プライバシーポリシー): its URL and text, and
+    the description of each purpose of use (`purposes`: ConsentPurpose -> text). Versions are
+    never edited: a change is a new version, and the newest published is the current one."""
+
+    __tablename__ = "privacy_notices"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: str = Field(max_length=PRIVACY_VERSION_MAX, unique=True)
+    url: str = Field(max_length=PRIVACY_URL_MAX)
+    text: str = Field(sa_type=sa.Text)
+    purposes: dict = Field(default_factory=dict, sa_type=JSONType)
+    published_at: datetime = _created_at()
+    published_by: str | None = Field(default=None, max_length=100)
+
+
+class ConsentRecord(SQLModel, table=True):
+    """The consent ledger: one row per grant or withdrawal of one purpose, append-only (nothing
+    updates a row; only the 3-year retention removes old ones, consents.purge_expired)."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (
+        sa.Index("ix_consent_records_customer", "customer_id", "id"),
+        sa.Index("ix_consent_records_at", "at"),
+        _one_of("consent_records", "purpose", ConsentPurpose),
+        _one_of("consent_records", "action", ConsentAction),
+        _one_of("consent_records", "channel", ConsentChannel),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    customer_id: int = Field(foreign_key="customers.id")
+    purpose: str = Field(max_length=16)
+    action: str = Field(max_length=16)
+    notice_id: int | None = Field(default=None, foreign_key="privacy_notices.id")
+    channel: str = Field(max_length=16)
+    actor: str | None = Field(default=None, max_length=100)  # "customer", a staff e-mail, a token name
+    at: datetime = _created_at()

@@ -175,6 +175,12 @@ async def on_tag_removed(session: AsyncSession, customer_ids: Iterable[int] | sa
     ], now=now)
 
 
+async def on_withdrawn(session: AsyncSession, customer_id: int, *, now: datetime) -> int:
+    """The customer withdrew their membership (退会): every active enrolment exits at once."""
+    table = SequenceEnrolment.__table__
+    return await _exit_where(session, ExitReason.WITHDRAWN, [table.c.customer_id == customer_id], now=now)
+
+
 # -- segment entered ---------------------------------------------------------------------------
 
 

@@ -160,6 +160,10 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/richmenu"): ADMIN_ONLY,
     ("POST", "/console/richmenu/setup"): ADMIN_ONLY,
     ("GET", "/console/richmenu/{key}.png"): ADMIN_ONLY,
+    # プライバシー
+    ("GET", "/console/privacy"): ADMIN_ONLY,
+    ("POST", "/console/privacy/notices"): ADMIN_ONLY,
+    ("POST", "/console/privacy/settings"): ADMIN_ONLY,
 }
 # Routes whose success is, rightly, a redirect to the login page.
 ENDS_THE_SESSION = {("POST", "/console/logout"), ("POST", "/console/login/totp/cancel")}
@@ -325,6 +329,11 @@ class Fixtures:
                     "priority": "0", "enabled": "on"}
         if path == "/console/campaigns/{campaign_id}/test":
             return {"line_user_ids": self.line_user_id}
+        if path == "/console/privacy/notices":
+            return {"version": f"matrix-{number}", "url": "https://shop.example.jp/privacy", "text": "本文",
+                    "purpose_membership": "会員", "purpose_marketing": "お知らせ", "purpose_analytics": "分析"}
+        if path == "/console/privacy/settings":
+            return {"withdrawal_data": "keep"}
         if path == "/console/hours":
             return {"configured": "yes", "mon-0-open": "10:00", "mon-0-close": "20:00", "holidays": "2026-12-31"}
         if path.startswith("/console/coupons/redeem"):

@@ -396,7 +396,7 @@ async def _put_in_state(kizuna, customer_id: int, state: str, *, expires_at: dat
 async def test_cancel_handoff_timeout_and_stickers_work_in_every_state(kizuna):
     chat, customer = await make_registered(kizuna, kizuna.emulator)
     states = [state.id for flow in all_flows() for state in flow.states]
-    assert len(states) == 17
+    assert len(states) == 18  # registration 10, profile 7, withdrawal 1
     for state in states:
         await _put_in_state(kizuna, customer.id, state)
         [prompt] = await chat.sticker()  # every prompt renders and passes LINE's validation
@@ -570,7 +570,7 @@ async def test_member_info_shows_details_and_changes_a_field(kizuna):
     assert card["type"] == "flex" and card["altText"] == "会員情報"
     assert flex_rows(card) == {"お名前": "会員 太郎", "生年月日": "1980年5月5日", "性別": "男性", "都道府県": "東京都",
                                "電話番号": "090-1234-5678", "メールアドレス": "未登録", "お知らせの配信": "受け取る"}
-    assert [b["data"] for b in flex_buttons(card)] == ["action=profile_edit", "action=marketing&value=off"]
+    assert [b["data"] for b in flex_buttons(card)] == ["action=profile_edit", "action=marketing&value=off", "action=withdraw"]
 
     [which] = await chat.tap("action=profile_edit")
     assert [a["data"] for a in quick_actions(which)] == [f"action=edit&field={f}&state=profile.edit" for f in ("name", "birthday", "gender", "prefecture", "phone", "email")]

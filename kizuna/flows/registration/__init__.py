@@ -1,6 +1,8 @@
-"""Member registration: the flow, member info, marketing consent (see flow.py)."""
+"""Member registration: the flow, member info, marketing consent, withdrawal (see flow.py)."""
 
-from .flow import COMMANDS, FLOWS, marketing, member_info, profile, registration
+from .flow import COMMANDS, FLOWS, marketing, member_info, privacy_accept, profile, registration
 from .steps import registration_offer
+from .withdrawal import withdrawal
 
-__all__ = ["COMMANDS", "FLOWS", "marketing", "member_info", "profile", "registration", "registration_offer"]
+__all__ = ["COMMANDS", "FLOWS", "marketing", "member_info", "privacy_accept", "profile", "registration", "registration_offer",
+           "withdrawal"]

@@ -162,6 +162,75 @@ TEXTS: dict[str, dict[str, str]] = {
         "ja": "お知らせの配信を受け取る設定にしました。お得な情報やクーポンをお届けします。",
         "en": "You will now receive our news and offers.",
     },
+    # -- withdrawal (退会, withdrawal.py) ----------------------------------------------------
+    "member_info_withdraw": {"ja": "退会する", "en": "Cancel my membership"},
+    "withdrawal_not_member": {
+        "ja": "会員登録はされていないため、退会のお手続きは不要です。お知らせが不要な場合は、このアカウントをブロックすると届かなくなります。",
+        "en": "You are not a member, so there is nothing to cancel. If you'd rather not hear from us, you can block this account.",
+    },
+    "withdrawal_explain": {
+        "ja": "退会すると、次のようになります。\n・{coupons}\n・お知らせの配信が止まります。\n・{data}{gift}\n\n退会する場合は「退会する」をタップするか、「はい」とお送りください。\n退会しない場合は「やめる」とお送りください。",
+        "en": "If you cancel your membership:\n- {coupons}\n- We stop sending you news and offers.\n- {data}{gift}\n\nTo cancel it, tap “Cancel membership” or send “yes”.\nTo stay a member, send “stop”.",
+    },
+    "withdrawal_coupons_some": {
+        "ja": "お持ちのクーポン（{count}枚）は使えなくなります。",
+        "en": "Your {count} coupon(s) can no longer be used.",
+    },
+    "withdrawal_coupons_none": {"ja": "会員向けのクーポンは受け取れなくなります。", "en": "You will no longer receive member coupons."},
+    "withdrawal_data_delete": {
+        "ja": "ご登録の情報（お名前、生年月日、電話番号など）はすぐに削除します。",
+        "en": "Your registered details (name, date of birth, phone ...) are deleted at once.",
+    },
+    "withdrawal_data_keep": {
+        "ja": "ご登録の情報（お名前、生年月日、電話番号など）は、当店の保存期間が過ぎたのち削除します。",
+        "en": "Your registered details (name, date of birth, phone ...) are deleted when our retention period ends.",
+    },
+    "withdrawal_no_second_gift": {
+        "ja": "\n・もう一度会員登録されても、会員登録特典クーポンはお送りできません。",
+        "en": "\n- If you register again later, the welcome coupon is not given a second time.",
+    },
+    "withdrawal_confirm_yes": {"ja": "退会する", "en": "Cancel membership"},
+    "withdrawal_confirm_no": {"ja": "退会しない", "en": "Stay a member"},
+    "withdrawal_confirm_invalid": {
+        "ja": "退会する場合は「退会する」をタップするか「はい」と、退会しない場合は「やめる」とお送りください。",
+        "en": "Tap “Cancel membership” or send “yes” to cancel it; send “stop” to stay a member.",
+    },
+    "withdrawal_kept": {
+        "ja": "退会のお手続きを中止しました。引き続き会員としてご利用いただけます。",
+        "en": "Nothing has changed: you are still a member.",
+    },
+    "withdrawal_done": {
+        "ja": "退会のお手続きが完了しました。これまでご利用いただき、ありがとうございました。\nまた会員登録をご希望の際は「会員登録」とお送りください。",
+        "en": "Your membership has been cancelled. Thank you for having been with us.\nTo become a member again, send “register”.",
+    },
+    "withdrawal_stale_done": {
+        "ja": "こちらのボタンは受付を終了しました。会員ではないため、退会のお手続きは不要です。",
+        "en": "This button is no longer in use: you are not a member, so there is nothing to cancel.",
+    },
+    "withdrawal_stale_member": {
+        "ja": "こちらのボタンは受付を終了しました。退会をご希望の場合は、もう一度「退会」とお送りください。",
+        "en": "This button is no longer in use. To cancel your membership, send “withdraw membership” again.",
+    },
+    # -- the registration coupon, once per person ---------------------------------------------
+    "registration_coupon_not_again": {
+        "ja": "会員登録特典クーポンはお一人様1回限りのため、再登録の際にはお送りしておりません。",
+        "en": "The welcome coupon is given once per person, so none is sent when you register again.",
+    },
+    # -- privacy notice updates (storage/consents.py) ------------------------------------------
+    "privacy_updated": {
+        "ja": "プライバシーポリシーが更新されました。内容をご確認のうえ、同意いただける場合は「同意する」をタップしてください。",
+        "en": "Our privacy policy has been updated. Please read it and tap “I agree” if you agree.",
+    },
+    "privacy_read_label": {"ja": "プライバシーポリシーを読む", "en": "Read the privacy policy"},
+    "privacy_accept_label": {"ja": "同意する", "en": "I agree"},
+    "privacy_accepted": {
+        "ja": "新しいプライバシーポリシーへの同意を承りました。ありがとうございます。",
+        "en": "Thank you: your agreement to the updated privacy policy is recorded.",
+    },
+    "privacy_already_accepted": {
+        "ja": "最新のプライバシーポリシーに同意いただいています。",
+        "en": "You have already agreed to the current privacy policy.",
+    },
 }
 
 texts.register(TEXTS)

@@ -29,7 +29,10 @@ after registering -- gets a short answer (`registration_stale`), never an FAQ li
 
 Member info (会員情報) is a command: the registered details with 「登録内容を変更する」
 (the `profile` flow: pick a field, answer the same question as in registration, saved
-at once) and 「お知らせを受け取らない」/「お知らせを受け取る」 (`action=marketing&value=off|on`).
+at once) and 「お知らせを受け取らない」/「お知らせを受け取る」 (`action=marketing&value=off|on`),
+「退会する」 (`action=withdraw`: the withdrawal flow, withdrawal.py) and, when the shop has
+published a privacy notice version newer than the one the member accepted, 「プライバシー
+ポリシーが更新されました」 with 「同意する」 (`action=privacy_accept&notice=<id>`).
 The per-field states of both flows come from one table, `fields.FIELDS`.
 docs/flows/registration.md has the states in a table.
 """
@@ -46,6 +49,7 @@ from .steps import (
     CONSENT,
     EDIT,
     PROFILE_CHOOSE,
+    accept_privacy_notice,
     ask_consent,
     ask_field_to_edit,
     ask_profile_field,
@@ -64,6 +68,7 @@ from .steps import (
     show_member_info,
     state_id,
 )
+from .withdrawal import withdrawal
 
 registration = Flow(
     name="registration",
@@ -119,5 +124,11 @@ marketing = Command(
     run=set_marketing,
 )
 
-FLOWS = (registration, profile)
-COMMANDS = (member_info, marketing)
+privacy_accept = Command(
+    name="privacy_accept",
+    entry_points=(Postback("privacy_accept"),),
+    run=accept_privacy_notice,
+)
+
+FLOWS = (registration, profile, withdrawal)
+COMMANDS = (member_info, marketing, privacy_accept)

@@ -13,8 +13,8 @@ from typing import Any
 
 from kizuna.flows.coupons import coupon_flex, load_words
 from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition, step_data
-from kizuna.storage import coupons, customers, identities, sequences
-from kizuna.storage.models import SequenceTrigger
+from kizuna.storage import consents, coupons, customers, identities, sequences
+from kizuna.storage.models import ConsentAction, ConsentChannel, ConsentPurpose, SequenceTrigger
 
 from . import bot_texts as _texts  # noqa: F401  (registers the default texts)
 from .fields import (
@@ -67,7 +67,7 @@ async def _invite(ctx: FlowContext) -> None:
     """Member info and the like, asked by a customer who is not a member: how to become one
     (the registration coupon is mentioned only when the shop gives one)."""
     gift = await coupons.registration_coupon(ctx.session)
-    if gift is not None:
+    if gift is not None and ctx.customer.withdrawn_at is None:  # the sign-up coupon is given once
         await ctx.reply_text("member_info_not_registered_gift", quick_reply=[await registration_offer(ctx)], title=gift.title)
     else:
         await ctx.reply_text("member_info_not_registered", quick_reply=[await registration_offer(ctx)])
@@ -160,6 +160,7 @@ async def refuse_if_registered(ctx: FlowContext) -> bool:
 
 async def ask_consent(ctx: FlowContext, data: dict) -> None:
     yes, no = await ctx.text("registration_consent_yes"), await ctx.text("registration_consent_no")
+    # Publishing a notice version sets this text to its address (storage/consents.py).
     url = await ctx.text("privacy_policy_url")
     await ctx.reply_text("registration_consent", url=url, quick_reply=[answer_item(yes, CONSENT, "yes"), answer_item(no, CONSENT, "no")])
 
@@ -174,6 +175,9 @@ async def on_consent(ctx: FlowContext, event: Input, data: dict) -> Transition:
     answer = await _choice(ctx, event, _CONSENT)
     if answer == "yes":
         data["consented_at"] = utc_iso(ctx.now)
+        # The version shown is the version accepted, even if a newer one is published before the end.
+        notice = await consents.current_notice(ctx.session)
+        data["notice_id"] = notice.id if notice is not None else None
         return Goto(state_id(REGISTRATION, FIELDS[0]))
     if answer == "no":
         # Nothing was kept; the engine deletes the flow's row on Done.
@@ -270,6 +274,18 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
         customer, profile=answers, marketing_opt_in=marketing,
         consented_at=datetime.fromisoformat(data["consented_at"]), at=ctx.now,
     )
+    # The consent ledger: the notice accepted (membership, analytics) and the marketing choice.
+    notice_id = data.get("notice_id")
+    if notice_id is None and "notice_id" not in data:  # consented before this release: the current one
+        current = await consents.current_notice(ctx.session)
+        notice_id = current.id if current is not None else None
+    customer.privacy_notice_id = notice_id
+    consented_at = datetime.fromisoformat(data["consented_at"])
+    consents.record(ctx.session, customer.id, consents.NOTICE_PURPOSES, ConsentAction.GRANTED,
+                    channel=ConsentChannel.LINE_CHAT, at=consented_at, notice_id=notice_id)
+    consents.record(ctx.session, customer.id, (ConsentPurpose.MARKETING,),
+                    ConsentAction.GRANTED if marketing else ConsentAction.WITHDRAWN,
+                    channel=ConsentChannel.LINE_CHAT, at=ctx.now, notice_id=notice_id)
     # An e-mail or phone given here links the customer to what the shop's systems know by it
     # (an EC account's orders): a customer already holding one becomes a merge candidate.
     await identities.link_profile(ctx.session, customer, source="registration", now=ctx.now)
@@ -294,6 +310,10 @@ async def _issue_registration_coupon(ctx: FlowContext) -> list[dict]:
     coupon = await coupons.registration_coupon(ctx.session)
     if coupon is None:
         return []  # the shop gives no registration coupon: nothing to say about one
+    if ctx.customer.withdrawn_at is not None:
+        # A returning member (withdrew, registered again) is not given the sign-up coupon twice,
+        # whether or not the coupon is one-per-customer or the same coupon as then.
+        return [{"type": "text", "text": await ctx.text("registration_coupon_not_again")}]
     result = await coupons.issue(ctx.session, coupon_id=coupon.id, customer_id=ctx.customer.id, now=ctx.now)
     if result.grant is None:  # offered, but none left (out of stock, ended)
         return [{"type": "text", "text": await ctx.text("registration_coupon_unavailable")}]
@@ -318,12 +338,47 @@ async def reply_member_info(ctx: FlowContext) -> None:
     else:
         toggle_label, toggle_data = await ctx.text("marketing_start_label"), "action=marketing&value=on"
     edit_label = await ctx.text("member_info_edit")
+    withdraw_label = await ctx.text("member_info_withdraw")
     title = await ctx.text("member_info_title")
-    bubble = summary_bubble(title, await summary_rows(ctx, values), buttons=[
+    buttons = [
         button(edit_label, {"type": "postback", "data": "action=profile_edit", "displayText": edit_label}, primary=True),
         button(toggle_label, {"type": "postback", "data": toggle_data, "displayText": toggle_label}),
-    ])
+    ]
+    notice = await consents.current_notice(ctx.session)
+    lead = None
+    if consents.needs_acceptance(customer, notice):
+        # A newer notice than the one accepted: asked here, on the member's own card (not pushed).
+        lead = await ctx.text("privacy_updated")
+        read_label, accept_label = await ctx.text("privacy_read_label"), await ctx.text("privacy_accept_label")
+        buttons = [
+            button(accept_label, {"type": "postback", "data": f"action=privacy_accept&notice={notice.id}", "displayText": accept_label},
+                   primary=True),
+            button(read_label, {"type": "uri", "uri": notice.url}),
+            *[{**item, "style": "secondary"} for item in buttons],
+        ]
+    buttons.append({**button(withdraw_label, {"type": "postback", "data": "action=withdraw", "displayText": withdraw_label}),
+                    "style": "link"})
+    bubble = summary_bubble(title, await summary_rows(ctx, values), lead=lead, buttons=buttons)
     ctx.reply({"type": "flex", "altText": title, "contents": bubble})
+
+
+async def accept_privacy_notice(ctx: FlowContext, event: Input) -> None:
+    """「同意する」 on the member info card after the shop published a new notice version. The
+    button names the version it showed: an older card's tap does not accept a newer version."""
+    if not ctx.customer.registered:
+        await _invite(ctx)
+        return
+    notice = await consents.current_notice(ctx.session)
+    shown = event.action.get("notice")
+    if notice is None or ctx.customer.privacy_notice_id == notice.id:
+        await ctx.reply_text("privacy_already_accepted")
+        return
+    if shown != str(notice.id):  # a card of an earlier version: show the current one
+        await reply_member_info(ctx)
+        return
+    consents.accept_notice(ctx.session, ctx.customer, notice, channel=ConsentChannel.LINE_CHAT, at=ctx.now)
+    await ctx.record("privacy.accepted", {"notice_id": notice.id, "version": notice.version})
+    await ctx.reply_text("privacy_accepted")
 
 
 async def show_member_info(ctx: FlowContext, event: Input) -> None:
@@ -344,6 +399,9 @@ async def set_marketing(ctx: FlowContext, event: Input) -> None:
         await _invite(ctx)  # opting in is part of registering; opting out always works
         return
     if customers.set_marketing_opt_in(ctx.customer, opt_in, ctx.now):
+        consents.record(ctx.session, ctx.customer.id, (ConsentPurpose.MARKETING,),
+                        ConsentAction.GRANTED if opt_in else ConsentAction.WITHDRAWN,
+                        channel=ConsentChannel.LINE_CHAT, at=ctx.now, notice_id=ctx.customer.privacy_notice_id)
         await ctx.record("marketing.opted_in" if opt_in else "marketing.opted_out", {"via": "member_info" if event.kind == "postback" else "keyword"})
     await ctx.reply_text("marketing_opted_in" if opt_in else "marketing_opted_out")
 
