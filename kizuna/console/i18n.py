@@ -664,3 +664,7 @@ from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
 MESSAGES.update(_CAMPAIGNS)
+from .i18n_sequences import MESSAGES as _SEQUENCES  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _SEQUENCES.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SEQUENCES.keys())}"
+MESSAGES.update(_SEQUENCES)
