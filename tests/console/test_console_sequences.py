@@ -84,6 +84,14 @@ async def test_a_marketer_builds_a_three_step_sequence_and_its_page_counts_each_
         return any("花子さん、カートに商品が残っています" in text for text in texts_to(console, hanako))
 
     await eventually(day_0, what="day 0 in the emulator")
+
+    def step_sent(index: int):
+        async def check() -> bool:
+            async with console.sessions() as session:
+                return (await store.step_results(session, sequence.id, 3))[index].sent == 1
+        return check
+
+    await eventually(step_sent(0), what="step 1 recorded as sent")  # (its sent_at is written after LINE's answer)
     await order(console, hanako, "EC-1", 4800)  # after step 1, before step 2: step 1's
     # Three days later (the services' clock moved) step 2 follows, once.
     console.kizuna.server.app[SERVICES].clock = lambda: utcnow() + timedelta(days=3, minutes=1)
@@ -92,12 +100,7 @@ async def test_a_marketer_builds_a_three_step_sequence_and_its_page_counts_each_
         return any("まだ迷っていますか" in text for text in texts_to(console, hanako))
 
     await eventually(day_3, what="day 3 in the emulator")
-
-    async def step_2_sent() -> bool:
-        async with console.sessions() as session:
-            return (await store.step_results(session, sequence.id, 3))[1].sent == 1
-
-    await eventually(step_2_sent, what="step 2 recorded as sent")
+    await eventually(step_sent(1), what="step 2 recorded as sent")
     await order(console, hanako, "EC-2", 2000)  # after step 2: step 2's
 
     response, page = await browser.get(f"/console/sequences/{sequence.id}")
