@@ -145,3 +145,23 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "sequences.exit_reason.cancelled_by_event": ("イベント", "Event"),
     "sequences.exit_reason.not_on_line": ("LINE未連携", "Not on LINE"),
 }
+
+# The campaign results page's panel of LINE's own figures (campaigns/insight.py).
+MESSAGES.update({
+    "insight.title": ("LINEの集計（開封・クリック）", "LINE's figures (opens, clicks)"),
+    "insight.col.line": ("LINEの数値", "LINE"),
+    "insight.col.kizuna": ("絆の数値", "Kizuna"),
+    "insight.unique_impressions": ("開封した人", "People who opened"),
+    "insight.impressions": ("開封数（吹き出しごと）", "Opens (per bubble)"),
+    "insight.unique_clicks": ("クリックした人", "People who tapped"),
+    "insight.clicks": ("クリック数", "Taps"),
+    "insight.kizuna.none": ("—（LINEだけが知る数値）", "— (known to LINE only)"),
+    "insight.not_ready": ("LINEの数値は配信の翌日から表示されます（LINEが前日までの分を集計するため）。", "LINE's figures are available from the day after the send (LINE counts up to the day before)."),
+    "insight.failed": ("LINEから数値を取得できませんでした。しばらくしてから自動でもう一度取得します。", "LINE's figures could not be fetched; they will be asked for again shortly."),
+    "insight.withheld": ("「非公開」は、LINEのプライバシー基準（{n}人未満の数値は公開しない）により、LINEが数値を出していない項目です。", "“Withheld”: LINE does not give figures about fewer than {n} people (its privacy rule)."),
+    "insight.withheld.short": ("非公開（{n}人未満）".replace("{n}", "20"), "Withheld (<20)"),
+    "insight.help": ("LINEが数えた開封・クリックです（配信ごとの集計単位 customAggregationUnits）。絆の数値は追跡リンクのクリックです。LINEの数値は配信の翌日から、1時間ごとに更新されます。",
+                     "Opens and taps as LINE counts them (the campaign's aggregation unit). Kizuna's figures are taps on its tracked links. LINE's figures: from the day after, refreshed hourly."),
+    "insight.fetched": ("最終取得: {at}", "Fetched {at}."),
+    "insight.no_unit": ("この配信にはLINEの集計単位がありません。", "This campaign has no LINE aggregation unit."),
+})
