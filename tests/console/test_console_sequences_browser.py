@@ -105,3 +105,44 @@ async def test_a_marketer_builds_a_sequence_on_the_timeline_and_reads_its_result
 async def _sequences(sessions) -> list[StepSequence]:
     async with sessions() as session:
         return list((await session.execute(sa.select(StepSequence))).scalars())
+
+
+async def test_the_campaign_results_page_shows_lines_own_figures(database_url, redis_prefix, redis_cleanup, tmp_path):
+    """LINE's opens and clicks of the campaign's aggregation unit beside Kizuna's counts (screenshot 94)."""
+    from playwright.async_api import expect
+
+    from kizuna.bot.keys import LINE
+    from kizuna.campaigns import campaigns, insight
+    from kizuna.emulator import EMULATOR_KEY
+    from kizuna.storage.models import Campaign
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
+        sessions = runner.app[SESSIONS]
+        users = await friends_follow(base, sessions)
+        emulator = next(sub[EMULATOR_KEY] for sub in runner.app._subapps if EMULATOR_KEY in sub)
+        async with transaction(sessions) as session:
+            campaign = await campaigns.create(
+                session, name="冬のセールのお知らせ", segment_id=None, rule={"field": "followed", "op": "eq", "value": True},
+                variants=[campaigns.VariantIn(messages=[{"type": "text", "text": "冬のセール開催中！"}], percent=100)],
+                send_at=None, quiet_hours=False, track_links=False, now=utcnow())
+
+        async def completed() -> bool:
+            async with sessions() as session:
+                return (await session.get(Campaign, campaign.id)).status == "completed"
+
+        await eventually(completed, timeout=20, what="the campaign sent")
+        for name in ("山田 花子", "佐藤 健", "鈴木 美咲"):
+            emulator.open(users[name])
+        emulator.insight_min_users = 3  # (LINE's is 20: two taps stay withheld, as LINE would show them)
+        await insight.refresh_due(sessions, runner.app[LINE].get_statistics_per_unit, now=utcnow() + timedelta(days=1))
+        async with admin_page(base, sessions) as (page, errors):
+            await page.goto(f"{base}/console/campaigns/{campaign.id}")
+            panel = page.locator("[data-line-insight]")
+            await expect(panel.locator('[data-insight="unique_impressions"] [data-line]')).to_have_text("3")
+            await expect(panel.locator('[data-insight="unique_clicks"] [data-line]')).to_contain_text("非公開")
+            await panel.scroll_into_view_if_needed()
+            await full_shot(page, shots / "94-campaign-line-insight.png")
+            assert errors == [], errors
+    keep_screenshots(shots)
