@@ -7,7 +7,8 @@ takes a unit and a period `from`–`to` (yyyyMMdd, JST, at most 30 days apart); 
 available from the day after (so a campaign is not asked about on the day it started); a figure
 about fewer than 20 people is withheld (null). The console never asks LINE on a page view: a
 worker looks every INSIGHT_LOOK and asks LINE about each recent campaign at most once per
-REFRESH_EVERY, keeping the answer in campaign_insights; the results page reads that row.
+REFRESH_EVERY (each look claimed by one worker), keeping the answer in campaign_insights; the
+results page reads that row.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ def period(started_at: datetime, now: datetime) -> tuple[date, date] | None:
 
 
 async def refresh_due(sessions: async_sessionmaker[AsyncSession], fetch: Fetch, *, now: datetime) -> int:
-    """Ask LINE about the campaigns due a look and keep the answers; the number asked."""
+    """Ask LINE about the campaigns due a look and keep the answers; the number asked. Each look is
+    claimed first (campaign_insights.claim), so N workers ask LINE once per campaign and hour."""
     async with sessions() as session:
         campaigns = await campaign_insights.due(session, now=now, since=now - FOLLOW_FOR, every_before=now - REFRESH_EVERY, limit=BATCH)
     asked = 0
-    for campaign in campaigns:
+    for campaign, seen in campaigns:
+        async with transaction(sessions) as session:
+            if not await campaign_insights.claim(session, campaign.id, seen, now=now):
+                continue  # another worker has it
         dates = period(campaign.started_at, now)
         status, figures, error = InsightStatus.NOT_READY, None, None
         if dates is not None:
