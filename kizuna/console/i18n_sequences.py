@@ -159,7 +159,7 @@ MESSAGES.update({
     "insight.not_ready": ("LINEの数値は配信の翌日から表示されます（LINEが前日までの分を集計するため）。", "LINE's figures are available from the day after the send (LINE counts up to the day before)."),
     "insight.failed": ("LINEから数値を取得できませんでした。しばらくしてから自動でもう一度取得します。", "LINE's figures could not be fetched; they will be asked for again shortly."),
     "insight.withheld": ("「非公開」は、LINEのプライバシー基準（{n}人未満の数値は公開しない）により、LINEが数値を出していない項目です。", "“Withheld”: LINE does not give figures about fewer than {n} people (its privacy rule)."),
-    "insight.withheld.short": ("非公開（{n}人未満）".replace("{n}", "20"), "Withheld (<20)"),
+    "insight.withheld.short": ("非公開（20人未満）", "Withheld (<20)"),
     "insight.help": ("LINEが数えた開封・クリックです（配信ごとの集計単位 customAggregationUnits）。絆の数値は追跡リンクのクリックです。LINEの数値は配信の翌日から、1時間ごとに更新されます。",
                      "Opens and taps as LINE counts them (the campaign's aggregation unit). Kizuna's figures are taps on its tracked links. LINE's figures: from the day after, refreshed hourly."),
     "insight.fetched": ("最終取得: {at}", "Fetched {at}."),

@@ -59,6 +59,12 @@ async def test_a_marketer_builds_a_sequence_on_the_timeline_and_reads_its_result
             await expect(page.locator("[data-step-when]")).to_have_text(["開始直後", "3日後", "7日後"])
             await expect(page.locator(".tl-gap")).to_have_text(["3日後", "4日後"])
             await expect(page.locator('[data-preview-messages="s2m"] .lp-bubble')).to_have_count(2)
+            # Typed delays move the timeline at once (sequences.js), as a re-render would draw it.
+            await page.locator('input[name="s1_days"]').fill("2")
+            await expect(page.locator("[data-step-when]")).to_have_text(["開始直後", "2日後", "7日後"])
+            await expect(page.locator(".tl-gap")).to_have_text(["2日後", "5日後"])
+            await page.locator('input[name="s1_days"]').fill("3")
+            await expect(page.locator(".tl-gap")).to_have_text(["3日後", "4日後"])
             await full_shot(page, shots / "90-sequence-editor.png")
             await page.get_by_role("button", name="作成して開始").click()
             await expect(page.get_by_text("ステップ配信を作成しました。")).to_be_visible()
