@@ -189,3 +189,28 @@ async def test_pause_and_resume_from_the_list_and_support_is_refused(console):
     for path in ("/console/sequences", f"/console/sequences/{created.id}", "/console/sequences/new"):
         response, _ = await support.get(path)
         assert response.status == 403
+
+
+async def test_a_sequence_made_by_the_api_keeps_its_minutes_and_coupon_when_edited_in_the_console(console):
+    status, coupon = await console.kizuna.api("POST", "/api/v1/coupons", json={
+        "title": "10%オフ", "discount_type": "percent", "discount_value": 10, "valid_days": 30})
+    assert status == 201, coupon
+    status, made = await console.kizuna.api("POST", "/api/v1/sequences", json={
+        "name": "カゴ落ち", "trigger": "api_event", "trigger_value": "cart_abandoned", "cancel_on": ["order_completed"],
+        "send_window": {"start": "09:00", "end": "21:00"},
+        "steps": [{"delay_minutes": 90, "messages": [{"type": "text", "text": "お忘れではありませんか？"}], "coupon_id": coupon["id"]}]})
+    assert status == 201, made
+    browser = await marketer(console)
+    response, page = await browser.get(f"/console/sequences/{made['id']}/edit")
+    assert response.status == 200 and 'name="s0_minutes" value="30"' in page and 'name="s0_hours" value="1"' in page
+    assert f'<option value="{coupon["id"]}" selected>10%オフ</option>' in page and 'value="order_completed"' in page
+    form = {"name": "カゴ落ち", "trigger": "api_event", "trigger_event": "cart_abandoned", "cancel_on": "order_completed",
+            "window": "on", "window_start": "09:00", "window_end": "21:00", "name_fallback": "お客様", "steps": "1", "action": "save",
+            "s0_days": "0", "s0_hours": "1", "s0_minutes": "30", "s0m_slots": "1", "s0m0_type": "text",
+            "s0m0_text": "お忘れではありませんか？", "s0_coupon": str(coupon["id"])}
+    response, _ = await browser.post(f"/console/sequences/{made['id']}/edit", form)
+    assert response.status == 303
+    [sequence] = await stored(console)
+    assert sequence.steps == [{"delay_minutes": 90, "delay_from": "enrolment", "messages": [{"type": "text", "text": "お忘れではありませんか？"}],
+                               "coupon_id": coupon["id"]}]
+    assert (sequence.cancel_on, sequence.window_start, sequence.window_end) == (["order_completed"], "09:00", "21:00")

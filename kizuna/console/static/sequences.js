@@ -23,7 +23,8 @@
   function redraw() {
     var at = 0, offsets = [];
     form.querySelectorAll("[data-step]").forEach(function (step, index) {
-      var minutes = whole(step.querySelector("input[name$=_days]")) * 1440 + whole(step.querySelector("input[name$=_hours]")) * 60;
+      var minutes = whole(step.querySelector("input[name$=_days]")) * 1440 + whole(step.querySelector("input[name$=_hours]")) * 60 +
+        whole(step.querySelector("input[name$=_minutes]"));
       var from = step.querySelector("select[name$=_from]");
       at = index === 0 || (from && from.value === "enrolment") ? minutes : at + minutes;
       offsets.push(at);
@@ -36,7 +37,7 @@
   }
 
   form.addEventListener("input", function (event) {
-    if (event.target.matches("input[name$=_days], input[name$=_hours]")) redraw();
+    if (event.target.matches("input[name$=_days], input[name$=_hours], input[name$=_minutes]")) redraw();
   });
   form.addEventListener("change", function (event) {
     if (event.target.matches("select[name$=_from]")) redraw();

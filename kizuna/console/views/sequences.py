@@ -56,6 +56,7 @@ _STEP_FIELD = re.compile(r"^steps\[(\d+)\](?:\.(\w+)(?:\[(\d+)\])?)?")
 class StepForm:
     days: str = "0"
     hours: str = "0"
+    minutes: str = "0"  # (the API takes minutes: a sequence made there keeps them when edited here)
     delay_from: str = sequences.DelayFrom.PREVIOUS.value
     slots: list[Slot] = field(default_factory=lambda: [Slot()])
     coupon: str = ""
@@ -81,6 +82,7 @@ def _read(form) -> Editor:
     count = forms.whole_number(str(form.get("steps", "1")))
     count = min(max(count if isinstance(count, int) else 1, 1), sequences.STEPS_MAX)
     steps = [StepForm(days=str(form.get(f"s{i}_days", "0"))[:10], hours=str(form.get(f"s{i}_hours", "0"))[:10],
+                      minutes=str(form.get(f"s{i}_minutes", "0"))[:10],
                       delay_from=str(form.get(f"s{i}_from", "previous"))[:20], slots=_read_slots(form, f"s{i}m"),
                       coupon=str(form.get(f"s{i}_coupon", ""))[:10])
              for i in range(count)]
@@ -104,7 +106,7 @@ def _from_sequence(sequence: StepSequence) -> Editor:
         minutes = int(step.get("delay_minutes", 0))
         slots = [Slot(kind="image", image=m.get("originalContentUrl", "")) if m.get("type") == "image"
                  else Slot(text=m.get("text", "")) for m in step["messages"]]
-        steps.append(StepForm(days=str(minutes // 1440), hours=str(minutes % 1440 // 60), delay_from=step.get("delay_from", "previous"),
+        steps.append(StepForm(days=str(minutes // 1440), hours=str(minutes % 1440 // 60), minutes=str(minutes % 60), delay_from=step.get("delay_from", "previous"),
                               slots=slots or [Slot()], coupon=str(step.get("coupon_id") or "")))
     return Editor(
         name=sequence.name, trigger=sequence.trigger, values=values, ordered_again=sequence.exit_on_order,
@@ -137,6 +139,7 @@ def _body(editor: Editor) -> sequences.SequenceCreate:
             raise Invalid(f"steps[{index}].coupon_id", "no such coupon")
         steps.append({"delay_days": _number(step.days, f"steps[{index}].delay_days"),
                       "delay_hours": _number(step.hours, f"steps[{index}].delay_hours"),
+                      "delay_minutes": _number(step.minutes, f"steps[{index}].delay_minutes"),
                       "delay_from": step.delay_from if index else sequences.DelayFrom.ENROLMENT.value,
                       "messages": _messages(step.slots), "coupon_id": int(coupon) if coupon else None})
     raw = {
@@ -221,8 +224,8 @@ def when_words(ctx, minutes: int) -> str:
 
 
 def _form_minutes(step: StepForm) -> int:
-    days, hours = forms.whole_number(step.days), forms.whole_number(step.hours)
-    return (days if isinstance(days, int) else 0) * 1440 + (hours if isinstance(hours, int) else 0) * 60
+    days, hours, minutes = (forms.whole_number(value) for value in (step.days, step.hours, step.minutes))
+    return sum((value if isinstance(value, int) else 0) * unit for value, unit in ((days, 1440), (hours, 60), (minutes, 1)))
 
 
 async def _choices(session) -> dict:
