@@ -2,7 +2,7 @@
 sequence editor, builds three steps (day 0 → day 3 → day 7) and sees them on the timeline with the
 LINE-like preview of each step as typed, saves; an event starts it for three friends; the clock
 moves three days (never a sleep) and step 2 follows; an order comes in; the sequence's page shows
-per-step results. Screenshots: 90- onward (KIZUNA_CONSOLE_SCREENSHOTS)."""
+per-step results. Screenshots: 120-124 (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def test_a_marketer_builds_a_sequence_on_the_timeline_and_reads_its_result
             await expect(page.locator(".tl-gap")).to_have_text(["2日後", "5日後"])
             await page.locator('input[name="s1_days"]').fill("3")
             await expect(page.locator(".tl-gap")).to_have_text(["3日後", "4日後"])
-            await full_shot(page, shots / "90-sequence-editor.png")
+            await full_shot(page, shots / "120-sequence-editor.png")
             await page.get_by_role("button", name="作成して開始").click()
             await expect(page.get_by_text("ステップ配信を作成しました。")).to_be_visible()
 
@@ -95,15 +95,15 @@ async def test_a_marketer_builds_a_sequence_on_the_timeline_and_reads_its_result
             await expect(page.locator('[data-step-row="1"] [data-cell="sent"]')).to_have_text("3")
             await expect(page.locator('[data-step-row="1"] [data-cell="revenue"]')).to_have_text("¥5,400")
             await expect(page.locator('[data-step-row="0"] [data-cell="exits"]')).to_contain_text("配信停止 1")
-            await full_shot(page, shots / "91-sequence-results.png")
+            await full_shot(page, shots / "121-sequence-results.png")
 
             await page.locator(".sidebar").get_by_role("link", name="ステップ配信").click()
             await expect(page.locator('[data-cell="enrolled"]')).to_have_text("4")  # who blocked never entered (not a friend)
-            await full_shot(page, shots / "92-sequences.png")
+            await full_shot(page, shots / "122-sequences.png")
             await page.get_by_role("link", name="カゴ落ちフォロー").click()
             await page.get_by_role("link", name="ステップ配信を編集").click()
             await expect(page.locator("[data-edit-rule]")).to_contain_text("いま2人が進行中です")  # 花子 ordered: "ordered again" (on by default) ended hers
-            await full_shot(page, shots / "93-sequence-edit.png")
+            await full_shot(page, shots / "123-sequence-edit.png")
             assert errors == [], errors
     keep_screenshots(shots)
 
@@ -114,7 +114,7 @@ async def _sequences(sessions) -> list[StepSequence]:
 
 
 async def test_the_campaign_results_page_shows_lines_own_figures(database_url, redis_prefix, redis_cleanup, tmp_path):
-    """LINE's opens and clicks of the campaign's aggregation unit beside Kizuna's counts (screenshot 94)."""
+    """LINE's opens and clicks of the campaign's aggregation unit beside Kizuna's counts (screenshot 124)."""
     from playwright.async_api import expect
 
     from kizuna.bot.keys import LINE
@@ -149,6 +149,6 @@ async def test_the_campaign_results_page_shows_lines_own_figures(database_url, r
             await expect(panel.locator('[data-insight="unique_impressions"] [data-line]')).to_have_text("3")
             await expect(panel.locator('[data-insight="unique_clicks"] [data-line]')).to_contain_text("非公開")
             await panel.scroll_into_view_if_needed()
-            await full_shot(page, shots / "94-campaign-line-insight.png")
+            await full_shot(page, shots / "124-campaign-line-insight.png")
             assert errors == [], errors
     keep_screenshots(shots)
