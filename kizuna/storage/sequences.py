@@ -454,9 +454,11 @@ class StepResult:
     revenue: int = 0
 
 
-def _sender_ids(sequence_id: int) -> sa.ColumnElement:
-    # The step's deliveries: sender_id "sequence:{id}:{step}" (campaigns/sequences.py writes it).
-    return Delivery.__table__.c.sender_id.like(f"sequence:{sequence_id}:%")
+def _of_steps(column: sa.ColumnElement, sequence_id: int, steps: int) -> sa.ColumnElement:
+    # The steps' deliveries: sender_id "sequence:{id}:{step}" (campaigns/sequences.py writes it).
+    # Equality on each (at most 20): the sender_id index serves it whatever the collation, as a
+    # LIKE prefix would not on PostgreSQL; deliveries of steps an edit removed are left out.
+    return column.in_([f"sequence:{sequence_id}:{step}" for step in range(steps)])
 
 
 def _before_window_end(session: AsyncSession, later: sa.ColumnElement, earlier: sa.ColumnElement) -> sa.ColumnElement:
@@ -475,7 +477,7 @@ async def step_results(session: AsyncSession, sequence_id: int, steps: int) -> l
     d = Delivery.__table__
     step_of = sa.func.substr(d.c.sender_id, len(f"sequence:{sequence_id}:") + 1)
     for step, status, count in (await session.execute(
-        sa.select(step_of, d.c.status, sa.func.count()).where(d.c.sender_type == "sequence", _sender_ids(sequence_id))
+        sa.select(step_of, d.c.status, sa.func.count()).where(d.c.sender_type == "sequence", _of_steps(d.c.sender_id, sequence_id, steps))
         .group_by(step_of, d.c.status)
     )).all():
         if not str(step).isdigit() or int(step) >= steps:
@@ -493,10 +495,10 @@ async def step_results(session: AsyncSession, sequence_id: int, steps: int) -> l
         sa.select(step_of.label("step"), o.c.id.label("order_id"), o.c.customer_id, o.c.total)
         .select_from(d.join(o, o.c.customer_id == d.c.customer_id))
         .where(
-            d.c.sender_type == "sequence", _sender_ids(sequence_id), d.c.status == DeliveryStatus.SENT,
+            d.c.sender_type == "sequence", _of_steps(d.c.sender_id, sequence_id, steps), d.c.status == DeliveryStatus.SENT,
             o.c.status == OrderStatus.COMPLETED, o.c.ordered_at >= d.c.sent_at, _before_window_end(session, o.c.ordered_at, d.c.sent_at),
             ~sa.exists().where(
-                later.c.customer_id == d.c.customer_id, later.c.sender_type == "sequence", later.c.sender_id.like(f"sequence:{sequence_id}:%"),
+                later.c.customer_id == d.c.customer_id, later.c.sender_type == "sequence", _of_steps(later.c.sender_id, sequence_id, steps),
                 later.c.status == DeliveryStatus.SENT, later.c.sent_at > d.c.sent_at, later.c.sent_at <= o.c.ordered_at,
             ),
         )
