@@ -120,6 +120,13 @@ async def test_a_marketer_builds_a_three_step_sequence_and_its_page_counts_each_
     assert "カゴ落ちフォロー" in page and "イベント「cart_abandoned」が届いたとき" in page
     assert 'data-cell="enrolled">1<' in page and 'data-cell="active">1<' in page
 
+    # In English too: every text of the pages has its translation (a missing one shows as its key).
+    await browser.post("/console/language", {"locale": "en", "next": "/console/sequences"})
+    for path in ("/console/sequences", f"/console/sequences/{sequence.id}", f"/console/sequences/{sequence.id}/edit", "/console/sequences/new"):
+        response, page = await browser.get(path)
+        assert response.status == 200 and "Step sequences" in page
+        assert not re.findall(r"\b(?:sequences|insight)\.[a-z_]+\.[a-z_.]+", page), path
+
 
 async def test_editing_keeps_enrolled_customers_in_place_and_completes_those_past_the_new_end(console):
     hanako, taro = await befriend(console, "花子", "太郎")
