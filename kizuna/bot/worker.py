@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn, sequences
+from kizuna.campaigns import churn, insight, sequences
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.db import is_unavailable, transaction
@@ -43,6 +43,7 @@ SEQUENCE_LOOK = 1.0
 SEQUENCE_BATCH = 200  # due steps per transaction
 SEQUENCE_SENDS = 16  # pushes of one batch in flight at once (the LINE client's limiter paces them)
 SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
+INSIGHT_LOOK = 300.0  # seconds between looks for campaigns whose LINE insight is due a refresh (each hourly)
 
 
 class Worker:
@@ -98,6 +99,8 @@ class Worker:
                     group.create_task(self._send_campaigns(), name=f"kizuna-campaign-sender-{index}")
                 group.create_task(self._repeat(self._campaign_timeline, seconds=CAMPAIGN_LOOK, what="campaign timeline"),
                                   name="kizuna-campaign-timeline")
+                group.create_task(self._repeat(self._campaign_insight, seconds=INSIGHT_LOOK, what="campaign insight"),
+                                  name="kizuna-campaign-insight")
             group.create_task(self._repeat(self._sequence_steps, seconds=SEQUENCE_LOOK, what="sequence steps"),
                               name="kizuna-sequences")
             group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),
@@ -250,6 +253,14 @@ class Worker:
         assert self.campaign_sender is not None
         while not self._stopping.is_set() and await self.campaign_sender.write_timeline():
             pass
+    async def _campaign_insight(self) -> None:
+        """LINE's opens and clicks of recent campaigns, kept in the database for the results page
+        (campaigns/insight.py): LINE is asked here, never on a page view."""
+        assert self.campaign_sender is not None
+        services = getattr(self.processor, "services", None)
+        now = services.clock() if services is not None else utcnow()
+        await insight.refresh_due(self.sessions, self.campaign_sender.line.get_statistics_per_unit, now=now)
+
     async def _sequence_steps(self) -> None:
         """Due step-sequence steps (campaigns/sequences.py `send_due`) into the outbox, then sent
         at once; N workers share them (each due step is claimed by one). A delivery left unsent

@@ -195,7 +195,8 @@ class SequenceCreate(BaseModel):
 # -- creating and reading ----------------------------------------------------------------------
 
 
-async def create(session: AsyncSession, body: SequenceCreate, *, created_by: str | None, now: datetime) -> StepSequence:
+async def _fields(session: AsyncSession, body: SequenceCreate) -> dict[str, Any]:
+    """The stored columns a checked body becomes (the refusals name the body's field)."""
     value = body.trigger_value.strip() if body.trigger_value else None
     if body.trigger == SequenceTrigger.TAG_ADDED:
         try:
@@ -218,17 +219,32 @@ async def create(session: AsyncSession, body: SequenceCreate, *, created_by: str
             raise Invalid(f"steps[{index}].coupon_id", "no such coupon")
     cancel_on = [item.strip() for item in body.cancel_on if item.strip() != store.ORDER]
     window = body.send_window
-    sequence = StepSequence(
-        name=body.name.strip(), status=body.status, trigger=body.trigger, trigger_value=value,
+    return dict(
+        name=body.name.strip(), trigger=body.trigger, trigger_value=value,
         exit_on_order=ExitCondition.ORDERED_AGAIN in body.exit_on or store.ORDER in body.cancel_on,
         exit_on_tag_removed=exit_tag, cancel_on=cancel_on,
         window_start=window.start if window else None, window_end=window.end if window else None,
         timezone=window.timezone if window else "Asia/Tokyo", name_fallback=body.name_fallback,
         steps=[{"delay_minutes": int(step.delay.total_seconds() // 60), "delay_from": step.delay_from.value,
                 "messages": step.messages, "coupon_id": step.coupon_id} for step in body.steps],
-        created_by=created_by, created_at=now, updated_at=now,
     )
+
+
+async def create(session: AsyncSession, body: SequenceCreate, *, created_by: str | None, now: datetime) -> StepSequence:
+    sequence = StepSequence(**await _fields(session, body), status=body.status, created_by=created_by, created_at=now, updated_at=now)
     return await store.add(session, sequence)
+
+
+# What an edit does to the customers already in the sequence (the console says it beside the form).
+# They keep their place: a customer who was sent N steps gets the new list's step N+1 next, at the
+# time already set for it (the delay in force when their last step went out); one who was sent as
+# many steps as the new list holds is completed. A new trigger enrols from now on; nobody already
+# in is moved out. The status (active, paused) is not changed by an edit: pause and resume do that.
+async def update(session: AsyncSession, sequence_id: int, body: SequenceCreate, *, now: datetime) -> tuple[StepSequence, int]:
+    """Edit a sequence (checked as `create` checks a new one); (the sequence, the number of enrolments
+    the edit completed because the new steps end before their place)."""
+    await store.get(session, sequence_id)  # NotFound before the body's checks
+    return await store.replace(session, sequence_id, await _fields(session, body), now=now)
 
 
 async def pause(session: AsyncSession, sequence_id: int, *, now: datetime) -> StepSequence:
@@ -388,7 +404,7 @@ async def _decide(session: AsyncSession, due: store.Due, batch: _Batch, *, now: 
         return
     index = enrolment.current_step
     steps = sequence.steps
-    if index >= len(steps):  # (steps cannot be edited today; should they be, an enrolment past the end completes)
+    if index >= len(steps):  # an edit removed the steps after its place (`update` completes those too)
         batch.moves.append(store.Move(enrolment.id, index, None, finished=True))
         return
     step = steps[index]

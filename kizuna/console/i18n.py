@@ -668,3 +668,7 @@ from .i18n_privacy import MESSAGES as _PRIVACY  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _PRIVACY.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY.keys())}"
 MESSAGES.update(_PRIVACY)
+from .i18n_sequences import MESSAGES as _SEQUENCES  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _SEQUENCES.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SEQUENCES.keys())}"
+MESSAGES.update(_SEQUENCES)

@@ -227,6 +227,7 @@ class Delivery(SQLModel, table=True):
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.Index("ix_deliveries_status_created", "status", "created_at"),
+        sa.Index("ix_deliveries_sender_id", "sender_id"),  # a sequence's per-step results (storage/sequences.py)
         _one_of("deliveries", "kind", DeliveryKind),
         _one_of("deliveries", "status", DeliveryStatus),
     )
@@ -1431,6 +1432,28 @@ class CampaignClick(SQLModel, table=True):
     customer_id: int = Field(foreign_key="customers.id")
     link: int  # index into the variant's links
     clicked_at: datetime = _created_at()
+
+class InsightStatus(StrEnum):
+    READY = "ready"  # LINE's figures as of `fetched_at`
+    NOT_READY = "not_ready"  # LINE gives a day's figures from the day after (JST): not asked yet
+    FAILED = "failed"  # LINE refused or was away; `error` says what (asked again later)
+
+
+class CampaignInsight(SQLModel, table=True):
+    """LINE's own opens and clicks of a campaign's aggregation unit (insight API), kept here as a
+    short cache: a worker asks LINE now and then (campaigns/insight.py), the results page reads
+    this row, never LINE. `figures` is LINE's answer (overview, messages, clicks; null where LINE
+    withholds a figure about fewer than 20 people)."""
+
+    __tablename__ = "campaign_insights"
+    __table_args__ = (_one_of("campaign_insights", "status", InsightStatus),)
+
+    campaign_id: int = Field(foreign_key="campaigns.id", primary_key=True)
+    status: str = Field(max_length=16)
+    figures: dict | None = Field(default=None, sa_type=JSONType)
+    error: str | None = Field(default=None, max_length=300)
+    fetched_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
 
 # -- step sequences (ステップ配信, issue 15 section 3) ------------------------------------------
 

@@ -36,6 +36,10 @@ from .models import (
     ApiEvent,
     Customer,
     CustomerMetrics,
+    Delivery,
+    DeliveryStatus,
+    Order,
+    OrderStatus,
     EnrolmentStatus,
     ExitReason,
     SequenceEnrolment,
@@ -68,6 +72,27 @@ async def add(session: AsyncSession, sequence: StepSequence) -> StepSequence:
     session.add(sequence)
     await session.flush()
     return sequence
+
+
+async def replace(session: AsyncSession, sequence_id: int, fields: dict, *, now: datetime) -> tuple[StepSequence, int]:
+    """Change a sequence's settings and steps (campaigns/sequences.py `update` checked them). Its
+    enrolments keep their place: `current_step` is the number of steps a customer was sent, so the
+    next step they get is the new list's step at that index, at the time already set. Active
+    enrolments that have had as many steps as the new list holds (or more) are completed, in one
+    UPDATE; the number completed."""
+    sequence = await get(session, sequence_id)
+    for key, value in fields.items():
+        setattr(sequence, key, value)
+    sequence.updated_at = now
+    await session.flush()
+    table = SequenceEnrolment.__table__
+    done = await session.execute(
+        sa.update(table)
+        .where(table.c.sequence_id == sequence_id, table.c.status == EnrolmentStatus.ACTIVE,
+               table.c.current_step >= len(fields.get("steps", sequence.steps)))
+        .values(status=EnrolmentStatus.COMPLETED, finished_at=now, next_due_at=None)
+    )
+    return sequence, done.rowcount or 0
 
 
 async def set_status(session: AsyncSession, sequence_id: int, status: SequenceStatus, *, now: datetime) -> StepSequence:
@@ -417,3 +442,79 @@ async def figures(session: AsyncSession, sequence: StepSequence) -> SequenceFigu
 async def enrolments_of(session: AsyncSession, customer_id: int) -> list[SequenceEnrolment]:
     statement = sa.select(SequenceEnrolment).where(SequenceEnrolment.customer_id == customer_id).order_by(SequenceEnrolment.id)
     return list((await session.execute(statement)).scalars())
+
+
+# -- per-step results --------------------------------------------------------------------------
+
+ATTRIBUTION_WINDOW = timedelta(days=7)  # an order this soon after a step counts for it (as for campaigns)
+
+
+@dataclass
+class StepResult:
+    step: int
+    sent: int = 0  # delivered to LINE (accepted)
+    failed: int = 0  # refused by LINE, or undetermined (never sent twice: the retry key's window ran out)
+    pending: int = 0  # in the outbox, not sent yet
+    buyers: int = 0  # customers with an order attributed to this step
+    orders: int = 0
+    revenue: int = 0
+
+
+def _of_steps(column: sa.ColumnElement, sequence_id: int, steps: int) -> sa.ColumnElement:
+    # The steps' deliveries: sender_id "sequence:{id}:{step}" (campaigns/sequences.py writes it).
+    # Equality on each (at most 20): the sender_id index serves it whatever the collation, as a
+    # LIKE prefix would not on PostgreSQL; deliveries of steps an edit removed are left out.
+    return column.in_([f"sequence:{sequence_id}:{step}" for step in range(steps)])
+
+
+def _before_window_end(session: AsyncSession, later: sa.ColumnElement, earlier: sa.ColumnElement) -> sa.ColumnElement:
+    """`later` falls less than ATTRIBUTION_WINDOW after `earlier` (SQL on both backends)."""
+    if is_postgres(session):
+        return later < earlier + sa.text(f"interval '{ATTRIBUTION_WINDOW.days} days'")
+    return sa.func.julianday(later) - sa.func.julianday(earlier) < ATTRIBUTION_WINDOW.days
+
+
+async def step_results(session: AsyncSession, sequence_id: int, steps: int) -> list[StepResult]:
+    """Per step of the sequence: its deliveries by status, and the completed orders attributed to
+    it — made within 7 days after the step was sent to the customer, and before any later step of
+    this sequence reached them (last touch: an order is counted for one step only). Two GROUP BY
+    statements over the sequence's deliveries, whatever the number of customers."""
+    results = [StepResult(step=index) for index in range(steps)]
+    d = Delivery.__table__
+    step_of = sa.func.substr(d.c.sender_id, len(f"sequence:{sequence_id}:") + 1)
+    for step, status, count in (await session.execute(
+        sa.select(step_of, d.c.status, sa.func.count()).where(d.c.sender_type == "sequence", _of_steps(d.c.sender_id, sequence_id, steps))
+        .group_by(step_of, d.c.status)
+    )).all():
+        if not str(step).isdigit() or int(step) >= steps:
+            continue  # a step removed by an edit: its deliveries are not any current step's
+        result = results[int(step)]
+        if status == DeliveryStatus.SENT:
+            result.sent += count
+        elif status in (DeliveryStatus.FAILED, DeliveryStatus.UNDETERMINED):
+            result.failed += count
+        else:
+            result.pending += count
+    o = Order.__table__
+    later = d.alias("later")
+    attributed = (
+        sa.select(step_of.label("step"), o.c.id.label("order_id"), o.c.customer_id, o.c.total)
+        .select_from(d.join(o, o.c.customer_id == d.c.customer_id))
+        .where(
+            d.c.sender_type == "sequence", _of_steps(d.c.sender_id, sequence_id, steps), d.c.status == DeliveryStatus.SENT,
+            o.c.status == OrderStatus.COMPLETED, o.c.ordered_at >= d.c.sent_at, _before_window_end(session, o.c.ordered_at, d.c.sent_at),
+            ~sa.exists().where(
+                later.c.customer_id == d.c.customer_id, later.c.sender_type == "sequence", _of_steps(later.c.sender_id, sequence_id, steps),
+                later.c.status == DeliveryStatus.SENT, later.c.sent_at > d.c.sent_at, later.c.sent_at <= o.c.ordered_at,
+            ),
+        )
+    ).subquery("attributed")
+    for step, buyers, orders, revenue in (await session.execute(
+        sa.select(attributed.c.step, sa.func.count(sa.distinct(attributed.c.customer_id)), sa.func.count(sa.distinct(attributed.c.order_id)),
+                  sa.func.coalesce(sa.func.sum(attributed.c.total), 0))
+        .group_by(attributed.c.step)
+    )).all():
+        if str(step).isdigit() and int(step) < steps:
+            result = results[int(step)]
+            result.buyers, result.orders, result.revenue = buyers, orders, int(revenue)
+    return results

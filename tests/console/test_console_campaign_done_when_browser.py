@@ -192,7 +192,7 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
             await full_shot(page, shots / "95-redeem-campaign-coupon-done.png")
 
             # -- the results: the tap and the redemption, against the control group -------------------------
-            await page.locator(".sidebar").get_by_role("link", name="配信").click()
+            await page.locator(".sidebar").get_by_role("link", name="配信", exact=True).click()
             await page.get_by_role("link", name="冬のクーポン配信").click()
             await expect(page.locator('[data-result="clicks"]')).to_have_text("1")
             await expect(page.locator('[data-result="clickers"]')).to_have_text("1")

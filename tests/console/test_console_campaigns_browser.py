@@ -67,7 +67,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
         async with transaction(sessions) as session:
             await segments.create(session, "LINE友だち（全員）", {"field": "registered", "op": "eq", "value": False}, now=utcnow())
         async with admin_page(base, sessions) as (page, errors):
-            await page.locator(".sidebar").get_by_role("link", name="配信").click()
+            await page.locator(".sidebar").get_by_role("link", name="配信", exact=True).click()
             await expect(page.get_by_text("配信はまだありません")).to_be_visible()
             await page.get_by_role("link", name="新しい配信").first.click()
 
@@ -99,7 +99,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             await expect(page.locator('[data-stat="sent"]')).to_have_text(str(REACHED))
 
             # -- the editor again: a refusal beside its field, then the campaign sent now -----------
-            await page.locator(".sidebar").get_by_role("link", name="配信").click()
+            await page.locator(".sidebar").get_by_role("link", name="配信", exact=True).click()
             await page.get_by_role("link", name="新しい配信").first.click()
             await page.get_by_label("配信先").select_option(label="LINE友だち（全員）")
             await expect(count).to_have_text(f"{REACHED}人")
@@ -139,7 +139,7 @@ async def test_a_marketer_creates_a_campaign_and_watches_it_reach_the_emulator(d
             assert drawn == [REACHED, 0, 0, 0], drawn
             await full_shot(page, shots / "83-campaign-completed.png")
 
-            await page.locator(".sidebar").get_by_role("link", name="配信").click()
+            await page.locator(".sidebar").get_by_role("link", name="配信", exact=True).click()
             rows = page.locator("tbody tr")
             await expect(rows).to_have_count(2)
             await expect(rows.first).to_contain_text("冬のセールのお知らせ")  # newest first

@@ -12,7 +12,9 @@
   }
 
   // -- the editor: message slots, the LINE-like preview, the estimated audience ---------------
-  var form = document.getElementById("campaign-editor");
+  // The same slots and preview serve the step sequence editor (a form marked data-message-editor,
+  // one set of slots per step, no estimate).
+  var form = document.getElementById("campaign-editor") || document.querySelector("form[data-message-editor]");
   var wordsElement = document.getElementById("campaign-words");
   if (form && wordsElement && window.fetch) {
     var words = JSON.parse(wordsElement.textContent);
@@ -32,9 +34,10 @@
     // Slots are numbered by their place: visible ones first (m0_, m1_ …), as the server reads them.
     Variant.prototype.renumber = function () {
       var prefix = this.prefix;
+      var own = new RegExp("^" + prefix + "\\d+_");  // m0_text, or a step's s2m0_text
       this.slots().forEach(function (slot, position) {
         slot.querySelectorAll("[name]").forEach(function (input) {
-          input.name = input.name.replace(/^[a-z]\d+_/, prefix + position + "_");
+          input.name = input.name.replace(own, prefix + position + "_");
         });
         slot.querySelector("[data-msg-slot-n]").textContent = words.n.replace("{n}", String(position + 1));
         slot.querySelector("[data-msg-slot-remove]").value = "remove-" + prefix + "-" + position;
@@ -116,10 +119,10 @@
 
     // The estimate: one request at a time, the latest form wins.
     var card = document.querySelector("[data-estimate-card]");
-    var estimateCount = card.querySelector("[data-estimate-count]");
-    var estimateDetail = card.querySelector("[data-estimate-detail]");
-    var problem = card.querySelector("[data-estimate-problem]");
-    var problemText = card.querySelector("[data-estimate-problem-text]");
+    var estimateCount = card && card.querySelector("[data-estimate-count]");
+    var estimateDetail = card && card.querySelector("[data-estimate-detail]");
+    var problem = card && card.querySelector("[data-estimate-problem]");
+    var problemText = card && card.querySelector("[data-estimate-problem-text]");
     var timer = null, busy = false, again = false;
 
     function scheduleEstimate() {
@@ -128,7 +131,7 @@
     }
 
     function estimate() {
-      if (!form.elements.audience.value) return;
+      if (!card || !form.elements.audience || !form.elements.audience.value) return;
       if (busy) { again = true; return; }
       busy = true;
       var body = new URLSearchParams(new FormData(form));
@@ -163,11 +166,11 @@
       if (event.target === split) showSplit();
     });
     // The coupon card after the messages: shown with the chosen coupon's title (its code is each customer's own).
-    var couponSelect = form.querySelector("[data-coupon]");
-    function showCoupon() {
-      if (!couponSelect) return;
+    // A select inside a [data-coupon-scope] (a sequence's step) shows the card of that scope only.
+    function showCoupon(couponSelect) {
       var option = couponSelect.options[couponSelect.selectedIndex];
-      document.querySelectorAll("[data-preview-coupon]").forEach(function (card) {
+      var scope = couponSelect.closest("[data-coupon-scope]") || document;
+      scope.querySelectorAll("[data-preview-coupon]").forEach(function (card) {
         card.hidden = !couponSelect.value;
         card.querySelector("[data-preview-coupon-title]").textContent = couponSelect.value ? option.textContent : "";
       });
@@ -176,7 +179,7 @@
     form.addEventListener("change", function (event) {
       var variant = variantOf(event.target);
       if (variant) variant.draw();
-      if (event.target === couponSelect) showCoupon();
+      if (event.target.matches("[data-coupon]")) showCoupon(event.target);
       if (event.target.matches("[data-audience], [data-cap], [data-holdout]")) scheduleEstimate();
     });
     form.addEventListener("click", function (event) {
@@ -209,7 +212,7 @@
       variants[prefix].renumber();
       variants[prefix].draw();
     });
-    showCoupon();
+    form.querySelectorAll("[data-coupon]").forEach(showCoupon);
     estimate();
   }
 

@@ -4,11 +4,13 @@ app factory."""
 from ..routes import ConsoleRoute
 
 from . import account, analytics, api_tokens, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
-from . import campaigns, friend_sources, keyword_rules, live, login, media, merges, privacy, redeem, richmenu, segments, staff
+from . import campaigns, friend_sources, keyword_rules, live, login, media, merges, privacy, redeem, richmenu, segments, sequences
+from . import staff
 
 MODULES = (
     login, account, home, conversations, customers, canned, media, live, staff, merges, api_tokens, audit_log,
-    faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu, segments, campaigns, analytics, friend_sources, privacy,
+    faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu, segments, campaigns, sequences, analytics, friend_sources,
+    privacy,
 )
 
 

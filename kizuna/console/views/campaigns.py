@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from kizuna.campaigns import attribution, campaigns, churn, messages as campaign_messages, rules, segments
-from kizuna.storage import campaign_batches, coupons
+from kizuna.campaigns import attribution, campaigns, churn, insight, messages as campaign_messages, rules, segments
+from kizuna.storage import campaign_batches, campaign_insights, coupons
 from kizuna.storage.errors import Conflict, Invalid, NotFound, ServiceError
 from kizuna.storage.models import CAMPAIGN_NAME_MAX, Campaign, CampaignStatus, RecipientStatus
 
@@ -401,6 +401,7 @@ async def _campaign_view(request: web.Request, *, test_ids: str = "", test_error
         audience = await _audience_label(ctx, session, campaign, {})
         results = await attribution.results(session, campaign)
         coupon = await coupons.get_coupon(session, campaign.coupon_id) if campaign.coupon_id else None
+        line_figures = insight.line_figures(await campaign_insights.of(session, campaign.id))  # cached by a worker, never asked here
     progress = _progress(stats)
     error = request.query.get("error")
     return render(request, "campaign.html", {
@@ -412,6 +413,7 @@ async def _campaign_view(request: web.Request, *, test_ids: str = "", test_error
         "chart": _chart(ctx, progress), "excluded": EXCLUDED, "preview_name": PREVIEW_NAME,
         "results": _results(ctx, stats, results), "results_chart": _results_chart(ctx, results), "coupon": coupon,
         "test_ids": test_ids, "test_error": test_error, "test_max": campaigns.TEST_RECIPIENTS_MAX,
+        "line": line_figures, "insight_threshold": 20,
     }, status=status)
 
 
