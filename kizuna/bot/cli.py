@@ -106,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         "the churn model daily in a worker: run it nightly without workers)",
     )
 
+    retention = commands.add_parser(
+        "retention", help="purge what the retention policies no longer keep (the workers do it daily; see the console's データ保持)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
+
     args = parser.parse_args(argv)
     if args.command == "demo-orders":  # writes a file: no settings, no database
         return _demo_orders(args.file, args.customers, args.seed)
@@ -140,7 +145,30 @@ def main(argv: list[str] | None = None) -> int:
                                    zone=getattr(args, "timezone", "Asia/Tokyo")))
     if args.command == "metrics":
         return asyncio.run(_metrics_refresh(settings))
+    if args.command == "retention":
+        return asyncio.run(_retention(settings, dry_run=args.dry_run))
     return 2
+
+
+async def _retention(settings: Settings, *, dry_run: bool) -> int:
+    from kizuna.campaigns import retention
+    from kizuna.storage import audit
+    from kizuna.storage.db import create_engine, session_factory
+    from kizuna.storage.models import RetentionRunStatus, RetentionTrigger
+    from kizuna.storage.types import utcnow
+
+    engine = create_engine(settings.database_url)
+    try:
+        run = await retention.run(session_factory(engine), now=utcnow(), dry_run=dry_run, trigger=RetentionTrigger.CLI, actor=audit.CLI)
+    finally:
+        await engine.dispose()
+    verb = "would remove" if dry_run else "removed"
+    print(f"kizuna retention{' (dry run)' if dry_run else ''}: run {run.id} {run.status}")
+    for key, count in run.counts.items():
+        print(f"  {key}: {verb} {count:,}")
+    if run.status == RetentionRunStatus.INCOMPLETE:
+        print("  the time budget ran out: run it again (or let the workers go on tomorrow)")
+    return 0
 
 
 async def _metrics_refresh(settings: Settings) -> int:
