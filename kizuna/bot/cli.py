@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     create = token_commands.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--name", required=True)
     create.add_argument("--role", default=Role.ADMIN.value, choices=[role.value for role in Role])
+    create.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the token stops working after this many days (default: never)")
 
     staff = commands.add_parser("staff", help="console staff accounts")
     staff_commands = staff.add_subparsers(dest="staff_command", required=True)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "token":
-        return asyncio.run(_create_token(settings, args.name, args.role))
+        return asyncio.run(_create_token(settings, args.name, args.role, expires_in_days=args.expires_in_days))
     if args.command == "staff":
         return asyncio.run(_staff(settings, args))
     if args.command == "faq":
@@ -350,21 +351,29 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _create_token(settings: Settings, name: str, role: str) -> int:
+async def _create_token(settings: Settings, name: str, role: str, *, expires_in_days: int | None = None) -> int:
+    from datetime import timedelta
+
     from kizuna.storage import audit, tokens
     from kizuna.storage.db import create_engine, session_factory, transaction
     from kizuna.storage.errors import Invalid
+    from kizuna.storage.types import utcnow
 
+    if expires_in_days is not None and not 1 <= expires_in_days <= tokens.EXPIRY_MAX.days:
+        print(f"kizuna token create: --expires-in-days must be from 1 to {tokens.EXPIRY_MAX.days}", file=sys.stderr)
+        return 2
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     engine = create_engine(settings.database_url)
     try:
         async with transaction(session_factory(engine)) as session:
-            token, plain = await tokens.create(session, name=name, role=role, actor=audit.CLI)
+            token, plain = await tokens.create(session, name=name, role=role, actor=audit.CLI, expires_at=expires_at)
     except Invalid as error:
         print(f"kizuna token create: {error}", file=sys.stderr)
         return 2
     finally:
         await engine.dispose()
-    print(f"created {token.role} token {token.name!r} (id {token.id}); it is shown only now:")
+    expiry = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
+    print(f"created {token.role} token {token.name!r} (id {token.id}{expiry}); it is shown only now:")
     print(plain)
     return 0
 

@@ -664,3 +664,7 @@ from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
 MESSAGES.update(_CAMPAIGNS)
+from .i18n_privacy_admin import MESSAGES as _PRIVACY_ADMIN  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _PRIVACY_ADMIN.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY_ADMIN.keys())}"
+MESSAGES.update(_PRIVACY_ADMIN)

@@ -158,3 +158,33 @@ async def _add_names(session: AsyncSession, customers: list[CustomerReads]) -> N
         statement = sa.select(Customer.id, Customer.full_name, Customer.display_name).where(Customer.id.in_(ids[start:start + 1000]))
         for customer_id, full_name, display_name in (await session.execute(statement)).all():
             by_id[customer_id].name = full_name or display_name
+
+
+CSV_COLUMNS = ("customer_id", "times", "first_at", "last_at", "ip_addresses", "actions")
+_RISKY = ("=", "+", "-", "@", "\t", "\r")  # a cell Excel would run as a formula (as campaigns/segment_export.py)
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if isinstance(value, str) and text.startswith(_RISKY) else text
+
+
+def to_csv(result: Report, *, names: bool = False) -> bytes:
+    """The report as CSV for the authorities: UTF-8 with a BOM and CRLF (Excel in Japan), a
+    header of who and which period, then one line per customer; names only when asked."""
+    import csv
+    import io
+
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["actor", _cell(result.who.label), "since", result.since.isoformat(), "until", result.until.isoformat(),
+                     "entries", result.entries])
+    writer.writerow([*CSV_COLUMNS, *(("name",) if names else ())])
+    for row in result.customers:
+        writer.writerow([row.customer_id, row.times, _cell(row.first_at), _cell(row.last_at), " ".join(sorted(row.ips)),
+                         " ".join(sorted(row.actions)), *((_cell(row.name),) if names else ())])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
