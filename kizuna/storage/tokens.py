@@ -47,8 +47,9 @@ async def create(session: AsyncSession, *, name: str, role: Role | str, actor: a
     token = ApiToken(name=name, role=Role(role), token_hash=_hash(plain), token_prefix=plain[:10], expires_at=expires_at)
     session.add(token)
     await session.flush()
+    expiry = {"expires_at": expires_at.isoformat()} if expires_at else {}
     audit.record_by(session, actor, audit.Action.API_TOKEN_CREATED, target=f"api_token:{token.id}", name=name, role=str(token.role),
-                    expires_at=expires_at.isoformat() if expires_at else None)
+                    **expiry)
     return token, plain
 
 

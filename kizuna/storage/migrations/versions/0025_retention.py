@@ -63,6 +63,10 @@ def upgrade() -> None:
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_inbound_event', ['inbound_event_id'], unique=False, postgresql_where=sa.text('inbound_event_id IS NOT NULL'), sqlite_where=sa.text('inbound_event_id IS NOT NULL'))
 
+    # A LINE pictureUrl that is not https: is never kept (storage/customers.py https_url): the ones
+    # stored before go too.
+    op.execute("UPDATE customers SET picture_url = NULL WHERE picture_url IS NOT NULL AND picture_url NOT LIKE 'https://%'")
+
     with op.batch_alter_table('interactions', schema=None) as batch_op:
         batch_op.create_index('ix_interactions_delivery', ['delivery_id'], unique=False, postgresql_where=sa.text('delivery_id IS NOT NULL'), sqlite_where=sa.text('delivery_id IS NOT NULL'))
         batch_op.create_index('ix_interactions_inbound_event', ['inbound_event_id'], unique=False, postgresql_where=sa.text('inbound_event_id IS NOT NULL'), sqlite_where=sa.text('inbound_event_id IS NOT NULL'))
