@@ -94,9 +94,10 @@ async def _purge(sessions, target: retention.Target, cutoff: datetime, *, batch:
                  deadline: float) -> tuple[int, bool]:
     """Batches until none is full or the deadline passes: (rows removed, finished)."""
     removed = 0
+    state: dict = {}
     while True:
         async with transaction(sessions) as session:
-            done = await target.purge_batch(session, cutoff, batch, eraser=eraser)
+            done = await target.purge_batch(session, cutoff, batch, eraser=eraser, state=state)
         removed += done
         if done == 0:  # (one empty look more than needed, rather than a rule per target about full batches)
             return removed, True

@@ -163,8 +163,9 @@ def _has_personal_data() -> sa.ColumnElement:
 
 @dataclass(frozen=True)
 class Target:
-    """One table's rows a policy removes. `count` for a dry run; `purge_batch` removes at most
-    `limit` of them in the caller's transaction and says how many."""
+    """One table's rows a policy removes. `count` for a dry run; `purge_batch(session, cutoff,
+    limit, eraser=, state=)` removes at most `limit` of them in the caller's transaction and says
+    how many (`state`: a dict of the run's, for a cursor kept between batches)."""
 
     key: str  # what the run's counts name it by
     kind: str
@@ -177,14 +178,21 @@ async def _count(session: AsyncSession, table: type, condition: sa.ColumnElement
 
 
 async def _delete_by_key(session: AsyncSession, table: type, key: sa.Column, condition: sa.ColumnElement, limit: int,
-                         before_delete: Callable[[AsyncSession, list], Awaitable[None]] | None = None) -> int:
-    """Delete up to `limit` rows matching `condition`, oldest keys first, by primary key."""
+                         before_delete: Callable[[AsyncSession, list], Awaitable[None]] | None = None,
+                         state: dict | None = None) -> int:
+    """Delete up to `limit` rows matching `condition`, lowest keys first, by primary key. `state`
+    (one dict per target and run) keeps the last key deleted, so the next batch starts after it
+    instead of reading again the rows before it that the condition keeps."""
+    if state is not None and "after" in state:
+        condition = sa.and_(condition, key > state["after"])
     keys = list((await session.execute(sa.select(key).where(condition).order_by(key).limit(limit))).scalars())
     if not keys:
         return 0
     if before_delete is not None:
         await before_delete(session, keys)
     await session.execute(sa.delete(table).where(key.in_(keys)))
+    if state is not None:
+        state["after"] = keys[-1]
     return len(keys)
 
 
@@ -259,9 +267,10 @@ async def _count_timeline(session: AsyncSession, cutoff: datetime) -> int:
     return await _count(session, Interaction, _timeline_old(cutoff, below))
 
 
-async def _purge_timeline(session: AsyncSession, cutoff: datetime, limit: int) -> int:
-    below = await _first_id_since(session, Interaction.id, Interaction.created_at, cutoff)
-    return await _delete_by_key(session, Interaction, Interaction.id, _timeline_old(cutoff, below), limit)
+async def _purge_timeline(session: AsyncSession, cutoff: datetime, limit: int, *, state: dict, **_: object) -> int:
+    if "below" not in state:  # once a run: the first young row does not move
+        state["below"] = await _first_id_since(session, Interaction.id, Interaction.created_at, cutoff)
+    return await _delete_by_key(session, Interaction, Interaction.id, _timeline_old(cutoff, state["below"]), limit, state=state)
 
 
 # console sessions: ended (or not seen) before the cutoff
@@ -278,9 +287,10 @@ async def _count_api_events(session: AsyncSession, cutoff: datetime) -> int:
     return await _count(session, ApiEvent, _api_events_old(cutoff, below))
 
 
-async def _purge_api_events(session: AsyncSession, cutoff: datetime, limit: int) -> int:
-    below = await _first_id_since(session, ApiEvent.id, ApiEvent.created_at, cutoff)
-    return await _delete_by_key(session, ApiEvent, ApiEvent.id, _api_events_old(cutoff, below), limit)
+async def _purge_api_events(session: AsyncSession, cutoff: datetime, limit: int, *, state: dict, **_: object) -> int:
+    if "below" not in state:
+        state["below"] = await _first_id_since(session, ApiEvent.id, ApiEvent.created_at, cutoff)
+    return await _delete_by_key(session, ApiEvent, ApiEvent.id, _api_events_old(cutoff, state["below"]), limit, state=state)
 
 
 # customers who left: unfollowed (LINE's block) before the cutoff and not erased yet
@@ -305,8 +315,8 @@ def _simple(key: str, kind: str, table: type, pk: sa.Column, condition: Callable
     async def count(session: AsyncSession, cutoff: datetime) -> int:
         return await _count(session, table, condition(cutoff))
 
-    async def purge(session: AsyncSession, cutoff: datetime, limit: int, **_: object) -> int:
-        return await _delete_by_key(session, table, pk, condition(cutoff), limit, before_delete)
+    async def purge(session: AsyncSession, cutoff: datetime, limit: int, *, state: dict, **_: object) -> int:
+        return await _delete_by_key(session, table, pk, condition(cutoff), limit, before_delete, state=state)
 
     return Target(key, kind, count, purge)
 
@@ -329,12 +339,12 @@ async def _purge_unfollowed(session: AsyncSession, cutoff: datetime, limit: int,
 TARGETS: tuple[Target, ...] = (
     _simple("inbound_events", INBOUND_EVENTS, InboundEvent, InboundEvent.id, _events_old, _unlink_events),
     # Timeline rows and recipients first, then the deliveries they may point at.
-    Target("timeline_deliveries", DELIVERY_DETAILS, _count_timeline, _with_limit(_purge_timeline)),
+    Target("timeline_deliveries", DELIVERY_DETAILS, _count_timeline, _purge_timeline),
     Target("campaign_recipients", DELIVERY_DETAILS, _count_recipients, _with_limit(_purge_recipients)),
     _simple("deliveries", DELIVERY_DETAILS, Delivery, Delivery.id, _deliveries_old, _unlink_deliveries),
     _simple("login_attempts", STAFF_LOGINS, LoginAttempt, LoginAttempt.id, lambda cutoff: LoginAttempt.at < cutoff),
     _simple("staff_sessions", STAFF_LOGINS, StaffSession, StaffSession.id_hash, _sessions_old),
-    Target("api_events", API_EVENTS, _count_api_events, _with_limit(_purge_api_events)),
+    Target("api_events", API_EVENTS, _count_api_events, _purge_api_events),
     _simple("media_contents", MEDIA, MediaContent, MediaContent.message_id, lambda cutoff: MediaContent.fetched_at < cutoff),
     Target("unfollowed_customers", UNFOLLOWED_CUSTOMERS, _count_unfollowed, _purge_unfollowed),
 )

@@ -42,16 +42,14 @@ async def retention_save(request: web.Request) -> web.StreamResponse:
     """Every policy of the form checked first: one wrong value changes nothing (400 naming it)."""
     posted = await request.post()
     ctx = request[CONTEXT]
-    form, checked = {}, []
-    for kind in retention.KINDS:
-        values = {"period": str(posted.get(f"period.{kind.key}", ""))[:10].strip(), "unit": str(posted.get(f"unit.{kind.key}", ""))[:10],
-                  "enabled": posted.get(f"enabled.{kind.key}") == "on"}
-        form[kind.key] = values
+    form = {kind.key: _posted(posted, kind.key) for kind in retention.KINDS}
+    checked = []
+    for kind, values in form.items():
         try:
-            checked.append((retention.check_policy(kind.key, values["period"], values["unit"]), values["enabled"]))
+            checked.append((retention.check_policy(kind, values["period"], values["unit"]), values["enabled"]))
         except Invalid as invalid:
-            return await _page(request, form=form | {k.key: _posted(posted, k.key) for k in retention.KINDS},
-                               error=ctx.t(f"retention.error.{invalid.field}", kind=ctx.t(f"retention.kind.{kind.key}")), status=400)
+            error = ctx.t(f"retention.error.{invalid.field}", kind=ctx.t(f"retention.kind.{kind}"))
+            return await _page(request, form=form, error=error, status=400)
     async with db(request) as session:
         current = {policy.kind: policy for policy in await retention.policies(session)}
         for (kind, period, unit), enabled in checked:
@@ -62,7 +60,7 @@ async def retention_save(request: web.Request) -> web.StreamResponse:
 
 
 def _posted(posted, kind: str) -> dict:
-    return {"period": str(posted.get(f"period.{kind}", ""))[:10], "unit": str(posted.get(f"unit.{kind}", ""))[:10],
+    return {"period": str(posted.get(f"period.{kind}", ""))[:10].strip(), "unit": str(posted.get(f"unit.{kind}", ""))[:10],
             "enabled": posted.get(f"enabled.{kind}") == "on"}
 
 
