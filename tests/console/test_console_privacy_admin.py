@@ -129,6 +129,9 @@ async def test_the_retention_page_edits_policies_dry_runs_and_purges(console, ki
     async with console.sessions() as session:
         stored = list((await session.execute(sa.select(RetentionPolicy))).scalars())
     assert [(row.kind, row.period, row.unit) for row in stored] == [("media", 7, "days")]  # only what changed
+    response, page = await admin.get("/console/retention")
+    media_row = page.split('data-kind="media"')[1].split("</tr>")[0]
+    assert 'value="7"' in media_row and "初期設定" not in media_row  # the shop's own period, not the default
 
     response, _ = await admin.post("/console/retention/run", {"dry_run": "1"}, csrf=await admin.csrf("/console/retention"))
     assert response.status == 303

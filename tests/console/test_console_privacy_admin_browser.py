@@ -1,7 +1,7 @@
 """データ保持, 漏えい調査 and API tokens' expiry in a real browser (Debian's Chromium through Playwright),
 as a shop's admin: reads the retention periods, dry-runs, is told a wrong period, purges for real
 and sees what it removed; opens two customers' pages, then finds exactly those in the breach
-report with their names; creates an API token that expires. Screenshots: 90- onward
+report with their names; creates an API token that expires. Screenshots: p1- to p5-
 (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
@@ -57,22 +57,24 @@ async def test_an_admin_keeps_data_only_as_long_as_needed_and_scopes_a_breach(da
             await page.get_by_role("button", name="ドライラン").click()
             await expect(page.get_by_text("ドライランを実行しました（何も削除していません）。")).to_be_visible()
             await expect(page.locator("#retention-runs tbody tr").first).to_contain_text("画像・ファイル 3")
-            await full_shot(page, shots / "90-retention-dry-run.png")
+            await full_shot(page, shots / "p1-retention-dry-run.png")
 
             media = page.locator('tr[data-kind="media"]')
             await media.locator("input[type=number]").fill("0")
             await page.get_by_role("button", name="保存期間を保存").click()
             await expect(page.get_by_text("画像・動画・ファイル: 保存期間は1〜3650日")).to_be_visible()
-            await full_shot(page, shots / "91-retention-invalid.png")
+            await full_shot(page, shots / "p2-retention-invalid.png")
             await media.locator("input[type=number]").fill("12")
             await page.get_by_role("button", name="保存期間を保存").click()
             await expect(page.get_by_text("保存期間を保存しました。")).to_be_visible()
+            await expect(media).not_to_contain_text("初期設定")  # the shop's own period now
 
             await page.get_by_role("button", name="今すぐ実行").click()
             await expect(page.get_by_text("削除を実行しました。")).to_be_visible()
             await expect(page.locator("#retention-runs tbody tr").first).to_contain_text("完了")
             await expect(page.locator("#retention-runs tbody tr").first).to_contain_text("画像・ファイル 3")
-            await full_shot(page, shots / "92-retention-purged.png")
+            await expect(media).not_to_contain_text("初期設定")
+            await full_shot(page, shots / "p3-retention-purged.png")
 
             # -- 漏えい調査: the admin reads two customers, then asks what they read ----------------
             for person in people[:2]:
@@ -87,7 +89,7 @@ async def test_an_admin_keeps_data_only_as_long_as_needed_and_scopes_a_breach(da
             await expect(rows.nth(0)).to_contain_text("山田 花子")
             await expect(rows.nth(1)).to_contain_text("佐藤 健")
             await expect(page.get_by_role("link", name="CSVダウンロード")).to_be_visible()
-            await full_shot(page, shots / "93-breach-report.png")
+            await full_shot(page, shots / "p4-breach-report.png")
 
             # -- an API token that expires -------------------------------------------------------
             await page.locator(".sidebar").get_by_role("link", name="APIトークン").click()
@@ -96,7 +98,7 @@ async def test_an_admin_keeps_data_only_as_long_as_needed_and_scopes_a_breach(da
             await page.get_by_role("button", name="発行する").click()
             await page.goto(f"{base}/console/api-tokens")
             await expect(page.locator("tr", has_text="ECサイト")).not_to_contain_text("無期限")
-            await full_shot(page, shots / "94-api-token-expiry.png")
+            await full_shot(page, shots / "p5-api-token-expiry.png")
             # (The wrong period's page is a 400 on purpose: Chromium logs it as a failed load.)
             assert [error for error in errors if "status of 400" not in error] == []
     keep_screenshots(shots)
