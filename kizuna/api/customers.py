@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, RootModel
 
-from kizuna.storage import customer_records, customers, interactions
+from kizuna.storage import audit, audit_reads, customer_records, customers, interactions
 from kizuna.storage.db import transaction
 from kizuna.storage.models import (
     Customer, CustomerRead, CustomerRecordBatchCreate, CustomerRecordCreate, Interaction, InteractionRead,
@@ -13,7 +13,7 @@ from kizuna.storage.models import (
 from kizuna.storage.roles import STAFF_ROLES, Role
 
 from .http import (
-    LIMIT, TOKEN, Endpoint, cursor_param, id_param, int_query, json_answer, next_cursor, parse_one_or_many, path_id, read_as,
+    LIMIT, TOKEN, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, parse_one_or_many, path_id, read_as,
     services, text_param,
 )
 
@@ -34,23 +34,30 @@ class InteractionPage(BaseModel):
 async def list_customers(request: web.Request) -> web.Response:
     limit = int_query(request, "limit")
     after = int_query(request, "after")
-    async with services(request).sessions() as session:
+    async with transaction(services(request).sessions) as session:
         rows = await customers.list_page(session, line_user_id=request.query.get("line_user_id"), limit=limit, after_id=after)
+        # Every read of customer data is on the record (breach scoping: storage/audit_reads.py).
+        await audit_reads.read(session, actor(request), audit.Action.CUSTOMERS_LISTED, [row.id for row in rows],
+                               at=services(request).clock())
     return json_answer(CustomerPage(items=[read_as(CustomerRead, row) for row in rows], next_after=next_cursor(rows, limit)))
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    async with services(request).sessions() as session:
+    async with transaction(services(request).sessions) as session:
         customer = await customers.get_existing(session, path_id(request))
+        await audit_reads.read(session, actor(request), audit.Action.CUSTOMER_READ, [customer.id], target=f"customer:{customer.id}",
+                               at=services(request).clock())
     return json_answer(read_as(CustomerRead, customer))
 
 
 async def list_interactions(request: web.Request) -> web.Response:
     customer_id = path_id(request)
     limit = int_query(request, "limit")
-    async with services(request).sessions() as session:
+    async with transaction(services(request).sessions) as session:
         await customers.get_existing(session, customer_id)
         rows = await interactions.latest(session, customer_id, limit=limit, before_id=int_query(request, "before"))
+        await audit_reads.read(session, actor(request), audit.Action.TIMELINE_READ, [customer_id], target=f"customer:{customer_id}",
+                               at=services(request).clock())
     return json_answer(InteractionPage(items=[read_as(InteractionRead, row) for row in rows], next_before=next_cursor(rows, limit)))
 
 

@@ -36,7 +36,7 @@ ABOUT_INPUT = (
 
 def error_statuses(item: Endpoint) -> dict[int, str]:
     """Every error status `item` can answer, with what it means there."""
-    errors = {401: "no API token, or an unknown or revoked one"}
+    errors = {401: "no API token, or an unknown, revoked or expired one (code token_expired)"}
     if set(item.roles) != set(Role):
         errors[403] = f"only for {', '.join(item.roles)}"
     text_in_path = any(param["schema"]["type"] == "string" for param in item.path_params)

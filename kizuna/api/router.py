@@ -107,9 +107,11 @@ async def _authenticate(request: web.Request, item: Endpoint) -> None:
     if scheme.lower() != "bearer" or not plain:
         raise ApiError(401, "unauthorized", "an API token is required: Authorization: Bearer <token>")
     async with transaction(services(request).sessions) as session:
-        token = await tokens.authenticate(session, plain.strip())
+        token = await tokens.authenticate(session, plain.strip(), now=services(request).clock())
     if token is None:
         raise ApiError(401, "unauthorized", "the API token is unknown or revoked")
+    if tokens.expired(token, services(request).clock()):
+        raise ApiError(401, "token_expired", f"the API token expired at {token.expires_at.isoformat()}: an admin can issue a new one")
     if token.role not in item.roles:
         raise ApiError(403, "forbidden", f"the {token.role} role may not do this")
     request[TOKEN] = token

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     create = token_commands.add_parser("create", help="create a token; it is printed once, on the last line")
     create.add_argument("--name", required=True)
     create.add_argument("--role", default=Role.ADMIN.value, choices=[role.value for role in Role])
+    create.add_argument("--expires-in-days", type=int, metavar="DAYS", help="the token stops working after this many days (default: never)")
 
     staff = commands.add_parser("staff", help="console staff accounts")
     staff_commands = staff.add_subparsers(dest="staff_command", required=True)
@@ -106,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         "the churn model daily in a worker: run it nightly without workers)",
     )
 
+    retention = commands.add_parser(
+        "retention", help="purge what the retention policies no longer keep (the workers do it daily; see the console's データ保持)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="count what would be removed; remove nothing")
+
     args = parser.parse_args(argv)
     if args.command == "demo-orders":  # writes a file: no settings, no database
         return _demo_orders(args.file, args.customers, args.seed)
@@ -126,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return _migrate(settings)
     if args.command == "token":
-        return asyncio.run(_create_token(settings, args.name, args.role))
+        return asyncio.run(_create_token(settings, args.name, args.role, expires_in_days=args.expires_in_days))
     if args.command == "staff":
         return asyncio.run(_staff(settings, args))
     if args.command == "faq":
@@ -140,7 +146,30 @@ def main(argv: list[str] | None = None) -> int:
                                    zone=getattr(args, "timezone", "Asia/Tokyo")))
     if args.command == "metrics":
         return asyncio.run(_metrics_refresh(settings))
+    if args.command == "retention":
+        return asyncio.run(_retention(settings, dry_run=args.dry_run))
     return 2
+
+
+async def _retention(settings: Settings, *, dry_run: bool) -> int:
+    from kizuna.campaigns import retention
+    from kizuna.storage import audit
+    from kizuna.storage.db import create_engine, session_factory
+    from kizuna.storage.models import RetentionRunStatus, RetentionTrigger
+    from kizuna.storage.types import utcnow
+
+    engine = create_engine(settings.database_url)
+    try:
+        run = await retention.run(session_factory(engine), now=utcnow(), dry_run=dry_run, trigger=RetentionTrigger.CLI, actor=audit.CLI)
+    finally:
+        await engine.dispose()
+    verb = "would remove" if dry_run else "removed"
+    print(f"kizuna retention{' (dry run)' if dry_run else ''}: run {run.id} {run.status}")
+    for key, count in run.counts.items():
+        print(f"  {key}: {verb} {count:,}")
+    if run.status == RetentionRunStatus.INCOMPLETE:
+        print("  the time budget ran out: run it again (or let the workers go on tomorrow)")
+    return 0
 
 
 async def _metrics_refresh(settings: Settings) -> int:
@@ -322,21 +351,29 @@ def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _create_token(settings: Settings, name: str, role: str) -> int:
+async def _create_token(settings: Settings, name: str, role: str, *, expires_in_days: int | None = None) -> int:
+    from datetime import timedelta
+
     from kizuna.storage import audit, tokens
     from kizuna.storage.db import create_engine, session_factory, transaction
     from kizuna.storage.errors import Invalid
+    from kizuna.storage.types import utcnow
 
+    if expires_in_days is not None and not 1 <= expires_in_days <= tokens.EXPIRY_MAX.days:
+        print(f"kizuna token create: --expires-in-days must be from 1 to {tokens.EXPIRY_MAX.days}", file=sys.stderr)
+        return 2
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     engine = create_engine(settings.database_url)
     try:
         async with transaction(session_factory(engine)) as session:
-            token, plain = await tokens.create(session, name=name, role=role, actor=audit.CLI)
+            token, plain = await tokens.create(session, name=name, role=role, actor=audit.CLI, expires_at=expires_at)
     except Invalid as error:
         print(f"kizuna token create: {error}", file=sys.stderr)
         return 2
     finally:
         await engine.dispose()
-    print(f"created {token.role} token {token.name!r} (id {token.id}); it is shown only now:")
+    expiry = f", expires {token.expires_at:%Y-%m-%d %H:%M} UTC" if token.expires_at else ""
+    print(f"created {token.role} token {token.name!r} (id {token.id}{expiry}); it is shown only now:")
     print(plain)
     return 0
 

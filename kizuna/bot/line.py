@@ -99,6 +99,30 @@ class RetryPolicy:
     max_wait: float = 5.0
 
 
+call_log = logging.getLogger("kizuna.line.calls")
+
+
+def _log_calls(api_client: Any) -> None:
+    """One log line per HTTP request to LINE, retries included: method, path, status and LINE's
+    x-line-request-id (what LINE's support asks for; LINE's development guidelines ask to keep
+    it). The path only: no query, no headers, so never the channel access token. An aiohttp
+    trace on the SDK's own session, so every endpoint is covered, those added later too."""
+    trace = aiohttp.TraceConfig()
+
+    async def on_end(_session: Any, _context: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        call_log.info("LINE %s %s -> %s x-line-request-id=%s", params.method, params.url.path, params.response.status,
+                      params.response.headers.get("x-line-request-id", "-"))
+
+    async def on_error(_session: Any, _context: Any, params: aiohttp.TraceRequestExceptionParams) -> None:
+        call_log.info("LINE %s %s -> %s", params.method, params.url.path, type(params.exception).__name__)
+
+    trace.on_request_end.append(on_end)
+    trace.on_request_exception.append(on_error)
+    trace.freeze()
+    # The SDK makes its aiohttp session itself and takes no trace configs: add ours to it.
+    api_client.rest_client.pool_manager._trace_configs.append(trace)
+
+
 class LineClient:
     def __init__(
         self,
@@ -124,6 +148,8 @@ class LineClient:
             # (py-spy). Without a proxy configured there is nothing to find: stop looking.
             for client in (self._api_client, self._data_client):
                 client.rest_client.pool_manager._trust_env = False
+        for client in (self._api_client, self._data_client):
+            _log_calls(client)
         self.api = AsyncMessagingApi(self._api_client)
         self.blob = AsyncMessagingApiBlob(self._data_client)
         self.timeout = timeout
@@ -595,6 +621,7 @@ class LineClient:
         base = (self._data_client if data_host else self._api_client).configuration
         config = line_audience.Configuration(host=base.host, access_token=base.access_token)
         async with line_audience.AsyncApiClient(config) as client:
+            _log_calls(client)
             try:
                 yield client
             except line_audience.ApiException as exc:
@@ -605,6 +632,7 @@ class LineClient:
         base = self._api_client.configuration
         config = line_insight.Configuration(host=base.host, access_token=base.access_token)
         async with line_insight.AsyncApiClient(config) as client:
+            _log_calls(client)
             try:
                 yield client
             except line_insight.ApiException as exc:

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # (storage/customer_metrics.py; orders keep everything else current at once).
     decile_refresh_seconds: float = Field(default=3600.0, ge=1, validation_alias="KIZUNA_DECILE_REFRESH")
     line_timeout_seconds: float = Field(default=10.0, gt=0, validation_alias="KIZUNA_LINE_TIMEOUT")
+    # The retention purge (campaigns/retention.py): daily from this hour in the shop's zone, by one
+    # worker of all; a worker looks whether it is due every `retention_look_seconds`.
+    retention_hour: int = Field(default=4, ge=0, le=23, validation_alias="KIZUNA_RETENTION_HOUR")
+    retention_look_seconds: float = Field(default=60.0, gt=0, le=3600, validation_alias="KIZUNA_RETENTION_LOOK")
     # LINE's rate limits by endpoint (bot/ratelimit.py has LINE's published ones): overrides as
     # "multicast=200,push=2000,broadcast=60/h"; with REDIS_URL every worker shares them.
     line_rate_limits: str = Field(default="", validation_alias="KIZUNA_LINE_RATE_LIMITS")

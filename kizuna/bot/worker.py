@@ -20,9 +20,10 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn, insight, sequences
+from kizuna.campaigns import churn, insight, retention, sequences
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
+from kizuna.storage.coupons import get_shop
 from kizuna.storage.db import is_unavailable, transaction
 from kizuna.storage.types import utcnow
 from kizuna.storage.dependency import Dependency
@@ -62,6 +63,8 @@ class Worker:
         batch_size: int = 32,
         campaign_sender: CampaignSender | None = None,
         campaign_senders: int = 4,
+        retention_hour: int = 4,
+        retention_look: float = 60.0,
     ) -> None:
         self.queue = queue
         self.processor = processor
@@ -79,6 +82,8 @@ class Worker:
         self.campaign_sender = campaign_sender
         # Sending rounds at once: each waits on LINE (and the rate limiter) most of the time.
         self.campaign_senders = campaign_senders
+        self.retention_hour = retention_hour
+        self.retention_look = retention_look
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -105,6 +110,8 @@ class Worker:
                               name="kizuna-sequences")
             group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),
                               name="kizuna-segment-entries")
+            group.create_task(self._repeat(self.retention_tick, seconds=self.retention_look, what="retention purge"),
+                              name="kizuna-retention")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -293,6 +300,15 @@ class Worker:
         (campaigns/sequences.py `enter_segments`; each sequence's look claimed by one worker)."""
         services = getattr(self.processor, "services", None)
         await sequences.enter_segments(self.sessions, now=services.clock() if services is not None else utcnow())
+
+    async def retention_tick(self) -> None:
+        """The daily retention purge (campaigns/retention.py), at `retention_hour` in the shop's
+        zone, run by one worker of all (its day's row is the claim)."""
+        services = getattr(self.processor, "services", None)
+        now = services.clock() if services is not None else utcnow()
+        async with self.sessions() as session:
+            shop_zone = (await get_shop(session)).timezone
+        await retention.run_if_due(self.sessions, now=now, zone=shop_zone, hour=self.retention_hour)
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

@@ -19,8 +19,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.storage import audit
+from kizuna.storage import audit, audit_reads
 from kizuna.storage.db import transaction
+from kizuna.storage.types import utcnow
 
 from . import rules, segments
 
@@ -63,13 +64,17 @@ def filename(segment_id: int) -> str:
     return f"segment-{segment_id}.csv"  # ASCII: the name is the shop's text, not for a header
 
 
-async def start(session: AsyncSession, segment_id: int, *, actor: audit.Actor, via: str) -> None:
+async def start(session: AsyncSession, segment_id: int, *, actor: audit.Actor, via: str, now: datetime | None = None) -> None:
     """Check the segment exists (NotFound) and its rule is one the language accepts (Invalid:
-    refused before anything is sent, not half-way through), and record the export; the caller
-    commits."""
+    refused before anything is sent, not half-way through), and record the export with the
+    customers it holds (one INSERT … SELECT of the segment's own query, as of `now`: breach
+    scoping, storage/audit_reads.py); the caller commits."""
     segment = await segments.get(session, segment_id)
     rules.check(segment.rule)
-    audit.record(session, actor, audit.Action.EXPORT, target=f"segment:{segment.id} {segment.name}", format="csv", via=via)
+    now = now or utcnow()
+    entry = audit.record(session, actor, audit.Action.EXPORT, target=f"segment:{segment.id} {segment.name}", at=now,
+                         format="csv", via=via)
+    await audit_reads.read_selected(session, entry, await segments.audience(session, segment.rule, now=now))
 
 
 async def stream(sessions: async_sessionmaker[AsyncSession], segment_id: int, *, now: datetime) -> AsyncIterator[bytes]:
@@ -91,5 +96,5 @@ async def export(sessions: async_sessionmaker[AsyncSession], segment_id: int, *,
                  via: str) -> AsyncIterator[bytes]:
     """Record the export (committed before anything is sent), then the stream."""
     async with transaction(sessions) as session:
-        await start(session, segment_id, actor=actor, via=via)
+        await start(session, segment_id, actor=actor, via=via, now=now)
     return stream(sessions, segment_id, now=now)

@@ -672,3 +672,7 @@ from .i18n_sequences import MESSAGES as _SEQUENCES  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _SEQUENCES.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SEQUENCES.keys())}"
 MESSAGES.update(_SEQUENCES)
+from .i18n_privacy_admin import MESSAGES as _PRIVACY_ADMIN  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _PRIVACY_ADMIN.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY_ADMIN.keys())}"
+MESSAGES.update(_PRIVACY_ADMIN)

@@ -54,6 +54,30 @@ def _result(result: WebhookResult) -> web.Response:
     return _json({"ok": result.ok, "status": result.status, "error": result.error})
 
 
+# The chat page shows what a bot sends (text, images, Flex) and what a person types: its script
+# is its own file and builds every node with textContent, so the page needs no inline script,
+# no eval and no inline style sheet; images come from wherever a message points (https, or the
+# http of a local bot), never a plugin or a frame. A message that slipped past app.js could
+# still run nothing.
+CONTENT_SECURITY_POLICY = "; ".join((
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' https: http: data: blob:",
+    "media-src 'self' https: http: blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "frame-ancestors 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+))
+PAGE_SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 class ChatApi:
     def __init__(self, emu: Emulator) -> None:
         self.emu = emu
@@ -72,6 +96,7 @@ class ChatApi:
     async def index(self, request: web.Request) -> web.StreamResponse:
         response = web.FileResponse(STATIC_DIR / "index.html")
         response.headers["Cache-Control"] = "no-store"
+        response.headers.update(PAGE_SECURITY_HEADERS)
         return response
 
     async def info(self, request: web.Request) -> web.Response:

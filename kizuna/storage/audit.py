@@ -8,6 +8,7 @@ refuses to (triggers from migration 0008). Readable by admins in the console.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -80,6 +81,18 @@ class Action(StrEnum):
     FRIEND_SOURCE_CREATED = "friend_source.created"
     FRIEND_SOURCE_ARCHIVED = "friend_source.archived"
     FRIEND_SOURCE_RESTORED = "friend_source.restored"
+    # Retention (storage/retention.py, campaigns/retention.py)
+    RETENTION_POLICY_CHANGED = "retention.policy_changed"
+    RETENTION_RUN = "retention.run"
+    # Reads of customer data, with the customers read in audit_customer_reads (storage/audit_reads.py):
+    # what a breach report lists. A segment export is EXPORT, its members recorded the same way.
+    CUSTOMER_VIEWED = "customer.viewed"  # the console's customer page
+    CONVERSATION_VIEWED = "conversation.viewed"  # the console's conversation page
+    CUSTOMER_READ = "customer.read"  # GET /api/v1/customers/{id}
+    CUSTOMERS_LISTED = "customers.listed"  # GET /api/v1/customers: the page's customers
+    TIMELINE_READ = "timeline.read"  # GET /api/v1/customers/{id}/interactions
+    ORDERS_READ = "orders.read"  # the API's orders of a customer
+    CUSTOMER_EXPORTED = "customer.exported"  # one customer's whole record (data-subject export)
 
 
 @dataclass(frozen=True)
@@ -99,10 +112,12 @@ class Actor:
 CLI = Actor("cli")
 
 
-def record(session: AsyncSession, actor: Actor, action: Action, *, target: str | None = None, **details: Any) -> AuditEntry:
-    """Add an entry to the caller's transaction (committed with the action, or not at all)."""
+def record(session: AsyncSession, actor: Actor, action: Action, *, target: str | None = None, at: datetime | None = None,
+           **details: Any) -> AuditEntry:
+    """Add an entry to the caller's transaction (committed with the action, or not at all).
+    `at`: the services' clock, where the caller has one (default: now)."""
     entry = AuditEntry(
-        at=utcnow(), actor_staff_id=actor.staff_id, actor=actor.label[:STAFF_EMAIL_MAX], action=str(action),
+        at=at or utcnow(), actor_staff_id=actor.staff_id, actor=actor.label[:STAFF_EMAIL_MAX], action=str(action),
         target=target[:200] if target else None, details=details,
         ip=actor.ip[:45] if actor.ip else None, user_agent=actor.user_agent[:200] if actor.user_agent else None,
     )

@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,9 +93,27 @@ async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profi
     return customer, True
 
 
+PICTURE_URL_MAX = 2000
+
+
+def https_url(value: str | None) -> str | None:
+    """`value` when it is an https: URL with a host and nothing that is not plainly a URL in it;
+    else None. A LINE profile's pictureUrl is the person's own data passed on by LINE: a
+    `javascript:`, `data:` or `http:` one is never stored, so nothing can ever render it as a link
+    or an image source (issue 16 part 7)."""
+    if not isinstance(value, str) or len(value) > PICTURE_URL_MAX:
+        return None
+    if any(char.isspace() or not char.isprintable() or char in "\\\"<>`" for char in value):
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme != "https" or not parsed.hostname or parsed.username or parsed.password:
+        return None
+    return value
+
+
 def apply_profile(customer: Customer, profile: Profile) -> None:
     customer.display_name = profile.display_name
-    customer.picture_url = profile.picture_url
+    customer.picture_url = https_url(profile.picture_url)
     customer.status_message = profile.status_message
     customer.language = profile.language
     customer.profile_refreshed_at = utcnow()

@@ -270,6 +270,8 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = _created_at()
     last_used_at: datetime | None = _optional_time()
     revoked_at: datetime | None = _optional_time()
+    # After this moment the token gets 401 (None: it never expires). Set at creation only.
+    expires_at: datetime | None = _optional_time()
 
 
 class FlowState(SQLModel, table=True):
@@ -1650,3 +1652,91 @@ class ConsentRecord(SQLModel, table=True):
     channel: str = Field(max_length=16)
     actor: str | None = Field(default=None, max_length=100)  # "customer", a staff e-mail, a token name
     at: datetime = _created_at()
+# -- retention and breach scoping (issue 16 parts 4 and 6: storage/retention.py, storage/audit_reads.py) --
+
+
+class RetentionUnit(StrEnum):
+    DAYS = "days"
+    MONTHS = "months"
+
+
+class RetentionPolicy(SQLModel, table=True):
+    """The shop's edit of how long one kind of data is kept (storage/retention.py KINDS has the
+    kinds and their defaults; a kind without a row keeps its default)."""
+
+    __tablename__ = "retention_policies"
+    __table_args__ = (
+        _one_of("retention_policies", "unit", RetentionUnit),
+        sa.CheckConstraint("period >= 1", name="ck_retention_policies_period"),
+    )
+
+    kind: str = Field(primary_key=True, max_length=40)
+    period: int
+    unit: str = Field(max_length=8)  # a RetentionUnit
+    enabled: bool = True
+    updated_at: datetime = _created_at()
+    updated_by: str | None = Field(default=None, max_length=STAFF_EMAIL_MAX)
+
+
+class RetentionTrigger(StrEnum):
+    SCHEDULE = "schedule"  # the workers' daily run
+    CONSOLE = "console"  # 「今すぐ実行」 / 「ドライラン」
+    CLI = "cli"  # kizuna retention
+
+
+class RetentionRunStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    INCOMPLETE = "incomplete"  # the time budget ran out: the next run goes on
+    FAILED = "failed"
+
+
+class RetentionRun(SQLModel, table=True):
+    """One purge (or dry run): when, how started, what it removed (or would) per kind.
+
+    `scheduled_for` is the shop-local date of a scheduled run, unique: of N workers that find
+    the day's run due at once, one inserts the row and runs it, the others find it taken."""
+
+    __tablename__ = "retention_runs"
+    __table_args__ = (
+        _one_of("retention_runs", "trigger", RetentionTrigger),
+        _one_of("retention_runs", "status", RetentionRunStatus),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    scheduled_for: date | None = Field(default=None, unique=True)
+    trigger: str = Field(max_length=16)
+    dry_run: bool = False
+    status: str = Field(default=RetentionRunStatus.RUNNING, max_length=16)
+    started_at: datetime = _created_at()
+    finished_at: datetime | None = _optional_time()
+    counts: dict = Field(default_factory=dict, sa_type=JSONType)  # kind -> rows removed (or that would be)
+    started_by: str | None = Field(default=None, max_length=STAFF_EMAIL_MAX)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class AuditCustomerRead(SQLModel, table=True):
+    """Which customers one audit entry read or exported (breach scoping, APPI): one row per
+    customer, written set-based (a segment export's members by INSERT … SELECT), so the report
+    joins ids instead of unpacking JSON. Append-only like the audit log."""
+
+    __tablename__ = "audit_customer_reads"
+    __table_args__ = (sa.Index("ix_audit_customer_reads_customer", "customer_id"),)
+
+    # No foreign keys, on purpose (like campaign_recipients): an export of 100k customers writes
+    # 100k rows in one statement, and a key check per row would triple its cost; the ids come
+    # from the audit entry just written and from the customers table itself.
+    audit_entry_id: int = Field(primary_key=True, sa_type=BigIntId)
+    customer_id: int = Field(primary_key=True)
+
+
+# The breach report's lookup: one actor's entries in a period.
+sa.Index("ix_audit_entries_actor_at", AuditEntry.actor, AuditEntry.at)
+# The purge nulls a purged event's or delivery's references from the timeline and the outbox
+# by these (partial: most rows have none).
+sa.Index("ix_interactions_inbound_event", Interaction.inbound_event_id,
+         postgresql_where=sa.text("inbound_event_id IS NOT NULL"), sqlite_where=sa.text("inbound_event_id IS NOT NULL"))
+sa.Index("ix_interactions_delivery", Interaction.delivery_id,
+         postgresql_where=sa.text("delivery_id IS NOT NULL"), sqlite_where=sa.text("delivery_id IS NOT NULL"))
+sa.Index("ix_deliveries_inbound_event", Delivery.inbound_event_id,
+         postgresql_where=sa.text("inbound_event_id IS NOT NULL"), sqlite_where=sa.text("inbound_event_id IS NOT NULL"))

@@ -58,6 +58,7 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/cart-events"): {A, M, P},
     ("POST", "/customers"): {A, M, P},
     ("GET", "/merge-candidates"): {A},
+    ("GET", "/audit/reads"): {A},  # breach scoping: who read which customers
     ("POST", "/merge-candidates/{id}/merge"): {A},
     ("POST", "/merge-candidates/{id}/dismiss"): {A},
     ("POST", "/customer-merges/{id}/undo"): {A},

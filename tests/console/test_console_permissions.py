@@ -68,6 +68,11 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("POST", "/console/staff/{staff_id}/totp/reset"): ADMIN_ONLY,
     ("GET", "/console/audit"): ADMIN_ONLY,
     ("GET", "/console/api-tokens"): ADMIN_ONLY,
+    ("GET", "/console/retention"): ADMIN_ONLY,
+    ("POST", "/console/retention/policies"): ADMIN_ONLY,
+    ("POST", "/console/retention/run"): ADMIN_ONLY,
+    ("GET", "/console/breach"): ADMIN_ONLY,
+    ("GET", "/console/breach.csv"): ADMIN_ONLY,
     ("GET", "/console/merges"): ADMIN_ONLY,
     ("POST", "/console/merges/candidates/{item_id}/merge"): ADMIN_ONLY,
     ("POST", "/console/merges/candidates/{item_id}/dismiss"): ADMIN_ONLY,
@@ -351,6 +356,10 @@ class Fixtures:
                     "m0_text": "matrix", "when": "at", "send_at": tomorrow, "action": "create"}
         if path == "/console/api-tokens":
             return {"name": f"POS {number}", "role": "pos"}
+        if path == "/console/retention/policies":
+            from kizuna.storage.retention import KINDS
+            return {field: value for kind in KINDS for field, value in
+                    ((f"period.{kind.key}", str(kind.period)), (f"unit.{kind.key}", str(kind.unit)), (f"enabled.{kind.key}", "on"))}
         if path == "/console/staff":
             return {"display_name": f"新人 {number}", "email": f"new{number}@example.com", "role": SUPPORT}
         if path.endswith("/role"):

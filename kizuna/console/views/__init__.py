@@ -5,12 +5,12 @@ from ..routes import ConsoleRoute
 
 from . import account, analytics, api_tokens, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
 from . import campaigns, friend_sources, keyword_rules, live, login, media, merges, privacy, redeem, richmenu, segments, sequences
-from . import staff
+from . import breach, retention, staff
 
 MODULES = (
     login, account, home, conversations, customers, canned, media, live, staff, merges, api_tokens, audit_log,
     faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu, segments, campaigns, sequences, analytics, friend_sources,
-    privacy,
+    privacy, retention, breach,
 )
 
 

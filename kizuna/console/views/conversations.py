@@ -11,7 +11,7 @@ from aiohttp import web
 
 from kizuna.appkeys import SERVICES
 from kizuna.flows.support import SupportDesk
-from kizuna.storage import canned, conversations, coupons, customers
+from kizuna.storage import audit, audit_reads, canned, conversations, coupons, customers
 from kizuna.storage import faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage.errors import ServiceError
@@ -19,7 +19,7 @@ from kizuna.storage.models import ConversationPriority
 from kizuna.storage.roles import CONVERSATION_ROLES
 
 from .. import customer_panel, outcomes, timeline
-from ..context import CONTEXT, db
+from ..context import CONTEXT, db, services_of
 from ..render import render
 from ..routes import CONVERSATIONS, REFRESH_HEADER, Refused, route, see_other
 
@@ -98,6 +98,9 @@ async def conversation_page(request: web.Request, *, draft: str = "", error: str
         replies = [(item, canned.fill(item.text, customer)) for item in await canned.list_all(session)]
         offers = await coupons.list_coupons(session, active=True, limit=100)
         answers = await faq_store.search_entries(session, faq_query, enabled=True, limit=FAQ_SHOWN)
+        if request.headers.get(REFRESH_HEADER) != "1":  # a person opened it (breach scoping: storage/audit_reads.py)
+            await audit_reads.read(session, ctx.actor(), audit.Action.CONVERSATION_VIEWED, [customer.id],
+                                   target=f"conversation:{conversation_id}", at=services_of(request).clock())
     name = customer.display_name or ctx.t("home.no_name")
     items = timeline.build(rows, staff=staff, customer_name=name, timezone=ctx.timezone, t=ctx.t)
     notice, flagged = outcomes.shown(request.query)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from kizuna.storage import conversations, customers, tags
+from kizuna.storage import audit, audit_reads, conversations, customers, tags
 from kizuna.storage.errors import ServiceError
 
 from .. import customer_panel, outcomes, security, timeline
-from ..context import CONTEXT, db
+from ..context import CONTEXT, db, services_of
 from ..render import render
-from ..routes import CONVERSATIONS, Refused, route, see_other
+from ..routes import CONVERSATIONS, REFRESH_HEADER, Refused, route, see_other
 from .conversations import TIMELINE_PAGE, desk, number, staff_by_id
 
 ID = "{customer_id:[0-9]{1,9}}"
@@ -55,6 +55,9 @@ async def customer_page(request: web.Request) -> web.StreamResponse:
             raise Refused(404, "error.404")
         panel = await customer_panel.values(session, customer, now=ctx.now, timezone=ctx.timezone, locale=ctx.locale)
         ongoing = await conversations.active_for(session, customer.id)
+        if request.headers.get(REFRESH_HEADER) != "1":  # a person opened it (breach scoping: storage/audit_reads.py)
+            await audit_reads.read(session, ctx.actor(), audit.Action.CUSTOMER_VIEWED, [customer.id], target=f"customer:{customer.id}",
+                                   at=services_of(request).clock())
         items, more = [], False
         if chats:
             staff = await staff_by_id(session)

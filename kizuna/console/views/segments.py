@@ -27,7 +27,7 @@ from kizuna.storage import tags
 from kizuna.storage.errors import Invalid, NotFound
 
 from .. import segment_form
-from ..context import CONTEXT, db, sessions_of
+from ..context import CONTEXT, db, services_of, sessions_of
 from ..render import render
 from ..routes import MARKETING, Refused, route, see_other
 
@@ -289,7 +289,9 @@ async def segment_export_csv(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     segment_id = int(request.match_info["segment_id"])
     try:
-        chunks = await segment_export.export(sessions_of(request), segment_id, now=ctx.now, actor=ctx.actor(), via="console")
+        # The services' clock (as the REST API's export): the audit entry's time is the export's.
+        chunks = await segment_export.export(sessions_of(request), segment_id, now=services_of(request).clock(), actor=ctx.actor(),
+                                             via="console")
     except NotFound:
         raise Refused(404, "error.404") from None
     except Invalid:
