@@ -46,6 +46,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "ブロック（友だち解除）から期間が過ぎたお客様の氏名・連絡先・LINEの情報を消去します。",
         "Names, contact details and LINE profile of customers who blocked the account longer ago than this.",
     ),
+    "retention.kind.consent_records": ("同意の記録", "Consent records"),
+    "retention.kind.consent_records.help": (
+        "同意・撤回の記録。個人情報保護法の記録保存期間により3年（36か月）以上です。",
+        "Grants and withdrawals of consent: at least 3 years (36 months), APPI's record-keeping period.",
+    ),
+    "retention.target.consent_records": ("同意の記録", "Consent records"),
     "retention.target.inbound_events": ("受信イベント", "Inbound events"),
     "retention.target.timeline_deliveries": ("配信のタイムライン行", "Campaign timeline rows"),
     "retention.target.campaign_recipients": ("配信先", "Campaign recipients"),

@@ -8,8 +8,8 @@ the customer row.
   they accept a newer one from the member info card); `privacy_consented_at` when.
 - The **ledger** (`ConsentRecord`) has one append-only row per grant or withdrawal of one
   purpose: who, what, which notice version, through which channel, who acted, when. Nothing here
-  updates a row; rows older than `RETENTION` (3 years: APPI's record-keeping period) may be
-  removed by `purge_expired`, in bounded batches, for the retention purge to schedule.
+  updates a row; the retention purge removes rows past the shop's period for them (storage/
+  retention.py: 37 months by default, never under APPI's 3 years).
 
 A "no" to marketing messages at registration is a `withdrawn` row, so the ledger alone tells
 whether consent was held at any moment (the last row of a purpose wins).
@@ -33,8 +33,6 @@ from .models import (
 )
 
 SHOP_ID = 1
-RETENTION = timedelta(days=3 * 365 + 1)  # three years, a leap day included
-PURGE_BATCH = 1000
 HISTORY_LIMIT = 200
 # What registration collects, cleared by a withdrawal when the shop deletes it (name_kana comes
 # from the shop's customer records, and is registration data as much as the name).
@@ -232,16 +230,6 @@ async def members_on_older_notice(session: AsyncSession) -> int:
         Customer.registered.is_(True), Customer.privacy_notice_id.is_not(None), Customer.privacy_notice_id != current.id,
     )
     return (await session.execute(statement)).scalar_one()
-
-
-async def purge_expired(session: AsyncSession, *, now: datetime, limit: int = PURGE_BATCH) -> int:
-    """Remove at most `limit` ledger rows older than RETENTION (the oldest first); how many went.
-    Call again until it returns less than `limit`: each call is one short statement."""
-    oldest = (
-        sa.select(ConsentRecord.id).where(ConsentRecord.at < now - RETENTION).order_by(ConsentRecord.id).limit(limit)
-    ).scalar_subquery()
-    statement = sa.delete(ConsentRecord).where(ConsentRecord.id.in_(oldest))
-    return (await session.execute(statement)).rowcount or 0
 
 
 # -- the customer row: accepting a notice, withdrawing ------------------------------------------

@@ -1633,7 +1633,7 @@ class PrivacyNotice(SQLModel, table=True):
 
 class ConsentRecord(SQLModel, table=True):
     """The consent ledger: one row per grant or withdrawal of one purpose, append-only (nothing
-    updates a row; only the 3-year retention removes old ones, consents.purge_expired)."""
+    updates a row; only the retention purge removes old ones, never under 3 years: storage/retention.py)."""
 
     __tablename__ = "consent_records"
     __table_args__ = (

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from . import audit
 from .errors import Invalid
 from .models import (
-    ApiEvent, Campaign, CampaignRecipient, CampaignStatus, Customer, Delivery, DeliveryStatus, Direction,
+    ApiEvent, Campaign, CampaignRecipient, CampaignStatus, ConsentRecord, Customer, Delivery, DeliveryStatus, Direction,
     EventStatus, InboundEvent, Interaction, LoginAttempt, MediaContent, RetentionPolicy, RetentionUnit, StaffSession,
 )
 from .types import utcnow
@@ -50,6 +50,7 @@ STAFF_LOGINS = "staff_logins"  # login attempts and ended console sessions
 API_EVENTS = "api_events"
 MEDIA = "media"  # images, videos, audio and files customers sent
 UNFOLLOWED_CUSTOMERS = "unfollowed_customers"  # personal data of customers who left the account
+CONSENT_RECORDS = "consent_records"  # the consent ledger: APPI asks for 3 years at least
 
 KINDS: tuple[Kind, ...] = (
     Kind(INBOUND_EVENTS, 90, RetentionUnit.DAYS),
@@ -58,7 +59,10 @@ KINDS: tuple[Kind, ...] = (
     Kind(API_EVENTS, 13, RetentionUnit.MONTHS),
     Kind(MEDIA, 13, RetentionUnit.MONTHS),
     Kind(UNFOLLOWED_CUSTOMERS, 24, RetentionUnit.MONTHS),
+    Kind(CONSENT_RECORDS, 37, RetentionUnit.MONTHS),
 )
+# Kinds the law sets a floor for: the consent ledger is kept 3 years (APPI's record-keeping period).
+MINIMUM = {CONSENT_RECORDS: {RetentionUnit.MONTHS: 36, RetentionUnit.DAYS: 3 * 365 + 1}}
 _BY_KEY = {kind.key: kind for kind in KINDS}
 
 
@@ -111,6 +115,9 @@ def check_policy(kind: object, period: object, unit: object) -> tuple[str, int, 
         period = int(period.strip())
     if isinstance(period, bool) or not isinstance(period, int) or not 1 <= period <= PERIOD_MAX[unit]:
         raise Invalid("period", f"must be a whole number from 1 to {PERIOD_MAX[unit]} ({unit})")
+    floor = MINIMUM.get(str(kind), {}).get(unit)
+    if floor is not None and period < floor:
+        raise Invalid("period", f"must be at least {floor} {unit} (3 years): APPI's record-keeping period")
     return str(kind), period, unit
 
 
@@ -347,6 +354,7 @@ TARGETS: tuple[Target, ...] = (
     Target("api_events", API_EVENTS, _count_api_events, _purge_api_events),
     _simple("media_contents", MEDIA, MediaContent, MediaContent.message_id, lambda cutoff: MediaContent.fetched_at < cutoff),
     Target("unfollowed_customers", UNFOLLOWED_CUSTOMERS, _count_unfollowed, _purge_unfollowed),
+    _simple("consent_records", CONSENT_RECORDS, ConsentRecord, ConsentRecord.id, lambda cutoff: ConsentRecord.at < cutoff),
 )
 TARGET_KEYS = tuple(target.key for target in TARGETS)
 

@@ -17,12 +17,12 @@ from kizuna.storage import retention as policies
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.errors import Invalid
 from kizuna.storage.models import (
-    ApiEvent, Campaign, CampaignRecipient, Customer, Delivery, InboundEvent, Interaction, LoginAttempt, MediaContent,
+    ApiEvent, Campaign, CampaignRecipient, ConsentRecord, Customer, Delivery, InboundEvent, Interaction, LoginAttempt, MediaContent,
     RetentionRun, RetentionTrigger, Staff, StaffSession,
 )
 
 NOW = datetime(2026, 12, 5, 1, 0, tzinfo=timezone.utc)  # 10:00 in Tokyo
-OLD = NOW - timedelta(days=800)  # past every default period (24 months is the longest)
+OLD = NOW - timedelta(days=800)  # past every default period but the consent ledger's 37 months
 NEW = NOW - timedelta(days=10)  # within every one
 
 
@@ -87,6 +87,10 @@ async def seed(sessions) -> dict:
             ApiEvent(type="cart", customer_id=friend.id, created_at=NEW),
             MediaContent(message_id="m-old", content_type="image/jpeg", size=1, data=b"x", fetched_at=OLD),
             MediaContent(message_id="m-new", content_type="image/jpeg", size=1, data=b"x", fetched_at=NEW),
+            # the consent ledger: kept 37 months by default
+            ConsentRecord(customer_id=friend.id, purpose="marketing", action="granted", channel="line_chat",
+                          at=NOW - timedelta(days=4 * 365)),
+            ConsentRecord(customer_id=friend.id, purpose="marketing", action="withdrawn", channel="line_chat", at=OLD),
         ])
     return {"gone": gone.id, "recent_leaver": recent_leaver.id, "friend": friend.id, "ended": ended.id, "recent": recent.id,
             "running": running.id, "events": {name: event.id for name, event in events.items()}}
@@ -105,6 +109,7 @@ async def snapshot(sessions) -> dict:
             "logins": await values(sa.select(LoginAttempt.at)),
             "sessions": await values(sa.select(StaffSession.id_hash)),
             "api_events": await values(sa.select(ApiEvent.created_at)),
+            "consents": await values(sa.select(ConsentRecord.action)),
             "media": await values(sa.select(MediaContent.message_id)),
             "named": await values(sa.select(Customer.display_name).where(Customer.display_name.is_not(None))),
         }
@@ -112,7 +117,7 @@ async def snapshot(sessions) -> dict:
 
 EXPECTED = {
     "inbound_events": 2, "timeline_deliveries": 1, "campaign_recipients": 3, "deliveries": 1, "login_attempts": 1,
-    "staff_sessions": 1, "api_events": 1, "media_contents": 1, "unfollowed_customers": 1,
+    "staff_sessions": 1, "api_events": 1, "media_contents": 1, "unfollowed_customers": 1, "consent_records": 1,
 }
 
 

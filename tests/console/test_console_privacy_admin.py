@@ -117,7 +117,8 @@ async def test_the_retention_page_edits_policies_dry_runs_and_purges(console, ki
 
     form = {}
     for kind, period, unit in (("inbound_events", "90", "days"), ("delivery_details", "13", "months"), ("staff_logins", "90", "days"),
-                               ("api_events", "13", "months"), ("media", "7", "days"), ("unfollowed_customers", "24", "months")):
+                               ("api_events", "13", "months"), ("media", "7", "days"), ("unfollowed_customers", "24", "months"),
+                               ("consent_records", "37", "months")):
         form |= {f"period.{kind}": period, f"unit.{kind}": unit, f"enabled.{kind}": "on"}
     # A wrong value: 400 naming the kind, and nothing stored.
     response, page = await admin.post("/console/retention/policies", {**form, "period.media": "0"}, csrf=await admin.csrf("/console/retention"))

@@ -9,11 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from kizuna.storage import consents
+from kizuna.campaigns import retention as retention_service
+from kizuna.storage import consents, retention
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.errors import Conflict, Invalid
 from kizuna.storage.migrate import downgrade, upgrade
-from kizuna.storage.models import ConsentAction, ConsentChannel, ConsentPurpose, ConsentRecord, Customer, WithdrawalData
+from kizuna.storage.models import (
+    ConsentAction, ConsentChannel, ConsentPurpose, ConsentRecord, Customer, RetentionTrigger, WithdrawalData,
+)
 from tests.storage.test_migrations import _run, scratch_url  # noqa: F401  (the fixture)
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
@@ -79,22 +82,24 @@ async def test_a_notice_is_checked_and_its_label_is_unique(sessions):
         assert [n.version for n in await consents.list_notices(session)] == ["2027-04", "1"]
 
 
-async def test_ledger_rows_older_than_three_years_are_purged_in_bounded_batches(sessions):
+async def test_ledger_rows_older_than_three_years_are_purged_and_never_younger(sessions):
+    """The retention purge's consent_records kind: 37 months by default, never under 3 years."""
     async with transaction(sessions) as session:
         customer = Customer(line_user_id="U" + "1" * 32)
         session.add(customer)
         await session.flush()
-        for days in (3 * 366 + 10, 3 * 366 + 5, 3 * 366 + 1, 3 * 365 - 1, 10):
+        for days in (3 * 366 + 50, 3 * 366 + 40, 3 * 366 + 35, 3 * 365 - 1, 10):
             consents.record(session, customer.id, (ConsentPurpose.MARKETING,), ConsentAction.GRANTED,
                             channel=ConsentChannel.LINE_CHAT, at=NOW - timedelta(days=days), notice_id=1)
-    async with transaction(sessions) as session:
-        assert await consents.purge_expired(session, now=NOW, limit=2) == 2
-    async with transaction(sessions) as session:
-        assert await consents.purge_expired(session, now=NOW, limit=2) == 1
-        assert await consents.purge_expired(session, now=NOW, limit=2) == 0
+    run = await retention_service.run(sessions, now=NOW, dry_run=False, trigger=RetentionTrigger.CLI, batch=2)
+    assert run.counts["consent_records"] == 3
     async with sessions() as session:
         left = (await session.execute(sa.select(ConsentRecord.at).order_by(ConsentRecord.at))).scalars().all()
     assert [NOW - at for at in left] == [timedelta(days=3 * 365 - 1), timedelta(days=10)]
+    for period, unit in ((35, "months"), (1000, "days")):
+        with pytest.raises(Invalid):
+            async with transaction(sessions) as session:
+                await retention.set_policy(session, "consent_records", period=period, unit=unit, enabled=True)
 
 
 async def test_the_withdrawal_setting_takes_delete_or_keep(sessions):
