@@ -88,9 +88,13 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("POST", "/sequences"): {A, M},
     ("GET", "/sequences"): {A, M},
     ("GET", "/sequences/{id}"): {A, M},
+    ("PUT", "/sequences/{id}"): {A, M},
     ("POST", "/sequences/{id}/pause"): {A, M},
     ("POST", "/sequences/{id}/resume"): {A, M},
     ("POST", "/events"): {A, M, P},
+    ("GET", "/privacy-notices"): {A, M, S},
+    ("POST", "/privacy-notices"): {A},
+    ("GET", "/customers/{id}/consents"): {A, M, S},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja", "{tag}": "VIP"}
 

@@ -40,6 +40,20 @@ async def test_create_read_pause_and_resume(kizuna):
     assert status == 404
 
 
+async def test_an_edit_replaces_the_steps_and_a_bad_one_changes_nothing(kizuna):
+    created = await create_sequence(kizuna, **CART)
+    two_steps = {**CART, "name": "カゴ落ち（2通）", "steps": [*CART["steps"], {"delay_hours": 24, "messages": [
+        {"type": "text", "text": "まだ間に合います"}]}]}
+    status, edited = await kizuna.api("PUT", f"/api/v1/sequences/{created['id']}", json=two_steps)
+    assert status == 200 and edited["name"] == "カゴ落ち（2通）" and [s["delay_minutes"] for s in edited["steps"]] == [60, 1440]
+    status, answer = await kizuna.api("PUT", f"/api/v1/sequences/{created['id']}", json={**CART, "steps": []})
+    assert status == 400 and answer["error"]["field"].startswith("steps")
+    status, _ = await kizuna.api("PUT", "/api/v1/sequences/999", json=CART)
+    assert status == 404
+    _, now = await kizuna.api("GET", f"/api/v1/sequences/{created['id']}")
+    assert now["name"] == "カゴ落ち（2通）" and len(now["steps"]) == 2
+
+
 async def test_create_refuses_what_cannot_be_sent(kizuna):
     text = {"type": "text", "text": "こんにちは"}
     cases = [

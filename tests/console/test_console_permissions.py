@@ -26,7 +26,7 @@ import pyotp
 import sqlalchemy as sa
 from aiohttp import web
 
-from kizuna.campaigns import campaigns, segments
+from kizuna.campaigns import campaigns, segments, sequences
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage import friend_sources, merges, orders, staff_sessions, tokens
@@ -151,6 +151,14 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/campaigns/{campaign_id}/progress"): MARKETING,
     ("POST", "/console/campaigns/{campaign_id}/{action}"): MARKETING,
     ("POST", "/console/campaigns/{campaign_id}/test"): MARKETING,
+    # ステップ配信
+    ("GET", "/console/sequences"): MARKETING,
+    ("GET", "/console/sequences/new"): MARKETING,
+    ("POST", "/console/sequences/new"): MARKETING,
+    ("GET", "/console/sequences/{sequence_id}"): MARKETING,
+    ("GET", "/console/sequences/{sequence_id}/edit"): MARKETING,
+    ("POST", "/console/sequences/{sequence_id}/edit"): MARKETING,
+    ("POST", "/console/sequences/{sequence_id}/{action}"): MARKETING,
     # 流入経路
     ("GET", "/console/friend-sources"): MARKETING,
     ("POST", "/console/friend-sources"): MARKETING,
@@ -232,6 +240,9 @@ class Fixtures:
                 session, name="matrix", segment_id=self.segment.id, rule=None,
                 variants=[campaigns.VariantIn(messages=[{"type": "text", "text": "matrix"}], percent=100)],
                 send_at=utcnow() + timedelta(days=1), now=utcnow())
+            self.sequence = await sequences.create(session, sequences.SequenceCreate(
+                name="matrix", trigger="registered", steps=[{"messages": [{"type": "text", "text": "matrix"}]}]),
+                created_by="cli", now=utcnow())
             self.coupon = await coupons.create_coupon(session, {"title": "matrix", "discount_type": "amount",
                                                                 "discount_value": 100, "valid_days": 30, "one_per_customer": False})
 
@@ -309,7 +320,8 @@ class Fixtures:
                 .replace("{faq_id}", "matrix").replace("{rule_id}", str(getattr(self, "rule_id", "")))
                 .replace("{coupon_id}", str(self.coupon.id)).replace("{segment_id}", str(self.segment.id))
                 .replace("{source_id}", str(self.friend_source.id)).replace("qr.{kind}", "qr.png")
-                .replace("{campaign_id}", str(self.campaign.id)).replace("{action}", "pause")
+                .replace("{campaign_id}", str(self.campaign.id)).replace("{sequence_id}", str(self.sequence.id))
+                .replace("{action}", "pause")
                 .replace("{key}.png", "default.png").replace("{key}", "greeting").replace("{locale}", "ja"))
 
     async def form(self, method: str, path: str, identity: str) -> dict:
@@ -354,6 +366,10 @@ class Fixtures:
             tomorrow = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
             return {"name": f"配信 {number}", "audience": f"segment:{self.segment.id}", "m_slots": "1", "m0_type": "text",
                     "m0_text": "matrix", "when": "at", "send_at": tomorrow, "action": "create"}
+        if path in ("/console/sequences/new", "/console/sequences/{sequence_id}/edit"):
+            return {"name": f"ステップ {number}", "trigger": "registered", "name_fallback": "お客様", "steps": "1", "action": "save",
+                    "s0_from": "enrolment", "s0_days": "0", "s0_hours": "0", "s0m_slots": "1", "s0m0_type": "text",
+                    "s0m0_text": "matrix"}
         if path == "/console/api-tokens":
             return {"name": f"POS {number}", "role": "pos"}
         if path == "/console/retention/policies":
