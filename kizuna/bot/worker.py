@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn, sequences
+from kizuna.campaigns import automations, churn, sequences
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.db import is_unavailable, transaction
@@ -28,6 +28,7 @@ from kizuna.storage.types import utcnow
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import Job, QueueUnavailable, SourceBusy, WorkQueue
 
+from .automation_webhooks import WebhookPoster
 from .campaign_sender import CampaignSender
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -43,6 +44,11 @@ SEQUENCE_LOOK = 1.0
 SEQUENCE_BATCH = 200  # due steps per transaction
 SEQUENCE_SENDS = 16  # pushes of one batch in flight at once (the LINE client's limiter paces them)
 SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
+# Seconds between looks for pending automation causes (a rule fires this soon after its cause),
+# and for webhook calls due (new or retried).
+AUTOMATION_LOOK = 1.0
+AUTOMATION_BATCH = 100  # causes per transaction
+AUTOMATION_DAILY_LOOK = 60.0  # seconds between looks whether the day's birthday / coupon looks are due
 
 
 class Worker:
@@ -102,6 +108,12 @@ class Worker:
                               name="kizuna-sequences")
             group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),
                               name="kizuna-segment-entries")
+            group.create_task(self._repeat(self._automations, seconds=AUTOMATION_LOOK, what="automation rules"),
+                              name="kizuna-automations")
+            group.create_task(self._repeat(self._automation_webhooks, seconds=AUTOMATION_LOOK, what="automation webhooks"),
+                              name="kizuna-automation-webhooks")
+            group.create_task(self._repeat(self._automation_daily, seconds=AUTOMATION_DAILY_LOOK, what="automation daily looks"),
+                              name="kizuna-automation-daily")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -282,6 +294,40 @@ class Worker:
         (campaigns/sequences.py `enter_segments`; each sequence's look claimed by one worker)."""
         services = getattr(self.processor, "services", None)
         await sequences.enter_segments(self.sessions, now=services.clock() if services is not None else utcnow())
+
+    def _clock_and_url(self):
+        services = getattr(self.processor, "services", None)
+        return (services.clock if services is not None else utcnow), (services.public_url if services is not None else "")
+
+    async def _automations(self) -> None:
+        """Pending automation causes evaluated against the rules (campaigns/automations.py), then
+        what the firings put in the outbox sent at once and their webhook calls posted; N workers
+        share the causes, and each rule fires once per cause whoever evaluates it."""
+        clock, public_url = self._clock_and_url()
+
+        def coupon_message(grant, coupon, customer) -> dict:
+            locale = "en" if (customer.language or "").startswith("en") else "ja"
+            return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
+
+        while not self._stopping.is_set():
+            handoff = await automations.evaluate_pending(self.sessions, now=clock(), limit=AUTOMATION_BATCH, coupon_message=coupon_message)
+            for outcome in await asyncio.gather(*(self.sender.send(delivery_id) for delivery_id in handoff.deliveries),
+                                                return_exceptions=True):
+                if isinstance(outcome, Exception) and not is_unavailable(outcome):
+                    log.error("sending an automation's message failed: %r", outcome)  # the sweeper retries it
+            if handoff.webhook_calls:
+                await self._automation_webhooks()
+            if handoff.causes < AUTOMATION_BATCH:
+                return
+
+    async def _automation_webhooks(self) -> None:
+        clock, public_url = self._clock_and_url()
+        # http to localhost only on a development install (served over plain http).
+        await WebhookPoster(self.sessions, clock=clock, allow_http_localhost=public_url.startswith("http://")).post_due()
+
+    async def _automation_daily(self) -> None:
+        clock, _public_url = self._clock_and_url()
+        await automations.run_daily(self.sessions, now=clock())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue
