@@ -64,6 +64,13 @@ class RuleDeleted(BaseModel):
 class SettingsRead(BaseModel):
     daily_hour: int
     coupon_reminder_days: int
+    coupon_reminder_enabled: bool
+    coupon_reminder_text: str
+
+
+def _settings(found) -> SettingsRead:
+    return SettingsRead(daily_hour=found.daily_hour, coupon_reminder_days=found.coupon_reminder_days,
+                        coupon_reminder_enabled=found.coupon_reminder_enabled, coupon_reminder_text=found.coupon_reminder_text)
 
 
 def _dev(request: web.Request) -> bool:
@@ -155,7 +162,7 @@ async def all_firings(request: web.Request) -> web.Response:
 async def get_settings(request: web.Request) -> web.Response:
     async with transaction(services(request).sessions) as session:
         found = await store.settings(session)
-        answer = SettingsRead(daily_hour=found.daily_hour, coupon_reminder_days=found.coupon_reminder_days)
+        answer = _settings(found)
     return json_answer(answer)
 
 
@@ -163,7 +170,7 @@ async def put_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, automations.SettingsUpdate)
     async with transaction(services(request).sessions) as session:
         found = await automations.update_settings(session, body)
-        answer = SettingsRead(daily_hour=found.daily_hour, coupon_reminder_days=found.coupon_reminder_days)
+        answer = _settings(found)
     return json_answer(answer)
 
 
@@ -194,8 +201,8 @@ ENDPOINTS = [
     Endpoint("GET", "/automation-firings", all_firings, "Every rule's recent firings, newest first",
              roles=MARKETING, response=FiringList, query=_LIMIT),
     Endpoint("GET", "/automation-settings", get_settings,
-             "The daily looks: the shop's local hour they run at, and how many days ahead a coupon counts as expiring",
+             "The daily looks: the shop's local hour they run at, how many days ahead a coupon counts as expiring, the built-in reminder",
              roles=MARKETING, response=SettingsRead),
-    Endpoint("PUT", "/automation-settings", put_settings, "Change the daily looks' hour and the coupon reminder's days",
+    Endpoint("PUT", "/automation-settings", put_settings, "Change the daily looks' hour and the built-in coupon reminder (on or off, its days ahead, its text)",
              roles=MARKETING, request=automations.SettingsUpdate, response=SettingsRead),
 ]

@@ -55,6 +55,8 @@ from kizuna.storage.errors import Invalid
 from kizuna.storage.models import (
     AUTOMATION_NAME_MAX,
     AUTOMATION_VALUE_MAX,
+    COUPON_REMINDER_TEXT,
+    COUPON_REMINDER_TEXT_MAX,
     TAG_MAX,
     WEBHOOK_URL_MAX,
     AutomationCause,
@@ -209,6 +211,9 @@ class SettingsUpdate(BaseModel):
 
     daily_hour: int = Field(ge=0, le=23, description="the shop's local hour of the daily looks (birthday month, coupons expiring)")
     coupon_reminder_days: int = Field(ge=1, le=30, description="a grant expiring within this many days counts as expiring")
+    coupon_reminder_enabled: bool = Field(default=True, description="the built-in reminder: its text and the coupon's card, once per grant")
+    coupon_reminder_text: str = Field(default=COUPON_REMINDER_TEXT, min_length=1, max_length=COUPON_REMINDER_TEXT_MAX, pattern=r"\S",
+                                      description="{name} becomes the customer's name")
 
 
 # -- creating, changing ------------------------------------------------------------------------
@@ -316,6 +321,7 @@ async def set_enabled(session: AsyncSession, rule_id: int, enabled: bool, *, now
 async def update_settings(session: AsyncSession, body: SettingsUpdate):
     found = await store.settings(session)
     found.daily_hour, found.coupon_reminder_days = body.daily_hour, body.coupon_reminder_days
+    found.coupon_reminder_enabled, found.coupon_reminder_text = body.coupon_reminder_enabled, body.coupon_reminder_text.strip()
     await session.flush()
     return found
 
@@ -343,14 +349,37 @@ async def evaluate_pending(
     async with transaction(sessions) as session:
         causes = await store.lock_pending(session, limit=limit)
         rules: dict[str, list[AutomationRule]] = {}
+        reminder = None
+        if any(cause.kind == AutomationTrigger.COUPON_EXPIRING for cause in causes):
+            found = await store.settings(session)
+            reminder = found.coupon_reminder_text if found.coupon_reminder_enabled else None
         for cause in causes:
             if cause.kind not in rules:
                 rules[cause.kind] = await store.enabled_rules(session, cause.kind)
             for rule in rules[cause.kind]:
                 await _consider(session, rule, cause, handoff, now=now, coupon_message=coupon_message)
+            if reminder and cause.kind == AutomationTrigger.COUPON_EXPIRING:
+                await _remind(session, cause, reminder, handoff, now=now, coupon_message=coupon_message)
         await store.mark_evaluated(session, [cause.id for cause in causes], now=now)
         handoff.causes = len(causes)
     return handoff
+
+
+async def _remind(session: AsyncSession, cause: AutomationCause, text: str, handoff: Handoff, *, now: datetime,
+                  coupon_message: CouponMessage) -> None:
+    """The built-in coupon reminder: the shop's text and the coupon's card, to a customer who can
+    be messaged, while the grant is unused and valid. Once per grant: the outbox's retry key is
+    derived from the grant, so a second evaluation stores nothing."""
+    grant = await session.get(CouponGrant, cause.ref_id) if cause.ref_id else None
+    customer = await session.get(Customer, cause.customer_id)
+    if grant is None or customer is None or grant.status != "issued" or grant.expires_at <= now or _reachable(customer):
+        return
+    messages = personalise([{"type": "text", "text": text}], customer_name(customer, NAME_FALLBACK))
+    messages.append(coupon_message(grant, await session.get(Coupon, grant.coupon_id), customer))
+    created = await deliveries.create_many(session, [deliveries.NewMessage(
+        customer_id=customer.id, messages=messages, sender_type=SENDER_TYPE, sender_id="coupon_reminder",
+        retry_key=deliveries.retry_key_for("coupon_reminder", grant.id))])
+    handoff.deliveries.extend(created.values())
 
 
 async def _consider(session: AsyncSession, rule: AutomationRule, cause: AutomationCause, handoff: Handoff, *, now: datetime,

@@ -324,8 +324,8 @@ async def record_birthdays(session: AsyncSession, *, month: int, year: int, now:
 
 async def record_expiring(session: AsyncSession, *, within: timedelta, now: datetime) -> int:
     """A coupon_expiring cause for each unused grant expiring within `within`, once per grant
-    (the dedupe key), set-based."""
-    if not await _anyone_listens(session, AutomationTrigger.COUPON_EXPIRING):
+    (the dedupe key), set-based. Recorded when the built-in reminder is on or a rule listens."""
+    if not (await settings(session)).coupon_reminder_enabled and not await _anyone_listens(session, AutomationTrigger.COUPON_EXPIRING):
         return 0
     table = AutomationCause.__table__
     key = sa.literal("coupon_expiring:", table.c.dedupe_key.type) + sa.cast(CouponGrant.id, sa.String)

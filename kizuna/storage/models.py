@@ -1685,15 +1685,22 @@ class AutomationWebhookCall(SQLModel, table=True):
     sent_at: datetime | None = _optional_time()
 
 
+COUPON_REMINDER_TEXT = "{name}さん、クーポンの有効期限が近づいています。お早めにご利用ください。"
+COUPON_REMINDER_TEXT_MAX = 500
+
+
 class AutomationSettings(SQLModel, table=True):
     """The shop's daily automation looks (one row, id 1): the hour of the shop's day they run at,
-    how many days ahead a coupon counts as expiring, and the day each last ran (claimed by one
-    worker with a conditional UPDATE)."""
+    how many days ahead a coupon counts as expiring, the built-in coupon reminder (on by default:
+    its text, sent with the coupon's card, once per grant), and the day each look last ran
+    (claimed by one worker with a conditional UPDATE)."""
 
     __tablename__ = "automation_settings"
 
     id: int | None = Field(default=None, primary_key=True)
     daily_hour: int = 9  # the shop's local hour, 0-23
     coupon_reminder_days: int = 3
+    coupon_reminder_enabled: bool = True
+    coupon_reminder_text: str = Field(default=COUPON_REMINDER_TEXT, max_length=COUPON_REMINDER_TEXT_MAX)
     birthday_ran_on: date | None = None
     coupons_ran_on: date | None = None

@@ -1,6 +1,6 @@
 """automation rules (IF → THEN): the rules, the causes they react to (recorded with the facts),
 their firings (unique per rule and cause), the webhook calls they make, and the settings of the
-daily looks (birthday month, coupons about to expire), with the default coupon-reminder rule
+daily looks (birthday month, coupons about to expire) with the built-in coupon reminder
 
 Revision ID: 0026
 Revises: 0022
@@ -11,8 +11,6 @@ import sqlalchemy as sa
 import sqlmodel
 import kizuna.storage.types
 from sqlalchemy.dialects import postgresql
-import secrets
-from datetime import datetime, timezone
 
 revision = '0026'
 down_revision = '0022'
@@ -44,6 +42,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('daily_hour', sa.Integer(), nullable=False),
     sa.Column('coupon_reminder_days', sa.Integer(), nullable=False),
+    sa.Column('coupon_reminder_enabled', sa.Boolean(), nullable=False),
+    sa.Column('coupon_reminder_text', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
     sa.Column('birthday_ran_on', sa.Date(), nullable=True),
     sa.Column('coupons_ran_on', sa.Date(), nullable=True),
     sa.PrimaryKeyConstraint('id')
@@ -113,21 +113,12 @@ def upgrade() -> None:
         batch_op.create_index('ix_automation_webhook_calls_due', ['next_attempt_at'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
         batch_op.create_index(batch_op.f('ix_automation_webhook_calls_firing_id'), ['firing_id'], unique=False)
 
-    # The settings row, and the reminder the issue asks for as a rule the shop can edit or disable
-    # (written out, not imported: this migration stays what it was when the code changes).
-    op.execute(sa.text("INSERT INTO automation_settings (id, daily_hour, coupon_reminder_days) VALUES (1, 9, 3)"))
-    now = datetime.now(timezone.utc)
-    rules = sa.table('automation_rules', sa.column('name', sa.String), sa.column('enabled', sa.Boolean), sa.column('trigger', sa.String),
-                     sa.column('trigger_options', sa.JSON), sa.column('conditions', sa.JSON), sa.column('actions', sa.JSON),
-                     sa.column('webhook_secret', sa.String), sa.column('created_by', sa.String),
-                     sa.column('created_at', kizuna.storage.types.UTCDateTime(timezone=True)),
-                     sa.column('updated_at', kizuna.storage.types.UTCDateTime(timezone=True)))
-    op.bulk_insert(rules, [{
-        'name': 'クーポン期限のお知らせ', 'enabled': True, 'trigger': 'coupon_expiring', 'trigger_options': {}, 'conditions': [],
-        'actions': [{'type': 'send_message', 'coupon_card': True,
-                     'messages': [{'type': 'text', 'text': '{name}さん、クーポンの有効期限が近づいています。お早めにご利用ください。'}]}],
-        'webhook_secret': secrets.token_hex(32), 'created_by': 'migration 0026', 'created_at': now, 'updated_at': now,
-    }])
+    # The settings row (written out, not imported: this migration stays what it was when the code changes).
+    settings = sa.table('automation_settings', sa.column('id', sa.Integer), sa.column('daily_hour', sa.Integer),
+                        sa.column('coupon_reminder_days', sa.Integer), sa.column('coupon_reminder_enabled', sa.Boolean),
+                        sa.column('coupon_reminder_text', sa.String))
+    op.bulk_insert(settings, [{'id': 1, 'daily_hour': 9, 'coupon_reminder_days': 3, 'coupon_reminder_enabled': True,
+                               'coupon_reminder_text': '{name}さん、クーポンの有効期限が近づいています。お早めにご利用ください。'}])
 
 
 def downgrade() -> None:
