@@ -89,7 +89,7 @@ async def _answer(session, rule: AutomationRule) -> RuleRead:
     return _read(rule, (await store.firing_counts(session)).get(rule.id, 0))
 
 
-async def create_rule(request: web.Request) -> web.Response:
+async def create_automation(request: web.Request) -> web.Response:
     body = await parse_body(request, automations.RuleCreate)
     async with transaction(services(request).sessions) as session:
         rule = await automations.create(session, body, created_by=f"token:{request[TOKEN].name}", now=services(request).clock(),
@@ -98,20 +98,20 @@ async def create_rule(request: web.Request) -> web.Response:
     return json_answer(answer, status=201)
 
 
-async def list_rules(request: web.Request) -> web.Response:
+async def list_automations(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         counts = await store.firing_counts(session)
         items = [_read(rule, counts.get(rule.id, 0)) for rule in await store.list_all(session)]
     return json_answer(RuleList(items=items))
 
 
-async def get_rule(request: web.Request) -> web.Response:
+async def get_automation(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         answer = await _answer(session, await store.get(session, path_id(request)))
     return json_answer(answer)
 
 
-async def replace_rule(request: web.Request) -> web.Response:
+async def replace_automation(request: web.Request) -> web.Response:
     body = await parse_body(request, automations.RuleCreate)
     async with transaction(services(request).sessions) as session:
         rule = await automations.replace(session, path_id(request), body, now=services(request).clock(), allow_http_localhost=_dev(request))
@@ -125,15 +125,15 @@ async def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
     return json_answer(answer)
 
 
-async def enable_rule(request: web.Request) -> web.Response:
+async def enable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, True)
 
 
-async def disable_rule(request: web.Request) -> web.Response:
+async def disable_automation(request: web.Request) -> web.Response:
     return await _set_enabled(request, False)
 
 
-async def delete_rule(request: web.Request) -> web.Response:
+async def delete_automation(request: web.Request) -> web.Response:
     async with transaction(services(request).sessions) as session:
         await store.delete(session, path_id(request))
     return json_answer(RuleDeleted(id=path_id(request), deleted=True))
@@ -146,27 +146,27 @@ def _firings(rows) -> FiringList:
                                        created_at=row.created_at) for row in rows])
 
 
-async def rule_firings(request: web.Request) -> web.Response:
+async def automation_firings(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         await store.get(session, path_id(request))
         rows = await store.recent_firings(session, rule_id=path_id(request), limit=int_query(request, "limit"))
     return json_answer(_firings(rows))
 
 
-async def all_firings(request: web.Request) -> web.Response:
+async def all_automation_firings(request: web.Request) -> web.Response:
     async with services(request).sessions() as session:
         rows = await store.recent_firings(session, limit=int_query(request, "limit"))
     return json_answer(_firings(rows))
 
 
-async def get_settings(request: web.Request) -> web.Response:
+async def get_automation_settings(request: web.Request) -> web.Response:
     async with transaction(services(request).sessions) as session:
         found = await store.settings(session)
         answer = _settings(found)
     return json_answer(answer)
 
 
-async def put_settings(request: web.Request) -> web.Response:
+async def put_automation_settings(request: web.Request) -> web.Response:
     body = await parse_body(request, automations.SettingsUpdate)
     async with transaction(services(request).sessions) as session:
         found = await automations.update_settings(session, body)
@@ -178,31 +178,31 @@ _ID = [id_param(AutomationRule.id)]
 _LIMIT = [int_param("limit", minimum=1, maximum=500, default=100, description="the newest firings, at most this many")]
 
 ENDPOINTS = [
-    Endpoint("POST", "/automations", create_rule,
+    Endpoint("POST", "/automations", create_automation,
              "Create an automation rule (201): a trigger (tag_added, tag_removed, link_tapped, order_placed, api_event, "
              "segment_entered, registration_completed, friend_source, birthday_month, coupon_expiring) with its value and "
              "options, optional conditions (has_tag, lacks_tag, in_segment, not_in_segment) and 1-10 actions (add_tag, "
              "remove_tag, start_sequence, stop_sequence, switch_rich_menu, send_message, grant_coupon, call_webhook). "
              "Each rule fires once per cause. 400 names the invalid field; nothing is stored then.",
              roles=MARKETING, request=automations.RuleCreate, response=RuleRead, statuses=(201,)),
-    Endpoint("GET", "/automations", list_rules, "Every automation rule, with its number of firings", roles=MARKETING, response=RuleList),
-    Endpoint("GET", "/automations/{id}", get_rule, "An automation rule", roles=MARKETING, response=RuleRead, path_params=_ID),
-    Endpoint("PUT", "/automations/{id}", replace_rule,
+    Endpoint("GET", "/automations", list_automations, "Every automation rule, with its number of firings", roles=MARKETING, response=RuleList),
+    Endpoint("GET", "/automations/{id}", get_automation, "An automation rule", roles=MARKETING, response=RuleRead, path_params=_ID),
+    Endpoint("PUT", "/automations/{id}", replace_automation,
              "Replace an automation rule (its firings stay; its webhook secret too unless one is given)",
              roles=MARKETING, request=automations.RuleCreate, response=RuleRead, path_params=_ID),
-    Endpoint("DELETE", "/automations/{id}", delete_rule, "Delete an automation rule with its firings (disable it to keep them)",
+    Endpoint("DELETE", "/automations/{id}", delete_automation, "Delete an automation rule with its firings (disable it to keep them)",
              roles=MARKETING, response=RuleDeleted, path_params=_ID),
-    Endpoint("POST", "/automations/{id}/enable", enable_rule, "Enable: causes recorded from now on fire it",
+    Endpoint("POST", "/automations/{id}/enable", enable_automation, "Enable: causes recorded from now on fire it",
              roles=MARKETING, response=RuleRead, path_params=_ID),
-    Endpoint("POST", "/automations/{id}/disable", disable_rule, "Disable: nothing fires it until enabled again",
+    Endpoint("POST", "/automations/{id}/disable", disable_automation, "Disable: nothing fires it until enabled again",
              roles=MARKETING, response=RuleRead, path_params=_ID),
-    Endpoint("GET", "/automations/{id}/firings", rule_firings, "The rule's recent firings, newest first, with what each action did",
+    Endpoint("GET", "/automations/{id}/firings", automation_firings, "The rule's recent firings, newest first, with what each action did",
              roles=MARKETING, response=FiringList, path_params=_ID, query=_LIMIT),
-    Endpoint("GET", "/automation-firings", all_firings, "Every rule's recent firings, newest first",
+    Endpoint("GET", "/automation-firings", all_automation_firings, "Every rule's recent firings, newest first",
              roles=MARKETING, response=FiringList, query=_LIMIT),
-    Endpoint("GET", "/automation-settings", get_settings,
+    Endpoint("GET", "/automation-settings", get_automation_settings,
              "The daily looks: the shop's local hour they run at, how many days ahead a coupon counts as expiring, the built-in reminder",
              roles=MARKETING, response=SettingsRead),
-    Endpoint("PUT", "/automation-settings", put_settings, "Change the daily looks' hour and the built-in coupon reminder (on or off, its days ahead, its text)",
+    Endpoint("PUT", "/automation-settings", put_automation_settings, "Change the daily looks' hour and the built-in coupon reminder (on or off, its days ahead, its text)",
              roles=MARKETING, request=automations.SettingsUpdate, response=SettingsRead),
 ]

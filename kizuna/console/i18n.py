@@ -664,3 +664,7 @@ from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
 MESSAGES.update(_CAMPAIGNS)
+from .i18n_automations import MESSAGES as _AUTOMATIONS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _AUTOMATIONS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _AUTOMATIONS.keys())}"
+MESSAGES.update(_AUTOMATIONS)

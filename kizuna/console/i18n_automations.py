@@ -135,3 +135,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "automations.action.grant_coupon": ("クーポンを配布", "Grant a coupon"),
     "automations.action.call_webhook": ("Webhookを呼び出す", "Call a webhook"),
 }
+MESSAGES.update({
+    "automations.settings.reminder": ("クーポンの期限が近づいたらお知らせする（クーポンカード付き、1枚につき1回）",
+                                      "Remind customers of coupons about to expire (with the coupon card, once per coupon)"),
+    "automations.settings.text": ("お知らせの文面（{name}はお客様の名前）", "The reminder's text ({name}: the customer's name)"),
+})
