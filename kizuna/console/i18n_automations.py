@@ -136,7 +136,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "automations.action.call_webhook": ("Webhookを呼び出す", "Call a webhook"),
 }
 MESSAGES.update({
-    "automations.settings.reminder": ("クーポンの期限が近づいたらお知らせする（クーポンカード付き、1枚につき1回）",
-                                      "Remind customers of coupons about to expire (with the coupon card, once per coupon)"),
+    "automations.settings.reminder": ("期限が近いクーポンをお知らせする", "Remind of coupons about to expire"),
+    "automations.settings.reminder.help": ("クーポンカードを添えて、1枚につき1回送ります。配信停止・ブロック中のお客様には送りません。",
+                                           "Sent once per coupon with its card; never to customers who opted out or blocked the account."),
+    "automations.invalid.field": ("「{field}」を確認してください", "Check “{field}”"),
     "automations.settings.text": ("お知らせの文面（{name}はお客様の名前）", "The reminder's text ({name}: the customer's name)"),
 })

@@ -47,7 +47,7 @@ async def test_a_marketer_writes_a_rule_and_sees_it_fire(database_url, redis_pre
 
             # Saved without a name: refused, said so, nothing stored.
             await page.get_by_role("button", name="作成").click()
-            await expect(page.locator(".alert-error")).to_contain_text("入力を確認してください")
+            await expect(page.locator(".alert-error")).to_contain_text("「ルール名」を確認してください")
             await full_shot(page, shots / "90-automation-editor-invalid.png")
             async with sessions() as session:
                 assert (await session.execute(sa.select(sa.func.count()).select_from(AutomationRule))).scalar_one() == 0

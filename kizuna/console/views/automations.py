@@ -221,10 +221,22 @@ def _body_of(form: dict[str, Any]) -> dict[str, Any]:
             "trigger_options": options, "conditions": conditions, "actions": actions}
 
 
-def _problem(error: ValidationError) -> str:
+# The form's part a refusal names (its first path element), for a Japanese-first message.
+FIELD_LABELS = {"name": "automations.field.name", "trigger": "automations.field.trigger",
+                "trigger_value": "automations.field.trigger_value", "trigger_options": "automations.field.trigger",
+                "conditions": "automations.field.condition", "actions": "automations.col.when"}
+
+
+def _problem(request: web.Request, where: str, message: str) -> str:
+    """「…」を確認してください, with the service's own words after it (they name the exact field)."""
+    label = FIELD_LABELS.get(where.split(".")[0].split("[")[0])
+    head = request[CONTEXT].t("automations.invalid.field", field=request[CONTEXT].t(label)) if label else ""
+    return f"{head} — {where}: {message}" if head else f"{where}: {message}"
+
+
+def _validation_problem(request: web.Request, error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
+    return _problem(request, ".".join(str(part) for part in first["loc"]), first["msg"])
 
 
 async def _editor(request: web.Request, rule: AutomationRule | None, form: dict[str, Any], *, error: str | None = None,
@@ -250,9 +262,9 @@ async def rule_create(request: web.Request) -> web.StreamResponse:
             rule = await automations.create(session, body, created_by=request[CONTEXT].actor().label,
                                             now=_now(request), allow_http_localhost=_dev(request))
     except ValidationError as error:
-        return await _editor(request, None, form, error=_problem(error), status=400)
+        return await _editor(request, None, form, error=_validation_problem(request, error), status=400)
     except Invalid as error:
-        return await _editor(request, None, form, error=f"{error.field}: {error.message}", status=400)
+        return await _editor(request, None, form, error=_problem(request, error.field or '', error.message), status=400)
     return see_other(str(request.app.router["automation"].url_for(rule_id=str(rule.id)).with_query(notice="created")))
 
 
@@ -277,9 +289,9 @@ async def rule_update(request: web.Request) -> web.StreamResponse:
         async with db(request) as session:
             await automations.replace(session, rule.id, body, now=_now(request), allow_http_localhost=_dev(request))
     except ValidationError as error:
-        return await _editor(request, rule, form, error=_problem(error), status=400)
+        return await _editor(request, rule, form, error=_validation_problem(request, error), status=400)
     except Invalid as error:
-        return await _editor(request, rule, form, error=f"{error.field}: {error.message}", status=400)
+        return await _editor(request, rule, form, error=_problem(request, error.field or '', error.message), status=400)
     return see_other(_url(request, "automations", notice="saved"))
 
 
