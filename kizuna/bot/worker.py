@@ -326,8 +326,10 @@ class Worker:
         await WebhookPoster(self.sessions, clock=clock, allow_http_localhost=public_url.startswith("http://")).post_due()
 
     async def _automation_daily(self) -> None:
+        """The day's birthday and coupon looks when due, and the segment_entered rules' looks."""
         clock, _public_url = self._clock_and_url()
         await automations.run_daily(self.sessions, now=clock())
+        await automations.enter_segments(self.sessions, now=clock())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

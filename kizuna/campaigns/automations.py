@@ -61,6 +61,7 @@ from kizuna.storage.models import (
     WEBHOOK_URL_MAX,
     AutomationCause,
     AutomationRule,
+    AutomationSegmentMember,
     AutomationTrigger,
     Coupon,
     CouponGrant,
@@ -302,7 +303,12 @@ async def replace(session: AsyncSession, rule_id: int, body: RuleCreate, *, now:
                   allow_http_localhost: bool = False) -> AutomationRule:
     """The rule becomes `body` (its firings stay: they happened). The secret stays unless given."""
     rule = await store.get(session, rule_id)
-    for name, value in (await _checked(session, body, allow_http_localhost=allow_http_localhost)).items():
+    columns = await _checked(session, body, allow_http_localhost=allow_http_localhost)
+    if (columns["trigger"], columns["trigger_value"]) != (rule.trigger, rule.trigger_value):
+        # Another segment (or trigger): its first look starts afresh.
+        rule.segment_checked_at = None
+        await session.execute(sa.delete(AutomationSegmentMember).where(AutomationSegmentMember.rule_id == rule.id))
+    for name, value in columns.items():
         setattr(rule, name, value)
     if body.webhook_secret:
         rule.webhook_secret = body.webhook_secret
@@ -408,6 +414,8 @@ async def _consider(session: AsyncSession, rule: AutomationRule, cause: Automati
 async def _trigger_matches(session: AsyncSession, rule: AutomationRule, cause: AutomationCause) -> bool:
     if rule.trigger_value is not None and rule.trigger_value != cause.value:
         return False
+    if cause.kind == AutomationTrigger.SEGMENT_ENTERED and cause.ref_id != rule.id:
+        return False  # each segment_entered rule looks at its segment itself (`enter_segments`)
     options = rule.trigger_options or {}
     if options.get("destination") and (cause.data or {}).get("destination") != options["destination"]:
         return False
@@ -533,6 +541,34 @@ async def _act(session: AsyncSession, rule: AutomationRule, cause: AutomationCau
             handoff.webhook_calls.append(call_id)
         return "call_webhook: queued"
     return f"{kind}: unknown action"
+
+
+# -- segment entered ---------------------------------------------------------------------------
+
+# How often a segment_entered rule's segment is compared with its last look (as the sequences').
+SEGMENT_LOOK_EVERY = timedelta(minutes=10)
+
+
+async def enter_segments(sessions: async_sessionmaker[AsyncSession], *, now: datetime, every: timedelta = SEGMENT_LOOK_EVERY) -> int:
+    """segment_entered causes for the customers who entered the segments of enabled
+    segment_entered rules since their last look (the first look only records who is in). Each
+    rule's look is claimed by one worker, in the transaction that does it; the causes recorded."""
+    recorded = 0
+    async with sessions() as session:
+        looks = await store.segment_looks_due(session, now=now, every=every)
+    for rule_id, segment_id, checked_at in looks:
+        async with transaction(sessions) as session:
+            if not await store.claim_segment_look(session, rule_id, checked_at, now=now):
+                continue  # another worker has it
+            segment = await session.get(Segment, segment_id)
+            if segment is None:
+                continue
+            try:
+                members = await segments.audience(session, segment.rule, now=now, where=f"segment {segment_id}")
+            except Invalid:
+                continue  # a stored rule the language no longer accepts: nobody enters until it is fixed
+            recorded += await store.look_at_segment(session, rule_id, segment_id, members, first=checked_at is None, now=now)
+    return recorded
 
 
 # -- the daily looks ---------------------------------------------------------------------------

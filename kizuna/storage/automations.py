@@ -34,6 +34,7 @@ from .models import (
     AutomationCause,
     AutomationFiring,
     AutomationRule,
+    AutomationSegmentMember,
     AutomationSettings,
     AutomationTrigger,
     AutomationWebhookCall,
@@ -74,6 +75,7 @@ async def add(session: AsyncSession, rule: AutomationRule) -> AutomationRule:
 async def delete(session: AsyncSession, rule_id: int) -> None:
     """The rule and its history (firings, webhook calls): a deleted rule leaves nothing behind."""
     await get(session, rule_id)
+    await session.execute(sa.delete(AutomationSegmentMember).where(AutomationSegmentMember.rule_id == rule_id))
     await session.execute(sa.delete(AutomationWebhookCall).where(AutomationWebhookCall.rule_id == rule_id))
     await session.execute(sa.delete(AutomationFiring).where(AutomationFiring.rule_id == rule_id))
     await session.execute(sa.delete(AutomationRule).where(AutomationRule.id == rule_id))
@@ -277,6 +279,52 @@ async def calls_of_rule(session: AsyncSession, rule_id: int, *, limit: int = 50)
     statement = (sa.select(AutomationWebhookCall).where(AutomationWebhookCall.rule_id == rule_id)
                  .order_by(AutomationWebhookCall.id.desc()).limit(limit))
     return list((await session.execute(statement)).scalars())
+
+
+# -- segment entered ---------------------------------------------------------------------------
+
+
+async def segment_looks_due(session: AsyncSession, *, now: datetime, every: timedelta) -> list[tuple[int, int, datetime | None]]:
+    """The enabled segment_entered rules due for a look: (rule id, segment id, last look)."""
+    return [(rule_id, int(segment_id), checked_at) for rule_id, segment_id, checked_at in (await session.execute(
+        sa.select(AutomationRule.id, AutomationRule.trigger_value, AutomationRule.segment_checked_at).where(
+            AutomationRule.trigger == AutomationTrigger.SEGMENT_ENTERED, AutomationRule.enabled.is_(True),
+            sa.or_(AutomationRule.segment_checked_at.is_(None), AutomationRule.segment_checked_at <= now - every),
+        )
+    )).all()]
+
+
+async def claim_segment_look(session: AsyncSession, rule_id: int, checked_at: datetime | None, *, now: datetime) -> bool:
+    """Take the look for this transaction (one conditional UPDATE: of N workers one looks)."""
+    table = AutomationRule.__table__
+    same = table.c.segment_checked_at.is_(None) if checked_at is None else table.c.segment_checked_at == checked_at
+    return (await session.execute(sa.update(table).where(table.c.id == rule_id, same).values(segment_checked_at=now))).rowcount == 1
+
+
+async def look_at_segment(session: AsyncSession, rule_id: int, segment_id: int, members: sa.Select, *, first: bool, now: datetime) -> int:
+    """The segment's newcomers since the last look get a segment_entered cause for this rule (its
+    id in `ref_id`: another rule on the same segment looks for itself), set-based; they are
+    remembered and those who left forgotten. The first look only remembers."""
+    seen = AutomationSegmentMember.__table__
+    current = members.subquery("members")
+    newcomers = sa.select(current.c[0].label("id")).where(
+        ~sa.exists().where(seen.c.rule_id == rule_id, seen.c.customer_id == current.c[0]))
+    recorded = 0
+    if not first:
+        table = AutomationCause.__table__
+        fresh = newcomers.subquery("fresh")
+        rows = sa.select(
+            sa.literal(AutomationTrigger.SEGMENT_ENTERED.value, table.c.kind.type), fresh.c.id,
+            sa.literal(str(segment_id), table.c.value.type), sa.literal(rule_id, table.c.ref_id.type),
+            sa.literal({}, table.c.data.type), sa.literal(0, table.c.depth.type),
+            sa.literal(CauseStatus.PENDING.value, table.c.status.type), sa.literal(now, table.c.created_at.type),
+        )
+        recorded = (await session.execute(sa.insert(table).from_select(
+            ["kind", "customer_id", "value", "ref_id", "data", "depth", "status", "created_at"], rows))).rowcount or 0
+    remembered = sa.select(sa.literal(rule_id, seen.c.rule_id.type), newcomers.subquery().c.id).where(sa.true())
+    await session.execute(insert_on_conflict(session, seen).from_select(["rule_id", "customer_id"], remembered).on_conflict_do_nothing())
+    await session.execute(sa.delete(seen).where(seen.c.rule_id == rule_id, seen.c.customer_id.not_in(sa.select(current.c[0]))))
+    return recorded
 
 
 # -- the daily looks ---------------------------------------------------------------------------

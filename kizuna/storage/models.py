@@ -1608,6 +1608,18 @@ class AutomationRule(SQLModel, table=True):
     created_by: str | None = Field(default=None, max_length=100)
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
+    # segment_entered: when a worker last compared the segment's members with those it saw before
+    # (None: never; the first look records who is in already, without firing for them).
+    segment_checked_at: datetime | None = _optional_time()
+
+
+class AutomationSegmentMember(SQLModel, table=True):
+    """Who was in a segment_entered rule's segment at its last look (as sequence_segment_members)."""
+
+    __tablename__ = "automation_segment_members"
+
+    rule_id: int = Field(foreign_key="automation_rules.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
 
 
 class AutomationCause(SQLModel, table=True):

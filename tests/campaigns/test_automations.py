@@ -345,6 +345,26 @@ async def test_a_loop_of_two_rules_stops_at_the_depth_limit(kizuna):
     assert len(stopped) == 1 and stopped[0].depth == store.MAX_DEPTH + 1
 
 
+async def test_customers_entering_a_segment_fire_the_rule_and_those_in_it_before_do_not(kizuna):
+    before_user, before_id = await follower(kizuna, "前から")
+    await tag(kizuna, before_id, "常連")
+    status, segment = await kizuna.api("POST", "/api/v1/segments", json={"name": "常連", "rule": {"field": "tag", "op": "eq", "value": "常連"}})
+    assert status == 201, segment
+    await create_rule(kizuna, name="常連になったら", trigger="segment_entered", trigger_value=str(segment["id"]),
+                      actions=[{"type": "send_message", "messages": [{"type": "text", "text": "{name}さん、いつもありがとうございます"}]}])
+    now = utcnow()
+    assert await automations.enter_segments(kizuna.sessions, now=now) == 0  # the first look: who is in already
+    newcomer, newcomer_id = await follower(kizuna, "新しく")
+    await tag(kizuna, newcomer_id, "常連")
+    assert await automations.enter_segments(kizuna.sessions, now=now + timedelta(minutes=1)) == 0  # not due a look yet
+    assert await automations.enter_segments(kizuna.sessions, now=now + timedelta(minutes=11)) == 1
+    assert await automations.enter_segments(kizuna.sessions, now=now + timedelta(minutes=22)) == 0  # still in: not again
+    await arrived(kizuna.emulator, newcomer, "新しくさん、いつもありがとうございます")
+    await settled(kizuna)
+    assert count_of(kizuna.emulator, before_user, "いつもありがとうございます") == 0
+    assert count_of(kizuna.emulator, newcomer, "いつもありがとうございます") == 1
+
+
 @pytest.mark.parametrize("body, field", [
     ({"name": "x", "trigger": "tag_added", "actions": [{"type": "add_tag", "tag": "A"}]}, "trigger_value"),
     ({"name": "x", "trigger": "no_such_trigger", "actions": [{"type": "add_tag", "tag": "A"}]}, "trigger"),

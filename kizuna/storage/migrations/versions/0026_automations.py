@@ -32,12 +32,20 @@ def upgrade() -> None:
     sa.Column('created_by', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=True),
     sa.Column('created_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('segment_checked_at', kizuna.storage.types.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint("trigger IN ('tag_added', 'tag_removed', 'link_tapped', 'order_placed', 'api_event', 'segment_entered', 'registration_completed', 'friend_source', 'birthday_month', 'coupon_expiring')", name='ck_automation_rules_trigger'),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('automation_rules', schema=None) as batch_op:
         batch_op.create_index('ix_automation_rules_trigger', ['trigger', 'enabled'], unique=False)
 
+    op.create_table('automation_segment_members',
+    sa.Column('rule_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['rule_id'], ['automation_rules.id'], ),
+    sa.PrimaryKeyConstraint('rule_id', 'customer_id')
+    )
     op.create_table('automation_settings',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('daily_hour', sa.Integer(), nullable=False),
@@ -137,6 +145,7 @@ def downgrade() -> None:
 
     op.drop_table('automation_causes')
     op.drop_table('automation_settings')
+    op.drop_table('automation_segment_members')
     with op.batch_alter_table('automation_rules', schema=None) as batch_op:
         batch_op.drop_index('ix_automation_rules_trigger')
 
