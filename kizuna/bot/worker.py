@@ -309,10 +309,15 @@ class Worker:
             locale = "en" if (customer.language or "").startswith("en") else "ja"
             return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
 
+        in_flight = asyncio.Semaphore(SEQUENCE_SENDS)  # (the LINE client's limiter paces them)
+
+        async def send(delivery_id: int) -> None:
+            async with in_flight:
+                await self.sender.send(delivery_id)
+
         while not self._stopping.is_set():
             handoff = await automations.evaluate_pending(self.sessions, now=clock(), limit=AUTOMATION_BATCH, coupon_message=coupon_message)
-            for outcome in await asyncio.gather(*(self.sender.send(delivery_id) for delivery_id in handoff.deliveries),
-                                                return_exceptions=True):
+            for outcome in await asyncio.gather(*(send(delivery_id) for delivery_id in handoff.deliveries), return_exceptions=True):
                 if isinstance(outcome, Exception) and not is_unavailable(outcome):
                     log.error("sending an automation's message failed: %r", outcome)  # the sweeper retries it
             if handoff.webhook_calls:

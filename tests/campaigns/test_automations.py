@@ -24,7 +24,7 @@ from kizuna.campaigns import automations
 from kizuna.storage import automations as store
 from kizuna.bot.automation_webhooks import WebhookPoster
 from kizuna.bot.keys import SESSIONS
-from kizuna.storage import tags
+from kizuna.storage import audit, tags
 from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.models import (
     AutomationCause,
@@ -40,6 +40,7 @@ from kizuna.storage.types import utcnow
 from tests.campaigns.test_campaigns import befriend, campaign_texts, create as create_campaign, wait_for_status
 from tests.campaigns.test_sequences import arrived, count_of, follower, move_clock
 from tests.conftest import eventually, start_kizuna
+from tests.services import free_port, kizuna_env, kizuna_process
 
 JST = timezone(timedelta(hours=9))
 
@@ -403,3 +404,46 @@ async def test_rules_are_listed_disabled_and_deleted(kizuna):
     assert status == 200 and body["deleted"] is True
     status, _ = await kizuna.api("GET", f"/api/v1/automations/{rule['id']}")
     assert status == 404
+
+
+async def test_two_processes_one_killed_mid_way_fire_each_rule_once_per_cause(database_url, emulator, redis_prefix, tmp_path):
+    """Two `kizuna serve` processes (each runs the worker in-process) on one database evaluate 200
+    causes (a whole segment tagged at once); one is killed with SIGKILL while they send. Every
+    customer gets the rule's message once, counted from what the emulator accepted."""
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    users = [emulator.add_user(display_name=f"客{index}", followed=True) for index in range(200)]
+    async with transaction(sessions) as session:
+        session.add_all([Customer(line_user_id=user.user_id, display_name=user.display_name, followed=True, followed_at=utcnow())
+                         for user in users])
+    async with transaction(sessions) as session:
+        await automations.create(session, automations.RuleCreate(
+            name="一斉", trigger="tag_added", trigger_value="一斉",
+            actions=[{"type": "send_message", "messages": [{"type": "text", "text": "{name}さんへ"}]}]), created_by="test", now=utcnow())
+        changed = await tags.bulk_change(session, sa.select(Customer.id), "一斉", tags.ADD, target="test", actor=audit.CLI, now=utcnow())
+        assert changed.changed == 200
+    async with sessions() as session:
+        assert (await session.execute(sa.select(sa.func.count()).select_from(AutomationCause))).scalar_one() == 200
+    await engine.dispose()
+    emulator.delay_next("push", 0.3, count=200)  # slow pushes: many in flight when the kill comes
+
+    first, second = free_port(), free_port()
+    async with kizuna_process("serve", kizuna_env(database_url, emulator.base_url, first, None, redis_prefix),
+                              tmp_path / "a.log", health_port=first) as victim, \
+            kizuna_process("serve", kizuna_env(database_url, emulator.base_url, second, None, redis_prefix),
+                           tmp_path / "b.log", health_port=second):
+        async def some_sent() -> bool:
+            return sum(len(emulator.messages_to(user.user_id)) for user in users) >= 20
+
+        await eventually(some_sent, timeout=30, what="the first messages to go out")
+        victim.kill()
+        at_kill = sum(len(emulator.messages_to(user.user_id)) for user in users)
+
+        async def all_sent() -> bool:
+            return all(emulator.messages_to(user.user_id) for user in users)
+
+        await eventually(all_sent, timeout=120, what="every customer's message")
+    counts = [len(emulator.messages_to(user.user_id)) for user in users]
+    assert counts == [1] * 200, sorted(set(counts))
+    assert all(emulator.messages_to(user.user_id)[0].message["text"] == f"{user.display_name}さんへ" for user in users)
+    assert at_kill < 200  # the kill came mid-way
