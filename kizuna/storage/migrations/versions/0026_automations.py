@@ -1,5 +1,6 @@
 """automation rules (IF → THEN): the rules, the causes they react to (recorded with the facts),
-their firings (unique per rule and cause), the webhook calls they make, and the settings of the
+their firings (unique per rule and cause), the webhook calls they make, who was in a
+segment_entered rule's segment at its last look, and the settings of the
 daily looks (birthday month, coupons about to expire) with the built-in coupon reminder
 
 Revision ID: 0026
