@@ -1,7 +1,7 @@
 """オートメーション in a real browser (Debian's Chromium through Playwright): a marketer opens the
 rules page, tries to save a rule without a name (refused, nothing stored), writes one — when the
 tag 「VIP」 is added, send a message and add a tag — sees it in words on the list, a friend of the
-emulator gets the tag and the message, and the firing log shows what ran. Screenshots: 90- onward
+emulator gets the tag and the message, and the firing log shows what ran. Screenshots: automation-*
 (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ async def test_a_marketer_writes_a_rule_and_sees_it_fire(database_url, redis_pre
             # Saved without a name: refused, said so, nothing stored.
             await page.get_by_role("button", name="作成").click()
             await expect(page.locator(".alert-error")).to_contain_text("「ルール名」を確認してください")
-            await full_shot(page, shots / "90-automation-editor-invalid.png")
+            await full_shot(page, shots / "automation-1-editor-invalid.png")
             async with sessions() as session:
                 assert (await session.execute(sa.select(sa.func.count()).select_from(AutomationRule))).scalar_one() == 0
 
@@ -59,7 +59,7 @@ async def test_a_marketer_writes_a_rule_and_sees_it_fire(database_url, redis_pre
             await page.locator("textarea[name=action0_text]").fill("{name}様、いつもありがとうございます。VIP特典をご用意しました。")
             await page.get_by_label("アクション 2（THEN）").select_option("add_tag")
             await page.locator("input[name=action1_tag]").fill("VIP案内済み")
-            await full_shot(page, shots / "91-automation-editor.png")
+            await full_shot(page, shots / "automation-2-editor.png")
             await page.get_by_role("button", name="作成").click()
             await expect(page.get_by_text("ルールを作成しました")).to_be_visible()
 
@@ -81,13 +81,13 @@ async def test_a_marketer_writes_a_rule_and_sees_it_fire(database_url, redis_pre
             await eventually(thanked, timeout=20, what="the rule's message in the emulator")
             await page.reload()
             await expect(row.locator("td.num")).to_have_text("1")
-            await full_shot(page, shots / "92-automations.png")
+            await full_shot(page, shots / "automation-3-list.png")
             await page.get_by_role("link", name="実行ログ").click()
             await expect(page.locator("[data-firings]")).to_contain_text("send_message: queued")
             await expect(page.locator("[data-firings]")).to_contain_text("山田 花子")
-            await full_shot(page, shots / "93-automation-log.png")
+            await full_shot(page, shots / "automation-4-log.png")
             await page.get_by_role("button", name="English").click()
             await expect(page.get_by_role("heading", name="Automation firing log")).to_be_visible()
-            await full_shot(page, shots / "94-automation-log-en.png")
+            await full_shot(page, shots / "automation-5-log-en.png")
             assert [error for error in errors if "status of 400" not in error] == [], errors  # (the refused save)
     keep_screenshots(shots)
