@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from kizuna.storage import matching
+from kizuna.storage import automations, matching
 from kizuna.storage import sequences as store
 from kizuna.storage.db import transaction
-from kizuna.storage.models import API_EVENT_ID_MAX, API_EVENT_TYPE_MAX, CustomerReferences
+from kizuna.storage.models import API_EVENT_ID_MAX, API_EVENT_TYPE_MAX, AutomationTrigger, CustomerReferences
 
 from .http import TOKEN, Endpoint, json_answer, parse_body, services
 from .orders import SENDERS
@@ -59,6 +59,9 @@ async def post_event(request: web.Request) -> web.Response:
         )
         outcome = await store.receive_event(session, customer_id=found.customer_of["event"], type=body.type, data=body.data,
                                             event_id=body.event_id, now=now)
+        if outcome.created:  # automation rules on api_event, in the event's transaction
+            await automations.record(session, AutomationTrigger.API_EVENT, [outcome.event.customer_id], value=body.type,
+                                     ref_id=outcome.event.id, data=body.data, now=now)
     event = outcome.event
     return json_answer(ShopEventResult(id=event.id, event_id=event.event_id, type=event.type, customer_id=event.customer_id,
                                        created=outcome.created, enrolled=outcome.enrolled, cancelled=outcome.cancelled),

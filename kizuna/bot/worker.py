@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.campaigns import churn, insight, retention, sequences
+from kizuna.campaigns import automations, churn, insight, retention, sequences
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import customer_metrics, deliveries, events
 from kizuna.storage.coupons import get_shop
@@ -29,6 +30,7 @@ from kizuna.storage.types import utcnow
 from kizuna.storage.dependency import Dependency
 from kizuna.storage.queue import Job, QueueUnavailable, SourceBusy, WorkQueue
 
+from .automation_webhooks import WebhookPoster
 from .campaign_sender import CampaignSender
 from .processor import EventProcessor
 from .sender import DeliverySender
@@ -45,6 +47,11 @@ SEQUENCE_BATCH = 200  # due steps per transaction
 SEQUENCE_SENDS = 16  # pushes of one batch in flight at once (the LINE client's limiter paces them)
 SEGMENT_ENTRY_LOOK = 60.0  # seconds between looks for segment_entered sequences due a look (each every 10 min)
 INSIGHT_LOOK = 300.0  # seconds between looks for campaigns whose LINE insight is due a refresh (each hourly)
+# Seconds between looks for pending automation causes (a rule fires this soon after its cause),
+# and for webhook calls due (new or retried).
+AUTOMATION_LOOK = 1.0
+AUTOMATION_BATCH = 100  # causes per transaction
+AUTOMATION_DAILY_LOOK = 60.0  # seconds between looks whether the day's birthday / coupon looks are due
 
 
 class Worker:
@@ -112,6 +119,12 @@ class Worker:
                               name="kizuna-segment-entries")
             group.create_task(self._repeat(self.retention_tick, seconds=self.retention_look, what="retention purge"),
                               name="kizuna-retention")
+            group.create_task(self._repeat(self._automations, seconds=AUTOMATION_LOOK, what="automation rules"),
+                              name="kizuna-automations")
+            group.create_task(self._repeat(self._automation_webhooks, seconds=AUTOMATION_LOOK, what="automation webhooks"),
+                              name="kizuna-automation-webhooks")
+            group.create_task(self._repeat(self._automation_daily, seconds=AUTOMATION_DAILY_LOOK, what="automation daily looks"),
+                              name="kizuna-automation-daily")
 
     def stop(self) -> None:
         """Finish the events in hand, then return from `run()` (a graceful stop: the
@@ -260,26 +273,29 @@ class Worker:
         assert self.campaign_sender is not None
         while not self._stopping.is_set() and await self.campaign_sender.write_timeline():
             pass
+
+    def _clock(self) -> Callable[[], datetime]:
+        """The services' clock (tests move it), or the wall clock for a worker without services."""
+        services = getattr(self.processor, "services", None)
+        return services.clock if services is not None else utcnow
+
+    def _coupon_message(self, grant, coupon, customer) -> dict:
+        """A coupon's card for a sequence step or an automation's grant, in the customer's language."""
+        services = getattr(self.processor, "services", None)
+        locale = "en" if (customer.language or "").startswith("en") else "ja"
+        return coupon_flex(grant, coupon, public_url=services.public_url if services is not None else "", locale=locale)
+
     async def _campaign_insight(self) -> None:
         """LINE's opens and clicks of recent campaigns, kept in the database for the results page
         (campaigns/insight.py): LINE is asked here, never on a page view."""
         assert self.campaign_sender is not None
-        services = getattr(self.processor, "services", None)
-        now = services.clock() if services is not None else utcnow()
-        await insight.refresh_due(self.sessions, self.campaign_sender.line.get_statistics_per_unit, now=now)
+        await insight.refresh_due(self.sessions, self.campaign_sender.line.get_statistics_per_unit, now=self._clock()())
 
     async def _sequence_steps(self) -> None:
         """Due step-sequence steps (campaigns/sequences.py `send_due`) into the outbox, then sent
         at once; N workers share them (each due step is claimed by one). A delivery left unsent
         by a crash between the commit and the send is the sweeper's, like any other."""
-        services = getattr(self.processor, "services", None)
-        clock = services.clock if services is not None else utcnow
-        public_url = services.public_url if services is not None else ""
-
-        def coupon_message(grant, coupon, customer) -> dict:
-            locale = "en" if (customer.language or "").startswith("en") else "ja"
-            return coupon_flex(grant, coupon, public_url=public_url, locale=locale)
-
+        clock = self._clock()
         in_flight = asyncio.Semaphore(SEQUENCE_SENDS)
 
         async def send(delivery_id: int) -> None:
@@ -287,7 +303,7 @@ class Worker:
                 await self.sender.send(delivery_id)
 
         while not self._stopping.is_set():
-            created = await sequences.send_due(self.sessions, now=clock(), limit=SEQUENCE_BATCH, coupon_message=coupon_message)
+            created = await sequences.send_due(self.sessions, now=clock(), limit=SEQUENCE_BATCH, coupon_message=self._coupon_message)
             # A send that fails is the sweeper's to retry (the outbox row stays pending): log, go on.
             for outcome in await asyncio.gather(*(send(delivery_id) for delivery_id in created), return_exceptions=True):
                 if isinstance(outcome, Exception) and not is_unavailable(outcome):
@@ -298,17 +314,48 @@ class Worker:
     async def _segment_entries(self) -> None:
         """Customers who entered the segment of a segment_entered sequence are enrolled
         (campaigns/sequences.py `enter_segments`; each sequence's look claimed by one worker)."""
-        services = getattr(self.processor, "services", None)
-        await sequences.enter_segments(self.sessions, now=services.clock() if services is not None else utcnow())
+        await sequences.enter_segments(self.sessions, now=self._clock()())
 
     async def retention_tick(self) -> None:
         """The daily retention purge (campaigns/retention.py), at `retention_hour` in the shop's
         zone, run by one worker of all (its day's row is the claim)."""
-        services = getattr(self.processor, "services", None)
-        now = services.clock() if services is not None else utcnow()
         async with self.sessions() as session:
             shop_zone = (await get_shop(session)).timezone
-        await retention.run_if_due(self.sessions, now=now, zone=shop_zone, hour=self.retention_hour)
+        await retention.run_if_due(self.sessions, now=self._clock()(), zone=shop_zone, hour=self.retention_hour)
+
+    async def _automations(self) -> None:
+        """Pending automation causes evaluated against the rules (campaigns/automations.py), then
+        what the firings put in the outbox sent at once and their webhook calls posted; N workers
+        share the causes, and each rule fires once per cause whoever evaluates it."""
+        clock = self._clock()
+        in_flight = asyncio.Semaphore(SEQUENCE_SENDS)  # (the LINE client's limiter paces them)
+
+        async def send(delivery_id: int) -> None:
+            async with in_flight:
+                await self.sender.send(delivery_id)
+
+        while not self._stopping.is_set():
+            handoff = await automations.evaluate_pending(self.sessions, now=clock(), limit=AUTOMATION_BATCH,
+                                                         coupon_message=self._coupon_message)
+            for outcome in await asyncio.gather(*(send(delivery_id) for delivery_id in handoff.deliveries), return_exceptions=True):
+                if isinstance(outcome, Exception) and not is_unavailable(outcome):
+                    log.error("sending an automation's message failed: %r", outcome)  # the sweeper retries it
+            if handoff.webhook_calls:
+                await self._automation_webhooks()
+            if handoff.causes < AUTOMATION_BATCH:
+                return
+
+    async def _automation_webhooks(self) -> None:
+        services = getattr(self.processor, "services", None)
+        public_url = services.public_url if services is not None else ""
+        # http to localhost only on a development install (served over plain http).
+        await WebhookPoster(self.sessions, clock=self._clock(), allow_http_localhost=public_url.startswith("http://")).post_due()
+
+    async def _automation_daily(self) -> None:
+        """The day's birthday and coupon looks when due, and the segment_entered rules' looks."""
+        clock = self._clock()
+        await automations.run_daily(self.sessions, now=clock())
+        await automations.enter_segments(self.sessions, now=clock())
 
     async def _sweep_forever(self) -> None:
         everything = True  # on start every pending source is ours to queue

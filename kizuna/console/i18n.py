@@ -676,3 +676,7 @@ from .i18n_privacy_admin import MESSAGES as _PRIVACY_ADMIN  # noqa: E402  (appen
 
 assert not MESSAGES.keys() & _PRIVACY_ADMIN.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY_ADMIN.keys())}"
 MESSAGES.update(_PRIVACY_ADMIN)
+from .i18n_automations import MESSAGES as _AUTOMATIONS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _AUTOMATIONS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _AUTOMATIONS.keys())}"
+MESSAGES.update(_AUTOMATIONS)

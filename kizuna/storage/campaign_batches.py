@@ -20,8 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from . import automations
 from .db import any_of
 from .models import (
+    AutomationTrigger,
     BatchStatus, Campaign, CampaignBatch, CampaignClick, CampaignRecipient, CampaignStatus, CampaignVariant, Customer, Direction,
     Interaction,
     RecipientStatus,
@@ -379,6 +381,8 @@ async def record_click(
     session.add(Interaction(customer_id=customer_id, direction=Direction.IN, kind="link.clicked", text=destination,
                             payload={"campaign_id": campaign_id, "link": link}, sender_type="customer", created_at=now))
     await session.execute(sa.update(Customer).where(Customer.id == customer_id).values(last_interaction_at=now))
+    await automations.record(session, AutomationTrigger.LINK_TAPPED, [customer_id], value=str(campaign_id),
+                             data={"destination": destination, "link": link}, now=now)
     return destination
 
 

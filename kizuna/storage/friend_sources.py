@@ -38,9 +38,9 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit, customers, sequences, tags
+from . import audit, automations, customers, sequences, tags
 from .errors import Invalid, NotFound
-from .models import FRIEND_SOURCE_NAME_MAX, Customer, FriendSource, FriendSourceAttribution, FriendSourceVisit, SequenceTrigger
+from .models import FRIEND_SOURCE_NAME_MAX, AutomationTrigger, Customer, FriendSource, FriendSourceAttribution, FriendSourceVisit, SequenceTrigger
 from .types import utcnow
 
 # Lower-case letters and digits without look-alikes (no 0/o, 1/l/i): easy to read off a poster.
@@ -210,6 +210,7 @@ async def _resolve(session: AsyncSession, attribution: FriendSourceAttribution, 
         await session.flush()
     attribution.customer_id, attribution.resolved_at = customer.id, now
     await sequences.enrol(session, SequenceTrigger.FRIEND_SOURCE, customer_ids=[customer.id], value=source.code, now=now)
+    await automations.record(session, AutomationTrigger.FRIEND_SOURCE, [customer.id], value=source.code, now=now)
     if source.tag:
         try:
             await tags.add(session, customer.id, source.tag, actor=SOURCE_ACTOR)

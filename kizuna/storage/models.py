@@ -1740,3 +1740,174 @@ sa.Index("ix_interactions_delivery", Interaction.delivery_id,
          postgresql_where=sa.text("delivery_id IS NOT NULL"), sqlite_where=sa.text("delivery_id IS NOT NULL"))
 sa.Index("ix_deliveries_inbound_event", Delivery.inbound_event_id,
          postgresql_where=sa.text("inbound_event_id IS NOT NULL"), sqlite_where=sa.text("inbound_event_id IS NOT NULL"))
+# -- automation rules (IF → THEN, issue 15 section 3) -----------------------------------------
+
+AUTOMATION_NAME_MAX = 100
+AUTOMATION_VALUE_MAX = 100
+WEBHOOK_URL_MAX = 2000
+
+
+class AutomationTrigger(StrEnum):
+    """What a rule listens for; also the kind of a recorded cause."""
+
+    TAG_ADDED = "tag_added"  # value: the tag
+    TAG_REMOVED = "tag_removed"  # value: the tag
+    LINK_TAPPED = "link_tapped"  # value: the campaign id (optional); options.destination
+    ORDER_PLACED = "order_placed"  # options: first_only, min_total
+    API_EVENT = "api_event"  # value: the event type
+    SEGMENT_ENTERED = "segment_entered"  # value: the segment id
+    REGISTRATION_COMPLETED = "registration_completed"
+    FRIEND_SOURCE = "friend_source"  # value: the friend-add source's code
+    BIRTHDAY_MONTH = "birthday_month"  # the daily look: once per customer per year
+    COUPON_EXPIRING = "coupon_expiring"  # the daily look: once per unused grant
+
+
+class CauseStatus(StrEnum):
+    PENDING = "pending"  # recorded, not evaluated yet
+    EVALUATED = "evaluated"  # every enabled rule of its kind was looked at
+    TOO_DEEP = "too_deep"  # caused by a chain of rules longer than the depth limit: not evaluated
+
+
+class FiringStatus(StrEnum):
+    DONE = "done"  # the actions ran (in the firing's transaction; LINE and webhooks through the outbox)
+    CONDITIONS_UNMET = "conditions_unmet"  # the trigger matched, a condition did not
+
+
+class WebhookCallStatus(StrEnum):
+    PENDING = "pending"  # to be posted (again, at next_attempt_at)
+    SENDING = "sending"  # claimed by a worker
+    SENT = "sent"  # the shop answered 2xx
+    FAILED = "failed"  # refused (4xx, a redirect) or gave up after the last retry
+
+
+class AutomationRule(SQLModel, table=True):
+    """A rule: one trigger (+ `trigger_value` and `trigger_options`), optional conditions and
+    1-10 actions, JSON checked by campaigns/automations.py. `webhook_secret` signs its webhook
+    calls (HMAC-SHA256 of the body)."""
+
+    __tablename__ = "automation_rules"
+    __table_args__ = (
+        _one_of("automation_rules", "trigger", AutomationTrigger),
+        sa.Index("ix_automation_rules_trigger", "trigger", "enabled"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=AUTOMATION_NAME_MAX)
+    enabled: bool = True
+    trigger: str = Field(max_length=32)
+    trigger_value: str | None = Field(default=None, max_length=AUTOMATION_VALUE_MAX)
+    trigger_options: dict = Field(default_factory=dict, sa_type=JSONType)
+    conditions: list = Field(default_factory=list, sa_type=JSONType)
+    actions: list = Field(default_factory=list, sa_type=JSONType)
+    webhook_secret: str = Field(max_length=64)
+    created_by: str | None = Field(default=None, max_length=100)
+    created_at: datetime = _created_at()
+    updated_at: datetime = _created_at()
+    # segment_entered: when a worker last compared the segment's members with those it saw before
+    # (None: never; the first look records who is in already, without firing for them).
+    segment_checked_at: datetime | None = _optional_time()
+
+
+class AutomationSegmentMember(SQLModel, table=True):
+    """Who was in a segment_entered rule's segment at its last look (as sequence_segment_members)."""
+
+    __tablename__ = "automation_segment_members"
+
+    rule_id: int = Field(foreign_key="automation_rules.id", primary_key=True)
+    customer_id: int = Field(foreign_key="customers.id", primary_key=True)
+
+
+class AutomationCause(SQLModel, table=True):
+    """Something that happened to a customer that rules may react to, written in the same
+    transaction as the fact itself (the tag, the order, the tap …). `depth` counts the rules
+    between it and a person's (or a system's) act: a rule's own action records depth + 1.
+    `dedupe_key` makes the daily causes once per customer and year / per grant."""
+
+    __tablename__ = "automation_causes"
+    __table_args__ = (
+        _one_of("automation_causes", "kind", AutomationTrigger),
+        _one_of("automation_causes", "status", CauseStatus),
+        # The evaluator's hot query: pending causes, oldest first.
+        sa.Index("ix_automation_causes_pending", "id",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    kind: str = Field(max_length=32)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    value: str | None = Field(default=None, max_length=AUTOMATION_VALUE_MAX)
+    ref_id: int | None = Field(default=None, sa_type=sa.BigInteger)  # the order, click, event or coupon grant
+    data: dict = Field(default_factory=dict, sa_type=JSONType)
+    depth: int = 0
+    dedupe_key: str | None = Field(default=None, max_length=120, unique=True)
+    status: str = Field(default=CauseStatus.PENDING, max_length=16)
+    created_at: datetime = _created_at()
+    evaluated_at: datetime | None = _optional_time()
+
+
+class AutomationFiring(SQLModel, table=True):
+    """A rule fired for a cause: written BEFORE its actions, unique on (rule, cause), so a
+    second evaluator or a retry after a crash does nothing twice."""
+
+    __tablename__ = "automation_firings"
+    __table_args__ = (
+        sa.UniqueConstraint("rule_id", "cause_id", name="uq_automation_firings_rule_cause"),
+        sa.Index("ix_automation_firings_rule", "rule_id", "id"),
+        _one_of("automation_firings", "status", FiringStatus),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    rule_id: int = Field(foreign_key="automation_rules.id")
+    cause_id: int = Field(foreign_key="automation_causes.id", sa_type=sa.BigInteger)
+    customer_id: int = Field(foreign_key="customers.id")
+    status: str = Field(max_length=24)
+    outcomes: list = Field(default_factory=list, sa_type=JSONType)  # what each action did, in words
+    created_at: datetime = _created_at()
+
+
+class AutomationWebhookCall(SQLModel, table=True):
+    """A rule's call of the shop's webhook, stored with the firing and posted after the commit,
+    retried with backoff; `idempotency_key` (sent as a header) is derived from the firing."""
+
+    __tablename__ = "automation_webhook_calls"
+    __table_args__ = (
+        sa.Index("ix_automation_webhook_calls_due", "next_attempt_at",
+                 postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'")),
+        _one_of("automation_webhook_calls", "status", WebhookCallStatus),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigIntId)
+    firing_id: int = Field(foreign_key="automation_firings.id", sa_type=sa.BigInteger, index=True)
+    rule_id: int = Field(foreign_key="automation_rules.id")
+    idempotency_key: str = Field(max_length=36, unique=True)
+    url: str = Field(max_length=WEBHOOK_URL_MAX)
+    body: str = Field(sa_type=sa.Text)  # the exact bytes signed and posted (UTF-8 JSON)
+    status: str = Field(default=WebhookCallStatus.PENDING, max_length=16)
+    attempts: int = 0
+    next_attempt_at: datetime = _created_at()
+    claimed_at: datetime | None = _optional_time()
+    last_status_code: int | None = None
+    last_error: str | None = Field(default=None, max_length=500)
+    created_at: datetime = _created_at()
+    sent_at: datetime | None = _optional_time()
+
+
+COUPON_REMINDER_TEXT = "{name}さん、クーポンの有効期限が近づいています。お早めにご利用ください。"
+COUPON_REMINDER_TEXT_MAX = 500
+
+
+class AutomationSettings(SQLModel, table=True):
+    """The shop's daily automation looks (one row, id 1): the hour of the shop's day they run at,
+    how many days ahead a coupon counts as expiring, the built-in coupon reminder (on by default:
+    its text, sent with the coupon's card, once per grant), and the day each look last ran
+    (claimed by one worker with a conditional UPDATE)."""
+
+    __tablename__ = "automation_settings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    daily_hour: int = 9  # the shop's local hour, 0-23
+    coupon_reminder_days: int = 3
+    coupon_reminder_enabled: bool = True
+    coupon_reminder_text: str = Field(default=COUPON_REMINDER_TEXT, max_length=COUPON_REMINDER_TEXT_MAX)
+    birthday_ran_on: date | None = None
+    coupons_ran_on: date | None = None

@@ -46,11 +46,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import customer_metrics, matching, sequences
+from . import automations, customer_metrics, matching, sequences
 from .db import chunked, copy_records, insert_on_conflict, insert_rows, is_postgres
 from .errors import Invalid
 from .identity_values import IdentityKind
-from .models import CUSTOMER_REFS, Direction, Interaction, Order, OrderCreate, OrderItem, OrderItemCreate, OrderStatus
+from .models import CUSTOMER_REFS, AutomationTrigger, Direction, Interaction, Order, OrderCreate, OrderItem, OrderItemCreate, OrderStatus
 
 # Timeline kinds, by the status an order arrives with.
 KIND_BY_STATUS = {
@@ -203,6 +203,15 @@ async def upsert(session: AsyncSession, orders: Sequence[OrderCreate | Plain], *
             customer = customer_of[order.external_id]
             ordered[customer] = max(ordered.get(customer, order.ordered_at), order.ordered_at)
     await sequences.on_orders(session, ordered, now=now)
+    # Automation rules on order_placed: one cause per new completed order that is fresh (an import
+    # of last year's orders fires nothing), in this transaction.
+    await automations.record_each(session, AutomationTrigger.ORDER_PLACED, [
+        automations.Happened(customer_of[order.external_id], ref_id=order_ids[order.external_id],
+                             data={"total": order.total, "external_id": order.external_id, "ordered_at": order.ordered_at.isoformat()})
+        for order in written
+        if order.external_id not in stored and order.status == OrderStatus.COMPLETED
+        and order.ordered_at >= now - sequences.FIRST_ORDER_FRESHNESS
+    ], now=now)
     result.created = sum(1 for order in written if order.external_id not in stored)
     result.updated = len(written) - result.created
     result.unchanged += len(todo) - len(written)

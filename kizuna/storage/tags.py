@@ -22,10 +22,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from . import audit, customers, sequences
+from . import audit, automations, customers, sequences
 from .db import insert_on_conflict
 from .errors import Invalid
-from .models import TAG_MAX, CustomerTag
+from .models import TAG_MAX, AutomationTrigger, CustomerTag
 from .types import utcnow
 
 MAX_TAGS_PER_CUSTOMER = 50
@@ -100,6 +100,7 @@ async def add(session: AsyncSession, customer_id: int, text: str, *, actor: audi
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_added=tag)
     await sequences.on_tag_added(session, [customer_id], tag, now=utcnow())
+    await automations.record(session, AutomationTrigger.TAG_ADDED, [customer_id], value=tag, now=utcnow())
     return True
 
 
@@ -114,6 +115,7 @@ async def remove(session: AsyncSession, customer_id: int, text: str, *, actor: a
         return False
     audit.record_by(session, actor, audit.Action.CUSTOMER_EDITED, target=customers.audit_target(customer), tag_removed=tag)
     await sequences.on_tag_removed(session, [customer_id], tag, now=utcnow())
+    await automations.record(session, AutomationTrigger.TAG_REMOVED, [customer_id], value=tag, now=utcnow())
     return True
 
 
@@ -192,10 +194,15 @@ async def bulk_change(
                      .on_conflict_do_nothing())
     else:
         statement = sa.delete(table).where(table.c.tag == tag, table.c.customer_id.in_(sa.select(ids.c.id)))
+        # Automation causes for those who have the tag, recorded before the DELETE takes it away.
+        await automations.record(session, AutomationTrigger.TAG_REMOVED, sa.select(table.c.customer_id).where(
+            table.c.tag == tag, table.c.customer_id.in_(sa.select(ids.c.id))), value=tag, now=now)
     changed = (await session.execute(statement)).rowcount
     if changed and action == ADD:  # the rows this statement wrote carry its `now`: those customers got the tag
-        await sequences.on_tag_added(session, sa.select(table.c.customer_id).where(
-            table.c.tag == tag, table.c.created_at == now, table.c.customer_id.in_(sa.select(ids.c.id))), tag, now=now)
+        tagged = sa.select(table.c.customer_id).where(
+            table.c.tag == tag, table.c.created_at == now, table.c.customer_id.in_(sa.select(ids.c.id)))
+        await sequences.on_tag_added(session, tagged, tag, now=now)
+        await automations.record(session, AutomationTrigger.TAG_ADDED, tagged, value=tag, now=now)
     elif changed:
         await sequences.on_tag_removed(session, sa.select(ids.c.id), tag, now=now)
     audit.record(session, actor, audit.Action.TAG_BULK_ADDED if action == ADD else audit.Action.TAG_BULK_REMOVED,

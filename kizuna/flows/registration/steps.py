@@ -13,8 +13,8 @@ from typing import Any
 
 from kizuna.flows.coupons import coupon_flex, load_words
 from kizuna.flows.engine import Done, FlowContext, Goto, Input, Retry, State, Transition, step_data
-from kizuna.storage import consents, coupons, customers, identities, sequences
-from kizuna.storage.models import ConsentAction, ConsentChannel, ConsentPurpose, SequenceTrigger
+from kizuna.storage import automations, consents, coupons, customers, identities, sequences
+from kizuna.storage.models import AutomationTrigger, ConsentAction, ConsentChannel, ConsentPurpose, SequenceTrigger
 
 from . import bot_texts as _texts  # noqa: F401  (registers the default texts)
 from .fields import (
@@ -291,6 +291,7 @@ async def complete(ctx: FlowContext, data: dict) -> Transition:
     await identities.link_profile(ctx.session, customer, source="registration", now=ctx.now)
     # Step sequences that start on registration, in this transaction (nothing lost on a crash).
     await sequences.enrol(ctx.session, SequenceTrigger.REGISTERED, customer_ids=[customer.id], now=ctx.now)
+    await automations.record(ctx.session, AutomationTrigger.REGISTRATION_COMPLETED, [customer.id], now=ctx.now)
     # The timeline is append-only: it says what was given, the values live on the customer.
     await ctx.record("registered", {"fields": [column for column, value in answers.items() if value is not None], "marketing_opt_in": marketing})
     if marketing:
