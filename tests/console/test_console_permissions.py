@@ -26,7 +26,7 @@ import pyotp
 import sqlalchemy as sa
 from aiohttp import web
 
-from kizuna.campaigns import campaigns, segments, sequences
+from kizuna.campaigns import automations, campaigns, segments, sequences
 from kizuna.storage import audit, canned, conversations, coupons, faq as faq_store
 from kizuna.storage import staff as staff_store
 from kizuna.storage import friend_sources, merges, orders, staff_sessions, tokens
@@ -151,6 +151,16 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/campaigns/{campaign_id}/progress"): MARKETING,
     ("POST", "/console/campaigns/{campaign_id}/{action}"): MARKETING,
     ("POST", "/console/campaigns/{campaign_id}/test"): MARKETING,
+    # 自動化ルール
+    ("GET", "/console/automations"): MARKETING,
+    ("POST", "/console/automations/settings"): MARKETING,
+    ("GET", "/console/automations/new"): MARKETING,
+    ("POST", "/console/automations/new"): MARKETING,
+    ("GET", "/console/automations/log"): MARKETING,
+    ("GET", "/console/automations/{rule_id}"): MARKETING,
+    ("POST", "/console/automations/{rule_id}"): MARKETING,
+    ("POST", "/console/automations/{rule_id}/enabled"): MARKETING,
+    ("POST", "/console/automations/{rule_id}/delete"): MARKETING,
     # ステップ配信
     ("GET", "/console/sequences"): MARKETING,
     ("GET", "/console/sequences/new"): MARKETING,
@@ -252,6 +262,12 @@ class Fixtures:
             return (await canned.create(session, shortcut=f"c{next(self.counter)}", title="お礼", text="{name}様、ありがとうございます。",
                                         actor=audit.CLI)).id
 
+    async def fresh_automation(self) -> int:
+        async with transaction(self.console.sessions) as session:
+            return (await automations.create(session, automations.RuleCreate(
+                name=f"matrix {next(self.counter)}", trigger="tag_added", trigger_value="matrix",
+                actions=[{"type": "add_tag", "tag": "matrix-done"}]), created_by="cli", now=utcnow())).id
+
     async def fresh_code(self) -> str:
         """A coupon code that can be redeemed (each allowed redemption uses one up)."""
         async with transaction(self.console.sessions) as session:
@@ -311,6 +327,9 @@ class Fixtures:
             path = path.replace("{item_id}", str(await self.fresh_merge()))
         if "{token_id}" in path:
             path = path.replace("{token_id}", str(await self.fresh_token()))
+        if path.startswith("/console/automations/{rule_id}"):
+            # (each request its own rule: a deleted one would be a 404 for the next identity)
+            return path.replace("{rule_id}", str(await self.fresh_automation()))
         if path.endswith("/delete") and "{rule_id}" in path:
             return path.replace("{rule_id}", str(await self.fresh_rule()))
         if "{rule_id}" in path:
@@ -366,6 +385,14 @@ class Fixtures:
             tomorrow = (utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
             return {"name": f"配信 {number}", "audience": f"segment:{self.segment.id}", "m_slots": "1", "m0_type": "text",
                     "m0_text": "matrix", "when": "at", "send_at": tomorrow, "action": "create"}
+        if path in ("/console/automations/new", "/console/automations/{rule_id}"):
+            return {"name": f"ルール {number}", "enabled": "on", "trigger": "tag_added", "trigger_value": "matrix",
+                    "action0_type": "add_tag", "action0_tag": "matrix-done"}
+        if path == "/console/automations/settings":
+            return {"daily_hour": "9", "coupon_reminder_days": "3", "coupon_reminder_enabled": "on",
+                    "coupon_reminder_text": "クーポンの有効期限が近づいています"}
+        if path == "/console/automations/{rule_id}/enabled":
+            return {"enabled": "0"}
         if path in ("/console/sequences/new", "/console/sequences/{sequence_id}/edit"):
             return {"name": f"ステップ {number}", "trigger": "registered", "name_fallback": "お客様", "steps": "1", "action": "save",
                     "s0_from": "enrolment", "s0_days": "0", "s0_hours": "0", "s0m_slots": "1", "s0m0_type": "text",
