@@ -15,15 +15,15 @@ from types import ModuleType
 from aiohttp import web
 
 from . import (
-    campaigns, cart_events, conversations, coupons, customers, events, faq, friend_sources, merges, orders, segments, sequences,
-    shop_events, tags, texts,
+    campaigns, cart_events, conversations, coupons, customers, data_requests, events, faq, friend_sources, merges, orders, segments,
+    sequences, shop_events, tags, texts,
 )
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
 AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, cart_events, merges, segments, tags,
-                                 friend_sources, campaigns, sequences, shop_events)
+                                 friend_sources, campaigns, sequences, shop_events, data_requests)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

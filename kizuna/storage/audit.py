@@ -80,6 +80,12 @@ class Action(StrEnum):
     FRIEND_SOURCE_CREATED = "friend_source.created"
     FRIEND_SOURCE_ARCHIVED = "friend_source.archived"
     FRIEND_SOURCE_RESTORED = "friend_source.restored"
+    # Data-subject requests (flows/data_rights.py); an export of a customer's record is `EXPORT`
+    # with the target customer:<id>. Targets name customers by id only (this log outlives an erase).
+    CUSTOMER_CORRECTED = "customer.corrected"
+    CUSTOMER_PROCESSING_STOPPED = "customer.processing_stopped"
+    CUSTOMER_PROCESSING_RESUMED = "customer.processing_resumed"
+    CUSTOMER_ERASED = "customer.erased"
 
 
 @dataclass(frozen=True)
