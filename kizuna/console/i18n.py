@@ -664,3 +664,7 @@ from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
 MESSAGES.update(_CAMPAIGNS)
+from .i18n_data_rights import MESSAGES as _DATA_RIGHTS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _DATA_RIGHTS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _DATA_RIGHTS.keys())}"
+MESSAGES.update(_DATA_RIGHTS)

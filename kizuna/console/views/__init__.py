@@ -4,11 +4,12 @@ app factory."""
 from ..routes import ConsoleRoute
 
 from . import account, analytics, api_tokens, audit_log, bot_texts, canned, conversations, coupons, customers, faq, home, hours
-from . import campaigns, friend_sources, keyword_rules, live, login, media, merges, redeem, richmenu, segments, staff
+from . import campaigns, data_requests, friend_sources, keyword_rules, live, login, media, merges, redeem, richmenu, segments, staff
 
 MODULES = (
     login, account, home, conversations, customers, canned, media, live, staff, merges, api_tokens, audit_log,
     faq, keyword_rules, hours, bot_texts, coupons, redeem, richmenu, segments, campaigns, analytics, friend_sources,
+    data_requests,
 )
 
 

@@ -289,7 +289,9 @@ async def segment_export_csv(request: web.Request) -> web.StreamResponse:
     ctx = request[CONTEXT]
     segment_id = int(request.match_info["segment_id"])
     try:
-        chunks = await segment_export.export(sessions_of(request), segment_id, now=ctx.now, actor=ctx.actor(), via="console")
+        chunks = await segment_export.export(sessions_of(request), segment_id, now=ctx.now, actor=ctx.actor(), via="console",
+                                             recipient=request.query.get("recipient", "")[:200],
+                                             purpose=request.query.get("purpose", "")[:200])
     except NotFound:
         raise Refused(404, "error.404") from None
     except Invalid:
