@@ -14,9 +14,10 @@ import sqlalchemy as sa
 
 from kizuna.storage import customers, tokens
 from kizuna.storage.db import transaction
-from kizuna.storage.models import AuditEntry, Customer, Interaction
+from kizuna.storage.models import AuditEntry, Customer, Interaction, SequenceEnrolment
 from kizuna.storage.types import utcnow
 from tests.campaigns.test_campaigns import befriend, campaign_texts, create, wait_for_status
+from tests.conftest import eventually
 
 
 async def _registered(kizuna, name: str = "開示 花子"):
@@ -29,7 +30,6 @@ async def _registered(kizuna, name: str = "開示 花子"):
             return (await session.execute(sa.select(sa.func.count()).select_from(Interaction).where(
                 Interaction.customer_id == customer_id, Interaction.text == "=1+1 こんにちは"))).scalar_one() > 0
 
-    from tests.conftest import eventually
     await eventually(typed, what="the message stored")
     async with transaction(kizuna.sessions) as session:
         customer = await session.get(Customer, customer_id)
@@ -145,3 +145,43 @@ async def test_only_admins_and_bad_input_changes_nothing(kizuna):
     assert ledger["items"] == []
     status, customer = await kizuna.api("GET", f"/api/v1/customers/{customer_id}")
     assert customer["display_name"] == "権限 さん"
+
+
+async def test_a_stopped_customer_leaves_their_sequences_and_no_trigger_enrols_them(kizuna):
+    [user] = await befriend(kizuna, "ステップ さん")
+    customer_id = await kizuna.customer_id(user.user_id)
+    status, sequence = await kizuna.api("POST", "/api/v1/sequences", json={
+        "name": "かご落ち", "trigger": "api_event", "trigger_value": "cart_abandoned",
+        "steps": [{"delay_minutes": 60, "messages": [{"type": "text", "text": "お忘れではありませんか"}]}]})
+    assert status == 201, sequence
+    event = {"customer": {"line_user_id": user.user_id}, "type": "cart_abandoned"}
+    status, first = await kizuna.api("POST", "/api/v1/events", json=event)
+    assert status in (200, 201) and first["enrolled"] == 1
+
+    status, row = await kizuna.api("POST", f"/api/v1/customers/{customer_id}/stop", json={})
+    assert status == 200 and "1 sequence enrolments ended" in row["outcome"]
+    status, again = await kizuna.api("POST", "/api/v1/events", json=event)
+    assert again["enrolled"] == 0
+    async with kizuna.sessions() as session:
+        rows = (await session.execute(sa.select(SequenceEnrolment.status, SequenceEnrolment.exit_reason)
+                                      .where(SequenceEnrolment.customer_id == customer_id))).all()
+    assert [tuple(row) for row in rows] == [("exited", "opted_out")]
+
+    await kizuna.api("POST", f"/api/v1/customers/{customer_id}/resume", json={})
+    status, third = await kizuna.api("POST", "/api/v1/events", json=event)
+    assert third["enrolled"] == 1
+
+
+async def test_a_segment_export_is_a_provision_record_with_its_recipient_and_purpose(kizuna):
+    await befriend(kizuna, "一 さん", "二 さん")
+    status, segment = await kizuna.api("POST", "/api/v1/segments", json={"name": "友だち", "rule": {"field": "followed", "op": "eq", "value": True}})
+    assert status == 201, segment
+    status, body, headers = await _get(kizuna, f"/api/v1/segments/{segment['id']}/export.csv?recipient=DM%E5%8D%B0%E5%88%B7%E4%BC%9A%E7%A4%BE&purpose=%E5%86%AC%E3%81%AEDM")
+    assert status == 200
+    status, body, headers = await _get(kizuna, f"/api/v1/segments/{segment['id']}/export.csv")
+    assert status == 200
+    status, provisions = await kizuna.api("GET", "/api/v1/provision-records")
+    assert [(p["scope"], p["customer_count"], p["customer_ids"], p["recipient"], p["purpose"], p["actor"]) for p in provisions["items"]] == [
+        (f"segment:{segment['id']}", 2, [], "社内（自社利用）", "マーケティング分析", "token:tests"),
+        (f"segment:{segment['id']}", 2, [], "DM印刷会社", "冬のDM", "token:tests"),
+    ]
