@@ -70,11 +70,24 @@ class RequestIn(BaseModel):
     channel: RequestChannel = RequestChannel.API
 
 
+class Changes(BaseModel):
+    """Registered details to correct (at least one), read as the registration reads the customer's
+    own answers: a name, a birthday (e.g. 1990-01-31), a gender (female, male, other, unanswered), a
+    prefecture of Japan, a phone number, an e-mail; null or "" clears one. A value that does not read
+    as its kind is refused (400 naming it) and nothing is changed."""
+
+    model_config = {"extra": "forbid", "json_schema_extra": {"minProperties": 1}}
+
+    full_name: str | None = Field(default=None, max_length=200)
+    birthday: str | None = Field(default=None, max_length=40)
+    gender: str | None = Field(default=None, max_length=40)
+    prefecture: str | None = Field(default=None, max_length=40)
+    phone: str | None = Field(default=None, max_length=40)
+    email: str | None = Field(default=None, max_length=254)
+
+
 class CorrectionIn(RequestIn):
-    changes: dict[str, str | None] = Field(
-        min_length=1, max_length=6,
-        description="registered details to correct, read as the registration reads them: full_name, birthday "
-                    "(e.g. 1990-01-31), gender (female, male, other, unanswered), prefecture, phone, email; null or \"\" clears one")
+    changes: Changes
 
 
 class CustomerExport(BaseModel):
@@ -126,7 +139,8 @@ async def resume_customer(request: web.Request) -> web.Response:
 
 async def correct_customer(request: web.Request) -> web.Response:
     body = await parse_body(request, CorrectionIn)
-    row = await data_rights.correct(services(request).sessions, path_id(request), body.changes, actor=actor(request),
+    row = await data_rights.correct(services(request).sessions, path_id(request), body.changes.model_dump(exclude_unset=True),
+                                    actor=actor(request),
                                     channel=body.channel, now=services(request).clock())
     return json_answer(_read(row, services(request).clock()))
 
@@ -157,7 +171,8 @@ async def list_provisions(request: web.Request) -> web.Response:
 _CUSTOMER = [id_param(Customer.id)]
 _CONFLICTS = {409: "the customer was erased already (already_erased, erased), was merged into another (merged), "
                    "or is already stopped / not stopped (already_stopped, not_stopped)"}
-_TEXT = {"maxLength": PROVISION_TEXT_MAX}
+# Free text that is stored and shown: no control characters (C0, DEL, C1), as the service checks.
+_TEXT = {"maxLength": PROVISION_TEXT_MAX, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"}
 
 ENDPOINTS = [
     Endpoint("GET", "/customers/{id}/export", export_customer,

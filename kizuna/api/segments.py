@@ -29,6 +29,7 @@ from .http import (
     parse_body, path_id, services, text_param,
 )
 
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # the provision record's texts: no control characters
 RULE_DESCRIPTION = (
     'A segment rule: {"all": [rule, ...]}, {"any": [rule, ...]}, {"not": rule}, or a condition '
     '{"field", "op", "value"} (+ "within_days" for purchased_sku, purchased_category, coupon_redeemed). '
@@ -283,5 +284,5 @@ ENDPOINTS = [
              f"columns: {','.join(segment_export.COLUMNS)}. Recorded in the audit log and as a third-party provision record: "
              f"`recipient` (default {segment_export.DEFAULT_RECIPIENT}) and `purpose` (default {segment_export.DEFAULT_PURPOSE}).",
              roles=MARKETING, response="text/csv", path_params=[id_param(Segment.id)],
-             query=[text_param("recipient", maxLength=200), text_param("purpose", maxLength=200)]),
+             query=[text_param("recipient", maxLength=200, pattern=NO_CONTROL), text_param("purpose", maxLength=200, pattern=NO_CONTROL)]),
 ]

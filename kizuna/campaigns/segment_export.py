@@ -78,9 +78,10 @@ def provision_texts(recipient: str | None, purpose: str | None) -> tuple[str, st
     control characters (Invalid naming the field)."""
     out = []
     for field, value, default in (("recipient", recipient, DEFAULT_RECIPIENT), ("purpose", purpose, DEFAULT_PURPOSE)):
-        text = " ".join(unicodedata.normalize("NFKC", value or "").split())
-        if len(text) > PROVISION_TEXT_MAX or any(unicodedata.category(char) == "Cc" for char in text):
+        if len(value or "") > PROVISION_TEXT_MAX or any(unicodedata.category(char) == "Cc" for char in value or ""):
             raise Invalid(field, f"at most {PROVISION_TEXT_MAX} characters, no control characters")
+        # (NFKC may lengthen a little: ㍻ is 平成; the column holds PROVISION_TEXT_MAX)
+        text = " ".join(unicodedata.normalize("NFKC", value or "").split())[:PROVISION_TEXT_MAX]
         out.append(text or default)
     return out[0], out[1]
 

@@ -46,9 +46,10 @@ class Exported:
 
 
 def _text(field: str, value: str | None, default: str) -> str:
-    text = " ".join(unicodedata.normalize("NFKC", value or "").split())
-    if len(text) > PROVISION_TEXT_MAX or any(unicodedata.category(char) == "Cc" for char in text):
+    if len(value or "") > PROVISION_TEXT_MAX or any(unicodedata.category(char) == "Cc" for char in value or ""):
         raise Invalid(field, f"at most {PROVISION_TEXT_MAX} characters, no control characters")
+    # (NFKC may lengthen a little: ㍻ is 平成; the column holds PROVISION_TEXT_MAX)
+    text = " ".join(unicodedata.normalize("NFKC", value or "").split())[:PROVISION_TEXT_MAX]
     return text or default
 
 

@@ -112,7 +112,7 @@ async def test_correction_checks_every_field_first_and_is_recorded(kizuna):
                                      json={"changes": {"email": "new@example.jp", "phone": "not a phone"}})
     assert status == 400 and error["error"]["field"] == "phone"
     status, error = await kizuna.api("POST", f"/api/v1/customers/{customer_id}/correct", json={"changes": {"line_user_id": "x"}})
-    assert status == 400 and error["error"]["field"] == "line_user_id"
+    assert status == 400 and error["error"]["field"] == "changes.line_user_id"
     status, customer = await kizuna.api("GET", f"/api/v1/customers/{customer_id}")
     assert customer["email"] == "hanako.kaiji@example.jp"  # nothing changed
 
