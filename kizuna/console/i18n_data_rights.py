@@ -81,6 +81,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dsr.provisions.empty": ("記録はまだありません。", "No records yet."),
     "dsr.scope.customer": ("お客様 #{id}", "Customer #{id}"),
     "dsr.scope.segment": ("セグメント #{id}", "Segment #{id}"),
+    # the customer's timeline (interactions of kind data_request.*)
+    "tl.sys.data_request.stop": ("個人情報の利用停止（請求により）", "Use of their data stopped (on request)"),
+    "tl.sys.data_request.resume": ("個人情報の利用再開（請求により）", "Use of their data resumed (on request)"),
+    "tl.sys.data_request.correct": ("登録情報の訂正（請求により）", "Details corrected (on request)"),
     # the audit log's names of the new actions
     "action.customer.corrected": ("お客様情報の訂正", "Customer corrected"),
     "action.customer.processing_stopped": ("利用停止", "Use stopped"),
