@@ -9,6 +9,7 @@ history), so the API answers 200 with the ledger row, status `done`.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
@@ -89,14 +90,12 @@ async def export(
         ), actor=actor.label, now=now, data_request_id=request.id)
         audit.record(session, actor, audit.Action.EXPORT, target=f"customer:{customer_id}", format=format,
                      data_request_id=request.id)
-    doc["data_requests"].append(customer_export._as_dict(request))
+    doc["data_requests"].append(customer_export.as_dict(request))
     body = customer_export.as_zip(doc) if format == "csv" else _json(doc)
     return Exported(request, format, body, customer_export.filename(customer_id, format))
 
 
 def _json(doc: dict[str, Any]) -> bytes:
-    import json
-
     return json.dumps(doc, ensure_ascii=False, indent=1).encode("utf-8")
 
 

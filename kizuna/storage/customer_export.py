@@ -45,12 +45,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _as_dict(row: Any, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+def as_dict(row: Any, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
     return {column.name: _plain(getattr(row, column.name)) for column in row.__table__.columns if column.name not in leave_out}
 
 
 async def _all(session: AsyncSession, statement: sa.Select, **options: Any) -> list[dict[str, Any]]:
-    return [_as_dict(row, **options) for row in (await session.execute(statement)).scalars()]
+    return [as_dict(row, **options) for row in (await session.execute(statement)).scalars()]
 
 
 async def document(session: AsyncSession, customer_id: int, *, now: datetime) -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def document(session: AsyncSession, customer_id: int, *, now: datetime) ->
     return {
         "format_version": FORMAT_VERSION,
         "exported_at": now.isoformat(),
-        "customer": _as_dict(customer),
+        "customer": as_dict(customer),
         "identities": await _all(session, by_customer(CustomerIdentity).order_by(CustomerIdentity.id)),
         "tags": await _all(session, by_customer(CustomerTag).order_by(CustomerTag.tag)),
         "timeline": await _all(session, by_customer(Interaction).order_by(Interaction.id)),
