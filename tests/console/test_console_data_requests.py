@@ -142,29 +142,26 @@ async def test_the_panel_the_ledger_and_the_provision_records_in_a_browser(datab
             assert "customer.csv" in archive.namelist()
             await panel.get_by_role("button", name="利用を停止する").click()
             await expect(page.locator("#data-rights").get_by_text("利用を停止しました。")).to_be_visible()
-            await _shot(page, shots / "90-data-rights-panel.png")
-            await full_shot(page, shots / "91-customer-with-data-rights.png")
+            await _shot(page, shots / "150-data-rights-panel.png")
+            await full_shot(page, shots / "151-customer-with-data-rights.png")
 
             await page.locator(".sidebar").get_by_role("link", name="請求台帳").click()
             await expect(page.get_by_role("heading", name="請求台帳", exact=True)).to_be_visible()
             await expect(page.locator("tr[data-overdue]")).to_have_count(1)
             await expect(page.locator("tr[data-overdue]")).to_contain_text("期限超過")
-            await full_shot(page, shots / "92-data-request-ledger.png")
+            await full_shot(page, shots / "152-data-request-ledger.png")
             await page.get_by_role("link", name="第三者提供記録").click()
             await expect(page.locator("tbody tr")).to_have_count(2)
-            await full_shot(page, shots / "93-provision-records.png")
+            await full_shot(page, shots / "153-provision-records.png")
 
             await page.goto(f"{base}/console/customers/{customer_id}")
             erase_form = page.locator("#data-rights form").last
             await erase_form.get_by_label(f"確認のためお客様番号「{customer_id}」を入力").fill(str(customer_id))
             await erase_form.get_by_role("button", name="個人情報を消去する").click()
             await expect(page.locator("#data-rights").get_by_text("個人情報を消去しました。")).to_be_visible()
-            await _shot(page, shots / "94-data-rights-erased.png")
+            await _shot(page, shots / "154-data-rights-erased.png")
             assert errors == []
         async with sessions() as session:
             kinds = (await session.execute(sa.select(DataRequest.kind).order_by(DataRequest.id))).scalars().all()
         assert kinds == ["correct", "export", "export", "stop", "erase"]
     keep_screenshots(shots)
-    for png in sorted(shots.glob("*.png")):
-        (Path("/tmp/dsr-shots")).mkdir(exist_ok=True)
-        (Path("/tmp/dsr-shots") / png.name).write_bytes(png.read_bytes())
