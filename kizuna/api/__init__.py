@@ -15,15 +15,15 @@ from types import ModuleType
 from aiohttp import web
 
 from . import (
-    audit, automations, campaigns, cart_events, conversations, coupons, customers, events, faq, friend_sources, merges, orders,
-    privacy, segments, sequences, shop_events, tags, texts,
+    audit, automations, campaigns, cart_events, conversations, coupons, customers, data_requests, events, faq, friend_sources,
+    merges, orders, privacy, segments, sequences, shop_events, tags, texts,
 )
 from .http import Endpoint
 from .openapi import document
 from .router import setup as _setup
 
 AREAS: tuple[ModuleType, ...] = (customers, conversations, events, texts, coupons, faq, orders, cart_events, merges, segments, tags,
-                                 friend_sources, campaigns, sequences, shop_events, privacy, audit, automations)
+                                 friend_sources, campaigns, sequences, shop_events, privacy, audit, automations, data_requests)
 
 
 def endpoints(areas: Sequence[ModuleType] = AREAS) -> list[Endpoint]:

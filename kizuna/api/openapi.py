@@ -52,7 +52,9 @@ def error_statuses(item: Endpoint) -> dict[int, str]:
 def document(endpoints: Iterable[Endpoint]) -> dict:
     schemas: dict[str, Any] = {}
 
-    def content(body: type[BaseModel] | str) -> dict:
+    def content(body: type[BaseModel] | str | tuple) -> dict:
+        if isinstance(body, tuple):  # one route, several media types (JSON, or a file with ?format=)
+            return {media: schema for part in body for media, schema in content(part).items()}
         if isinstance(body, str):  # a media type: a plain text body
             return {body: {"schema": {"type": "string"}}}
         schema = body.model_json_schema(ref_template="#/components/schemas/{model}")

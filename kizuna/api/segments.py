@@ -29,6 +29,7 @@ from .http import (
     parse_body, path_id, services, text_param,
 )
 
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"  # the provision record's texts: no control characters
 RULE_DESCRIPTION = (
     'A segment rule: {"all": [rule, ...]}, {"any": [rule, ...]}, {"not": rule}, or a condition '
     '{"field", "op", "value"} (+ "within_days" for purchased_sku, purchased_category, coupon_redeemed). '
@@ -170,7 +171,8 @@ async def segment_customers(request: web.Request) -> web.Response:
 async def export_segment(request: web.Request) -> web.StreamResponse:
     """The members as CSV: campaigns/segment_export.py (audited, formula-safe, UTF-8 with BOM), streamed."""
     chunks = await segment_export.export(services(request).sessions, path_id(request), now=services(request).clock(),
-                                         actor=actor(request), via="api")
+                                         actor=actor(request), via="api", recipient=request.query.get("recipient"),
+                                         purpose=request.query.get("purpose"))
     response = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
                                            "Content-Disposition": f'attachment; filename="{segment_export.filename(path_id(request))}"'})
     await response.prepare(request)
@@ -279,6 +281,8 @@ ENDPOINTS = [
              roles=(Role.ADMIN,), request=MetricSettingsIn, response=MetricSettingsRead),
     Endpoint("GET", "/segments/{id}/export.csv", export_segment,
              "The segment's customers now as CSV (UTF-8 with BOM; cells that would be formulas start with '); "
-             f"columns: {','.join(segment_export.COLUMNS)}. Recorded in the audit log.",
-             roles=MARKETING, response="text/csv", path_params=[id_param(Segment.id)]),
+             f"columns: {','.join(segment_export.COLUMNS)}. Recorded in the audit log and as a third-party provision record: "
+             f"`recipient` (default {segment_export.DEFAULT_RECIPIENT}) and `purpose` (default {segment_export.DEFAULT_PURPOSE}).",
+             roles=MARKETING, response="text/csv", path_params=[id_param(Segment.id)],
+             query=[text_param("recipient", maxLength=200, pattern=NO_CONTROL), text_param("purpose", maxLength=200, pattern=NO_CONTROL)]),
 ]

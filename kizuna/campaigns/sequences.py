@@ -356,6 +356,8 @@ def default_coupon_message(grant: CouponGrant, coupon: Coupon, customer: Custome
 def opted_out(customer: Customer) -> bool:
     """Turned marketing messages off (「お知らせを停止する」, or a no at registration). Following
     the account is consent (LINE's model): a follower who was never asked still receives."""
+    if customer.processing_stopped_at is not None:  # asked to stop the use of their data (flows/data_rights.py)
+        return True
     return not customer.marketing_opt_in and customer.marketing_consent_changed_at is not None
 
 

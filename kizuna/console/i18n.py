@@ -680,3 +680,7 @@ from .i18n_automations import MESSAGES as _AUTOMATIONS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _AUTOMATIONS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _AUTOMATIONS.keys())}"
 MESSAGES.update(_AUTOMATIONS)
+from .i18n_data_rights import MESSAGES as _DATA_RIGHTS  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _DATA_RIGHTS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _DATA_RIGHTS.keys())}"
+MESSAGES.update(_DATA_RIGHTS)

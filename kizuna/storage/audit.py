@@ -93,6 +93,12 @@ class Action(StrEnum):
     TIMELINE_READ = "timeline.read"  # GET /api/v1/customers/{id}/interactions
     ORDERS_READ = "orders.read"  # the API's orders of a customer
     CUSTOMER_EXPORTED = "customer.exported"  # one customer's whole record (data-subject export)
+    # Data-subject requests (flows/data_rights.py); an export of a customer's record is `EXPORT`
+    # with the target customer:<id>. Targets name customers by id only (this log outlives an erase).
+    CUSTOMER_CORRECTED = "customer.corrected"
+    CUSTOMER_PROCESSING_STOPPED = "customer.processing_stopped"
+    CUSTOMER_PROCESSING_RESUMED = "customer.processing_resumed"
+    CUSTOMER_ERASED = "customer.erased"
 
 
 @dataclass(frozen=True)

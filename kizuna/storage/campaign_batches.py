@@ -76,7 +76,9 @@ def _capped(now: datetime, cap: int) -> sa.Select:
 def _left_out(now: datetime, cap: int | None) -> list[tuple[sa.ColumnElement, RecipientStatus]]:
     """Why a customer of the audience is left out, in order (the first that holds wins): the
     snapshot's CASE, shared with `estimate` so the editor's figure is the snapshot's rule."""
-    opted_out = sa.and_(sa.not_(_customers.c.marketing_opt_in), _customers.c.marketing_consent_changed_at.is_not(None))
+    # A customer who asked to stop the use of their data (flows/data_rights.py) counts as opted out.
+    opted_out = sa.or_(sa.and_(sa.not_(_customers.c.marketing_opt_in), _customers.c.marketing_consent_changed_at.is_not(None)),
+                       _customers.c.processing_stopped_at.is_not(None))
     whens = [(_customers.c.line_user_id.is_(None), RecipientStatus.NOT_ON_LINE),
              (sa.or_(_customers.c.blocked, sa.not_(_customers.c.followed)), RecipientStatus.BLOCKED),
              (opted_out, RecipientStatus.OPTED_OUT)]
@@ -221,8 +223,9 @@ async def recipients(session: AsyncSession, batches: Sequence[ClaimedBatch], *, 
         return {}
     r, c = _recipients, _customers
     blocked = sa.exists().where(c.c.id == r.c.customer_id, sa.or_(c.c.blocked, sa.not_(c.c.followed)))
-    opted_out = sa.exists().where(c.c.id == r.c.customer_id, sa.not_(c.c.marketing_opt_in),
-                                  c.c.marketing_consent_changed_at.is_not(None))
+    opted_out = sa.exists().where(c.c.id == r.c.customer_id, sa.or_(
+        sa.and_(sa.not_(c.c.marketing_opt_in), c.c.marketing_consent_changed_at.is_not(None)),
+        c.c.processing_stopped_at.is_not(None)))  # stopped use (flows/data_rights.py): as opted out
     why = sa.case((blocked, 1), (opted_out, 2), else_=0)
     by_seq = {(batch.campaign_id, batch.variant_id, batch.seq): batch.id for batch in batches}
     out: dict[int, Audience] = {batch.id: Audience([], [], {}) for batch in batches}

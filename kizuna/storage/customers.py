@@ -63,8 +63,9 @@ async def get_existing(session: AsyncSession, customer_id: int) -> Customer:
 
 
 def audit_target(customer: Customer) -> str:
-    """How the audit log names a customer whose details staff changed."""
-    return f"customer:{customer.id} {customer.display_name or ''}".strip()[:200]
+    """How the audit log names a customer whose details staff changed: by id only. The log is
+    append-only (an erase cannot reach it), so it must never hold a name (issue 16)."""
+    return f"customer:{customer.id}"
 
 
 async def get_or_create(session: AsyncSession, line_user_id: str, profile: Profile | None) -> tuple[Customer, bool]:

@@ -143,6 +143,11 @@ class CustomerBase(SQLModel):
     # the sign-up coupon twice, and the consent ledger has the whole history).
     privacy_notice_id: int | None = Field(default=None, foreign_key="privacy_notices.id")
     withdrawn_at: datetime | None = _optional_time()
+    # A data-subject request to stop using their data (APPI 利用停止, flows/data_rights.py): no campaign,
+    # sequence or trigger reaches them while set; a later request (resume) clears it.
+    processing_stopped_at: datetime | None = _optional_time()
+    # Erased on request (storage/erasure.py): the row stays as a pseudonymous id for aggregates.
+    erased_at: datetime | None = _optional_time()
 
 
 class Customer(CustomerBase, table=True):
@@ -1911,3 +1916,79 @@ class AutomationSettings(SQLModel, table=True):
     coupon_reminder_text: str = Field(default=COUPON_REMINDER_TEXT, max_length=COUPON_REMINDER_TEXT_MAX)
     birthday_ran_on: date | None = None
     coupons_ran_on: date | None = None
+# -- data-subject requests and third-party provision records (issue 16, parts 3 and 5) -----------------
+
+DATA_REQUEST_OUTCOME_MAX = 500
+PROVISION_TEXT_MAX = 200
+
+
+class DataRequestKind(StrEnum):
+    EXPORT = "export"  # disclosure (開示): the customer's whole record as JSON or CSV
+    CORRECT = "correct"  # correction (訂正)
+    STOP = "stop"  # stop using (利用停止)
+    RESUME = "resume"  # a later request lifting a stop
+    ERASE = "erase"  # deletion (消去): anonymised everywhere
+
+
+class DataRequestStatus(StrEnum):
+    RECEIVED = "received"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    REFUSED = "refused"  # `outcome` says why
+
+
+class RequestChannel(StrEnum):
+    """How the customer asked (the console and the API are where staff record it)."""
+
+    CONSOLE = "console"
+    API = "api"
+    LINE = "line"
+    EMAIL = "email"
+    PHONE = "phone"
+    LETTER = "letter"
+    IN_STORE = "in_store"
+
+
+class DataRequest(SQLModel, table=True):
+    """The request ledger: one row per data-subject request, with its deadline and outcome.
+    `customer_id` stays after an erase: ids are pseudonymous, and the ledger must show the
+    request was answered. Nothing personal goes into `outcome` (it outlives the erase)."""
+
+    __tablename__ = "data_requests"
+    __table_args__ = (
+        sa.Index("ix_data_requests_requested_at", "requested_at"),
+        _one_of("data_requests", "kind", DataRequestKind),
+        _one_of("data_requests", "status", DataRequestStatus),
+        _one_of("data_requests", "channel", RequestChannel),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)
+    customer_id: int = Field(foreign_key="customers.id", index=True)
+    status: str = Field(default=DataRequestStatus.RECEIVED, max_length=16)
+    requested_at: datetime = _created_at()
+    deadline_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    completed_at: datetime | None = _optional_time()
+    outcome: str | None = Field(default=None, max_length=DATA_REQUEST_OUTCOME_MAX)
+    actor: str = Field(max_length=STAFF_EMAIL_MAX)  # staff e-mail, "token:<name>" or "cli"
+    channel: str = Field(max_length=16)
+
+
+class ProvisionRecord(SQLModel, table=True):
+    """Third-party provision record (第三者提供記録, APPI Art. 29): every export of customer data —
+    who exported, which records (`scope` and the customer ids, or their count for a segment),
+    to whom (`recipient`), why (`purpose`), when. Kept like the audit log: only ever added."""
+
+    __tablename__ = "provision_records"
+    __table_args__ = (sa.Index("ix_provision_records_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created_at()
+    actor: str = Field(max_length=STAFF_EMAIL_MAX)
+    scope: str = Field(max_length=PROVISION_TEXT_MAX)  # "customer:12", "segment:3"
+    customer_ids: list = Field(default_factory=list, sa_type=JSONType)  # a segment's: empty (counted)
+    customer_count: int = 0
+    format: str = Field(max_length=8)  # json | csv
+    recipient: str = Field(max_length=PROVISION_TEXT_MAX)
+    purpose: str = Field(max_length=PROVISION_TEXT_MAX)
+    data_request_id: int | None = Field(default=None, foreign_key="data_requests.id")

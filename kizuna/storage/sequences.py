@@ -143,6 +143,7 @@ async def _insert_enrolments(session: AsyncSession, sequence_id: int, steps: lis
         sa.literal(now, table.c.enrolled_at.type), sa.literal(first_due, table.c.next_due_at.type),
     ).where(
         Customer.id.in_(ids), Customer.line_user_id.is_not(None), Customer.followed.is_(True), Customer.merged_into_id.is_(None),
+        Customer.processing_stopped_at.is_(None),  # no trigger enrols a customer who asked to stop the use of their data
     )
     insert = insert_on_conflict(session, table).from_select(
         ["sequence_id", "customer_id", "status", "current_step", "enrolled_at", "next_due_at"], people,
@@ -161,6 +162,13 @@ async def _exit_where(session: AsyncSession, reason: ExitReason, conditions: lis
         .values(status=EnrolmentStatus.EXITED, exit_reason=reason, finished_at=now, next_due_at=None)
     )
     return (await session.execute(statement)).rowcount or 0
+
+
+async def on_processing_stopped(session: AsyncSession, customer_id: int, *, now: datetime) -> int:
+    """The customer asked to stop the use of their data: their active enrolments end now (as an
+    opt-out does); resuming later enrols them again only when a trigger fires."""
+    table = SequenceEnrolment.__table__
+    return await _exit_where(session, ExitReason.OPTED_OUT, [table.c.customer_id == customer_id], now=now)
 
 
 async def on_orders(session: AsyncSession, ordered: dict[int, datetime], *, now: datetime) -> None:

@@ -106,6 +106,15 @@ MATRIX: dict[tuple[str, str], set[Role]] = {
     ("GET", "/privacy-notices"): {A, M, S},
     ("POST", "/privacy-notices"): {A},
     ("GET", "/customers/{id}/consents"): {A, M, S},
+    # data-subject requests and provision records (api/data_requests.py): admins only
+    ("GET", "/customers/{id}/export"): {A},
+    ("POST", "/customers/{id}/erase"): {A},
+    ("POST", "/customers/{id}/stop"): {A},
+    ("POST", "/customers/{id}/resume"): {A},
+    ("POST", "/customers/{id}/correct"): {A},
+    ("GET", "/data-requests"): {A},
+    ("GET", "/data-requests/{id}"): {A},
+    ("GET", "/provision-records"): {A},
 }
 SAMPLE = {"{id}": "1", "{faq_id}": "shipping", "{key}": "greeting", "{locale}": "ja", "{tag}": "VIP"}
 

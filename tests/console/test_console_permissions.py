@@ -74,6 +74,13 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/breach"): ADMIN_ONLY,
     ("GET", "/console/breach.csv"): ADMIN_ONLY,
     ("GET", "/console/merges"): ADMIN_ONLY,
+    # 個人情報の請求 (console/views/data_requests.py); the erase without its typed number changes nothing
+    ("POST", "/console/customers/{customer_id}/data/export"): ADMIN_ONLY,
+    ("POST", "/console/customers/{customer_id}/data/stop"): ADMIN_ONLY,
+    ("POST", "/console/customers/{customer_id}/data/resume"): ADMIN_ONLY,
+    ("POST", "/console/customers/{customer_id}/data/erase"): ADMIN_ONLY,
+    ("GET", "/console/data-requests"): ADMIN_ONLY,
+    ("GET", "/console/provision-records"): ADMIN_ONLY,
     ("POST", "/console/merges/candidates/{item_id}/merge"): ADMIN_ONLY,
     ("POST", "/console/merges/candidates/{item_id}/dismiss"): ADMIN_ONLY,
     ("POST", "/console/merges/{item_id}/undo"): ADMIN_ONLY,

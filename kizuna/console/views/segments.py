@@ -291,7 +291,8 @@ async def segment_export_csv(request: web.Request) -> web.StreamResponse:
     try:
         # The services' clock (as the REST API's export): the audit entry's time is the export's.
         chunks = await segment_export.export(sessions_of(request), segment_id, now=services_of(request).clock(), actor=ctx.actor(),
-                                             via="console")
+                                             via="console", recipient=request.query.get("recipient", "")[:200],
+                                             purpose=request.query.get("purpose", "")[:200])
     except NotFound:
         raise Refused(404, "error.404") from None
     except Invalid:
