@@ -1286,7 +1286,7 @@ class DeliveryMethod(StrEnum):
     PUSH = "push"  # personalised content: one request per recipient
 
 
-class Delivery(StrEnum):
+class CampaignDelivery(StrEnum):
     """How a campaign's identical content reaches LINE (personalised content is always pushed)."""
 
     AUTO = "auto"  # multicast below the narrowcast threshold (a setting), narrowcast above
@@ -1304,7 +1304,7 @@ class Campaign(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_campaigns_status_send_at", "status", "send_at"),
         _one_of("campaigns", "status", CampaignStatus),
-        _one_of("campaigns", "delivery", Delivery),
+        _one_of("campaigns", "delivery", CampaignDelivery),
         # A recurring campaign's occurrence is one run, once, whoever schedules it.
         sa.UniqueConstraint("parent_id", "occurrence_at", name="uq_campaigns_parent_occurrence"),
     )
@@ -1332,7 +1332,7 @@ class Campaign(SQLModel, table=True):
     # Counts of the snapshot: {"targeted": n, "control": n, "blocked": n, "opted_out": n, "capped": n, "not_on_line": n}
     audience: dict | None = Field(default=None, sa_type=JSONType)
     note: str | None = Field(default=None, sa_type=sa.Text)  # why it waits or stopped (quiet hours, quota)
-    delivery: str = Field(default=Delivery.AUTO, max_length=16)  # what the marketer asked for
+    delivery: str = Field(default=CampaignDelivery.AUTO, max_length=16)  # what the marketer asked for
     # Resolved at the start: the snapshot goes out by narrowcast (campaign_narrowcasts), not by batches.
     by_narrowcast: bool = False
     # Set (with the campaign row locked) just before the first narrowcast request: from then on LINE
