@@ -664,3 +664,7 @@ from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
 
 assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
 MESSAGES.update(_CAMPAIGNS)
+from .i18n_campaign_modes import MESSAGES as _CAMPAIGN_MODES  # noqa: E402  (appended)
+
+assert not MESSAGES.keys() & _CAMPAIGN_MODES.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGN_MODES.keys())}"
+MESSAGES.update(_CAMPAIGN_MODES)
