@@ -51,7 +51,8 @@ class CampaignSender:
         self.claim_size = claim_size
         self.claim_timeout = claim_timeout
         self.narrowcast_threshold = narrowcast_threshold  # `auto` delivery narrowcasts from this many queued recipients
-        self.narrowcasts = NarrowcastSender(sessions=sessions, line=line, clock=clock)
+        # A narrowcast stage leased longer ago than a batch's claim belongs to a dead worker too.
+        self.narrowcasts = NarrowcastSender(sessions=sessions, line=line, clock=clock, lease=claim_timeout)
         self._variants: dict[int, CampaignVariant] = {}  # variants never change once a campaign runs
         # campaign id -> (its coupon id, its LINE aggregation unit): fixed once it runs, like the variants
         self._fixed: dict[int, tuple[int | None, str | None]] = {}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import aiohttp
 import pytest
 import sqlalchemy as sa
+from contextlib import AsyncExitStack
 
 from aiohttp.test_utils import TestServer
 
@@ -21,7 +23,8 @@ from kizuna.storage import campaign_narrowcasts, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.models import CampaignNarrowcast, CampaignRecipient, Customer, NarrowcastState
 from kizuna.storage.types import utcnow
-from tests.conftest import Kizuna, eventually, make_settings, start_kizuna
+from tests.chaos import Production
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL, Kizuna, eventually, make_settings, start_kizuna
 
 REGISTERED = {"field": "registered", "op": "eq", "value": True}
 SALE = [{"type": "text", "text": "週末セール：全品10%オフ"}]
@@ -256,3 +259,90 @@ async def test_auto_uses_narrowcast_from_the_threshold_and_multicast_below(setti
         assert len(kizuna.emulator.requests_to("narrowcast")) == 1 and len(kizuna.emulator.requests_to("multicast")) == 1
     finally:
         await server.close()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None or TEST_REDIS_URL is None,
+                    reason="real processes: runs in the PostgreSQL + Redis suite (KIZUNA_TEST_DATABASE_URL, KIZUNA_TEST_REDIS_URL)")
+async def test_workers_killed_while_line_builds_the_audience_and_while_the_request_is_in_flight_send_once(
+        database_url, emulator, redis_prefix, redis_cleanup, tmp_path):
+    """`kizuna serve` and `kizuna worker` processes; a worker SIGKILLed while LINE builds the
+    audience (after the upload), its replacement SIGKILLed while the narrowcast request is in
+    flight (LINE executed it; its answer is held), a third finishes: one send, every queued
+    member once, the campaign's figures right."""
+    emulator.set_rate_limit("narrowcast", 20)
+    emulator.audience_ready_seconds = 4.0  # the audience stays IN_PROGRESS: time to kill the worker waiting for it
+    engine_url = database_url
+    from kizuna.storage.db import create_engine, session_factory
+    engine = create_engine(engine_url)
+    sessions = session_factory(engine)
+    try:
+        members = [emulator.add_user(f"会員{n}", followed=True).user_id for n in range(120)]
+        async with transaction(sessions) as session:
+            await session.execute(sa.insert(Customer), [{"line_user_id": uid, "display_name": f"会員{n}", "followed": True,
+                                                         "registered": True} for n, uid in enumerate(members)])
+            _token, token = await tokens.create(session, name="kills", role="admin")
+
+        async def stage() -> str | None:
+            async with sessions() as session:
+                row = (await session.execute(sa.select(CampaignNarrowcast.state))).scalars().first()
+                return row
+
+        async with AsyncExitStack() as stack:
+            production = Production(database_url, TEST_REDIS_URL, emulator, tmp_path, redis_prefix)
+            production.env |= {"KIZUNA_LINE_RATE_LIMITS": "narrowcast=20,audience=50"}
+            await production.start(stack, "serve", "serve-1")
+            worker = await production.start(stack, "worker", "worker-1")
+            await production.workers_ready(worker)
+            base_url = f"http://127.0.0.1:{production.port}"
+            async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client:
+                async with client.post(f"{base_url}/api/v1/campaigns", json={
+                        "name": "週末セール", "rule": REGISTERED, "messages": SALE, "quiet_hours": False,
+                        "delivery": "narrowcast"}) as response:
+                    assert response.status == 201, await response.text()
+                    campaign = await response.json()
+
+                async def reached(state: str):
+                    async def check() -> bool:
+                        return await stage() == state
+                    return check
+
+                try:
+                    await eventually(await reached("waiting"), timeout=30, what="the audience uploaded")
+                    worker.kill()  # while LINE builds the audience
+                    # The next request is executed by LINE, then its answer held for 8 s: the worker dies waiting for it.
+                    emulator.delay_next("narrowcast", 8.0, after_executing=True)
+                    worker = await production.start(stack, "worker", "worker-2")
+                    await eventually(await reached("sending"), timeout=30, what="the narrowcast request sent")
+                    async def executed() -> bool:
+                        return bool(_narrowcast_texts_of(emulator, members))
+                    await eventually(executed, timeout=30, what="LINE to execute the narrowcast")
+                    worker.kill()  # the request in flight, its answer not yet received
+                    worker = await production.start(stack, "worker", "worker-3")
+
+                    async def completed() -> bool:
+                        async with client.get(f"{base_url}/api/v1/campaigns/{campaign['id']}") as response:
+                            return (await response.json())["status"] == "completed"
+
+                    await eventually(completed, timeout=60, what="the campaign completed by the third worker")
+                except AssertionError as error:
+                    raise AssertionError(f"{error}\n{production.logs()[-15000:]}") from None
+                async with client.get(f"{base_url}/api/v1/campaigns/{campaign['id']}") as response:
+                    done = await response.json()
+        received = _narrowcast_texts_of(emulator, members)
+        assert sorted(len(texts) for texts in received.values()) == [1] * len(members), "each member once, none twice"
+        statuses = [r.status for r in emulator.requests_to("narrowcast")]
+        assert statuses.count(202) == 1 and set(statuses) <= {202, 409}, statuses  # a retry answered 409: already sent
+        assert 409 in statuses, statuses  # the third worker sent again with the stored key, and LINE knew it
+        assert done["stats"]["sent"] == len(members) and done["narrowcasts"][0]["success_count"] == len(members)
+        assert [r.status for r in emulator.requests_to("audience_create")] == [202]  # uploaded once
+    finally:
+        await engine.dispose()
+
+
+def _narrowcast_texts_of(emulator, users: list[str]) -> dict[str, list[str]]:
+    out = {}
+    for user_id in users:
+        texts = [m.message.get("text") for m in emulator.messages_to(user_id) if m.via == "narrowcast"]
+        if texts:
+            out[user_id] = texts
+    return out
