@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from contextlib import AsyncExitStack
+
 import aiohttp
 import pytest
 import sqlalchemy as sa
-from contextlib import AsyncExitStack
 
 from aiohttp.test_utils import TestServer
 
@@ -20,7 +21,7 @@ from kizuna.bot.campaign_sender import CampaignSender
 from kizuna.bot.keys import LINE, SESSIONS
 from kizuna.bot.narrowcast_sender import LEASE
 from kizuna.storage import campaign_narrowcasts, tokens
-from kizuna.storage.db import transaction
+from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.models import CampaignNarrowcast, CampaignRecipient, Customer, NarrowcastState
 from kizuna.storage.types import utcnow
 from tests.chaos import Production
@@ -271,9 +272,7 @@ async def test_workers_killed_while_line_builds_the_audience_and_while_the_reque
     member once, the campaign's figures right."""
     emulator.set_rate_limit("narrowcast", 20)
     emulator.audience_ready_seconds = 4.0  # the audience stays IN_PROGRESS: time to kill the worker waiting for it
-    engine_url = database_url
-    from kizuna.storage.db import create_engine, session_factory
-    engine = create_engine(engine_url)
+    engine = create_engine(database_url)
     sessions = session_factory(engine)
     try:
         members = [emulator.add_user(f"会員{n}", followed=True).user_id for n in range(120)]
@@ -284,8 +283,7 @@ async def test_workers_killed_while_line_builds_the_audience_and_while_the_reque
 
         async def stage() -> str | None:
             async with sessions() as session:
-                row = (await session.execute(sa.select(CampaignNarrowcast.state))).scalars().first()
-                return row
+                return (await session.execute(sa.select(CampaignNarrowcast.state))).scalars().first()
 
         async with AsyncExitStack() as stack:
             production = Production(database_url, TEST_REDIS_URL, emulator, tmp_path, redis_prefix)
@@ -301,20 +299,23 @@ async def test_workers_killed_while_line_builds_the_audience_and_while_the_reque
                     assert response.status == 201, await response.text()
                     campaign = await response.json()
 
-                async def reached(state: str):
+                def reached(state: str):
                     async def check() -> bool:
                         return await stage() == state
+
                     return check
 
                 try:
-                    await eventually(await reached("waiting"), timeout=30, what="the audience uploaded")
+                    await eventually(reached("waiting"), timeout=30, what="the audience uploaded")
                     worker.kill()  # while LINE builds the audience
                     # The next request is executed by LINE, then its answer held for 8 s: the worker dies waiting for it.
                     emulator.delay_next("narrowcast", 8.0, after_executing=True)
                     worker = await production.start(stack, "worker", "worker-2")
-                    await eventually(await reached("sending"), timeout=30, what="the narrowcast request sent")
+                    await eventually(reached("sending"), timeout=30, what="the narrowcast request sent")
+
                     async def executed() -> bool:
                         return bool(_narrowcast_texts_of(emulator, members))
+
                     await eventually(executed, timeout=30, what="LINE to execute the narrowcast")
                     worker.kill()  # the request in flight, its answer not yet received
                     worker = await production.start(stack, "worker", "worker-3")
