@@ -2,7 +2,7 @@
 marketer picks 「繰り返し」 with a cron rule and sees the next three runs, chooses オーディエンス配信
 (narrowcast) and is refused it for a message with a name, then sends identical content by
 narrowcast to sixty friends of the emulator and reads LINE's counts on the campaign's page.
-Screenshots: 90- onward (KIZUNA_CONSOLE_SCREENSHOTS)."""
+Screenshots: modes-1 onward (KIZUNA_CONSOLE_SCREENSHOTS)."""
 
 from __future__ import annotations
 
@@ -68,13 +68,13 @@ async def test_a_marketer_sets_a_recurring_rule_and_sends_by_narrowcast(database
             for index in range(3):
                 await expect(runs.nth(index)).to_contain_text("(月) 10:00")
             await expect(page.get_by_label("繰り返しのルール（cron 形式）")).to_have_value("0 10 * * 1")  # kept after the refresh
-            await full_shot(page, shots / "90-campaign-editor-recurring-narrowcast.png")
+            await full_shot(page, shots / "modes-1-campaign-editor-recurring-narrowcast.png")
             await page.get_by_role("button", name="配信を予約する").click()
             await expect(page.get_by_role("heading", name="毎週月曜のおすすめ")).to_be_visible()
             await expect(page.locator("[data-next-runs] li")).to_have_count(3)
             await expect(page.locator("[data-delivery]")).to_have_text("オーディエンス配信")
             await expect(page.get_by_text("まだ配信されていません。")).to_be_visible()
-            await full_shot(page, shots / "91-campaign-recurring.png")
+            await full_shot(page, shots / "modes-2-campaign-recurring.png")
 
             # -- a bad rule, and narrowcast refused for a message with a name ----------------------------
             await page.goto(f"{base}/console/campaigns/new")
@@ -86,12 +86,12 @@ async def test_a_marketer_sets_a_recurring_rule_and_sends_by_narrowcast(database
             await page.get_by_role("button", name="今すぐ配信する").click()
             await expect(page.locator("#error-delivery")).to_contain_text("オーディエンス配信は全員に同じ内容のときだけ使えます")
             await expect(page.get_by_label("メッセージ1の本文", exact=True)).to_have_value("{name}さん、いつもありがとうございます。")
-            await full_shot(page, shots / "92-campaign-editor-narrowcast-refused.png")
+            await full_shot(page, shots / "modes-3-campaign-editor-narrowcast-refused.png")
             await page.get_by_text("繰り返し", exact=True).click()
             await page.get_by_label("繰り返しのルール（cron 形式）").fill("*/5 * * * *")
             await page.get_by_role("button", name="次の配信日時を確認").click()
             await expect(page.locator(".schedule-repeat .field-error")).to_contain_text("繰り返しのルールを確認してください")
-            await full_shot(page, shots / "94-campaign-editor-rule-refused.png")
+            await full_shot(page, shots / "modes-4-campaign-editor-rule-refused.png")
 
             # -- narrowcast now: one request to an uploaded audience; LINE's counts shown -------------------
             await page.goto(f"{base}/console/campaigns/new")
@@ -100,13 +100,27 @@ async def test_a_marketer_sets_a_recurring_rule_and_sends_by_narrowcast(database
             await page.get_by_label("メッセージ1の本文", exact=True).fill("週末セール開催中！全品10%オフです。")
             await page.get_by_text("オーディエンス配信", exact=True).click()
             await page.get_by_label("配信停止時間帯を守る").uncheck()
+            async with aiohttp.ClientSession(base_url=base) as http:  # LINE's progress answers slowly: the page shows LINE delivering
+                async with http.post("/emulator/api/admin/delay_next",
+                                     json={"endpoint": "narrowcast_progress", "seconds": 8, "count": 2}) as response:
+                    assert response.status == 200
             await page.get_by_role("button", name="今すぐ配信する").click()
             await expect(page.get_by_role("heading", name="週末セール（オーディエンス配信）")).to_be_visible()
+            delivering = page.locator("[data-line-delivering]")
+            for _ in range(20):  # the page is reloaded until the worker has handed the narrowcast to LINE
+                if await delivering.count():
+                    break
+                await page.wait_for_timeout(250)
+                await page.reload()
+            await expect(delivering).to_contain_text("LINE が配信しています")
+            await expect(page.get_by_role("button", name="一時停止")).to_have_count(0)
+            await expect(page.get_by_role("button", name="配信を中止")).to_have_count(0)
+            await full_shot(page, shots / "modes-5-campaign-narrowcast-line-delivering.png")
             await expect(page.locator("[data-status-badge]")).to_have_text("配信完了", timeout=30_000)
             await page.reload()
             await expect(page.locator("[data-narrowcast-state]")).to_have_text("完了")
             await expect(page.locator('[data-stat="sent"]')).to_have_text(str(FRIENDS))
             await expect(page.locator("[data-narrowcast-card]")).to_contain_text("LINE の成功数")
-            await full_shot(page, shots / "93-campaign-narrowcast-completed.png")
+            await full_shot(page, shots / "modes-6-campaign-narrowcast-completed.png")
             assert [error for error in errors if "status of 400" not in error] == [], errors  # the refusals answer 400
     keep_screenshots(shots)
