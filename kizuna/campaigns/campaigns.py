@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kizuna.storage import audit, campaign_batches, campaign_narrowcasts, coupons, deliveries, faq
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import (
-    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, Customer, CampaignDelivery,
-    DeliveryMethod, RecipientStatus,
+    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignDelivery, CampaignRecipient, CampaignStatus, CampaignVariant,
+    Customer, DeliveryMethod, RecipientStatus,
 )
 
 from . import links as tracked_links
