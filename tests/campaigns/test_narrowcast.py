@@ -141,6 +141,23 @@ async def test_a_lost_acknowledgement_is_retried_with_the_same_key_and_sends_onc
     assert done["stats"]["sent"] == MEMBERS - OPTED_OUT
 
 
+async def test_a_narrowcast_line_fails_is_recorded_as_failed_with_lines_reason_and_nothing_is_sent_again(kizuna):
+    await _shop(kizuna)
+    kizuna.emulator.narrowcast_min_audience = 1000  # LINE then fails the request (error code 4) having sent nothing
+    campaign = await _create(kizuna)
+    done = await _wait_for(kizuna, campaign["id"], "completed")
+    queued = MEMBERS - OPTED_OUT
+    assert (done["stats"]["sent"], done["stats"]["failed"], done["stats"]["pending"]) == (0, queued, 0), done["stats"]
+    [narrowcast] = done["narrowcasts"]
+    assert narrowcast["phase"] == "failed" and "(4)" in narrowcast["error"], narrowcast
+    assert _narrowcast_texts(kizuna) == {} and len(kizuna.emulator.requests_to("narrowcast")) == 1
+
+    async def audience_deleted() -> bool:
+        return not kizuna.emulator.audiences
+
+    await eventually(audience_deleted, what="the audience deleted after the failure")
+
+
 @pytest.fixture
 async def shop_without_worker(settings, emulator):
     """Kizuna's web app without its worker: the test plays the workers (each a CampaignSender with
