@@ -84,7 +84,7 @@ class NarrowcastSender:
         if state in (NarrowcastState.DONE, NarrowcastState.CANCELLED):
             return await self._delete_audience(leased)
         if leased.campaign_status == CampaignStatus.CANCELLED and state in (NarrowcastState.UPLOADING, NarrowcastState.WAITING):
-            await self._save(leased, state=NarrowcastState.CANCELLED)
+            await self._save(leased, release=False, state=NarrowcastState.CANCELLED)  # the lease kept for the deletion
             return await self._delete_audience(leased)
         if state == NarrowcastState.UPLOADING:
             return await self._upload(leased)
