@@ -348,9 +348,13 @@ async def test_workers_killed_while_line_builds_the_audience_and_while_the_reque
                     done = await response.json()
         received = _narrowcast_texts_of(emulator, members)
         assert sorted(len(texts) for texts in received.values()) == [1] * len(members), "each member once, none twice"
+        # ONE send in LINE's record (every delivery from one accepted request). The request a killed
+        # worker was waiting on may not be in the emulator's request log (its client went away before
+        # the answer); the third worker's retry with the stored key is, answered 409: already sent.
+        sends = {m.request_id for user in members for m in emulator.messages_to(user) if m.via == "narrowcast"}
+        assert len(sends) == 1, sends
         statuses = [r.status for r in emulator.requests_to("narrowcast")]
-        assert statuses.count(202) == 1 and set(statuses) <= {202, 409}, statuses  # a retry answered 409: already sent
-        assert 409 in statuses, statuses  # the third worker sent again with the stored key, and LINE knew it
+        assert statuses.count(202) <= 1 and set(statuses) <= {202, 409} and 409 in statuses, statuses
         assert done["stats"]["sent"] == len(members) and done["narrowcasts"][0]["success_count"] == len(members)
         assert [r.status for r in emulator.requests_to("audience_create")] == [202]  # uploaded once
     finally:
