@@ -12,10 +12,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from kizuna.campaigns import attribution, campaigns
+from kizuna.campaigns import attribution, campaigns, recurrence
+from kizuna.storage import campaign_narrowcasts, faq
 from kizuna.storage.db import transaction
 from kizuna.storage.errors import Invalid
-from kizuna.storage.models import CAMPAIGN_NAME_MAX, Campaign
+from kizuna.storage.models import CAMPAIGN_NAME_MAX, CAMPAIGN_RECURRENCE_MAX, Campaign, CampaignDelivery
 from kizuna.storage.roles import MARKETING
 
 from .http import LIMIT, NOT_BLANK, Endpoint, actor, cursor_param, id_param, int_query, json_answer, next_cursor, parse_body, path_id, services
@@ -63,6 +64,13 @@ class CampaignIn(BaseModel):
     coupon_id: int | None = Field(default=None, ge=1, description="an active coupon: each recipient gets their own grant, "
                                                                   "sent as a coupon card after the messages (then at most 4 messages)")
     draft: bool = Field(default=False, description="save without scheduling (schedule later with /schedule)")
+    delivery: CampaignDelivery = Field(default=CampaignDelivery.AUTO, description=(
+        "how identical content reaches LINE: multicast (500 a request), narrowcast (one request per variant to a LINE "
+        "audience uploaded from the snapshot; refused with personalisation, tracked links or a coupon; LINE needs 50 or "
+        "more per variant, else multicast), or auto (narrowcast from the shop's threshold, 100,000 by default)"))
+    recurrence: str | None = Field(default=None, max_length=CAMPAIGN_RECURRENCE_MAX, description=(
+        "a cron rule (minute hour day month weekday, the shop's zone), e.g. `0 10 * * 1` for Mondays 10:00: each "
+        "occurrence starts its own run (a campaign with `parent_id`); at most hourly; leave `send_at` empty. Cancel stops it."))
 
 
 class VariantRead(BaseModel):
@@ -70,6 +78,28 @@ class VariantRead(BaseModel):
     percent: int
     method: str = Field(description="multicast (identical content) or push (personalised)")
     messages: list[dict[str, Any]]
+
+
+class NarrowcastRead(BaseModel):
+    variant: str
+    state: str = Field(description="uploading, waiting (LINE builds the audience), sending, delivering (LINE sends), done, cancelled")
+    uploaded: int = Field(description="LINE ids uploaded to the audience")
+    request_id: str | None
+    phase: str | None = Field(description="LINE's progress phase: waiting, sending, succeeded, failed")
+    target_count: int | None = Field(description="LINE's counts from its progress endpoint (LINE reports counts, not who)")
+    success_count: int | None
+    failure_count: int | None
+    error: str | None
+
+
+class RunRead(BaseModel):
+    id: int
+    name: str
+    status: str
+    occurrence_at: datetime | None
+    started_at: datetime | None
+    targeted: int
+    sent: int
 
 
 class StatsRead(BaseModel):
@@ -124,6 +154,15 @@ class CampaignRead(BaseModel):
     stats: StatsRead
     control: ControlRead | None = Field(description="the control group over the same window (campaigns with a holdout)")
     uplift: UpliftRead | None
+    delivery: str = Field(description="auto, multicast or narrowcast, as asked")
+    by_narrowcast: bool = Field(description="the snapshot goes by narrowcast (decided at the start)")
+    line_delivering: bool = Field(description="the narrowcast was handed to LINE: it can no longer be paused or cancelled")
+    narrowcasts: list[NarrowcastRead]
+    recurrence: str | None = Field(description="a recurring campaign's cron rule")
+    next_runs: list[datetime] = Field(description="a recurring campaign's next three times")
+    runs: list[RunRead] = Field(description="a recurring campaign's runs, newest first (50 at most)")
+    parent_id: int | None = Field(description="the recurring campaign this is a run of")
+    occurrence_at: datetime | None
 
 
 class CampaignSummary(BaseModel):
@@ -152,6 +191,7 @@ class CampaignPage(BaseModel):
 
 async def _read(session, campaign: Campaign) -> CampaignRead:
     variants = await campaigns.variants_of(session, campaign.id)
+    labels = {variant.id: variant.label for variant in variants}
     stats = await campaigns.stats(session, campaign.id)
     results = await attribution.results(session, campaign)
     return CampaignRead(
@@ -168,7 +208,29 @@ async def _read(session, campaign: Campaign) -> CampaignRead:
             revenue=results.treated.revenue, buyers=results.treated.buyers),
         control=ControlRead(**vars(results.control)) if results.control else None,
         uplift=UpliftRead(**vars(results.uplift)) if results.uplift else None,
+        delivery=campaign.delivery, by_narrowcast=campaign.by_narrowcast, line_delivering=campaign.narrowcast_sent_at is not None,
+        narrowcasts=[NarrowcastRead(variant=labels.get(n.variant_id, "?"), state=n.state, uploaded=n.uploaded, request_id=n.request_id,
+                                    phase=n.phase, target_count=n.target_count, success_count=n.success_count,
+                                    failure_count=n.failure_count, error=n.error)
+                     for n in await campaign_narrowcasts.of_campaign(session, campaign.id)],
+        recurrence=campaign.recurrence, next_runs=await _next_runs(session, campaign),
+        runs=[await _run(session, run) for run in await campaigns.runs_of(session, campaign.id)] if campaign.recurrence else [],
+        parent_id=campaign.parent_id, occurrence_at=campaign.occurrence_at,
     )
+
+
+async def _next_runs(session, campaign: Campaign) -> list[datetime]:
+    if not campaign.recurrence or campaign.status in ("cancelled", "paused", "draft") or campaign.send_at is None:
+        return []
+    zone = await faq.shop_timezone(session)
+    after = recurrence.next_runs(campaign.recurrence, after=campaign.send_at, zone=zone, count=2)
+    return [campaign.send_at, *after]
+
+
+async def _run(session, run: Campaign) -> RunRead:
+    stats = await campaigns.stats(session, run.id)
+    return RunRead(id=run.id, name=run.name, status=run.status, occurrence_at=run.occurrence_at, started_at=run.started_at,
+                   targeted=stats.targeted, sent=stats.sent)
 
 
 def _variants(body: CampaignIn) -> list[campaigns.VariantIn]:
@@ -185,7 +247,8 @@ async def create_campaign(request: web.Request) -> web.Response:
         campaign = await campaigns.create(
             session, name=body.name, segment_id=body.segment_id, rule=body.rule, variants=_variants(body), send_at=body.send_at,
             schedule=not body.draft, quiet_hours=body.quiet_hours, frequency_cap=body.frequency_cap,
-            holdout_percent=body.holdout_percent, track_links=body.track_links, coupon_id=body.coupon_id, now=services(request).clock(), actor=actor(request),
+            holdout_percent=body.holdout_percent, track_links=body.track_links, coupon_id=body.coupon_id, delivery=body.delivery,
+            recurrence=body.recurrence, now=services(request).clock(), actor=actor(request),
         )
         return json_answer(await _read(session, campaign), status=201)
 
@@ -264,10 +327,11 @@ ENDPOINTS = [
              response=CampaignRead, path_params=_ID, errors=_STATE),
     Endpoint("POST", "/campaigns/{id}/pause", _move("pause"),
              "Pause a scheduled or running campaign: every worker takes no more of its batches (within a second); "
-             "requests already in flight finish", roles=MARKETING, response=CampaignRead, path_params=_ID, errors=_STATE),
+             "requests already in flight finish; a narrowcast already handed to LINE cannot be paused (409)", roles=MARKETING, response=CampaignRead, path_params=_ID, errors=_STATE),
     Endpoint("POST", "/campaigns/{id}/resume", _move("resume"), "Resume a paused campaign", roles=MARKETING,
              response=CampaignRead, path_params=_ID, errors=_STATE),
     Endpoint("POST", "/campaigns/{id}/cancel", _move("cancel"),
-             "Cancel a campaign for good: nothing more of it is sent", roles=MARKETING, response=CampaignRead,
+             "Cancel a campaign for good: nothing more of it is sent (a recurring one: no more runs); a narrowcast "
+             "already handed to LINE cannot be cancelled (409)", roles=MARKETING, response=CampaignRead,
              path_params=_ID, errors=_STATE),
 ]

@@ -28,6 +28,7 @@ from kizuna.storage.models import BatchStatus, Campaign, CampaignStatus, Campaig
 from kizuna.storage.types import utcnow
 
 from .line import LineClient, LineError, LineUnavailable, check_messages
+from .narrowcast_sender import NarrowcastSender
 from .sender import RETRY_KEY_SAFE_AGE
 
 log = logging.getLogger("kizuna.campaigns")
@@ -40,6 +41,7 @@ class CampaignSender:
     def __init__(
         self, *, sessions: async_sessionmaker[AsyncSession], line: LineClient, secret_key: str, public_url: str,
         clock: Callable[[], datetime] = utcnow, claim_size: int = CLAIM_SIZE, claim_timeout: timedelta = CLAIM_TIMEOUT,
+        narrowcast_threshold: int = campaigns.NARROWCAST_THRESHOLD,
     ) -> None:
         self.sessions = sessions
         self.secret_key = secret_key  # signs the tracked links' tokens
@@ -48,6 +50,9 @@ class CampaignSender:
         self.clock = clock
         self.claim_size = claim_size
         self.claim_timeout = claim_timeout
+        self.narrowcast_threshold = narrowcast_threshold  # `auto` delivery narrowcasts from this many queued recipients
+        # A narrowcast stage leased longer ago than a batch's claim belongs to a dead worker too.
+        self.narrowcasts = NarrowcastSender(sessions=sessions, line=line, clock=clock, lease=claim_timeout)
         self._variants: dict[int, CampaignVariant] = {}  # variants never change once a campaign runs
         # campaign id -> (its coupon id, its LINE aggregation unit): fixed once it runs, like the variants
         self._fixed: dict[int, tuple[int | None, str | None]] = {}
@@ -58,7 +63,8 @@ class CampaignSender:
         """Settle finished campaigns, then start (or hold for quiet hours, or refuse over quota) one due campaign."""
         async with transaction(self.sessions) as session:
             await campaign_batches.complete_finished(session, now=self.clock())
-            campaign = await campaigns.start_due(session, now=self.clock(), quota_left=self._quota_left)
+            campaign = await campaigns.start_due(session, now=self.clock(), quota_left=self._quota_left,
+                                                 narrowcast_threshold=self.narrowcast_threshold)
         if campaign is not None:
             log.info("campaign %s: %s %s", campaign.id, campaign.status, campaign.note or campaign.audience or "")
         return campaign

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A campaign batch claimed longer ago belongs to a sender that died; another worker sends it again
     # with the same retry key (LINE answers 409 if the first attempt got through).
     campaign_claim_seconds: float = Field(default=120.0, ge=1, le=3600, validation_alias="KIZUNA_CAMPAIGN_CLAIM_SECONDS")
+    # `auto` campaigns of identical content go by narrowcast to a LINE audience from this many queued
+    # recipients (one request per variant instead of one per 500), by multicast below
+    narrowcast_threshold: int = Field(default=100_000, ge=50, validation_alias="KIZUNA_NARROWCAST_THRESHOLD")
     sweep_interval_seconds: float = Field(default=15.0, gt=0, validation_alias="KIZUNA_SWEEP_INTERVAL")
     # Customers' spend deciles depend on everyone: recomputed this often by one of the workers
     # (storage/customer_metrics.py; orders keep everything else current at once).

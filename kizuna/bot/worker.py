@@ -113,6 +113,9 @@ class Worker:
                                   name="kizuna-campaign-timeline")
                 group.create_task(self._repeat(self._campaign_insight, seconds=INSIGHT_LOOK, what="campaign insight"),
                                   name="kizuna-campaign-insight")
+                # Narrowcast stages (upload, wait for the audience, send, follow LINE's progress): each a stored state.
+                group.create_task(self._repeat(self.campaign_sender.narrowcasts.advance_all, seconds=CAMPAIGN_LOOK,
+                                               what="campaign narrowcast"), name="kizuna-campaign-narrowcast")
             group.create_task(self._repeat(self._sequence_steps, seconds=SEQUENCE_LOOK, what="sequence steps"),
                               name="kizuna-sequences")
             group.create_task(self._repeat(self._segment_entries, seconds=SEGMENT_ENTRY_LOOK, what="segment entries"),

@@ -21,15 +21,16 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kizuna.storage import audit, campaign_batches, coupons, deliveries, faq
+from kizuna.storage import audit, campaign_batches, campaign_narrowcasts, coupons, deliveries, faq
 from kizuna.storage.errors import Conflict, Invalid, NotFound
 from kizuna.storage.models import (
-    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignRecipient, CampaignStatus, CampaignVariant, Customer,
-    DeliveryMethod, RecipientStatus,
+    CAMPAIGN_NAME_MAX, BatchStatus, Campaign, CampaignBatch, CampaignDelivery, CampaignRecipient, CampaignStatus, CampaignVariant,
+    Customer, DeliveryMethod, RecipientStatus,
 )
 
 from . import links as tracked_links
 from . import messages as campaign_messages
+from . import recurrence as recurrence_rules
 from . import segments
 
 QUIET_START, QUIET_END = time(21, 0), time(9, 0)
@@ -37,6 +38,8 @@ FREQUENCY_CAP = 2  # marketing pushes per customer per 7 days (campaign_batches.
 MAX_VARIANTS = 4
 MAX_HOLDOUT_PERCENT = 50
 LABELS = "ABCD"
+NARROWCAST_THRESHOLD = 100_000  # `auto` delivery: queued recipients from which narrowcast is used (a setting)
+NARROWCAST_MIN_AUDIENCE = 50  # LINE fails a narrowcast to an audience smaller than this (error code 4)
 
 # How many pushes LINE's monthly quota has left (None: no limit); from the LINE client.
 QuotaLeft = Callable[[], Awaitable[int | None]]
@@ -72,11 +75,16 @@ def _check_variants(variants: list[VariantIn]) -> list[VariantIn]:
 async def create(
     session: AsyncSession, *, name: Any, segment_id: int | None, rule: Any, variants: list[VariantIn], send_at: datetime | None,
     schedule: bool = True, quiet_hours: bool = True, frequency_cap: bool = True, holdout_percent: int = 0,
-    track_links: bool = True, coupon_id: int | None = None, now: datetime, actor: audit.Actor | None = None,
+    track_links: bool = True, coupon_id: int | None = None, delivery: Any = CampaignDelivery.AUTO, recurrence: Any = None,
+    now: datetime, actor: audit.Actor | None = None,
 ) -> Campaign:
     """A campaign, scheduled (or a draft with `schedule=False`). Exactly one of `segment_id` and
     `rule`; an inline rule is checked now and kept as it was (later edits of a segment do change
-    a scheduled campaign's audience: it is evaluated when the campaign starts)."""
+    a scheduled campaign's audience: it is evaluated when the campaign starts).
+
+    `delivery` narrowcast sends one identical message to a LINE audience: refused for content that
+    differs per recipient (names, tracked links, a coupon). `recurrence` (a cron rule in the
+    shop's zone) makes it a template whose every occurrence is its own run (`start_due`)."""
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > CAMPAIGN_NAME_MAX:
         raise Invalid("name", f"must be text of 1 to {CAMPAIGN_NAME_MAX} characters")
     if (segment_id is None) == (rule is None):
@@ -102,21 +110,36 @@ async def create(
             raise Invalid("send_at", "must carry a UTC offset, e.g. 2026-12-24T10:00:00+09:00")
         if send_at < now - timedelta(minutes=1):
             raise Invalid("send_at", "is in the past")
-    campaign = Campaign(
-        name=name.strip(), segment_id=segment_id, rule=rule, status=CampaignStatus.SCHEDULED if schedule else CampaignStatus.DRAFT,
-        send_at=send_at, quiet_hours=quiet_hours, frequency_cap=frequency_cap, holdout_percent=holdout_percent,
-        track_links=track_links, coupon_id=coupon_id, created_by=actor.label[:100] if actor else None, created_at=now, updated_at=now,
-    )
-    session.add(campaign)
-    await session.flush()
-    for index, (label, variant) in enumerate(zip(LABELS, variants)):
+    if delivery not in set(CampaignDelivery):
+        raise Invalid("delivery", "must be auto, multicast or narrowcast")
+    methods = []
+    for index, variant in enumerate(variants):
         links = tracked_links.find(variant.messages) if track_links else []
         if len(links) > tracked_links.MAX_LINKS:
             raise Invalid(f"variants[{index}].messages", f"at most {tracked_links.MAX_LINKS} different links can be tracked")
         # Tracked links and coupon codes differ per recipient, like names: such content is pushed one by one.
         personal = bool(links) or coupon_id is not None or campaign_messages.personalised(variant.messages)
+        methods.append((links, DeliveryMethod.PUSH if personal else DeliveryMethod.MULTICAST))
+    if delivery == CampaignDelivery.NARROWCAST and any(method == DeliveryMethod.PUSH for _, method in methods):
+        raise Invalid("delivery", "narrowcast sends the same messages to everyone: not with personalisation ({name}), "
+                                  "tracked links (switch track_links off) or a coupon")
+    if recurrence is not None:
+        if send_at is not None:
+            raise Invalid("send_at", "a recurring campaign runs at its rule's times: leave send_at empty")
+        zone = await faq.shop_timezone(session)
+        recurrence = recurrence_rules.check(recurrence, zone=zone, now=now)
+        send_at = recurrence_rules.next_run(recurrence, after=now, zone=zone)
+    campaign = Campaign(
+        name=name.strip(), segment_id=segment_id, rule=rule, status=CampaignStatus.SCHEDULED if schedule else CampaignStatus.DRAFT,
+        send_at=send_at, quiet_hours=quiet_hours, frequency_cap=frequency_cap, holdout_percent=holdout_percent,
+        track_links=track_links, coupon_id=coupon_id, delivery=delivery, recurrence=recurrence,
+        created_by=actor.label[:100] if actor else None, created_at=now, updated_at=now,
+    )
+    session.add(campaign)
+    await session.flush()
+    for label, variant, (links, method) in zip(LABELS, variants, methods):
         session.add(CampaignVariant(campaign_id=campaign.id, label=label, percent=variant.percent, messages=variant.messages,
-                                    method=DeliveryMethod.PUSH if personal else DeliveryMethod.MULTICAST, links=links))
+                                    method=method, links=links))
     campaign.aggregation_unit = f"kizuna_c{campaign.id}"
     await session.flush()
     audit.record_by(session, actor, audit.Action.CAMPAIGN_CREATED, target=f"campaign:{campaign.id} {campaign.name}")
@@ -160,14 +183,27 @@ async def move(session: AsyncSession, campaign_id: int, action: str, *, now: dat
     campaign = await get(session, campaign_id)
     if campaign.status not in allowed:
         raise Conflict("campaign_state", f"a {campaign.status} campaign cannot be {action}d", campaign_status=campaign.status)
+    if action in ("pause", "cancel") and campaign.narrowcast_sent_at is not None:
+        raise Conflict("campaign_state", "LINE is delivering this campaign's narrowcast: it can no longer be paused or cancelled",
+                       campaign_status=campaign.status)
     if target is None:  # schedule, resume: back to running if the audience is already snapshotted
         target = CampaignStatus.RUNNING if campaign.started_at is not None else CampaignStatus.SCHEDULED
+    values: dict[str, Any] = {"status": target, "updated_at": now, "note": None if action == "resume" else Campaign.note}
+    if campaign.recurrence and target == CampaignStatus.SCHEDULED:
+        # Occurrences missed while paused (or while a draft) are skipped: the next run is the rule's next time.
+        values["send_at"] = recurrence_rules.next_run(campaign.recurrence, after=now, zone=await faq.shop_timezone(session))
+    # The narrowcast fence: a sender sets narrowcast_sent_at with this same row locked, so a pause
+    # either lands before it (nothing is sent) or is refused (LINE is delivering).
     result = await session.execute(
-        sa.update(Campaign).where(Campaign.id == campaign_id, Campaign.status == campaign.status)
-        .values(status=target, updated_at=now, note=None if action == "resume" else Campaign.note)
+        sa.update(Campaign).where(Campaign.id == campaign_id, Campaign.status == campaign.status, Campaign.narrowcast_sent_at.is_(None))
+        .values(**values)
     )
     if result.rowcount != 1:
         raise Conflict("campaign_state", "the campaign changed meanwhile; look again")
+    if action == "cancel" and campaign.recurrence:
+        # Stopping a recurrence also stops its run that is scheduled but not started yet.
+        await session.execute(sa.update(Campaign).where(Campaign.parent_id == campaign_id, Campaign.status == CampaignStatus.SCHEDULED)
+                              .values(status=CampaignStatus.CANCELLED, updated_at=now))
     await session.refresh(campaign)
     if action in _AUDIT:
         audit.record_by(session, actor, _AUDIT[action], target=f"campaign:{campaign.id} {campaign.name}")
@@ -215,10 +251,12 @@ async def _audience(session: AsyncSession, campaign: Campaign, now: datetime) ->
     return await segments.audience(session, rule, now=now)
 
 
-async def start_due(session: AsyncSession, *, now: datetime, quota_left: QuotaLeft | None = None) -> Campaign | None:
+async def start_due(session: AsyncSession, *, now: datetime, quota_left: QuotaLeft | None = None,
+                    narrowcast_threshold: int = NARROWCAST_THRESHOLD) -> Campaign | None:
     """Start one due campaign, if any (claimed with SKIP LOCKED: N workers start it once). Within
     quiet hours it is held until they end; over LINE's monthly quota it is paused with a note (and
-    its snapshot rolled back: nothing is half-started). The caller commits."""
+    its snapshot rolled back: nothing is half-started). A due recurring campaign instead starts a
+    run of itself (a child campaign, scheduled now) and moves on to its next time. The caller commits."""
     due = (sa.select(Campaign).where(Campaign.status == CampaignStatus.SCHEDULED,
                                      sa.or_(Campaign.send_at.is_(None), Campaign.send_at <= now))
            .order_by(Campaign.send_at.is_(None).desc(), Campaign.send_at, Campaign.id).limit(1)
@@ -227,6 +265,8 @@ async def start_due(session: AsyncSession, *, now: datetime, quota_left: QuotaLe
     if campaign is None:
         return None
     zone = await faq.shop_timezone(session)
+    if campaign.recurrence:
+        return await _start_run(session, campaign, now=now, zone=zone)
     held_until = quiet_until(now, zone) if campaign.quiet_hours else None
     if held_until is not None:
         campaign.send_at = held_until
@@ -246,13 +286,69 @@ async def start_due(session: AsyncSession, *, now: datetime, quota_left: QuotaLe
         campaign.updated_at = now
         return campaign
     await savepoint.commit()
+    if queued:
+        await _choose_narrowcast(session, campaign, variants, queued, now=now, threshold=narrowcast_threshold)
     campaign.status = CampaignStatus.RUNNING if queued else CampaignStatus.COMPLETED
     campaign.started_at = now
     campaign.completed_at = None if queued else now
     campaign.audience = counts
-    campaign.note = None
+    campaign.note = campaign.note if queued and campaign.delivery == CampaignDelivery.NARROWCAST and not campaign.by_narrowcast else None
     campaign.updated_at = now
     return campaign
+
+
+async def _choose_narrowcast(session: AsyncSession, campaign: Campaign, variants: list[CampaignVariant], queued: int, *,
+                             now: datetime, threshold: int) -> None:
+    """After the snapshot (opt-outs, blocks, caps and the control group applied): send it by
+    narrowcast when the campaign asks for it (or `auto` and at least `threshold` are queued), the
+    content is identical for all, and every variant reaches LINE's smallest narrowcast audience.
+    Otherwise the batches go by multicast as usual (with a note when narrowcast was asked for)."""
+    wanted = campaign.delivery == CampaignDelivery.NARROWCAST or (campaign.delivery == CampaignDelivery.AUTO and queued >= threshold)
+    if not wanted or any(variant.method != DeliveryMethod.MULTICAST for variant in variants):
+        return
+    per_variant = await campaign_batches.queued_per_variant(session, campaign.id)
+    smallest = min(per_variant.get(variant.id, 0) for variant in variants)
+    if smallest < NARROWCAST_MIN_AUDIENCE:
+        campaign.note = (f"LINE のオーディエンス配信は {NARROWCAST_MIN_AUDIENCE} 人以上が必要なため、"
+                         f"マルチキャストで送ります（最少のパターンで {smallest} 人）")
+        return
+    campaign.by_narrowcast = True
+    await campaign_narrowcasts.create_for(session, campaign.id, [v.id for v in variants if per_variant.get(v.id)], now=now)
+
+
+async def _start_run(session: AsyncSession, parent: Campaign, *, now: datetime, zone: str) -> Campaign:
+    """The due occurrence of a recurring campaign as its own run: a copy of the campaign (its
+    variants, switches and audience) scheduled at the occurrence, so quiet hours, quota and the
+    frequency cap apply to each run; then the parent moves to its next time. Unique on (parent,
+    occurrence) besides the row lock: a run is started once whatever the workers and restarts."""
+    occurrence = parent.send_at or now
+    run = Campaign(
+        name=f"{parent.name[:CAMPAIGN_NAME_MAX - 16]} {recurrence_rules.label(occurrence, zone)}", segment_id=parent.segment_id,
+        rule=parent.rule, status=CampaignStatus.SCHEDULED, send_at=occurrence, quiet_hours=parent.quiet_hours,
+        frequency_cap=parent.frequency_cap, holdout_percent=parent.holdout_percent, track_links=parent.track_links,
+        coupon_id=parent.coupon_id, delivery=parent.delivery, parent_id=parent.id, occurrence_at=occurrence,
+        created_by=parent.created_by, created_at=now, updated_at=now,
+    )
+    exists = await session.execute(sa.select(Campaign.id).where(Campaign.parent_id == parent.id, Campaign.occurrence_at == occurrence))
+    if exists.first() is None:
+        session.add(run)
+        await session.flush()
+        run.aggregation_unit = f"kizuna_c{run.id}"
+        for variant in await variants_of(session, parent.id):
+            session.add(CampaignVariant(campaign_id=run.id, label=variant.label, percent=variant.percent, messages=variant.messages,
+                                        method=variant.method, links=variant.links))
+    # Missed occurrences (workers down, a long pause) collapse into this one run.
+    parent.send_at = recurrence_rules.next_run(parent.recurrence, after=max(now, occurrence), zone=zone)
+    parent.note = None
+    parent.updated_at = now
+    return parent
+
+
+async def runs_of(session: AsyncSession, campaign_id: int, *, limit: int = 50) -> list[Campaign]:
+    """A recurring campaign's runs, newest first."""
+    rows = await session.execute(sa.select(Campaign).where(Campaign.parent_id == campaign_id)
+                                 .order_by(Campaign.occurrence_at.desc()).limit(limit))
+    return list(rows.scalars())
 
 
 # -- results ------------------------------------------------------------------------------------

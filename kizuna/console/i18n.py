@@ -647,40 +647,14 @@ def pick_locale(*candidates: str | None) -> str:
     return DEFAULT_LOCALE
 
 
-# The pages that set up the shop's bot and coupons keep their texts in a module of their own.
-from .i18n_shop import MESSAGES as _SHOP  # noqa: E402  (appended)
+# Each area's pages keep their texts in a module of their own (one key is defined once).
+from . import (  # noqa: E402  (after MESSAGES: the areas' texts are added to it)
+    i18n_automations, i18n_campaign_modes, i18n_campaigns, i18n_data_rights, i18n_marketing, i18n_privacy,
+    i18n_privacy_admin, i18n_sequences, i18n_shop, i18n_tags,
+)
 
-assert not MESSAGES.keys() & _SHOP.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SHOP.keys())}"
-MESSAGES.update(_SHOP)
-from .i18n_marketing import MESSAGES as _MARKETING  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _MARKETING.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _MARKETING.keys())}"
-MESSAGES.update(_MARKETING)
-from .i18n_tags import MESSAGES as _TAGS  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _TAGS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _TAGS.keys())}"
-MESSAGES.update(_TAGS)
-from .i18n_campaigns import MESSAGES as _CAMPAIGNS  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _CAMPAIGNS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _CAMPAIGNS.keys())}"
-MESSAGES.update(_CAMPAIGNS)
-from .i18n_privacy import MESSAGES as _PRIVACY  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _PRIVACY.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY.keys())}"
-MESSAGES.update(_PRIVACY)
-from .i18n_sequences import MESSAGES as _SEQUENCES  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _SEQUENCES.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _SEQUENCES.keys())}"
-MESSAGES.update(_SEQUENCES)
-from .i18n_privacy_admin import MESSAGES as _PRIVACY_ADMIN  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _PRIVACY_ADMIN.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _PRIVACY_ADMIN.keys())}"
-MESSAGES.update(_PRIVACY_ADMIN)
-from .i18n_automations import MESSAGES as _AUTOMATIONS  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _AUTOMATIONS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _AUTOMATIONS.keys())}"
-MESSAGES.update(_AUTOMATIONS)
-from .i18n_data_rights import MESSAGES as _DATA_RIGHTS  # noqa: E402  (appended)
-
-assert not MESSAGES.keys() & _DATA_RIGHTS.keys(), f"texts defined twice: {sorted(MESSAGES.keys() & _DATA_RIGHTS.keys())}"
-MESSAGES.update(_DATA_RIGHTS)
+for _area in (i18n_shop, i18n_marketing, i18n_tags, i18n_campaigns, i18n_privacy, i18n_sequences, i18n_privacy_admin,
+              i18n_automations, i18n_data_rights, i18n_campaign_modes):
+    _twice = MESSAGES.keys() & _area.MESSAGES.keys()
+    assert not _twice, f"texts defined twice: {sorted(_twice)}"
+    MESSAGES.update(_area.MESSAGES)

@@ -154,6 +154,14 @@ def _size(variant: CampaignVariant) -> int:
     return MULTICAST_SIZE if variant.method == "multicast" else PUSH_BATCH_SIZE
 
 
+async def queued_per_variant(session: AsyncSession, campaign_id: int) -> dict[int, int]:
+    """Recipients in the snapshot's batches, by variant id."""
+    rows = await session.execute(
+        sa.select(_batches.c.variant_id, sa.func.sum(_batches.c.recipients)).where(_batches.c.campaign_id == campaign_id)
+        .group_by(_batches.c.variant_id))
+    return {variant_id: int(total) for variant_id, total in rows}
+
+
 async def counts(session: AsyncSession, campaign_id: int) -> dict[str, int]:
     rows = await session.execute(
         sa.select(_recipients.c.status, sa.func.count()).where(_recipients.c.campaign_id == campaign_id).group_by(_recipients.c.status)
@@ -192,7 +200,7 @@ async def claim(session: AsyncSession, *, now: datetime, limit: int, stale_befor
     b, c = _batches.alias("b"), _campaigns.alias("c")
     due = (
         sa.select(b.c.id).join(c, c.c.id == b.c.campaign_id)
-        .where(c.c.status == CampaignStatus.RUNNING,
+        .where(c.c.status == CampaignStatus.RUNNING, sa.not_(c.c.by_narrowcast),  # those go by narrowcast (campaign_narrowcasts)
                sa.or_(b.c.status == BatchStatus.PENDING,
                       sa.and_(b.c.status == BatchStatus.SENDING, b.c.claimed_at < stale_before)))
         .order_by(b.c.id).limit(limit)

@@ -1310,6 +1310,17 @@ class DeliveryMethod(StrEnum):
     PUSH = "push"  # personalised content: one request per recipient
 
 
+class CampaignDelivery(StrEnum):
+    """How a campaign's identical content reaches LINE (personalised content is always pushed)."""
+
+    AUTO = "auto"  # multicast below the narrowcast threshold (a setting), narrowcast above
+    MULTICAST = "multicast"
+    NARROWCAST = "narrowcast"  # one request per variant to a LINE audience uploaded from the snapshot
+
+
+CAMPAIGN_RECURRENCE_MAX = 100
+
+
 class Campaign(SQLModel, table=True):
     """A marketer's push to a segment (a saved one, or an inline rule kept as it was when saved)."""
 
@@ -1317,6 +1328,9 @@ class Campaign(SQLModel, table=True):
     __table_args__ = (
         sa.Index("ix_campaigns_status_send_at", "status", "send_at"),
         _one_of("campaigns", "status", CampaignStatus),
+        _one_of("campaigns", "delivery", CampaignDelivery),
+        # A recurring campaign's occurrence is one run, once, whoever schedules it.
+        sa.UniqueConstraint("parent_id", "occurrence_at", name="uq_campaigns_parent_occurrence"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -1342,6 +1356,17 @@ class Campaign(SQLModel, table=True):
     # Counts of the snapshot: {"targeted": n, "control": n, "blocked": n, "opted_out": n, "capped": n, "not_on_line": n}
     audience: dict | None = Field(default=None, sa_type=JSONType)
     note: str | None = Field(default=None, sa_type=sa.Text)  # why it waits or stopped (quiet hours, quota)
+    delivery: str = Field(default=CampaignDelivery.AUTO, max_length=16)  # what the marketer asked for
+    # Resolved at the start: the snapshot goes out by narrowcast (campaign_narrowcasts), not by batches.
+    by_narrowcast: bool = False
+    # Set (with the campaign row locked) just before the first narrowcast request: from then on LINE
+    # delivers, and the campaign can no longer be paused or cancelled.
+    narrowcast_sent_at: datetime | None = _optional_time()
+    # A recurring campaign: a cron rule (minute hour day month weekday, in the shop's zone). It is a
+    # template: each occurrence starts a run, a child campaign with `parent_id` and `occurrence_at`.
+    recurrence: str | None = Field(default=None, max_length=CAMPAIGN_RECURRENCE_MAX)
+    parent_id: int | None = Field(default=None, foreign_key="campaigns.id", index=True)
+    occurrence_at: datetime | None = _optional_time()
 
 
 class CampaignVariant(SQLModel, table=True):
@@ -1657,6 +1682,8 @@ class ConsentRecord(SQLModel, table=True):
     channel: str = Field(max_length=16)
     actor: str | None = Field(default=None, max_length=100)  # "customer", a staff e-mail, a token name
     at: datetime = _created_at()
+
+
 # -- retention and breach scoping (issue 16 parts 4 and 6: storage/retention.py, storage/audit_reads.py) --
 
 
@@ -1745,6 +1772,8 @@ sa.Index("ix_interactions_delivery", Interaction.delivery_id,
          postgresql_where=sa.text("delivery_id IS NOT NULL"), sqlite_where=sa.text("delivery_id IS NOT NULL"))
 sa.Index("ix_deliveries_inbound_event", Delivery.inbound_event_id,
          postgresql_where=sa.text("inbound_event_id IS NOT NULL"), sqlite_where=sa.text("inbound_event_id IS NOT NULL"))
+
+
 # -- automation rules (IF → THEN, issue 15 section 3) -----------------------------------------
 
 AUTOMATION_NAME_MAX = 100
@@ -1916,6 +1945,8 @@ class AutomationSettings(SQLModel, table=True):
     coupon_reminder_text: str = Field(default=COUPON_REMINDER_TEXT, max_length=COUPON_REMINDER_TEXT_MAX)
     birthday_ran_on: date | None = None
     coupons_ran_on: date | None = None
+
+
 # -- data-subject requests and third-party provision records (issue 16, parts 3 and 5) -----------------
 
 DATA_REQUEST_OUTCOME_MAX = 500
@@ -1992,3 +2023,48 @@ class ProvisionRecord(SQLModel, table=True):
     recipient: str = Field(max_length=PROVISION_TEXT_MAX)
     purpose: str = Field(max_length=PROVISION_TEXT_MAX)
     data_request_id: int | None = Field(default=None, foreign_key="data_requests.id")
+
+
+# -- narrowcast delivery (issue 15 section 2) ----------------------------------------------------
+
+
+class NarrowcastState(StrEnum):
+    UPLOADING = "uploading"  # the variant's queued LINE ids go up to a LINE audience, chunk by chunk
+    WAITING = "waiting"  # all uploaded: LINE builds the audience (IN_PROGRESS until READY)
+    SENDING = "sending"  # the retry key is stored; the narrowcast request may be in flight
+    DELIVERING = "delivering"  # LINE accepted it (request id kept): its progress is polled
+    DONE = "done"  # LINE's progress said succeeded or failed; the outcome is recorded
+    CANCELLED = "cancelled"  # the campaign was cancelled before the request went
+
+
+class CampaignNarrowcast(SQLModel, table=True):
+    """One variant of a campaign sent by narrowcast: each stage a stored state, so a worker killed
+    at any point leaves the next one where to continue (the worker's tick advances it)."""
+
+    __tablename__ = "campaign_narrowcasts"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "variant_id"),
+        sa.Index("ix_campaign_narrowcasts_state", "state", "next_look_at"),
+        _one_of("campaign_narrowcasts", "state", NarrowcastState),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaigns.id")
+    variant_id: int = Field(foreign_key="campaign_variants.id")
+    state: str = Field(default=NarrowcastState.UPLOADING, max_length=16)
+    audience_group_id: int | None = Field(default=None, sa_type=sa.BigInteger)
+    uploaded_through: int = 0  # the last customer id uploaded (recipients go up in customer order)
+    uploaded: int = 0
+    retry_key: str = Field(max_length=36, unique=True)  # uuid5 of campaign + variant: stored before the attempt
+    first_attempt_at: datetime | None = _optional_time()
+    request_id: str | None = Field(default=None, max_length=64)  # LINE's, for the progress endpoint
+    duplicate: bool = False  # LINE answered 409: an earlier attempt had been accepted
+    lease_until: datetime | None = _optional_time()  # a worker works on it until then
+    next_look_at: datetime | None = _optional_time()
+    target_count: int | None = None  # LINE's progress: targeted, delivered, failed
+    success_count: int | None = None
+    failure_count: int | None = None
+    phase: str | None = Field(default=None, max_length=16)  # LINE's last phase: waiting, sending, succeeded, failed
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    audience_deleted: bool = False
+    updated_at: datetime = _created_at()
