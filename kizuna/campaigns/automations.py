@@ -359,7 +359,12 @@ async def evaluate_pending(
         if any(cause.kind == AutomationTrigger.COUPON_EXPIRING for cause in causes):
             found = await store.settings(session)
             reminder = found.coupon_reminder_text if found.coupon_reminder_enabled else None
+        # A customer who asked the shop to stop using their data (flows/data_rights.py) triggers
+        # nothing: their causes are marked evaluated without a firing.
+        stopped = await store.processing_stopped(session, {cause.customer_id for cause in causes})
         for cause in causes:
+            if cause.customer_id in stopped:
+                continue
             if cause.kind not in rules:
                 rules[cause.kind] = await store.enabled_rules(session, cause.kind)
             for rule in rules[cause.kind]:

@@ -11,10 +11,9 @@ The schedule: once a day, at `hour` in the shop's zone, by one worker of N. The 
 run's row itself: `scheduled_for` (the shop-local date) is unique, so of the workers that find
 the day's run due, one inserts the row and runs it; the others' inserts fail and they go on.
 
-Customers who left: their personal data goes through an `eraser` the run is given. The default,
-`retention.clear_personal_columns`, clears the columns of `customers` only; the data-subject
-requests' `erasure.erase_customer` (everything about a customer, everywhere) replaces it here:
-`DEFAULT_ERASER` is the one seam.
+Customers who left: their personal data goes through an `eraser` the run is given; the default is
+`erasure.erase_customer`, the data-subject erase (everything about a customer, everywhere); on
+embedded SQLite the WAL is checkpointed after a purge, as after an erase by request.
 """
 
 from __future__ import annotations
@@ -26,16 +25,24 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.storage import audit, retention
+from kizuna.storage import audit, erasure, retention
 from kizuna.storage.coupons import zone as shop_zone
 from kizuna.storage.db import transaction
 from kizuna.storage.models import RetentionRun, RetentionRunStatus, RetentionTrigger
 from kizuna.storage.retention import Eraser
+from kizuna.storage.types import utcnow
 
 log = logging.getLogger("kizuna.retention")
 
-# The seam: the lead swaps in erasure.erase_customer (same shape: session, customer id).
-DEFAULT_ERASER: Eraser = retention.clear_personal_columns
+
+
+async def erase_unfollowed(session: AsyncSession, customer_id: int) -> None:
+    """The unfollowed-customers policy's eraser: the data-subject erase (storage/erasure.py),
+    everything about the customer everywhere, as the retention purge's own act."""
+    await erasure.erase_customer(session, customer_id, actor="retention", now=utcnow())
+
+
+DEFAULT_ERASER: Eraser = erase_unfollowed
 TIME_BUDGET = timedelta(minutes=10)  # a purge stops here; the next run goes on
 RUNS_SHOWN = 20
 
@@ -84,6 +91,8 @@ async def run(
         row.counts, row.status, row.finished_at = dict(counts), status, now + timedelta(seconds=time.monotonic() - started)
         audit.record_by(session, actor, audit.Action.RETENTION_RUN, target=f"retention_run:{run_id}", dry_run=dry_run,
                         counts=counts, status=str(status))
+    if not dry_run:
+        await erasure.checkpoint(sessions.kw["bind"])  # erased and deleted values leave the SQLite WAL too
     log.info("retention %s %s: %s", "dry run" if dry_run else "purge", status,
              ", ".join(f"{key}={value}" for key, value in counts.items()) or "nothing enabled")
     async with sessions() as session:

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kizuna.storage import audit, customer_export, customers, data_requests, erasure
+from kizuna.storage import audit, audit_reads, customer_export, customers, data_requests, erasure
 from kizuna.storage import sequences as sequence_store
 from kizuna.storage.db import transaction
 from kizuna.storage.errors import Conflict, Invalid
@@ -88,8 +88,9 @@ async def export(
         data_requests.record_provision(session, data_requests.Provision(
             scope=f"customer:{customer_id}", format=format, recipient=recipient, purpose=purpose, customer_ids=(customer_id,),
         ), actor=actor.label, now=now, data_request_id=request.id)
-        audit.record(session, actor, audit.Action.EXPORT, target=f"customer:{customer_id}", format=format,
-                     data_request_id=request.id)
+        # One customer's whole record read: listed by the breach report with the other reads.
+        await audit_reads.read(session, actor, audit.Action.CUSTOMER_EXPORTED, [customer_id], target=f"customer:{customer_id}",
+                               at=now, format=format, data_request_id=request.id)
     doc["data_requests"].append(customer_export.as_dict(request))
     body = customer_export.as_zip(doc) if format == "csv" else _json(doc)
     return Exported(request, format, body, customer_export.filename(customer_id, format))

@@ -387,3 +387,12 @@ async def record_expiring(session: AsyncSession, *, within: timedelta, now: date
         ["kind", "customer_id", "value", "ref_id", "data", "depth", "status", "created_at", "dedupe_key"], rows,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"])
     return (await session.execute(statement)).rowcount or 0
+
+
+async def processing_stopped(session: AsyncSession, customer_ids: set[int]) -> set[int]:
+    """Those of `customer_ids` whose data's use is stopped at their request, or who were erased."""
+    if not customer_ids:
+        return set()
+    statement = sa.select(Customer.id).where(Customer.id.in_(customer_ids), sa.or_(
+        Customer.processing_stopped_at.is_not(None), Customer.erased_at.is_not(None)))
+    return set((await session.execute(statement)).scalars())

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import NotFound
 from .models import (
-    ApiEvent, CampaignClick, CampaignRecipient, Conversation, ConversationNote, CouponGrant, Customer, CustomerIdentity,
+    ApiEvent, AuditCustomerRead, AutomationCause, AutomationFiring, AutomationSegmentMember, CampaignClick, ConsentRecord, CampaignRecipient, Conversation, ConversationNote, CouponGrant, Customer, CustomerIdentity,
     CustomerMerge, CustomerMetrics, CustomerTag, DataRequest, Delivery, FlowState, FriendSourceAttribution, FriendSourceVisit,
     InboundEvent, Interaction, MediaContent, MergeCandidate, Order, OrderItem, ProvisionRecord, SequenceEnrolment,
     SequenceSegmentMember,
@@ -102,6 +102,12 @@ async def document(session: AsyncSession, customer_id: int, *, now: datetime) ->
             MergeCandidate.customer_id == customer_id, MergeCandidate.other_customer_id == customer_id)).order_by(MergeCandidate.id)),
         "customer_merges": await _all(session, sa.select(CustomerMerge).where(sa.or_(
             CustomerMerge.customer_id == customer_id, CustomerMerge.merged_customer_id == customer_id)).order_by(CustomerMerge.id)),
+        "consent_records": await _all(session, by_customer(ConsentRecord).order_by(ConsentRecord.id)),
+        "automation_causes": await _all(session, by_customer(AutomationCause).order_by(AutomationCause.id)),
+        "automation_firings": await _all(session, by_customer(AutomationFiring).order_by(AutomationFiring.id)),
+        "automation_segment_members": await _all(session, by_customer(AutomationSegmentMember)),
+        # Who at the shop read the record, by audit entry (the log itself names staff, not customers).
+        "reads": await _all(session, by_customer(AuditCustomerRead).order_by(AuditCustomerRead.audit_entry_id)),
         "data_requests": await _all(session, by_customer(DataRequest).order_by(DataRequest.id)),
         "provision_records": await _all(session, sa.select(ProvisionRecord).where(ProvisionRecord.scope == f"customer:{customer_id}")
                                         .order_by(ProvisionRecord.id)),
@@ -125,7 +131,8 @@ COVERED_TABLES = frozenset({
     "coupon_grants", "conversations", "conversation_notes", "deliveries", "campaign_recipients", "campaign_clicks",
     "sequence_enrolments", "sequence_segment_members", "flow_states", "api_events", "inbound_events", "media_contents",
     "friend_source_attributions", "friend_source_visits", "merge_candidates", "customer_merges", "data_requests",
-    "provision_records",
+    "provision_records", "consent_records", "automation_causes", "automation_firings", "automation_segment_members",
+    "audit_customer_reads",
 })
 
 

@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .errors import Conflict, NotFound
 from .models import (
-    ApiEvent, CampaignRecipient, CartEvent, Conversation, ConversationNote, Customer, CustomerIdentity, CustomerMerge,
+    ApiEvent, AutomationCause, AutomationFiring, AutomationSegmentMember, CampaignRecipient, CartEvent, Conversation, ConversationNote, Customer, CustomerIdentity, CustomerMerge,
     CustomerTag, Delivery, DeliveryStatus, EnrolmentStatus, ExitReason, FlowState, FriendSourceAttribution, FriendSourceVisit, InboundEvent,
     Interaction, MediaContent, MergeCandidate, Order, SequenceEnrolment, SequenceSegmentMember,
 )
@@ -180,6 +180,13 @@ async def _marketing(session: AsyncSession, erased: Erased, ids: list[int], *, n
     erased.add("sequence_segment_members", result.rowcount)
     result = await session.execute(sa.update(ApiEvent).where(ApiEvent.customer_id.in_(ids)).values(data={}))
     erased.add("api_events", result.rowcount)
+    # Automation causes hold a tag, an event's data; firings what each action did (a text sent).
+    result = await session.execute(sa.update(AutomationCause).where(AutomationCause.customer_id.in_(ids)).values(value=None, data={}))
+    erased.add("automation_causes", result.rowcount)
+    result = await session.execute(sa.update(AutomationFiring).where(AutomationFiring.customer_id.in_(ids)).values(outcomes=[]))
+    erased.add("automation_firings", result.rowcount)
+    result = await session.execute(sa.delete(AutomationSegmentMember).where(AutomationSegmentMember.customer_id.in_(ids)))
+    erased.add("automation_segment_members", result.rowcount)
     # The shop's order id and the hash of what its system sent link back to the person there.
     result = await session.execute(sa.update(Order).where(Order.customer_id.in_(ids)).values(
         external_id=sa.literal("erased-") + sa.cast(Order.id, sa.String), fingerprint="", store=None))

@@ -142,26 +142,14 @@ async def set_policy(session: AsyncSession, kind: object, *, period: object, uni
 # -- what is purged: the targets ------------------------------------------------------------
 
 # The eraser of one customer's personal data: (session, customer id) -> None, in the caller's
-# transaction. The purge is given one (campaigns/retention.py); `clear_personal_columns` below
-# is the default.
+# transaction. The purge is given one (campaigns/retention.py: the data-subject erase).
 Eraser = Callable[[AsyncSession, int], Awaitable[None]]
 
-# A customer's personal columns: what `clear_personal_columns` empties, and what tells whether
-# a customer still has personal data (an erased one has none, whoever erased them).
+# A customer's personal columns: what tells whether a customer still has personal data (an erased one has none, whoever erased them).
 PERSONAL_COLUMNS = (
     "line_user_id", "display_name", "picture_url", "status_message", "full_name", "name_kana", "birthday", "gender",
     "prefecture", "phone", "email",
 )
-
-
-async def clear_personal_columns(session: AsyncSession, customer_id: int) -> None:
-    """The default eraser: the personal columns of `customers` only, the LINE user id among them
-    (so a later follow is a new customer, not linked to this row). Orders, timeline texts,
-    identities and the rest are erasure.erase_customer's (issue 16 part 3), which replaces this."""
-    await session.execute(
-        sa.update(Customer).where(Customer.id == customer_id)
-        .values(**{name: None for name in PERSONAL_COLUMNS}, language=None, registered=False, marketing_opt_in=False)
-    )
 
 
 def _has_personal_data() -> sa.ColumnElement:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kizuna.storage import customers, tokens
 from kizuna.storage.db import transaction
-from kizuna.storage.models import AuditEntry, Customer, Interaction, SequenceEnrolment
+from kizuna.storage.models import AuditCustomerRead, AuditEntry, Customer, Interaction, SequenceEnrolment
 from kizuna.storage.types import utcnow
 from tests.campaigns.test_campaigns import befriend, campaign_texts, create, wait_for_status
 from tests.conftest import eventually
@@ -80,8 +80,11 @@ async def test_export_json_and_csv_hold_the_whole_record_and_are_recorded(kizuna
         (f"customer:{customer_id}", [customer_id], "json", "本人（開示請求）", "本人からの開示請求への回答"),
     ]
     async with kizuna.sessions() as session:
-        audit = (await session.execute(sa.select(AuditEntry).where(AuditEntry.action == "export"))).scalars().all()
+        audit = (await session.execute(sa.select(AuditEntry).where(AuditEntry.action == "customer.exported"))).scalars().all()
+        read = (await session.execute(sa.select(AuditCustomerRead.customer_id).where(
+            AuditCustomerRead.audit_entry_id.in_([entry.id for entry in audit])))).scalars().all()
     assert [entry.target for entry in audit] == [f"customer:{customer_id}"] * 2
+    assert read == [customer_id, customer_id]  # the breach report lists both exports
 
 
 async def test_a_stopped_customer_gets_no_campaign_until_resumed(kizuna):

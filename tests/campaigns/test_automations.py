@@ -194,6 +194,21 @@ async def test_a_tapped_link_adds_a_tag(kizuna):
     assert "セール興味" not in json.dumps(taro_tags, ensure_ascii=False)
 
 
+async def test_a_customer_who_asked_to_stop_the_use_of_their_data_triggers_nothing(kizuna):
+    await create_rule(kizuna, name="VIP歓迎", trigger="tag_added", trigger_value="VIP",
+                      actions=[{"type": "add_tag", "tag": "歓迎済み"}])
+    (_, stopped), (_, other) = await follower(kizuna, "停止 さん"), await follower(kizuna, "通常 さん")
+    status, _ = await kizuna.api("POST", f"/api/v1/customers/{stopped}/stop", json={"channel": "phone"})
+    assert status == 200
+    for customer_id in (stopped, other):
+        await tag(kizuna, customer_id, "VIP")
+    await settled(kizuna)
+    _, stopped_tags = await kizuna.api("GET", f"/api/v1/customers/{stopped}/tags")
+    _, other_tags = await kizuna.api("GET", f"/api/v1/customers/{other}/tags")
+    assert "歓迎済み" in json.dumps(other_tags, ensure_ascii=False)
+    assert "歓迎済み" not in json.dumps(stopped_tags, ensure_ascii=False)
+
+
 async def test_an_api_event_starts_a_sequence(kizuna):
     status, sequence = await kizuna.api("POST", "/api/v1/sequences", json={
         "name": "発送後フォロー", "trigger": "tag_added", "trigger_value": "使わないタグ",
