@@ -120,7 +120,7 @@ _ID = [id_param(StepSequence.id)]
 ENDPOINTS = [
     Endpoint("POST", "/sequences", create_sequence,
              "Create a step sequence (201): a trigger (registered, first_order, tag_added, friend_source, api_event; "
-             "segment_entered is stored but not evaluated yet), exit conditions, cancel_on event types, a send window and "
+             "segment_entered: the segment looked at every 10 minutes), exit conditions, cancel_on event types, a send window and "
              "1-20 steps of 1-5 messages ({name} personalised) with an optional coupon. 400 names the invalid field.",
              roles=MARKETING, request=sequences.SequenceCreate, response=SequenceRead, statuses=(201,)),
     Endpoint("GET", "/sequences", list_sequences, "Every step sequence with its figures", roles=MARKETING, response=SequenceList),

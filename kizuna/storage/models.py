@@ -1507,7 +1507,7 @@ class SequenceTrigger(StrEnum):
     TAG_ADDED = "tag_added"  # `trigger_value`: the tag
     FRIEND_SOURCE = "friend_source"  # `trigger_value`: the friend-add source's code
     API_EVENT = "api_event"  # `trigger_value`: the event type sent to POST /api/v1/events
-    SEGMENT_ENTERED = "segment_entered"  # `trigger_value`: the segment id (not evaluated yet: a TODO)
+    SEGMENT_ENTERED = "segment_entered"  # `trigger_value`: the segment id (looked at every 10 minutes)
 
 
 class EnrolmentStatus(StrEnum):

@@ -59,6 +59,7 @@ EXEMPT = {
     # with an offset and not in the past
     "create_campaign": ("400",),
     "create_sequence": ("400",),  # a coupon that exists; the tag rules for tag_added and tag_removed
+    "update_sequence": ("400",),  # as create_sequence
     "post_event": ("400",),  # a customer reference, each a value of its kind
     "publish_notice": ("400",),  # url an https:// address; no control characters; a one-line version label
     "audit_reads_report": ("400",),  # until after since, at most 400 days; a date-time Python reads (no leap second)
