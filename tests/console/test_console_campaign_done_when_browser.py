@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-import kizuna.bot.tracked_links
 import kizuna.console.context
 from kizuna.appkeys import SERVICES
 from kizuna.bot.keys import SESSIONS
@@ -92,7 +91,6 @@ async def test_a_coupon_campaign_scheduled_two_minutes_ahead_is_sent_tapped_rede
     shots.mkdir()
     clock = ShiftedClock()
     monkeypatch.setattr(kizuna.console.context, "utcnow", clock)
-    monkeypatch.setattr(kizuna.bot.tracked_links, "utcnow", clock)
     async with like_make_run(database_url, redis_prefix) as (base, _settings, runner):
         runner.app[SERVICES].clock = clock
         sessions = runner.app[SESSIONS]

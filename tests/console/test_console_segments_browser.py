@@ -124,8 +124,10 @@ async def test_a_marketer_builds_saves_and_exports_a_segment(database_url, redis
                 "購入したカテゴリ: 「ヘアケア」（90日以内） かつ Rスコア（最新購入）: 4以上 かつ 会員登録: はい")
             await full_shot(page, shots / "63-segment.png")
 
+            # To whom and why (a provision record, issue 16): the shop's own analysis here.
+            await page.get_by_label("提供先").fill("自社マーケティング部")
             async with page.expect_download() as download_info:
-                await page.get_by_role("link", name="CSVダウンロード").click()
+                await page.get_by_role("button", name="CSVダウンロード").click()
             download = await download_info.value
             data = Path(await download.path()).read_bytes()
             assert data.startswith(b"\xef\xbb\xbf")
