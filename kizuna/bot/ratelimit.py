@@ -7,12 +7,10 @@ theoretical arrival time (TAT) of the next request. `acquire` reserves the next 
 until it, so callers never poll and a reservation is first come, first served.
 
 - `InProcessRateLimiter`: embedded mode (no Redis); also the fallback of the shared one.
-- `RedisRateLimiter`: every worker process shares the TAT in Redis. One Lua script call (atomic,
-  one round trip, Redis's own clock so hosts' clocks need not agree) reserves consecutive slots
-  for every acquire of the process waiting on that endpoint at the time, and returns how long to
-  wait for the first: at 2,000 pushes/s a sender makes a few dozen calls a second, not 2,000. If
-  Redis goes away, it paces in-process at a share of the limit (so N workers together stay near
-  the limit) and returns to Redis when it answers again.
+- `RedisRateLimiter`: every worker process shares the TAT in Redis. One Lua script per acquire
+  (atomic, one round trip, Redis's own clock so hosts' clocks need not agree) returns how long
+  to wait. If Redis goes away, it paces in-process at a share of the limit (so N workers
+  together stay near the limit) and returns to Redis when it answers again.
 
 Why not the `limits` library: its strategies (fixed, moving, sliding window) answer "allowed
 or not" and let a whole window's worth through at once; pacing would need a second round trip
@@ -178,15 +176,15 @@ class InProcessRateLimiter:
 # -- shared by every process through Redis ----------------------------------------------------
 
 # Times are integer microseconds of Redis's clock (TIME), so every host reads the same clock.
-# KEYS[1] the endpoint's TAT, KEYS[2] its not-before time. ARGV[1] the interval in µs, ARGV[2]
-# how many consecutive slots to reserve. Returns the µs to wait before the first one.
+# KEYS[1] the endpoint's TAT, KEYS[2] its not-before time. ARGV[1] the interval in µs.
+# Returns the µs to wait before sending.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1])) or 0
 local not_before = tonumber(redis.call('GET', KEYS[2])) or 0
 local send_at = math.max(now, tat, not_before)
-local next_tat = send_at + tonumber(ARGV[1]) * tonumber(ARGV[2])
+local next_tat = send_at + tonumber(ARGV[1])
 -- Kept a second past the last reservation, then it is as good as absent.
 redis.call('SET', KEYS[1], string.format('%.0f', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1000)
 return send_at - now
@@ -247,9 +245,6 @@ class RedisRateLimiter:
         # While Redis is away: when to try it again; one caller tries, the others use the fallback.
         self._down_until: float | None = None
         self._probing = False
-        # Per endpoint: acquires waiting for the next script call, and whether one is under way.
-        self._waiting: dict[str, list[asyncio.Future]] = {}
-        self._reserving: set[str] = set()
 
     @property
     def using_redis(self) -> bool:
@@ -263,36 +258,15 @@ class RedisRateLimiter:
         return max(1, round(1_000_000 / self.limits.get(endpoint, DEFAULT_RATE)))
 
     async def acquire(self, endpoint: str) -> None:
-        if not await _paced(lambda: self._reserve(endpoint)):
-            await self.fallback.acquire(endpoint)
-
-    async def _reserve(self, endpoint: str) -> float | None:
-        """Seconds to this acquire's slot (None: Redis cannot be used now), from the next call
-        that reserves slots for every acquire of the endpoint waiting then."""
-        slot = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(endpoint, []).append(slot)
-        if endpoint not in self._reserving:
-            self._reserving.add(endpoint)
-            asyncio.get_running_loop().create_task(self._reserve_waiting(endpoint))
-        return await slot
-
-    async def _reserve_waiting(self, endpoint: str) -> None:
         tat, not_before, _ = self._keys(endpoint)
         interval_us = self._interval_us(endpoint)
-        try:
-            while waiting := self._waiting.pop(endpoint, None):
-                try:
-                    first_us = await self._shared(self._acquire_script, [tat, not_before], [interval_us, len(waiting)])
-                except BaseException as error:  # cancelled with the process: nobody waits forever
-                    for slot in waiting + self._waiting.pop(endpoint, []):
-                        if not slot.done():
-                            slot.cancel() if isinstance(error, asyncio.CancelledError) else slot.set_exception(error)
-                    raise
-                for index, slot in enumerate(waiting):
-                    if not slot.done():  # a cancelled acquire's slot goes unused
-                        slot.set_result(None if first_us is None else (first_us + index * interval_us) / 1_000_000)
-        finally:
-            self._reserving.discard(endpoint)
+
+        async def reserve() -> float | None:
+            wait_us = await self._shared(self._acquire_script, [tat, not_before], [interval_us])
+            return None if wait_us is None else wait_us / 1_000_000
+
+        if not await _paced(reserve):
+            await self.fallback.acquire(endpoint)
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
         # Recorded in-process too, so a Redis that vanishes right after still sees it honoured here.
