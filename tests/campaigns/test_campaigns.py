@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kizuna.bot.app import SERVICES
 from kizuna.storage.db import transaction
 from kizuna.storage.models import CampaignBatch, Customer
-from tests.conftest import eventually
+from tests.conftest import Kizuna, eventually, start_kizuna
 
 JST = ZoneInfo("Asia/Tokyo")
 FOLLOWERS = {"field": "followed", "op": "eq", "value": True}
@@ -277,16 +277,25 @@ async def test_a_test_send_reaches_only_the_staff_account_and_is_not_counted(kiz
     assert body["status"] == "scheduled" and body["stats"]["sent"] == 0
 
 
-async def test_a_paused_campaign_sends_no_more_batches_until_resumed(kizuna):
+async def test_a_paused_campaign_sends_no_more_batches_until_resumed(settings, emulator):
+    # LINE holds the first rounds (32 batches) for 4 s and the client waits for it (10 s): time for
+    # the pause to land, even on a loaded machine, before the senders would claim more.
+    patient = settings.model_copy(update={"line_timeout_seconds": 10.0})
+    server, token = await start_kizuna(patient, emulator)
+    try:
+        await _pause_mid_campaign(Kizuna(server=server, emulator=emulator, settings=patient, admin_token=token))
+    finally:
+        await server.close()
+
+
+async def _pause_mid_campaign(kizuna) -> None:
     # More batches than the embedded worker's senders take at once (4 rounds of 8): the rest wait.
     count = 50 * 500
     async with transaction(kizuna.sessions) as session:
         await session.execute(sa.insert(Customer), [
             {"line_user_id": "U" + uuid.uuid5(uuid.NAMESPACE_OID, str(n)).hex, "display_name": f"客{n}", "followed": True}
             for n in range(count)])
-    # LINE is slow: the first rounds (32 batches) are in flight for 1.5 s (under the client's 2 s
-    # timeout), time for the pause to land on a loaded machine before the senders would claim more.
-    kizuna.emulator.delay_next("multicast", 1.5, count=32)
+    kizuna.emulator.delay_next("multicast", 4.0, count=32)
     campaign = await create(kizuna)
     await eventually(lambda: _requests_seen(kizuna, 1), what="the first multicast")
     status, paused = await kizuna.api("POST", f"/api/v1/campaigns/{campaign['id']}/pause")
