@@ -18,7 +18,7 @@ whether consent was held at any moment (the last row of a purpose wins).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 

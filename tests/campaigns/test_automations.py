@@ -29,7 +29,6 @@ from kizuna.storage.db import create_engine, session_factory, transaction
 from kizuna.storage.models import (
     AutomationCause,
     AutomationFiring,
-    AutomationRule,
     AutomationWebhookCall,
     CouponGrant,
     Customer,
