@@ -218,3 +218,30 @@ async def kizuna_process(command: str, env: dict[str, str], log_path: Path, *, h
         # In a thread: the emulator shares this event loop and must keep answering the
         # process while it finishes its work and stops.
         await asyncio.to_thread(process.stop)
+
+
+async def two_serves_one_killed(database_url: str, emulator, redis_prefix: str, tmp_path: Path, user_ids: list[str], *,
+                                kill_after: int, what: str) -> int:
+    """Two `kizuna serve` processes (each runs the worker in-process) on one database; the first is
+    SIGKILLed once `kill_after` messages reached `user_ids`, and the other goes on until each of
+    them has one. How many had arrived at the kill (to check it came mid-way)."""
+    def arrived() -> int:
+        return sum(len(emulator.messages_to(user_id)) for user_id in user_ids)
+
+    first, second = free_port(), free_port()
+    async with kizuna_process("serve", kizuna_env(database_url, emulator.base_url, first, None, redis_prefix),
+                              tmp_path / "a.log", health_port=first) as victim, \
+            kizuna_process("serve", kizuna_env(database_url, emulator.base_url, second, None, redis_prefix),
+                           tmp_path / "b.log", health_port=second):
+        async def some_sent() -> bool:
+            return arrived() >= kill_after
+
+        await eventually(some_sent, timeout=30, what=f"the first {what} to go out")
+        victim.kill()
+        at_kill = arrived()
+
+        async def all_sent() -> bool:
+            return all(emulator.messages_to(user_id) for user_id in user_ids)
+
+        await eventually(all_sent, timeout=120, what=f"every customer's {what}")
+    return at_kill

@@ -39,7 +39,7 @@ from kizuna.storage.types import utcnow
 from tests.campaigns.test_campaigns import befriend, campaign_texts, create as create_campaign, wait_for_status
 from tests.campaigns.test_sequences import arrived, count_of, follower, move_clock
 from tests.conftest import eventually, start_kizuna
-from tests.services import free_port, kizuna_env, kizuna_process
+from tests.services import two_serves_one_killed
 
 JST = timezone(timedelta(hours=9))
 
@@ -441,22 +441,8 @@ async def test_two_processes_one_killed_mid_way_fire_each_rule_once_per_cause(da
     await engine.dispose()
     emulator.delay_next("push", 1.0, count=200)  # slow pushes: many in flight when the kill comes
 
-    first, second = free_port(), free_port()
-    async with kizuna_process("serve", kizuna_env(database_url, emulator.base_url, first, None, redis_prefix),
-                              tmp_path / "a.log", health_port=first) as victim, \
-            kizuna_process("serve", kizuna_env(database_url, emulator.base_url, second, None, redis_prefix),
-                           tmp_path / "b.log", health_port=second):
-        async def some_sent() -> bool:
-            return sum(len(emulator.messages_to(user.user_id)) for user in users) >= 20
-
-        await eventually(some_sent, timeout=30, what="the first messages to go out")
-        victim.kill()
-        at_kill = sum(len(emulator.messages_to(user.user_id)) for user in users)
-
-        async def all_sent() -> bool:
-            return all(emulator.messages_to(user.user_id) for user in users)
-
-        await eventually(all_sent, timeout=120, what="every customer's message")
+    at_kill = await two_serves_one_killed(database_url, emulator, redis_prefix, tmp_path, [user.user_id for user in users],
+                                          kill_after=20, what="messages")
     counts = [len(emulator.messages_to(user.user_id)) for user in users]
     assert counts == [1] * 200, sorted(set(counts))
     assert all(emulator.messages_to(user.user_id)[0].message["text"] == f"{user.display_name}さんへ" for user in users)
