@@ -67,6 +67,12 @@ async def test_a_campaign_reaches_every_follower_once_and_leaves_out_who_blocked
     await kizuna.emulator.send_text(quiet.user_id, "お知らせを停止する")
     await kizuna.emulator.wait_for_messages(quiet.user_id, 2)  # the follow greeting and the opt-out's answer
 
+    async def unfollow_processed() -> bool:  # (the webhook is answered before the event is processed)
+        async with kizuna.sessions() as session:
+            return (await session.execute(sa.select(Customer.blocked).where(Customer.line_user_id == blocker.user_id))).scalar_one()
+
+    await eventually(unfollow_processed, what="the unfollow processed")
+
     # A segment that does not itself say "followers": the engine leaves out who blocked anyway.
     campaign = await create(kizuna, rule={"field": "registered", "op": "eq", "value": False})
     assert campaign["status"] == "scheduled" and campaign["variants"][0]["method"] == "multicast"
