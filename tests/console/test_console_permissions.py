@@ -76,6 +76,8 @@ MATRIX: dict[tuple[str, str], frozenset[str] | str] = {
     ("GET", "/console/merges"): ADMIN_ONLY,
     # 個人情報の請求 (console/views/data_requests.py); the erase without its typed number changes nothing
     ("POST", "/console/customers/{customer_id}/data/export"): ADMIN_ONLY,
+    ("GET", "/console/customers/{customer_id}/data/correct"): ADMIN_ONLY,
+    ("POST", "/console/customers/{customer_id}/data/correct"): ADMIN_ONLY,
     ("POST", "/console/customers/{customer_id}/data/stop"): ADMIN_ONLY,
     ("POST", "/console/customers/{customer_id}/data/resume"): ADMIN_ONLY,
     ("POST", "/console/customers/{customer_id}/data/erase"): ADMIN_ONLY,
@@ -428,6 +430,8 @@ class Fixtures:
             return {"bulk_tag": "VIP", "bulk_action": "add"}
         if "/tags" in path:
             return {"tag": "VIP"}
+        if path.endswith("/data/correct"):  # a change each time (an unchanged form is refused)
+            return {"email": f"corrected{number}@example.com", "channel": "phone"}
         if path.startswith("/console/canned"):
             return {"shortcut": f"s{number}", "title": "タイトル", "text": "本文"}
         if path == "/console/account/password":
