@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -256,6 +257,16 @@ async def kizuna(settings, emulator) -> AsyncIterator[Kizuna]:
     server, token = await start_kizuna(settings, emulator)
     yield Kizuna(server=server, emulator=emulator, settings=settings, admin_token=token)
     await server.close()
+
+
+def order_history_anchor() -> datetime:
+    """The latest 21:00 UTC (06:00 in Tokyo): where tests draw a generated order history back from.
+    From the moment a test ran instead, which orders share a calendar day (a repeat purchase or
+    not, for the churn model) moved with the hour, and such tests failed at some hours only."""
+    from kizuna.storage.types import utcnow
+
+    latest = utcnow()
+    return latest.replace(hour=21, minute=0, second=0, microsecond=0) - timedelta(days=0 if latest.hour >= 21 else 1)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 10.0, what: str = "condition") -> None:

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from kizuna.storage import tokens
 from kizuna.storage.db import transaction
-from tests.conftest import Kizuna, eventually, start_kizuna
+from tests.conftest import Kizuna, eventually, order_history_anchor, start_kizuna
 
 
 def an_order(external_id: str, email: str, total: int = 5500, days_ago: int = 1) -> dict:
@@ -178,7 +178,7 @@ async def test_metric_settings_are_read_and_changed_and_rescore(kizuna):
 
 def _buyer(kind: str, n: int, rng) -> list[dict]:
     """A customer who bought every 10-40 days for a year: up to now (steady) or until 200-260 days ago (lapsed)."""
-    now = datetime.now(timezone.utc)
+    now = order_history_anchor()
     at = now - timedelta(days=rng.uniform(360, 420))
     stop = now - timedelta(days=rng.uniform(0, 10) if kind == "steady" else rng.uniform(200, 260))
     gap, usual, orders = rng.uniform(10, 40), rng.gammavariate(3, 1500) + 1000, []

@@ -19,7 +19,7 @@ from kizuna.campaigns import churn
 from kizuna.storage import orders
 from kizuna.storage.db import transaction
 from kizuna.storage.models import Customer, Order, OrderCreate
-from kizuna.storage.types import utcnow
+from tests.conftest import order_history_anchor
 from tests.console.test_console_browser import CHROMIUM, admin_page, full_shot, keep_screenshots, like_make_run
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed")
@@ -32,11 +32,7 @@ async def seed(sessions) -> None:
     """150 customers drawn from the BG/NBD story itself (first order within 400 days; while active,
     orders at a rate λ ~ Gamma(0.8, 30 days); after each one, gone for good with p ~ Beta(1, 4)),
     each with their own usual order value."""
-    # Drawn back from a fixed time of day (the latest 21:00 UTC, 06:00 in Tokyo), not from the moment
-    # the test runs: which orders share a calendar day (a repeat purchase or not) moved with the hour.
-    latest = utcnow()
-    now = latest.replace(hour=21, minute=0, second=0, microsecond=0) - timedelta(days=0 if latest.hour >= 21 else 1)
-    rng, batch, names = random.Random(29), [], {}
+    rng, now, batch, names = random.Random(29), order_history_anchor(), [], {}
     for n in range(150):
         at = now - timedelta(days=rng.uniform(0, 400))
         rate, dropout, usual = rng.gammavariate(0.8, 1 / 30), rng.betavariate(1, 4), rng.gammavariate(3, 1500) + 1000
