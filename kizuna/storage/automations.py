@@ -333,9 +333,10 @@ async def look_at_segment(session: AsyncSession, rule_id: int, segment_id: int, 
 async def settings(session: AsyncSession) -> AutomationSettings:
     found = await session.get(AutomationSettings, 1)
     if found is None:  # (the migration writes the row; a database made otherwise gets the defaults)
-        found = AutomationSettings(id=1)
-        session.add(found)
-        await session.flush()
+        # Workers starting together each find no row: one INSERT wins, the others' do nothing.
+        defaults = AutomationSettings(id=1).model_dump()
+        await session.execute(insert_on_conflict(session, AutomationSettings.__table__).values(defaults).on_conflict_do_nothing())
+        found = await session.get(AutomationSettings, 1)
     return found
 
 

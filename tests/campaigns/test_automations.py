@@ -447,3 +447,25 @@ async def test_two_processes_one_killed_mid_way_fire_each_rule_once_per_cause(da
     assert counts == [1] * 200, sorted(set(counts))
     assert all(emulator.messages_to(user.user_id)[0].message["text"] == f"{user.display_name}さんへ" for user in users)
     assert at_kill < 200, at_kill  # the kill came mid-way
+
+
+async def test_workers_starting_together_without_the_settings_row_make_it_once(database_url):
+    """The daily looks' settings row (written by the migration) missing, several workers ask for it at
+    once: one row with the defaults, no worker fails on the unique key."""
+    from kizuna.storage.models import AutomationSettings
+
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    try:
+        async with transaction(sessions) as session:
+            await session.execute(sa.delete(AutomationSettings))
+
+        async def ask() -> int:
+            async with transaction(sessions) as session:
+                return (await store.settings(session)).daily_hour
+
+        assert await asyncio.gather(*(ask() for _ in range(4))) == [9, 9, 9, 9]
+        async with sessions() as session:
+            assert (await session.execute(sa.select(sa.func.count()).select_from(AutomationSettings))).scalar_one() == 1
+    finally:
+        await engine.dispose()
