@@ -156,6 +156,11 @@ class LineClient:
         self.retry = retry
         # Paces every request, retries included; with Redis it is shared by all workers.
         self.limiter: RateLimiter = limiter if limiter is not None else InProcessRateLimiter(RATE_LIMITS)
+        # A request takes its rate-limit slot only once it can go: at most as many wait for their
+        # slot as the pool has connections. A campaign round gathers 800 pushes; when each reserved
+        # a slot first and then queued for a connection, the slots ran seconds ahead of the sends
+        # and 800 limiter calls at once starved Redis's connections (bench/campaign_send.py).
+        self._in_flight = asyncio.Semaphore(pool_size)
 
     async def close(self) -> None:
         await self._api_client.close()
@@ -317,9 +322,10 @@ class LineClient:
         async def attempt() -> T:
             nonlocal attempts
             attempts += 1
-            await self.limiter.acquire(endpoint)
             try:
-                response = await make_request()
+                async with self._in_flight:
+                    await self.limiter.acquire(endpoint)
+                    response = await make_request()
             except ApiException as exc:
                 error = _error_from(exc)
                 log.info("LINE %s -> %s request_id=%s", endpoint, error.status, error.request_id)
