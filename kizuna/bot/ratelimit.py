@@ -18,7 +18,12 @@ for the reset time plus polling, and the window burst is what LINE does not prom
 
 A 429 that is LINE's rate limit (not the monthly quota) is reported with `back_off`: every
 process then waits until a shared "not before" time (LINE's Retry-After when it sends one, else
-an exponential back-off), after which the paced slots resume from there.
+an exponential back-off), after which the paced slots resume from there. Unless the 429 is
+sporadic: LINE's limit is a token bucket, and a bucket run dry refuses most requests beyond it;
+one 429 among many accepted requests (under 10 % of this process's last second or two) says
+nothing about the pace, so only that request waits and retries (its own back-off). Pausing every
+sender for each one would make a 2 % share of stray 429s hold pushes at a few a second
+(bench/campaign_chaos.py, tests/bot/test_campaign_chaos.py).
 """
 
 from __future__ import annotations
@@ -95,6 +100,36 @@ def parse_rate_limits(text: str) -> dict[str, float]:
 
 # -- in one process ---------------------------------------------------------------------------
 
+SPORADIC_SHARE = 0.1  # 429s below this share of recent requests are strays, not the limit
+SPORADIC_MIN_REQUESTS = 50  # fewer recent requests than this: every 429 counts (a pause costs little)
+WINDOW_SECONDS = 1.0
+
+
+class _RecentRefusals:
+    """One endpoint's requests and 429s in this process, over the current and the previous
+    second: how the share of refusals is told from a rate limit reached."""
+
+    def __init__(self) -> None:
+        self._counts: dict[int, list[int]] = {}  # window number -> [requests, 429s]
+
+    def _now(self) -> list[int]:
+        window = int(time.monotonic() / WINDOW_SECONDS)
+        counts = self._counts.get(window)
+        if counts is None:
+            self._counts = {n: c for n, c in self._counts.items() if n == window - 1}
+            counts = self._counts[window] = [0, 0]
+        return counts
+
+    def requested(self) -> None:
+        self._now()[0] += 1
+
+    def refused(self) -> bool:
+        """Count a 429; True when it is a stray (sporadic) one."""
+        self._now()[1] += 1
+        requests = sum(counts[0] for counts in self._counts.values())
+        refusals = sum(counts[1] for counts in self._counts.values())
+        return requests >= SPORADIC_MIN_REQUESTS and refusals < SPORADIC_SHARE * requests
+
 # A request that wakes up this much after its slot (the event loop was busy: a stall, a starved
 # CPU) would go out in a bunch with the others that overslept, a burst LINE may refuse; it takes
 # a new slot instead, once (a loop that is always that late must still send).
@@ -153,6 +188,14 @@ class InProcessRateLimiter:
         self.share = share
         self.policy = back_off_policy
         self._states: dict[str, _Gcra] = {}
+        self._recent: dict[str, _RecentRefusals] = {}
+
+    def recent(self, endpoint: str) -> _RecentRefusals:
+        """The endpoint's recent requests and 429s in this process."""
+        recent = self._recent.get(endpoint)
+        if recent is None:
+            recent = self._recent[endpoint] = _RecentRefusals()
+        return recent
 
     def _state(self, endpoint: str) -> _Gcra:
         state = self._states.get(endpoint)
@@ -162,6 +205,7 @@ class InProcessRateLimiter:
 
     async def acquire(self, endpoint: str) -> None:
         state = self._state(endpoint)
+        self.recent(endpoint).requested()
 
         async def reserve() -> float:
             # Nothing awaited between reading and moving the slot: no lock needed under asyncio.
@@ -170,6 +214,16 @@ class InProcessRateLimiter:
         await _paced(reserve)
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
+        if self.stray(endpoint, retry_after):
+            return 0.0
+        return self.pause(endpoint, retry_after)
+
+    def stray(self, endpoint: str, retry_after: float | None) -> bool:
+        """Count a 429; True when nobody need wait for it (no Retry-After, and sporadic)."""
+        return self.recent(endpoint).refused() and retry_after is None
+
+    def pause(self, endpoint: str, retry_after: float | None) -> float:
+        """This process's senders wait: the seconds."""
         return self._state(endpoint).back_off(time.monotonic(), retry_after, self.policy)
 
 
@@ -260,6 +314,7 @@ class RedisRateLimiter:
     async def acquire(self, endpoint: str) -> None:
         tat, not_before, _ = self._keys(endpoint)
         interval_us = self._interval_us(endpoint)
+        self.fallback.recent(endpoint).requested()
 
         async def reserve() -> float | None:
             wait_us = await self._shared(self._acquire_script, [tat, not_before], [interval_us])
@@ -269,8 +324,10 @@ class RedisRateLimiter:
             await self.fallback.acquire(endpoint)
 
     async def back_off(self, endpoint: str, retry_after: float | None) -> float:
+        if self.fallback.stray(endpoint, retry_after):  # (the module's docstring): nobody else waits
+            return 0.0
         # Recorded in-process too, so a Redis that vanishes right after still sees it honoured here.
-        local = await self.fallback.back_off(endpoint, retry_after)
+        local = self.fallback.pause(endpoint, retry_after)
         _, not_before, strikes = self._keys(endpoint)
         policy = self.policy
         args = [

@@ -286,3 +286,34 @@ async def test_embedded_mode_backs_off_after_a_429_exponentially_and_honours_ret
     assert await limiter.back_off("multicast", None) == pytest.approx(0.4, abs=0.01)  # the next one doubles
     assert await limiter.back_off("multicast", 0.9) == pytest.approx(0.9, abs=0.01)  # LINE's Retry-After wins
 
+
+
+async def _stray_then_persistent_429s(limiter) -> None:
+    """200 requests go; one 429 among them pauses nobody; a run of 429s (the limit really
+    reached: over a tenth of recent requests) makes every sender wait; Retry-After always wins."""
+    for _ in range(200):
+        await limiter.acquire("push")
+    assert await limiter.back_off("push", None) == 0.0
+    began = time.monotonic()
+    await limiter.acquire("push")
+    assert time.monotonic() - began < 0.05  # nobody waited for the stray one
+    waits = [await limiter.back_off("push", None) for _ in range(25)]
+    assert waits[0] == 0.0 and waits[-1] >= 0.09, waits  # from 10 % of the requests refused: a pause
+    began = time.monotonic()
+    await limiter.acquire("push")
+    assert time.monotonic() - began >= 0.05
+    assert await limiter.back_off("push", 0.5) == pytest.approx(0.5, abs=0.05)
+
+
+async def test_a_stray_429_pauses_nobody_a_run_of_them_pauses_every_sender_in_process():
+    await _stray_then_persistent_429s(InProcessRateLimiter({"push": 2000}))
+
+
+@needs_redis_server
+async def test_a_stray_429_pauses_nobody_a_run_of_them_pauses_every_sender_through_redis(redis_prefix):
+    async with redis_server() as server:
+        redis = Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=1)
+        try:
+            await _stray_then_persistent_429s(RedisRateLimiter(redis, prefix=redis_prefix, limits={"push": 2000}))
+        finally:
+            await redis.aclose()
