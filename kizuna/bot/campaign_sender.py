@@ -23,7 +23,7 @@ from kizuna.campaigns import campaigns, links as tracked_links, messages as camp
 from kizuna.flows.coupons import coupon_flex
 from kizuna.storage import campaign_batches, coupons, faq
 from kizuna.storage.campaign_batches import Audience, ClaimedBatch, Outcome
-from kizuna.storage.db import transaction
+from kizuna.storage.db import is_unavailable, transaction
 from kizuna.storage.models import BatchStatus, Campaign, CampaignStatus, CampaignVariant, DeliveryMethod, RecipientStatus
 from kizuna.storage.types import utcnow
 
@@ -34,7 +34,10 @@ from .sender import RETRY_KEY_SAFE_AGE
 log = logging.getLogger("kizuna.campaigns")
 
 CLAIM_SIZE = 8  # batches a round: 8 multicasts = 4,000 recipients, ~40 ms of LINE's 200/s
-CLAIM_TIMEOUT = timedelta(seconds=120)  # a batch claimed longer ago belongs to a dead sender
+# A batch whose claim was not renewed for this long belongs to a dead sender. A live one renews its
+# claims every third of it while it sends, however long LINE takes; a worker killed mid-round
+# leaves its batches to the others within this (kill -9 every 2-5 s: bench/campaign_chaos.py).
+CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
 class CampaignSender:
@@ -94,7 +97,11 @@ class CampaignSender:
                     self._fixed[batch.campaign_id] = (campaign.coupon_id, campaign.aggregation_unit)
             personal = {batch.variant_id for batch in claimed if self._variants[batch.variant_id].method == DeliveryMethod.PUSH}
             audience = await campaign_batches.recipients(session, claimed, named=personal)
-        results = await asyncio.gather(*(self._send(batch, audience[batch.id]) for batch in claimed))
+        keeping = asyncio.create_task(self._keep_claims(claimed))
+        try:
+            results = await asyncio.gather(*(self._send(batch, audience[batch.id]) for batch in claimed))
+        finally:
+            keeping.cancel()
         outcomes = [outcome for outcome, _ in results]
         failures = [failure for _, batch_failures in results for failure in batch_failures]
         async with transaction(self.sessions) as session:
@@ -106,6 +113,17 @@ class CampaignSender:
                 if outcome.error and "monthly limit" in outcome.error:
                     await _pause_for_quota(session, outcome.batch.campaign_id, now=self.clock())
         return len(claimed)
+
+    async def _keep_claims(self, claimed: list[ClaimedBatch]) -> None:
+        """Renew the round's claims until it is recorded (cancelled then)."""
+        while True:
+            await asyncio.sleep(self.claim_timeout.total_seconds() / 3)
+            try:
+                async with transaction(self.sessions) as session:
+                    await campaign_batches.renew(session, claimed, now=self.clock())
+            except Exception as error:  # the round goes on; if the claims lapse, the fencing holds
+                if not is_unavailable(error):
+                    log.exception("renewing campaign batch claims failed")
 
     async def _send(self, batch: ClaimedBatch, audience: Audience) -> tuple[Outcome, list[dict]]:
         if self.clock() - batch.first_attempt_at > RETRY_KEY_SAFE_AGE:

@@ -79,9 +79,10 @@ class Settings(BaseSettings):
     # A delivery claimed this long ago by a worker that has not finished it is sent again
     # (with the same retry key); keep it above KIZUNA_LINE_TIMEOUT × 4 plus backoff.
     delivery_claim_seconds: float = Field(default=60.0, ge=1, le=3600, validation_alias="KIZUNA_DELIVERY_CLAIM_SECONDS")
-    # A campaign batch claimed longer ago belongs to a sender that died; another worker sends it again
-    # with the same retry key (LINE answers 409 if the first attempt got through).
-    campaign_claim_seconds: float = Field(default=120.0, ge=1, le=3600, validation_alias="KIZUNA_CAMPAIGN_CLAIM_SECONDS")
+    # A campaign batch whose claim was not renewed for this long belongs to a sender that died (a live
+    # one renews it every third of this); another worker sends it again with the same retry key (LINE
+    # answers 409 if the first attempt got through). Also a narrowcast stage's lease.
+    campaign_claim_seconds: float = Field(default=30.0, ge=1, le=3600, validation_alias="KIZUNA_CAMPAIGN_CLAIM_SECONDS")
     # `auto` campaigns of identical content go by narrowcast to a LINE audience from this many queued
     # recipients (one request per variant instead of one per 500), by multicast below
     narrowcast_threshold: int = Field(default=100_000, ge=50, validation_alias="KIZUNA_NARROWCAST_THRESHOLD")

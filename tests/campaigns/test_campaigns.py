@@ -318,6 +318,26 @@ async def _pause_mid_campaign(kizuna) -> None:
     assert done["stats"]["sent"] == count and _accepted(kizuna) == 50
 
 
+async def test_a_round_slower_than_the_claim_timeout_keeps_its_batch(settings, emulator):
+    """LINE takes 3 s over a multicast; the claim times out after 1 s unless renewed: the sender
+    renews it, so no other sender takes the batch over and sends it again (one request, one attempt)."""
+    quick = settings.model_copy(update={"campaign_claim_seconds": 1.0, "line_timeout_seconds": 10.0})
+    server, token = await start_kizuna(quick, emulator)
+    try:
+        kizuna = Kizuna(server=server, emulator=emulator, settings=quick, admin_token=token)
+        users = await befriend(kizuna, "花子", "太郎")
+        emulator.delay_next("multicast", 3.0, count=1)
+        campaign = await create(kizuna)
+        done = await wait_for_status(kizuna, campaign["id"], "completed")
+        async with kizuna.sessions() as session:
+            attempts = (await session.execute(sa.select(CampaignBatch.attempts).where(
+                CampaignBatch.campaign_id == campaign["id"]))).scalars().all()
+    finally:
+        await server.close()
+    assert [r.status for r in emulator.requests_to("multicast")] == [200] and attempts == [1], attempts
+    assert done["stats"]["sent"] == 2 and all(campaign_texts(kizuna, user) == ["冬のセール開催中！"] for user in users)
+
+
 def _accepted(kizuna) -> int:
     """Multicasts LINE executed (a retry of one whose answer was late gets a 409, not counted)."""
     return sum(1 for request in kizuna.emulator.requests_to("multicast") if request.status == 200)
