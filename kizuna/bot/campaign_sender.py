@@ -91,7 +91,12 @@ class CampaignSender:
                 return 0
             for batch in claimed:
                 if batch.variant_id not in self._variants:
-                    self._variants[batch.variant_id] = await session.get(CampaignVariant, batch.variant_id)
+                    variant = await session.get(CampaignVariant, batch.variant_id)
+                    # Kept across rounds, so out of this session: a rollback (PostgreSQL restarted
+                    # mid-transaction) expires the session's objects, and an expired cached variant
+                    # failed every later round of this worker (bench/campaign_chaos.py).
+                    session.expunge(variant)
+                    self._variants[batch.variant_id] = variant
                 if batch.campaign_id not in self._fixed:
                     campaign = await session.get(Campaign, batch.campaign_id)
                     self._fixed[batch.campaign_id] = (campaign.coupon_id, campaign.aggregation_unit)
