@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import random
 import secrets
 import shutil
@@ -63,8 +64,6 @@ class Scenario:
         self.kills = 0
 
     def env(self, database_url: str, redis_url: str, emulator_url: str) -> dict[str, str]:
-        import os
-
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KIZUNA_", "LINE_"))
                and k not in ("DATABASE_URL", "REDIS_URL", "HOST", "PORT")}
         return env | {
