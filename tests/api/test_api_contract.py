@@ -6,8 +6,9 @@ make the document a contract: no 5xx, only documented statuses, documented conte
 responses that match their schemas, valid requests accepted, and 405 with the right `Allow`
 for methods a path does not have.
 
-Bounded and deterministic: every operation gets at most MAX_EXAMPLES generated cases per
-phase (examples, coverage, fuzzing) from schemathesis' deterministic generation, run by one
+Bounded and deterministic: every operation gets at most MAX_EXAMPLES generated cases in the
+fuzzing phase (the only phase that number bounds, beside examples and coverage) from
+schemathesis' deterministic generation, run by one
 worker so the rows each case sees do not depend on timing (the count is printed with -s; with
 MAX_EXAMPLES 100 it was 7,616 cases for 60-odd operations, over a minute on the two-core
 development machine; at 50 and 120-odd operations, over 9 minutes on PostgreSQL with CI's other
