@@ -20,13 +20,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from argon2 import PasswordHasher
 from aiohttp.test_utils import TestServer
 
 from kizuna.bot.app import create_app
 from kizuna.bot.keys import SESSIONS
 from kizuna.bot.settings import Settings
 from kizuna.emulator import Emulator
-from kizuna.storage import tokens
+from kizuna.storage import staff as staff_store, tokens
 from kizuna.storage.db import transaction
 from kizuna.storage.migrate import upgrade
 
@@ -56,6 +57,23 @@ def pytest_configure(config) -> None:
     that. Nothing here relies on when a cycle is collected (a test that measures memory collects
     itself)."""
     gc.set_threshold(50_000, 20, 100)
+
+
+# -- staff passwords ---------------------------------------------------------------
+
+# argon2id at the product's parameters (storage/staff.py: 64 MiB, 3 passes, 4 lanes) costs about
+# 0.25 s of CPU a hash or a check, and the console tests make and log in staff by the hundred (over
+# a minute of the suite's CPU). Their subject is the console, not the cost: they get argon2id at
+# its cheapest, through the module's own HASHER, so hashing, checking and re-hashing a stored hash
+# of other parameters at login behave as in the product. A test of the parameters themselves is
+# marked `real_password_hashing` (and `kizuna` processes started by a test always hash for real).
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(request, monkeypatch) -> None:
+    if request.node.get_closest_marker("real_password_hashing") is None:
+        monkeypatch.setattr(staff_store, "HASHER", CHEAP_HASHER)
 
 
 # -- databases -------------------------------------------------------------------
