@@ -25,11 +25,16 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large
 
 
 def setup(app: web.Application, endpoints: Sequence[Endpoint]) -> None:
-    """Serve `endpoints` under /api/v1, and the OpenAPI document made from the same list."""
-    openapi = document(endpoints)
+    """Serve `endpoints` under /api/v1, and the OpenAPI document made from the same list (made at
+    its first request, then kept: pydantic's schemas take about 0.1 s of CPU, which every start of
+    the app paid, also the many that never serve the document)."""
+    endpoints = list(endpoints)
+    made: list[dict] = []
 
     async def openapi_json(request: web.Request) -> web.Response:
-        return web.json_response(openapi)
+        if not made:
+            made.append(document(endpoints))
+        return web.json_response(made[0])
 
     # The route that matched, by its path as declared (aiohttp's `canonical`) and method.
     table = {(item.full_path, item.method): item for item in endpoints}

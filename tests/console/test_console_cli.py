@@ -37,6 +37,7 @@ def password_works(staff: Staff, password: str) -> bool:
     return asyncio.run(staff_store.verify_password(staff.password_hash, password))
 
 
+@pytest.mark.real_password_hashing  # the stored hash's parameters are the product's
 def test_create_with_a_piped_password(env, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("a piped passphrase here\n"))
     assert main(["staff", "create", "--email", "Keiko@Example.com", "--role", "support", "--name", "佐藤 恵子"]) == 0
