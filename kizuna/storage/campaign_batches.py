@@ -325,20 +325,19 @@ async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: dat
     )
 
 
-async def renew(session: AsyncSession, batches: Iterable[ClaimedBatch], *, now: datetime) -> int:
+async def renew(session: AsyncSession, batches: Iterable[ClaimedBatch], *, now: datetime) -> None:
     """Keep claimed batches the sender is still sending (fenced like `finish`: a batch someone
-    else took over is left to them); the number kept."""
+    else took over is left to them)."""
     rows = [{"batch_id": batch.id, "attempt": batch.attempts} for batch in batches]
     if not rows:
-        return 0
-    result = await session.execute(
+        return
+    await session.execute(
         _batches.update()
         .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.status == BatchStatus.SENDING,
                _batches.c.attempts == sa.bindparam("attempt"))
         .values(claimed_at=now),
         rows,
     )
-    return result.rowcount
 
 
 async def complete_finished(session: AsyncSession, *, now: datetime) -> list[int]:
