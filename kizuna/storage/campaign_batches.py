@@ -306,6 +306,13 @@ class Outcome:
     error: str | None = None
 
 
+def _still_claimed() -> sa.Update:
+    """An UPDATE of each row's batch (`batch_id`) only while its claim is the one this sender made
+    (`attempt`): a batch someone else took over meanwhile is theirs."""
+    return _batches.update().where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.status == BatchStatus.SENDING,
+                                   _batches.c.attempts == sa.bindparam("attempt"))
+
+
 async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: datetime) -> None:
     """Record what happened to claimed batches, in one statement (fenced by each claim's attempt
     number: a batch someone else took over meanwhile is theirs). A batch going back to pending
@@ -316,9 +323,7 @@ async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: dat
     if not rows:
         return
     await session.execute(
-        _batches.update()
-        .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.status == BatchStatus.SENDING,
-               _batches.c.attempts == sa.bindparam("attempt"))
+        _still_claimed()
         .values(status=sa.bindparam("new_status"), last_error=sa.bindparam("error"), sent_at=sa.bindparam("sent"),
                 line_request_id=sa.bindparam("request_id"), duplicate=sa.bindparam("dup")),
         rows,
@@ -326,18 +331,10 @@ async def finish(session: AsyncSession, outcomes: Iterable[Outcome], *, now: dat
 
 
 async def renew(session: AsyncSession, batches: Iterable[ClaimedBatch], *, now: datetime) -> None:
-    """Keep claimed batches the sender is still sending (fenced like `finish`: a batch someone
-    else took over is left to them)."""
+    """Keep claimed batches the sender is still sending (fenced like `finish`)."""
     rows = [{"batch_id": batch.id, "attempt": batch.attempts} for batch in batches]
-    if not rows:
-        return
-    await session.execute(
-        _batches.update()
-        .where(_batches.c.id == sa.bindparam("batch_id"), _batches.c.status == BatchStatus.SENDING,
-               _batches.c.attempts == sa.bindparam("attempt"))
-        .values(claimed_at=now),
-        rows,
-    )
+    if rows:
+        await session.execute(_still_claimed().values(claimed_at=now), rows)
 
 
 async def complete_finished(session: AsyncSession, *, now: datetime) -> list[int]:
