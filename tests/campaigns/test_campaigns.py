@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from kizuna.bot.app import SERVICES
 from kizuna.storage.db import transaction
 from kizuna.storage.models import CampaignBatch, Customer
-from tests.conftest import Kizuna, eventually, start_kizuna
+from tests.conftest import TEST_DATABASE_URL, Kizuna, eventually, start_kizuna
 
 JST = ZoneInfo("Asia/Tokyo")
 FOLLOWERS = {"field": "followed", "op": "eq", "value": True}
@@ -368,3 +368,61 @@ async def test_the_list_shows_each_campaign_with_its_progress_newest_first(kizun
     status, page = await kizuna.api("GET", "/api/v1/campaigns")
     assert status == 200 and [item["id"] for item in page["items"]] == [second["id"], first["id"]]
     assert [(item["status"], item["targeted"], item["sent"]) for item in page["items"]] == [("scheduled", 0, 0), ("completed", 2, 2)]
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL is None, reason="kills a PostgreSQL backend (the PostgreSQL + Redis suite)")
+async def test_a_round_whose_connection_is_killed_leaves_the_sender_able_to_send(database_url, emulator):
+    """The sender's database connection is killed (pg_terminate_backend) in the middle of a claim
+    transaction, after it read the campaign's variant: the round fails and rolls back, and the next
+    round sends the campaign (a variant cached from the rolled-back transaction broke every later
+    round of that worker: bench/campaign_chaos.py, PostgreSQL restarted)."""
+    import asyncio
+
+    import asyncpg
+
+    from kizuna.bot.campaign_sender import CampaignSender
+    from kizuna.bot.line import LineClient
+    from kizuna.campaigns import campaigns
+    from kizuna.storage.db import create_engine, session_factory
+    from kizuna.storage.types import utcnow
+    from tests.conftest import ACCESS_TOKEN
+
+    user = emulator.add_user("花子", followed=True)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    line = LineClient(access_token=ACCESS_TOKEN, api_base_url=emulator.base_url, data_api_base_url=emulator.base_url, timeout=5.0)
+    admin = await asyncpg.connect(database_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with transaction(sessions) as session:
+            session.add(Customer(line_user_id=user.user_id, display_name="花子", followed=True))
+        async with transaction(sessions) as session:
+            await campaigns.create(session, name="冬", segment_id=None, rule=FOLLOWERS, send_at=None, quiet_hours=False,
+                                   frequency_cap=False, now=utcnow(),
+                                   variants=[campaigns.VariantIn(messages=[{"type": "text", "text": "{name}さん、冬のセールです"}], percent=100)])
+        async with transaction(sessions) as session:
+            assert (await campaigns.start_due(session, now=utcnow())).status == "running"
+        sender = CampaignSender(sessions=sessions, line=line, secret_key="k", public_url="http://shop")
+
+        # The round reads the variant, then waits on the customers table, locked here; its backend is killed.
+        lock = admin.transaction()
+        await lock.start()
+        await admin.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+        round_ = asyncio.create_task(sender.send_some())
+
+        async def waiting_on_the_lock() -> bool:
+            return bool(await admin.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()"))
+
+        await eventually(waiting_on_the_lock, what="the round to wait on the locked table")
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+        await lock.rollback()
+        with pytest.raises(Exception):
+            await round_
+
+        assert await sender.send_some() == 1
+        assert [m.message["text"] for m in emulator.messages_to(user.user_id) if m.via == "push"] == ["花子さん、冬のセールです"]
+    finally:
+        await admin.close()
+        await line.close()
+        await engine.dispose()
