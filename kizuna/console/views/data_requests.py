@@ -1,7 +1,7 @@
 """個人情報の請求: a customer's data-subject requests from their page (export JSON / CSV, correct
-their registered details, stop use and resume, erase with a typed confirmation), the request ledger (請求台帳) and the
-third-party provision records (第三者提供記録). Admins only; the rules are flows/data_rights.py,
-the same functions the REST API calls."""
+their registered details, stop use and resume, erase with a typed confirmation), the request
+ledger (請求台帳) and the third-party provision records (第三者提供記録). Admins only; the rules
+are flows/data_rights.py, the same functions the REST API calls."""
 
 from __future__ import annotations
 
