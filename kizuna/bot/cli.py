@@ -14,7 +14,7 @@ from aiohttp import web
 from kizuna.storage.imports import CUSTOMERS_HEADER, ORDERS_HEADER
 from kizuna.storage.roles import Role
 
-from . import demo_orders
+from . import collector, demo_orders
 from .settings import Settings, SettingsError, load_settings
 
 
@@ -210,7 +210,13 @@ def _serve(settings: Settings) -> int:
     urls += [f"  REST API:           {settings.base_url}/api/v1/openapi.json", f"  Health:             {settings.base_url}/healthz"]
     mode = "embedded (SQLite/in-process queue)" if settings.embedded else "production (ingest only; run `kizuna worker`)"
     urls.append(f"  Mode: {mode}")
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=lambda _: print("\n".join(urls), flush=True), access_log=None)
+
+    def started(_message: str) -> None:
+        collector.freeze_what_started()
+        print("\n".join(urls), flush=True)
+
+    collector.tune()
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=started, access_log=None)
     return 0
 
 
@@ -218,6 +224,7 @@ def _worker(settings: Settings) -> int:
     if settings.embedded:
         print("kizuna: setting REDIS_URL: is required for `kizuna worker` (without it `kizuna serve` runs the worker itself)", file=sys.stderr)
         return 2
+    collector.tune()
     asyncio.run(_run_worker(settings))
     return 0
 
@@ -239,6 +246,7 @@ async def _run_worker(settings: Settings) -> None:
     stopped = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
+    collector.freeze_what_started()
     logging.getLogger("kizuna.worker").info("worker started")
     try:
         waiter = asyncio.create_task(stopped.wait())

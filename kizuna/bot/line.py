@@ -185,10 +185,15 @@ class LineClient:
             request = PushMessageRequest.construct(
                 to=to, messages=[_Checked(message) for message in messages], notification_disabled=False,
                 custom_aggregation_units=[custom_aggregation_unit] if custom_aggregation_unit else None)
+            # The SDK's method validates its arguments again (pydantic's validate_arguments copies
+            # the request model: 8 % of a sender's CPU at 1,500 pushes/s, py-spy): call the method
+            # the decorator wraps, which the decorator keeps as `raw_function`.
+            send = _PUSH_UNVALIDATED
         else:
             request = PushMessageRequest.from_dict(_with_unit({"to": to, "messages": messages}, custom_aggregation_unit))
-        return await self._accepted("push", lambda: self.api.push_message_with_http_info(
-            request, x_line_retry_key=retry_key, _request_timeout=self.timeout))
+            send = type(self.api).push_message_with_http_info
+        return await self._accepted("push", lambda: send(
+            self.api, request, x_line_retry_key=retry_key, _request_timeout=self.timeout))
 
     async def multicast(
         self, to: list[str], messages: list[dict], *, retry_key: str, custom_aggregation_unit: str | None = None
@@ -349,6 +354,14 @@ class LineClient:
                 return await attempt()
             except _Retryable as exc:
                 raise _as_unavailable(exc.error) from None
+        # The first attempt outside tenacity: its loop costs ~14 % of a campaign sender's CPU per
+        # request (py-spy at 1,500 pushes/s), and most requests succeed at once. A first attempt
+        # that failed becomes the loop's first, so the policy's attempts and waits are unchanged
+        # (its time limit counts from the failure).
+        try:
+            return await attempt()
+        except _Retryable as exc:
+            first_failure: _Retryable | None = exc
         policy = self.retry
         try:
             async for try_ in AsyncRetrying(
@@ -358,6 +371,9 @@ class LineClient:
                 reraise=True,
             ):
                 with try_:
+                    if first_failure is not None:
+                        failure, first_failure = first_failure, None
+                        raise failure
                     return await attempt()
         except _Retryable as exc:
             raise _as_unavailable(exc.error) from None
@@ -721,6 +737,9 @@ def check_messages(messages: list[dict]) -> None:
     shape that is then pushed to many customers with `push(checked=True)`."""
     for message in messages:
         Message.from_dict(message)
+
+
+_PUSH_UNVALIDATED = AsyncMessagingApi.push_message_with_http_info.raw_function
 
 
 class _Checked:
