@@ -101,7 +101,8 @@ async def create_and_start(database_url: str, text: str) -> tuple[int, float, di
             campaign = await campaigns.create(
                 session, name="bench", segment_id=None, rule={"field": "followed", "op": "eq", "value": True},
                 variants=[campaigns.VariantIn(messages=[{"type": "text", "text": text}], percent=100)],
-                send_at=None, quiet_hours=False, frequency_cap=True, now=datetime.now(timezone.utc))
+                send_at=None, quiet_hours=False, frequency_cap=True, now=datetime.now(timezone.utc),
+                delivery="multicast")  # (`auto` narrowcasts from 100,000 recipients: a bench of its own)
             await session.flush()
             started = time.perf_counter()
             started_campaign = await campaigns.start_due(session, now=datetime.now(timezone.utc))
@@ -182,6 +183,9 @@ class Run:
                 batches = common.pg_fetch(dsn, "SELECT status, count(*), max(last_error) FROM campaign_batches GROUP BY status")
                 raise RuntimeError(f"the campaign did not complete in time: {state} {batches}\n{workers[0].log_tail()}")
             phase = send_phase(dsn, campaign_id)
+            if phase["sent_batches"] != phase["batches"]:
+                batches = common.pg_fetch(dsn, "SELECT status, count(*), max(last_error) FROM campaign_batches GROUP BY status")
+                raise RuntimeError(f"the campaign completed with batches not sent: {batches}\n{workers[0].log_tail()}")
             stats = admin(emulator_url, "/api/admin/stats")["requests"]
             requests = sum(count for key, count in stats.items() if key.startswith(f"{self.endpoint} "))
             refused = stats.get(f"{self.endpoint} 429", 0)

@@ -276,6 +276,7 @@ def build_worker(settings: Settings, *, services: Services, line: LineClient, ro
         concurrency=settings.worker_concurrency, sweep_interval=settings.sweep_interval_seconds,
         decile_refresh=settings.decile_refresh_seconds,
         retention_hour=settings.retention_hour, retention_look=settings.retention_look_seconds,
+        campaign_senders=settings.campaign_senders,
         campaign_sender=CampaignSender(sessions=sessions, line=line, secret_key=settings.secret_key, public_url=settings.base_url,
                                        clock=lambda: services.clock(), claim_timeout=timedelta(seconds=settings.campaign_claim_seconds),
                                        narrowcast_threshold=settings.narrowcast_threshold),

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # one renews it every third of this); another worker sends it again with the same retry key (LINE
     # answers 409 if the first attempt got through). Also a narrowcast stage's lease.
     campaign_claim_seconds: float = Field(default=30.0, ge=1, le=3600, validation_alias="KIZUNA_CAMPAIGN_CLAIM_SECONDS")
+    # Sending rounds a worker runs at once (each claims up to 8 batches): more keep more requests in
+    # flight while others wait on the database; each round takes a database connection to claim
+    # and to record (the pool holds 20).
+    campaign_senders: int = Field(default=8, ge=1, le=16, validation_alias="KIZUNA_CAMPAIGN_SENDERS")
     # `auto` campaigns of identical content go by narrowcast to a LINE audience from this many queued
     # recipients (one request per variant instead of one per 500), by multicast below
     narrowcast_threshold: int = Field(default=100_000, ge=50, validation_alias="KIZUNA_NARROWCAST_THRESHOLD")

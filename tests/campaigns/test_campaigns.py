@@ -286,7 +286,7 @@ async def test_a_test_send_reaches_only_the_staff_account_and_is_not_counted(kiz
 async def test_a_paused_campaign_sends_no_more_batches_until_resumed(settings, emulator):
     # LINE holds the first rounds (32 batches) for 4 s and the client waits for it (10 s): time for
     # the pause to land, even on a loaded machine, before the senders would claim more.
-    patient = settings.model_copy(update={"line_timeout_seconds": 10.0})
+    patient = settings.model_copy(update={"line_timeout_seconds": 10.0, "campaign_senders": 4})
     server, token = await start_kizuna(patient, emulator)
     try:
         await _pause_mid_campaign(Kizuna(server=server, emulator=emulator, settings=patient, admin_token=token))
