@@ -557,6 +557,10 @@ async def _import(settings: Settings, what: str, path: str, *, dry_run: bool, zo
 
     from .progress import import_progress
 
+    # A large file's batches are many objects alive at once: the same tuning as a long-running
+    # process (9 % of a 200,000-order import was full collections with CPython's defaults).
+    collector.tune()
+    collector.freeze_what_started()
     try:
         tz = ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
