@@ -298,7 +298,7 @@ HELD = 32  # multicasts LINE holds 4 s in the pause test: the first rounds of th
 
 
 async def _pause_mid_campaign(kizuna) -> None:
-    # More batches than the embedded worker's senders take at once (4 rounds of 8): the rest wait.
+    # More batches than the embedded worker's senders take at once (4 rounds of 8, as set above): the rest wait.
     count = 50 * 500
     async with transaction(kizuna.sessions) as session:
         await session.execute(sa.insert(Customer), [
