@@ -15,7 +15,9 @@ Anchors, in the same run:
 - "limits lifted": the emulator's and Kizuna's limits raised out of the way, so the figure is the
   engine's own ceiling (goal ≥ 3 × LINE's ceiling), with 1 and 2 workers.
 Also: 429s answered (share of requests), peak RSS per worker process (VmHWM) at each size (flat as
-the audience grows), and the snapshot's time (goal ≤ 10 s at 1M).
+the audience grows), the snapshot's time (goal ≤ 10 s at 1M), and the CPU the workers and the
+emulator spent per recipient from the start to the end with the machine's busy share (what bounds
+a lifted run on a small machine).
 
     .venv/bin/python bench/campaign_send.py                                  # 100k and 1M, LINE's limits, 2 workers
     .venv/bin/python bench/campaign_send.py --sizes 1000000 --lifted --workers 1,2
@@ -171,6 +173,11 @@ class Run:
                                        log_path=self.workdir / f"worker{index + 1}.log", ready_text="worker started")
                 stack.callback(worker.stop)
                 workers.append(worker.start())
+            # CPU from here to the campaign's end: the workers', the emulator's and the machine's
+            # (what bounds the engine once LINE's limits are lifted: docs/benchmarks.md).
+            cpu_before = [common.proc_cpu_seconds(worker.pid) or 0.0 for worker in workers]
+            emulator_cpu_before = common.proc_cpu_seconds(emulator.pid) or 0.0
+            machine_before = common.machine_cpu_seconds()
             campaign_id, snapshot_seconds, audience = asyncio.run(create_and_start(env["DATABASE_URL"], text))
             deadline = time.monotonic() + max(120.0, self.size / 5000)
             while time.monotonic() < deadline:
@@ -182,6 +189,9 @@ class Run:
                 state = common.pg_fetch(dsn, f"SELECT status, note FROM campaigns WHERE id = {campaign_id}")
                 batches = common.pg_fetch(dsn, "SELECT status, count(*), max(last_error) FROM campaign_batches GROUP BY status")
                 raise RuntimeError(f"the campaign did not complete in time: {state} {batches}\n{workers[0].log_tail()}")
+            worker_cpu = sum((common.proc_cpu_seconds(worker.pid) or 0.0) - before for worker, before in zip(workers, cpu_before))
+            emulator_cpu = (common.proc_cpu_seconds(emulator.pid) or 0.0) - emulator_cpu_before
+            busy, total = (after - before for after, before in zip(common.machine_cpu_seconds(), machine_before))
             phase = send_phase(dsn, campaign_id)
             if phase["sent_batches"] != phase["batches"]:
                 batches = common.pg_fetch(dsn, "SELECT status, count(*), max(last_error) FROM campaign_batches GROUP BY status")
@@ -197,6 +207,10 @@ class Run:
             "recipients_per_second": round(phase["recipients"] / phase["seconds"]) if phase["seconds"] else None,
             "requests": requests, "answered_429": refused,
             "share_429": round(refused / requests, 4) if requests else None, "worker_rss_peak_mb": rss,
+            # CPU from the start (snapshot) to completion, per recipient sent; the machine's busy share
+            "worker_cpu_us_per_recipient": round(worker_cpu / phase["recipients"] * 1e6, 2) if phase["recipients"] else None,
+            "emulator_cpu_us_per_recipient": round(emulator_cpu / phase["recipients"] * 1e6, 2) if phase["recipients"] else None,
+            "machine_busy": round(busy / total, 2) if total else None,
         }
 
 
@@ -222,7 +236,9 @@ def main() -> int:
                   f"snapshot {result['snapshot_seconds']:.2f} s; send {result['seconds']:.2f} s = {rate:,.0f}/s "
                   f"({rate / anchor:.2f}× LINE's ceiling of {anchor:,}/s); 429 {result['answered_429']} of {result['requests']} "
                   f"requests; worker RSS peak {', '.join(f'{mb:.0f}' for mb in result['worker_rss_peak_mb'] if mb)} MB; "
-                  f"{result['sent_batches']}/{result['batches']} batches sent, {result['duplicates']} with 409s", flush=True)
+                  f"{result['sent_batches']}/{result['batches']} batches sent, {result['duplicates']} with 409s; "
+                  f"CPU per recipient: workers {result['worker_cpu_us_per_recipient']} µs, emulator "
+                  f"{result['emulator_cpu_us_per_recipient']} µs; machine busy {result['machine_busy']:.0%}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, ensure_ascii=False))
     return 0

@@ -8,6 +8,7 @@ from kizuna.storage import tokens
 from kizuna.storage.audit import CLI
 from kizuna.storage.db import transaction
 from kizuna.storage.roles import Role
+from tests.conftest import eventually
 from tests.flows.test_registration import Chat
 
 
@@ -28,6 +29,10 @@ async def test_a_helpdesk_answers_a_waiting_customer_through_the_api(kizuna):
     chat = Chat(kizuna.emulator, user.user_id)
     await chat.say("担当者")
     await kizuna.emulator.send_text(user.user_id, "注文番号12345の件です")
+
+    async def message_recorded() -> bool:  # (the webhook's answer comes before the worker has processed it)
+        return any(row.get("text") == "注文番号12345の件です" for row in await kizuna.timeline(user.user_id))
+    await eventually(message_recorded, what="the customer's message on their timeline")
     support = await _token(kizuna, Role.SUPPORT)
 
     status, page = await kizuna.api("GET", "/api/v1/conversations?status=pending", token=support)
