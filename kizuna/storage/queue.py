@@ -180,8 +180,8 @@ class RedisQueue:
     """Production mode: stream `<prefix>:events` read by the consumer group `workers`."""
 
     GROUP = "workers"
-    # Longest wait for a stream read: short, so a stopping worker leaves quickly (an idle
-    # worker polls 5 times a second: nothing for Redis).
+    # Longest wait for a stream read (an idle worker polls 5 times a second: nothing for Redis);
+    # a stopping worker gives its read up at once.
     READ_BLOCK_MS = 200
 
     def __init__(
@@ -210,6 +210,7 @@ class RedisQueue:
         self._group_ready = False
         self._reading = asyncio.Lock()
         self._closing = asyncio.Event()
+        self._closed: asyncio.Future | None = None  # done once `wake` closed the queue (ends a read)
         # redis-py's Script runs EVALSHA and loads the script again after a restart (NOSCRIPT).
         self._add_all = redis.register_script(ADD_ALL)
         self._renew_all = redis.register_script(RENEW_ALL)
@@ -259,12 +260,7 @@ class RedisQueue:
             # NOACK: an entry is read once and never enters a pending list. A worker that
             # dies with entries in hand loses nothing: their events are still pending in
             # the database, and the sweeper queues them again.
-            # The outer bound guards against a read that never returns (the client's socket
-            # timeout should already end it).
-            async with asyncio.timeout(5 + self.READ_BLOCK_MS / 1000):
-                response = await self.redis.xreadgroup(
-                    self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=self.READ_BLOCK_MS, noack=True
-                )
+            response = await self._read_unless_closing()
         except ResponseError as error:
             if "NOGROUP" not in str(error):
                 self.health.failed(error)
@@ -286,6 +282,31 @@ class RedisQueue:
                 if fields and b"s" in fields:
                     self._buffer.put_nowait(Job(source_key=_text(fields[b"s"]), entry_id=_text(entry_id)))
 
+    async def _read_unless_closing(self) -> list | None:
+        """One blocking read, given up when the queue closes: a stopping worker then leaves at
+        once instead of after the block (tests start and stop a worker hundreds of times). A read
+        given up may have taken entries: NOACK left them nowhere else, and their events are
+        still pending in the database for the sweeper (as when a worker dies)."""
+        if self._closing.is_set():  # (woken while the group was being made)
+            return None
+        if self._closed is None:
+            self._closed = asyncio.get_running_loop().create_future()
+        read = asyncio.ensure_future(self.redis.xreadgroup(
+            self.GROUP, self.consumer, {self.stream: ">"}, count=self.read_count, block=self.READ_BLOCK_MS, noack=True))
+        try:
+            # The outer bound guards against a read that never returns (the client's socket
+            # timeout should already end it).
+            await asyncio.wait({read, self._closed}, timeout=5 + self.READ_BLOCK_MS / 1000, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not read.done():
+                read.cancel()  # redis-py drops the connection of a command cancelled mid-answer
+                await asyncio.wait({read})
+        if read.cancelled():
+            if self._closed.done():
+                return None
+            raise TimeoutError("the stream read did not return")
+        return read.result()  # its error, if it failed
+
     async def _ensure_group(self) -> None:
         if self._group_ready:
             return
@@ -298,8 +319,10 @@ class RedisQueue:
         self._group_ready = True
 
     def wake(self, consumers: int) -> None:
-        """Consumers stop reading; the one blocked in XREADGROUP returns within 0.2 s."""
+        """Consumers stop reading; the one blocked in XREADGROUP gives its read up."""
         self._closing.set()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
 
     @asynccontextmanager
     async def hold(self, job: Job) -> AsyncIterator[Lease]:

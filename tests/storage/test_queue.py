@@ -126,3 +126,17 @@ async def test_a_batch_that_stops_working_loses_its_sources(redis, redis_prefix)
             assert asyncio.get_running_loop().time() < deadline, "the stuck batch kept its sources"
             await asyncio.sleep(0.05)
         assert all(lease.lost for lease in leases.values())
+
+
+async def test_a_stopping_worker_gives_its_blocked_read_up(redis, redis_prefix):
+    """A consumer blocked on an empty stream returns as soon as the queue is woken for a stop,
+    not when its read's block ends (here 5 s); the client's other connections work on."""
+    queue = RedisQueue(redis, redis_prefix)
+    queue.READ_BLOCK_MS = 5000
+    reading = asyncio.create_task(queue.get())
+    await asyncio.sleep(0)  # (the read is under way; this is not a wait for work)
+    queue.wake(1)
+    async with asyncio.timeout(2):
+        assert await reading is None
+    await queue.put(["Uafter"])
+    assert await redis.xlen(queue.stream) == 1
