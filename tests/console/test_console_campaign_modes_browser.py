@@ -106,13 +106,10 @@ async def test_a_marketer_sets_a_recurring_rule_and_sends_by_narrowcast(database
                     assert response.status == 200
             await page.get_by_role("button", name="今すぐ配信する").click()
             await expect(page.get_by_role("heading", name="週末セール（オーディエンス配信）")).to_be_visible()
+            # The page follows by itself: the card's stages as they move, then LINE delivering.
             delivering = page.locator("[data-line-delivering]")
-            for _ in range(20):  # the page is reloaded until the worker has handed the narrowcast to LINE
-                if await delivering.count():
-                    break
-                await page.wait_for_timeout(250)
-                await page.reload()
-            await expect(delivering).to_contain_text("LINE が配信しています")
+            await expect(delivering).to_contain_text("LINE が配信しています", timeout=20_000)
+            await expect(page.locator("[data-narrowcast-count=uploaded]")).to_have_text(str(FRIENDS))
             await expect(page.get_by_role("button", name="一時停止")).to_have_count(0)
             await expect(page.get_by_role("button", name="配信を中止")).to_have_count(0)
             await full_shot(page, shots / "modes-5-campaign-narrowcast-line-delivering.png")

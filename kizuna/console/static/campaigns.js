@@ -265,6 +265,7 @@
   var status = document.querySelector("[data-status-badge]");
   var note = document.querySelector("[data-note]");
   var started = status ? status.className : "";
+  var lineDeliveringShown = progressCard.getAttribute("data-line-delivering-shown") === "yes";
 
   function set(selector, value) {
     document.querySelectorAll(selector).forEach(function (node) { node.textContent = value; });
@@ -298,8 +299,18 @@
         chart.data.datasets[0].data = [answer.sent, answer.failed, answer.undetermined, answer.control];
         chart.update();
       }
-      if (status && status.className !== started) {
-        window.location.reload();  // started, done, paused or cancelled: the page's parts and buttons follow
+      (answer.narrowcasts || []).forEach(function (stage) {  // LINE's stages and counts, as they move
+        document.querySelectorAll("[data-narrowcast]").forEach(function (facts) {
+          if (facts.getAttribute("data-narrowcast") !== stage.label) return;
+          facts.querySelector("[data-narrowcast-state]").textContent = stage.state_text;
+          facts.querySelectorAll("[data-narrowcast-count]").forEach(function (cell) {
+            var value = stage[cell.getAttribute("data-narrowcast-count")];
+            cell.textContent = value === null || value === undefined ? "—" : number(value);
+          });
+        });
+      });
+      if ((status && status.className !== started) || answer.line_delivering !== lineDeliveringShown) {
+        window.location.reload();  // started, done, paused, cancelled or handed to LINE: the page's parts and buttons follow
       } else if (answer.live) {
         window.setTimeout(poll, 1000);
       }

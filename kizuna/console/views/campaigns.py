@@ -455,10 +455,15 @@ async def _modes(ctx, session, campaign: Campaign) -> dict:
             runs.append({"campaign": run, "label": recurrence.label(run.occurrence_at or run.created_at, zone),
                          "sent": run_stats.sent, "targeted": run_stats.targeted})
     parent = await session.get(Campaign, campaign.parent_id) if campaign.parent_id else None
+    return {"next_runs": next_runs, "runs": runs, "parent": parent, "line_delivering": campaign.narrowcast_sent_at is not None,
+            "narrowcasts": await _narrowcasts(session, campaign)}
+
+
+async def _narrowcasts(session, campaign: Campaign) -> list[dict]:
+    """A narrowcast campaign's stages, one a variant, with its label."""
     narrowcasts = await campaign_narrowcasts.of_campaign(session, campaign.id) if campaign.by_narrowcast else []
     labels = {v.id: v.label for v in await campaigns.variants_of(session, campaign.id)} if narrowcasts else {}
-    return {"next_runs": next_runs, "runs": runs, "parent": parent, "line_delivering": campaign.narrowcast_sent_at is not None,
-            "narrowcasts": [{"label": labels.get(n.variant_id, "?"), "row": n} for n in narrowcasts]}
+    return [{"label": labels.get(n.variant_id, "?"), "row": n} for n in narrowcasts]
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -540,6 +545,7 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
     async with db(request) as session:
         campaign = await _campaign(request, session)
         stats = await campaigns.stats(session, campaign.id)
+        narrowcasts = await _narrowcasts(session, campaign)
     progress = _progress(stats)
     return web.json_response({
         "status": campaign.status, "status_text": ctx.t(f"campaigns.status.{campaign.status}"), "note": campaign.note,
@@ -547,6 +553,12 @@ async def campaign_progress(request: web.Request) -> web.StreamResponse:
         "progress_text": ctx.t("campaigns.progress", done=f"{progress['done']:,}", targeted=f"{progress['targeted']:,}")
         if campaign.started_at is not None else ctx.t("campaigns.progress.not_started"),
         "excluded": stats.excluded, "duplicates_avoided": stats.duplicates_avoided,
+        # A narrowcast's stages move while the campaign stays running: the page redraws its card,
+        # and reloads once LINE delivers (the buttons that no longer apply go).
+        "line_delivering": campaign.narrowcast_sent_at is not None,
+        "narrowcasts": [{"label": n["label"], "state_text": ctx.t(f"campaigns.narrowcast.state.{n['row'].state}"),
+                         **{key: getattr(n["row"], key) for key in ("uploaded", "target_count", "success_count", "failure_count")}}
+                        for n in narrowcasts],
     })
 
 
